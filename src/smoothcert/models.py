@@ -1,0 +1,324 @@
+"""Base classifiers for the certificates (Levine & Feizi 2020, appendix Tables 9-12).
+
+* :class:`MnistCNN` - the MNIST network of appendix Table 9 (Table 1 of the supplement).
+* :class:`ResNet18` - "pytorch-cifar" ResNet18 used for CIFAR-10 (3x3 stem, no max-pool).
+* :class:`ResNet50` - ImageNet ResNet50 (7x7 stride-2 stem + max-pool, Bottleneck blocks).
+
+The paper's only change to the standard networks is the number of input channels (2 for
+MNIST, 6 for RGB images: the ablated image plus the "kept" indicator channels), so every model
+takes ``in_channels``. Every model exposes ``features(x)`` (the flattened penultimate
+representation) and ``forward(x) = self.fc(self.features(x))``; outputs are logits.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+__all__ = [
+    "MODELS",
+    "MnistCNN",
+    "Normalize",
+    "ResNet18",
+    "ResNet50",
+    "build_model",
+    "count_parameters",
+]
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Normalize(nn.Module):
+    """Per-channel ``(x - mean) / std``, with ``mean`` and ``std`` stored as buffers.
+
+    Placed as a model's first layer, it lets the certificates and attacks work on inputs in
+    pixel units while the network sees standardised inputs.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        mean_t = torch.as_tensor(mean, dtype=torch.float32)
+        std_t = torch.as_tensor(std, dtype=torch.float32)
+        if mean_t.dim() != 1 or mean_t.numel() == 0 or mean_t.shape != std_t.shape:
+            raise ValueError(
+                "mean and std must be non-empty 1-D sequences of the same length, got "
+                f"shapes {tuple(mean_t.shape)} and {tuple(std_t.shape)}"
+            )
+        if not torch.isfinite(mean_t).all():
+            raise ValueError(f"mean must be finite, got {mean_t.tolist()}")
+        if not (torch.isfinite(std_t).all() and (std_t > 0).all()):
+            raise ValueError(f"std must be finite and > 0, got {std_t.tolist()}")
+        self.register_buffer("mean", mean_t.view(-1, 1, 1))
+        self.register_buffer("std", std_t.view(-1, 1, 1))
+
+    @property
+    def num_channels(self) -> int:
+        return self.mean.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 3 or x.shape[-3] != self.num_channels:
+            raise ValueError(
+                f"Normalize expects {self.num_channels} channels in dimension -3, "
+                f"got input of shape {tuple(x.shape)}"
+            )
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+class _ImageClassifier(nn.Module):
+    """Common interface: input checks, ``features`` and ``forward = fc(features(x))``."""
+
+    fc: nn.Linear
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.in_channels = _positive_int(in_channels, "in_channels")
+        self.num_classes = _positive_int(num_classes, "num_classes")
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError(
+                f"{type(self).__name__} expects a 4-D batch (N, C, H, W), "
+                f"got shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects {self.in_channels} input channels, "
+                f"got {x.shape[1]} (input shape {tuple(x.shape)})"
+            )
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Flattened penultimate representation, shape ``(N, self.fc.in_features)``."""
+        self._check_input(x)
+        return self._features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits, shape ``(N, num_classes)``."""
+        return self.fc(self.features(x))
+
+
+def _conv_out(size: int, kernel: int = 4, stride: int = 2, padding: int = 1) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class MnistCNN(_ImageClassifier):
+    """MNIST base classifier of appendix Table 9 (supplement Table 1).
+
+    Conv(in->64, 4x4, stride 2, pad 1)+ReLU, Conv(64->128, 4x4, s2, p1)+ReLU, Flatten,
+    FC 500+ReLU, FC 100+ReLU, FC ``num_classes``. The flatten size follows from
+    ``image_size`` (6272 = 128*7*7 for 28x28); ``features`` returns the 100-d ReLU output.
+    The table's final SoftMax is left out: the model returns logits.
+    """
+
+    def __init__(
+        self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (28, 28)
+    ) -> None:
+        super().__init__(in_channels, num_classes)
+        if len(image_size) != 2:
+            raise ValueError(f"image_size must be (height, width), got {image_size!r}")
+        self.image_size = (
+            _positive_int(image_size[0], "image height"),
+            _positive_int(image_size[1], "image width"),
+        )
+        out_h, out_w = (_conv_out(_conv_out(s)) for s in self.image_size)
+        if out_h < 1 or out_w < 1:
+            raise ValueError(f"MnistCNN needs images of at least 4x4, got {self.image_size}")
+        self.conv = nn.Sequential(
+            nn.Conv2d(self.in_channels, 64, kernel_size=4, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(64, 128, kernel_size=4, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Flatten(),
+        )
+        self.hidden = nn.Sequential(
+            nn.Linear(128 * out_h * out_w, 500),
+            nn.ReLU(inplace=True),
+            nn.Linear(500, 100),
+            nn.ReLU(inplace=True),
+        )
+        self.fc = nn.Linear(100, self.num_classes)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        super()._check_input(x)
+        if tuple(x.shape[2:]) != self.image_size:
+            raise ValueError(
+                f"MnistCNN was built for {self.image_size[0]}x{self.image_size[1]} images, "
+                f"got {x.shape[2]}x{x.shape[3]}"
+            )
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hidden(self.conv(x))
+
+
+def _conv_bn(in_planes: int, planes: int, kernel: int, stride: int = 1) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_planes, planes, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(planes),
+    ]
+
+
+class _ResidualBlock(nn.Module):
+    """``relu(residual(x) + shortcut(x))``; the shortcut is a 1x1 conv + BN on a shape change."""
+
+    expansion: int
+
+    def __init__(self, residual: list[nn.Module], in_planes: int, out_planes: int, stride: int):
+        super().__init__()
+        self.residual = nn.Sequential(*residual)
+        if stride != 1 or in_planes != out_planes:
+            self.shortcut: nn.Module = nn.Sequential(*_conv_bn(in_planes, out_planes, 1, stride))
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.residual(x) + self.shortcut(x))
+
+
+class BasicBlock(_ResidualBlock):
+    """Two 3x3 convolutions (ResNet18/34)."""
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        residual = [
+            *_conv_bn(in_planes, planes, 3, stride),
+            nn.ReLU(inplace=True),
+            *_conv_bn(planes, planes, 3),
+        ]
+        super().__init__(residual, in_planes, planes, stride)
+
+
+class Bottleneck(_ResidualBlock):
+    """1x1 reduce, 3x3 (carrying the stride), 1x1 expand by 4 (ResNet50 and deeper)."""
+
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        residual = [
+            *_conv_bn(in_planes, planes, 1),
+            nn.ReLU(inplace=True),
+            *_conv_bn(planes, planes, 3, stride),
+            nn.ReLU(inplace=True),
+            *_conv_bn(planes, planes * self.expansion, 1),
+        ]
+        super().__init__(residual, in_planes, planes * self.expansion, stride)
+
+
+class _ResNet(_ImageClassifier):
+    """Stem, four stages of widths 64-512 (strides 1, 2, 2, 2), global average pool, ``fc``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        stem: Callable[[int], list[nn.Module]],
+        block: type[_ResidualBlock],
+        depths: Sequence[int],
+    ) -> None:
+        super().__init__(in_channels, num_classes)
+        layers = stem(self.in_channels)
+        in_planes = 64
+        for stage, (planes, depth) in enumerate(zip((64, 128, 256, 512), depths)):
+            for i in range(depth):
+                stride = 2 if stage > 0 and i == 0 else 1
+                layers.append(block(in_planes, planes, stride))
+                in_planes = planes * block.expansion
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.body = nn.Sequential(*layers)
+        self.fc = nn.Linear(in_planes, self.num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def _cifar_stem(in_channels: int) -> list[nn.Module]:
+    return [*_conv_bn(in_channels, 64, 3), nn.ReLU(inplace=True)]
+
+
+def _imagenet_stem(in_channels: int) -> list[nn.Module]:
+    return [
+        *_conv_bn(in_channels, 64, 7, stride=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+    ]
+
+
+class ResNet18(_ResNet):
+    """CIFAR-style ResNet18 ("pytorch-cifar"): 3x3 stride-1 stem, no max-pool, BasicBlocks
+    [2, 2, 2, 2]. The CIFAR-10 base classifier of Levine & Feizi (6 input channels).
+    Accepts any image size (global average pooling); ``features`` is 512-d."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__(in_channels, num_classes, _cifar_stem, BasicBlock, (2, 2, 2, 2))
+
+
+class ResNet50(_ResNet):
+    """ImageNet ResNet50: 7x7 stride-2 stem + 3x3 max-pool, Bottleneck blocks [3, 4, 6, 3]
+    with the stride on the 3x3 conv. The ImageNet base classifier of Levine & Feizi
+    (6 input channels). Accepts any image size; ``features`` is 2048-d."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__(in_channels, num_classes, _imagenet_stem, Bottleneck, (3, 4, 6, 3))
+
+
+MODELS: dict[str, Callable[[int, int, tuple[int, int]], nn.Module]] = {
+    "mnist_cnn": MnistCNN,
+    "resnet18": lambda in_channels, num_classes, _image_size: ResNet18(in_channels, num_classes),
+    "resnet50": lambda in_channels, num_classes, _image_size: ResNet50(in_channels, num_classes),
+}
+"""Model factories ``(in_channels, num_classes, image_size) -> nn.Module`` by name."""
+
+
+def build_model(
+    name: str,
+    in_channels: int,
+    num_classes: int,
+    image_size: tuple[int, int] = (28, 28),
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> nn.Module:
+    """Build the model registered as ``name`` in :data:`MODELS`.
+
+    ``image_size`` sets MnistCNN's flatten size; the ResNets pool globally and ignore it.
+    Without ``mean``/``std`` the bare model is returned. With both, the result is
+    ``nn.Sequential(normalize=Normalize(mean, std), model=model)`` so inputs stay in pixel
+    units; reach the classifier (and its ``features``) as ``result.model``.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    model = MODELS[name](
+        _positive_int(in_channels, "in_channels"),
+        _positive_int(num_classes, "num_classes"),
+        image_size,
+    )
+    if mean is None and std is None:
+        return model
+    if mean is None or std is None:
+        raise ValueError("mean and std must be given together")
+    normalize = Normalize(mean, std)
+    if normalize.num_channels != in_channels:
+        raise ValueError(
+            f"mean/std have {normalize.num_channels} channels but in_channels is {in_channels}"
+        )
+    return nn.Sequential(OrderedDict(normalize=normalize, model=model))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameter elements (trainable or frozen; shared tensors counted once)."""
+    return sum(p.numel() for p in model.parameters())
