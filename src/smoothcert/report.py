@@ -1,0 +1,388 @@
+"""Certification logs -> the numbers and figures of Levine & Feizi (2020), "Results" section.
+
+A certify log (written by ``smoothcert certify``) is tab-separated with the header
+``idx label predict count n p_lower radius correct time``; ``predict = -1`` is an abstention and
+its radius is ``nan``.  A predict log has ``idx label predict count n correct time``.  Logs in
+Cohen et al.'s reference format (``idx label predict radius correct time``, time as ``H:MM:SS.f``,
+abstentions with radius 0) are read too.
+
+Metrics follow the paper's definitions (Results section):
+
+* *certified robustness* of an image: its radius if it is classified correctly, else N/A, which
+  counts as -inf (misclassified and abstained images alike);
+* *certified accuracy at r*: fraction of images with certified robustness >= r;
+* *median certified robustness*: the largest r whose certified accuracy is at least 0.5
+  (Table 1, Table 8);
+* *ACR* (average certified radius): the mean certified robustness with N/A counted as 0.
+
+Plots use matplotlib's object-oriented API rendered by Agg (no pyplot state); matplotlib is
+imported only when a plotting function is called.  Figures are drawn at :data:`DPI` dots per inch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DPI = 100
+"""Resolution of every saved figure; sizes below are in inches."""
+CURVE_FIGSIZE = (6.0, 4.0)
+"""Size of the certified-accuracy and Delta plots (600 x 400 pixels at :data:`DPI`)."""
+PANEL_SIZE = (1.5, 1.75)
+"""Width and height of one image panel in :func:`plot_ablated_samples`."""
+NULL_COLOUR = (0.0, 0.8, 0.0)
+"""Display colour of ablated (NULL) pixels: green, as in the paper's Figure 1."""
+
+_REQUIRED = ("idx", "label", "predict", "correct", "time")
+_INT_COLUMNS = ("idx", "label", "predict", "correct")
+
+
+@dataclass(frozen=True, eq=False)
+class RunLog:
+    """One parsed certify or predict log; arrays are read-only, one entry per image.
+
+    ``radius`` is NaN for abstentions and ``None`` for predict logs; ``time`` is in seconds.
+    """
+
+    path: Path
+    name: str
+    idx: np.ndarray
+    label: np.ndarray
+    predict: np.ndarray
+    correct: np.ndarray
+    radius: np.ndarray | None
+    time: np.ndarray
+
+
+def _seconds(text: str) -> float:
+    """Seconds from ``12.5`` or from Python's ``timedelta`` text ``0:00:12.5`` (Cohen's logs)."""
+    if ":" not in text:
+        return float(text)
+    hours, minutes, seconds = text.split(":")
+    return 3600 * int(hours) + 60 * int(minutes) + float(seconds)
+
+
+def _parse_row(row: dict[str, str], columns: Sequence[str], where: str) -> dict[str, Any]:
+    """Typed values of one log row; an abstention's radius becomes NaN (Cohen's logs write 0)."""
+    values: dict[str, Any] = {}
+    for col in columns:
+        parse = int if col in _INT_COLUMNS else _seconds if col == "time" else float
+        try:
+            values[col] = parse(row[col])
+        except ValueError:
+            raise ValueError(f"{where}: column {col!r}: cannot parse {row[col]!r}") from None
+    if values["label"] < 0 or values["predict"] < -1:
+        raise ValueError(f"{where}: negative label or predict < -1")
+    if values["correct"] != int(values["predict"] == values["label"]):
+        raise ValueError(f"{where}: correct={values['correct']} contradicts label/predict")
+    if "radius" in values:
+        if values["predict"] == -1:
+            values["radius"] = float("nan")
+        elif not (np.isfinite(values["radius"]) and values["radius"] >= 0):
+            raise ValueError(f"{where}: radius {row['radius']!r} of a prediction must be finite and >= 0")
+    return values
+
+
+def read_log(path: str | Path, name: str | None = None) -> RunLog:
+    """Parse a certify or predict log, validating every row.
+
+    Raises FileNotFoundError for a missing file and ValueError, naming the file and line, for a
+    missing column, a malformed or inconsistent row (``correct`` must equal ``predict == label``;
+    a non-abstained radius must be finite and >= 0), a duplicated ``idx`` or a log without rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"log file not found: {path}")
+    text = path.read_text()
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise ValueError(f"{path}: empty file, expected a tab-separated header line")
+    header = lines[0].split("\t")
+    missing = [c for c in _REQUIRED if c not in header]
+    if missing:
+        raise ValueError(f"{path}:1: header lacks column(s) {', '.join(missing)}; found {header}")
+    has_radius = "radius" in header
+    parsed = (*_REQUIRED, "radius") if has_radius else _REQUIRED
+    columns: dict[str, list[Any]] = {c: [] for c in (*_REQUIRED, "radius")}
+    first_line: dict[int, int] = {}
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        fields = line.split("\t")
+        if len(fields) != len(header):
+            unfinished = lineno == len(lines) and not text.endswith("\n")
+            hint = " (unfinished last line: is the run still writing?)" if unfinished else ""
+            raise ValueError(f"{where}: expected {len(header)} tab-separated fields, found {len(fields)}{hint}")
+        values = _parse_row(dict(zip(header, fields)), parsed, where)
+        if values["idx"] in first_line:
+            raise ValueError(f"{where}: duplicated idx {values['idx']} (first seen on line {first_line[values['idx']]})")
+        first_line[values["idx"]] = lineno
+        for col, value in values.items():
+            columns[col].append(value)
+    if not first_line:
+        raise ValueError(f"{path}: no data rows after the header")
+
+    def frozen(values: list[Any], dtype: Any) -> np.ndarray:
+        array = np.asarray(values, dtype=dtype)
+        array.setflags(write=False)
+        return array
+
+    return RunLog(
+        path=path,
+        name=path.stem if name is None else name,
+        idx=frozen(columns["idx"], np.int64),
+        label=frozen(columns["label"], np.int64),
+        predict=frozen(columns["predict"], np.int64),
+        correct=frozen(columns["correct"], bool),
+        radius=frozen(columns["radius"], float) if has_radius else None,
+        time=frozen(columns["time"], float),
+    )
+
+
+def _certified_robustness(radius: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """Per-image certified robustness (Results section): radius if correct, else -inf (N/A).
+
+    NaN radii (abstentions) count as N/A whatever ``correct`` says.
+    """
+    radius = np.asarray(radius, dtype=float)
+    correct = np.asarray(correct)
+    if radius.ndim != 1 or radius.shape != correct.shape or radius.size == 0:
+        raise ValueError(f"radius and correct must be equal-length non-empty 1-D arrays, got shapes "
+                         f"{radius.shape} and {correct.shape}")
+    if not np.isin(correct, (0, 1)).all():
+        raise ValueError("correct must contain only 0/1 (or booleans)")
+    answered = ~np.isnan(radius)
+    if not (np.isfinite(radius[answered]) & (radius[answered] >= 0)).all():
+        raise ValueError("radii must be finite and >= 0, or NaN for an abstention")
+    return np.where(answered & correct.astype(bool), radius, -np.inf)
+
+
+def certified_accuracy(radius: np.ndarray, correct: np.ndarray, r: float | np.ndarray) -> float | np.ndarray:
+    """Fraction of images classified correctly with radius >= r; r is a scalar or an array.
+
+    Abstentions (NaN radius) and misclassified images never count.
+    """
+    r = np.asarray(r, dtype=float)
+    if np.isnan(r).any():
+        raise ValueError("r must not be NaN")
+    robust = np.sort(_certified_robustness(radius, correct))
+    fraction = (robust.size - np.searchsorted(robust, r, side="left")) / robust.size
+    return float(fraction) if fraction.ndim == 0 else fraction
+
+
+def median_certified_robustness(radius: np.ndarray, correct: np.ndarray) -> float:
+    """The largest r whose certified accuracy is at least 0.5 (Results section, Table 1).
+
+    Only radii present in the data are candidates, since certified accuracy drops just after
+    them.  Returns -inf (the paper's "N/A") when fewer than half the images are certified at any
+    radius.  For an even count this is the upper of the two middle values, not their mean.
+    """
+    robust = _certified_robustness(radius, correct)
+    candidates = np.unique(robust[np.isfinite(robust)])
+    reached = candidates[certified_accuracy(radius, correct, candidates) >= 0.5]
+    return float(reached.max()) if reached.size else -np.inf
+
+
+def average_certified_radius(radius: np.ndarray, correct: np.ndarray) -> float:
+    """ACR: mean over images of radius * correct, abstentions and misclassifications giving 0."""
+    robust = _certified_robustness(radius, correct)
+    return float(np.where(np.isfinite(robust), robust, 0.0).mean())
+
+
+def summarize(log: RunLog, radii: Sequence[float]) -> dict[str, Any]:
+    """The numbers of one run.
+
+    Keys: ``name``, ``n``, ``accuracy`` and ``abstained`` (fractions), ``median`` (-inf = N/A),
+    ``certified_accuracy`` ({float(r): fraction}), ``acr`` and ``seconds_per_image``.  For a
+    predict log (no radii) ``median``, ``acr`` and every certified accuracy are None.
+    """
+    certify = log.radius is not None
+    at_r = (certified_accuracy(log.radius, log.correct, np.asarray(radii, dtype=float)) if certify
+            else [None] * len(radii))
+    return {
+        "name": log.name,
+        "n": int(log.idx.size),
+        "accuracy": float(log.correct.mean()),
+        "abstained": float((log.predict == -1).mean()),
+        "median": median_certified_robustness(log.radius, log.correct) if certify else None,
+        "certified_accuracy": {float(r): None if a is None else float(a) for r, a in zip(radii, at_r)},
+        "acr": average_certified_radius(log.radius, log.correct) if certify else None,
+        "seconds_per_image": float(log.time.mean()),
+    }
+
+
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.2f}%"
+
+
+def _radius_text(r: float | None) -> str:
+    if r is None:
+        return "-"
+    if r == -np.inf:
+        return "N/A"
+    return f"{r:.0f}" if float(r).is_integer() else f"{r:.3f}"
+
+
+def format_table(summaries: list[dict[str, Any]], radii: Sequence[float], markdown: bool) -> str:
+    """One row per run: accuracy (percent abstained) and median as in Table 1, then ACR,
+    certified accuracy at each radius and seconds per image.  Percentages have two decimals;
+    a median of -inf prints as "N/A", values a predict log lacks as "-".
+    """
+    header = ["run", "n", "accuracy (abstained)", "median", "ACR"]
+    header += [f"r={_radius_text(float(r))}" for r in radii] + ["s/image"]
+    rows = []
+    for s in summaries:
+        certified = []
+        for r in radii:
+            if float(r) not in s["certified_accuracy"]:
+                raise ValueError(f"summary of {s['name']!r} has no certified accuracy at r={r}; "
+                                 f"pass the same radii to summarize and format_table")
+            certified.append(_percent(s["certified_accuracy"][float(r)]))
+        rows.append([s["name"], str(s["n"]), f"{_percent(s['accuracy'])} ({_percent(s['abstained'])})",
+                     _radius_text(s["median"]), "-" if s["acr"] is None else f"{s['acr']:.3f}",
+                     *certified, f"{s['seconds_per_image']:.3f}"])
+    if markdown:
+        lines = [header, ["---"] + ["---:"] * (len(header) - 1)]
+        lines += [[row[0].replace("|", "\\|"), *row[1:]] for row in rows]
+        return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+    widths = [max(len(cells[i]) for cells in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
+
+
+def _figure(figsize: tuple[float, float]) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize, dpi=DPI, layout="constrained")
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=DPI)
+    return path
+
+
+def plot_certified_accuracy(logs: list[RunLog], path: str | Path, max_radius: float | None = None,
+                            xlabel: str = "radius (pixels, L0)") -> Path:
+    """Certified accuracy against radius, one exact step curve per run; saves a PNG.
+
+    ``max_radius`` defaults to 1.1 x the largest certified radius (1 if there is none).
+    """
+    if not logs:
+        raise ValueError("no logs to plot")
+    for log in logs:
+        if log.radius is None:
+            raise ValueError(f"{log.name!r} is a predict log: it has no radii to plot")
+    if max_radius is None:
+        largest = max(float(log.radius[log.correct].max(initial=0.0)) for log in logs)
+        max_radius = 1.1 * largest if largest > 0 else 1.0
+    if not max_radius > 0:
+        raise ValueError(f"max_radius must be > 0, got {max_radius}")
+    fig = _figure(CURVE_FIGSIZE)
+    ax = fig.add_subplot()
+    for log in logs:
+        present = np.unique(log.radius[log.correct & (log.radius < max_radius)])
+        x = np.concatenate([[0.0], present[present > 0], [max_radius]])
+        # Certified accuracy is constant on (r_i, r_{i+1}], hence "pre" steps.
+        ax.step(x, certified_accuracy(log.radius, log.correct, x), where="pre", label=log.name)
+    ax.set(xlim=(0, max_radius), ylim=(0, 1), xlabel=xlabel, ylabel="certified accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_delta(d: int, ks: Sequence[int], path: str | Path, max_rho: int = 30) -> Path:
+    """Figure 2: Theorem 1's Delta(rho) = 1 - C(d-rho, k)/C(d, k) for rho = 0..max_rho, one curve
+    per k.  The paper uses d = 784 (MNIST) and k = 5, 10, ..., 100.
+    """
+    from matplotlib import colormaps
+
+    from smoothcert.certificates import delta
+
+    if not ks:
+        raise ValueError("ks must name at least one k")
+    if max_rho < 1:
+        raise ValueError(f"max_rho must be >= 1, got {max_rho}")
+    rho = np.arange(max_rho + 1)
+    colours = colormaps["viridis"](np.linspace(0, 0.9, len(ks)))
+    fig = _figure(CURVE_FIGSIZE)
+    ax = fig.add_subplot()
+    for k, colour in zip(ks, colours):
+        ax.plot(rho, delta(rho, d, k), color=colour, label=f"k={k}")
+    ax.set(xlim=(0, max_rho), ylim=(0, 1), xlabel=r"$\rho$ ($L_0$ distance)", ylabel=r"$\Delta(\rho)$",
+           title=f"Theorem 1, d = {d}")
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside right center", fontsize="x-small", ncol=1 + (len(ks) - 1) // 12)
+    return _save(fig, path)
+
+
+def _display(image: np.ndarray) -> np.ndarray:
+    """RGB array of a display image in [0, 1] with NaN (NULL) pixels painted NULL_COLOUR."""
+    rgb = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image.astype(float)
+    null = np.isnan(rgb).any(axis=-1)
+    if ((rgb[~null] < 0) | (rgb[~null] > 1)).any():
+        raise ValueError("display images must have values in [0, 1] (NaN marks an ablated pixel)")
+    rgb = rgb.copy()
+    rgb[null] = NULL_COLOUR
+    return rgb
+
+
+def plot_ablated_samples(image: np.ndarray,
+                         samples: np.ndarray | Mapping[int, tuple[np.ndarray, np.ndarray]],
+                         labels: np.ndarray | None, path: str | Path, title: str = "") -> Path:
+    """Figure-1-style picture: the original image on top, then rows of ablated samples, each
+    titled with its base-classifier label; ablated (NaN) pixels are drawn green.
+
+    ``image`` is (H, W) or (H, W, 3) in [0, 1].  Pass one row as ``samples`` (S, *image.shape)
+    with ``labels`` (S,), or several rows as ``{k: (samples, labels)}`` with ``labels=None``
+    (each row is then marked "k = ..."). The figure is PANEL_SIZE x (columns, 1 + rows) inches.
+    """
+    image = np.asarray(image, dtype=float)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise ValueError(f"image must be (H, W) or (H, W, 3), got shape {image.shape}")
+    if isinstance(samples, Mapping):
+        if labels is not None:
+            raise ValueError("labels must be None when samples is a {k: (samples, labels)} mapping")
+        rows = dict(samples)
+    elif labels is None:
+        raise ValueError("labels are required when samples is an array")
+    else:
+        rows = {None: (samples, labels)}
+    if not rows:
+        raise ValueError("no sample rows to plot")
+    checked = {}
+    for k, (row_samples, row_labels) in rows.items():
+        row_samples, row_labels = np.asarray(row_samples, dtype=float), np.asarray(row_labels)
+        if row_samples.ndim != image.ndim + 1 or row_samples.shape[1:] != image.shape or not len(row_samples):
+            raise ValueError(f"samples must have shape (S, {', '.join(map(str, image.shape))}) with S >= 1, "
+                             f"got {row_samples.shape}")
+        if row_labels.shape != row_samples.shape[:1]:
+            raise ValueError(f"labels must have shape ({len(row_samples)},), got {row_labels.shape}")
+        checked[k] = (row_samples, row_labels)
+    ncols = max(len(s) for s, _ in checked.values())
+    fig = _figure((PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * (1 + len(checked))))
+    grid = fig.add_gridspec(1 + len(checked), ncols)
+    top = fig.add_subplot(grid[0, :])
+    top.imshow(_display(image), interpolation="nearest")
+    top.set_title("original", fontsize="small")
+    top.axis("off")
+    for row, (k, (row_samples, row_labels)) in enumerate(checked.items(), start=1):
+        for col, (sample, label) in enumerate(zip(row_samples, row_labels)):
+            ax = fig.add_subplot(grid[row, col])
+            ax.imshow(_display(sample), interpolation="nearest")
+            ax.set_title(str(label), fontsize="small")
+            ax.set(xticks=[], yticks=[])
+            if col == 0 and k is not None:
+                ax.set_ylabel(f"k = {k}", fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
