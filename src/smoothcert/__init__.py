@@ -1,0 +1,39 @@
+"""smoothcert: certified robustness of image classifiers by randomized ablation (L0, Levine &
+Feizi 2020) and randomized smoothing.
+
+The public API mirrors the ``smoothcert`` command line; see README.md.
+"""
+
+from .certificates import (
+    class_bounds,
+    clopper_pearson_lower,
+    clopper_pearson_upper,
+    delta,
+    max_certifiable_radius,
+    radius_cor1,
+    radius_cor2,
+    radius_jia,
+    radius_jia_topk,
+)
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import ImageDataset, load_dataset
+from .evaluate import run_dataset, select_indices
+from .information import mutual_information_ablation, mutual_information_lee
+from .models import MnistCNN, Normalize, ResNet18, ResNet50, build_model
+from .noise import Ablation, ablate, make_noise, sample_keep_mask
+from .paper import demo, reproduce
+from .report import read_log, summarize
+from .smooth import ABSTAIN, Certificate, SmoothedClassifier
+from .train import RECIPES, Recipe, fit, get_recipe, train_classifier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ABSTAIN", "Ablation", "Certificate", "ImageDataset", "MnistCNN", "Normalize", "RECIPES", "Recipe",
+    "ResNet18", "ResNet50", "SmoothedClassifier", "ablate", "build_model", "class_bounds",
+    "clopper_pearson_lower", "clopper_pearson_upper", "delta", "demo", "fit", "get_recipe",
+    "load_checkpoint", "load_dataset", "make_noise", "max_certifiable_radius", "mutual_information_ablation",
+    "mutual_information_lee", "radius_cor1", "radius_cor2", "radius_jia", "radius_jia_topk", "read_log",
+    "reproduce", "run_dataset", "sample_keep_mask", "save_checkpoint", "select_indices", "summarize",
+    "train_classifier",
+]

@@ -1,0 +1,445 @@
+"""L0 certificates of randomized ablation (Levine & Feizi 2020) and their confidence bounds.
+
+Theorem 1: if ``||x - x'||_0 <= rho`` then ``|p_i(x') - p_i(x)| <= Delta(rho)`` for every class,
+with ``Delta(rho) = 1 - C(d - rho, k) / C(d, k)``, where ``p_i`` is the probability that the base
+classifier returns ``i`` on an input with k of its d pixels retained.  The radii below are the
+largest integer ``rho`` satisfying Corollary 1 (Eq. 14), Corollary 2 (Eq. 17) or the
+discretised condition of Jia, Wang, Cao, Liu & Gong (ICLR 2022); abstention is a NaN radius,
+never radius 0 (radius 0 means "g(x) itself is certified").
+
+Exactness.  ``Delta`` is non-decreasing in ``rho`` and equals 1 at ``rho = d - k + 1``, so each
+radius is a vectorised binary search over the integers ``[0, d - k + 1]`` in floating point.  The
+float comparison is trusted only when its margin exceeds ``_tolerance`` (a bound on the float
+error, about 1e-9); images whose margin at the found radius or the next one is smaller are
+decided again with exact rational arithmetic (``fractions.Fraction`` of the given float bounds
+and ``math.comb``), so every returned radius is the exact answer for the given ``p`` bounds.
+
+Confidence bounds are one-sided Clopper-Pearson bounds computed with ``scipy.stats.beta``
+(as in Cohen, Rosenfeld & Kolter 2019, CERTIFY); the p bounds passed to the radius functions are
+assumed to hold with the caller's confidence ``1 - alpha``.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+from scipy.stats import beta
+
+CERTIFICATES = ("cor1", "cor2", "jia")
+"""Names accepted by :func:`certify_counts`."""
+
+_FLOAT_ERROR = 1e-9
+"""Margin below which a float decision is re-done exactly; the float error of Delta is at most
+about ``2.2e-16 * d`` (see :func:`log_binom_ratio`), far below this for image-sized d."""
+
+
+# ----------------------------------------------------------------------------- input checks
+
+
+def check_alpha(alpha: float) -> float:
+    """Return ``alpha`` as a float; ValueError unless ``0 < alpha < 1``."""
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}") from None
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    return value
+
+
+def _integer(value: object, name: str) -> int:
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _ablation_size(d: int, k: int) -> tuple[int, int]:
+    d, k = _integer(d, "d"), _integer(k, "k")
+    if not 1 <= k <= d:
+        raise ValueError(f"the ablation size needs 1 <= k <= d, got k={k} and d={d}")
+    return d, k
+
+
+def check_ablation_size(d: int, k: int) -> None:
+    """ValueError unless d and k are integers with ``1 <= k <= d`` (k pixels kept out of d)."""
+    _ablation_size(d, k)
+
+
+def _integer_array(values: object, name: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"{name} must hold integers, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array) & (array == np.round(array))):
+            raise ValueError(f"{name} must hold integers, got {values!r}")
+        array = array.astype(np.int64)
+    return array.astype(np.int64, copy=False)
+
+
+def _counts(count: object, n: object) -> tuple[np.ndarray, np.ndarray]:
+    """Integer arrays ``count`` and ``n`` broadcast together, with ``0 <= count <= n``, ``n >= 1``."""
+    c, total = np.broadcast_arrays(_integer_array(count, "count"), _integer_array(n, "n"))
+    if np.any(total < 1):
+        raise ValueError(f"the number of samples n must be >= 1, got {n!r}")
+    if np.any(c < 0):
+        raise ValueError(f"counts must be >= 0, got {count!r}")
+    if np.any(c > total):
+        raise ValueError(f"a count exceeds the number of samples n: count={count!r}, n={n!r}")
+    return c, total
+
+
+def _probability(p: object, name: str) -> np.ndarray:
+    array = np.asarray(p, dtype=float)
+    if not np.all((array >= 0.0) & (array <= 1.0)):  # also rejects NaN
+        raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+    return array
+
+
+# ----------------------------------------------------------------------------- Clopper-Pearson
+
+
+def clopper_pearson_lower(count, n, alpha):
+    """One-sided Clopper-Pearson lower bound on a binomial proportion at level ``alpha``.
+
+    ``Beta.ppf(alpha, count, n - count + 1)``; 0 when ``count == 0``.  Equals statsmodels'
+    ``proportion_confint(count, n, alpha=2 * alpha, method="beta")[0]``.  Vectorised.
+    """
+    a = check_alpha(alpha)
+    c, total = _counts(count, n)
+    lower = beta.ppf(a, np.maximum(c, 1), total - c + 1)
+    return np.where(c == 0, 0.0, lower)[()]
+
+
+def clopper_pearson_upper(count, n, alpha):
+    """One-sided Clopper-Pearson upper bound at level ``alpha``: ``Beta.ppf(1 - alpha, count + 1, n - count)``.
+
+    Computed as ``Beta.isf(alpha, ...)``, which keeps its accuracy when ``alpha`` is tiny;
+    1 when ``count == n``.  Vectorised.
+    """
+    a = check_alpha(alpha)
+    c, total = _counts(count, n)
+    upper = beta.isf(a, c + 1, np.maximum(total - c, 1))
+    return np.where(c == total, 1.0, upper)[()]
+
+
+def class_bounds(counts, alpha: float, selected=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class lower and upper bounds on ``p_i(x)`` that hold simultaneously with prob. >= 1 - alpha.
+
+    ``counts`` (..., C) are the votes per class of ``n = counts.sum(-1)`` samples.  Corollary 2
+    needs ``lower(A)`` and ``upper(B)`` for every ``B != A`` at once (its Discussion), so the
+    failure probability is split with Bonferroni's inequality:
+
+    * ``selected=None``: all 2C one-sided bounds, each at level ``alpha / (2C)``.  They hold
+      jointly, so the class A may be chosen after looking at ``counts`` (e.g. their argmax).
+    * ``selected`` (...,) class indices fixed independently of ``counts`` (Cohen et al.'s
+      separate selection samples, or the true label): only the C bounds ``lower(A)`` and
+      ``upper(B), B != A`` are needed, each at level ``alpha / C``; the unused entries are the
+      trivially valid ``lower(B) = 0`` and ``upper(A) = 1``.
+    """
+    counts = _integer_array(counts, "counts")
+    if counts.ndim < 1 or counts.shape[-1] < 1:
+        raise ValueError(f"counts must have shape (..., C) with C >= 1 classes, got shape {counts.shape}")
+    a = check_alpha(alpha)
+    classes = counts.shape[-1]
+    n = counts.sum(-1, keepdims=True)
+    if selected is None:
+        level = a / (2 * classes)
+        return clopper_pearson_lower(counts, n, level), clopper_pearson_upper(counts, n, level)
+    is_selected = np.arange(classes) == _class_index(selected, counts.shape)[..., None]
+    level = a / classes
+    lower = np.where(is_selected, clopper_pearson_lower(counts, n, level), 0.0)
+    upper = np.where(is_selected, 1.0, clopper_pearson_upper(counts, n, level))
+    return lower, upper
+
+
+def _class_index(selected: object, counts_shape: tuple[int, ...]) -> np.ndarray:
+    index = _integer_array(selected, "selected")
+    if np.any((index < 0) | (index >= counts_shape[-1])):
+        raise ValueError(f"selected must be class indices in [0, {counts_shape[-1]}), got {selected!r}")
+    try:
+        return np.broadcast_to(index, counts_shape[:-1])
+    except ValueError:
+        raise ValueError(f"selected of shape {index.shape} does not match counts of shape {counts_shape}") from None
+
+
+# ----------------------------------------------------------------------------- Theorem 1
+
+
+def _rho(rho: object, d: int) -> np.ndarray:
+    array = _integer_array(rho, "rho")
+    if np.any((array < 0) | (array > d)):
+        raise ValueError(f"rho must be an integer L0 distance in [0, d={d}], got {rho!r}")
+    return array
+
+
+def _log_ratio_table(d: int, k: int, rho_max: int) -> np.ndarray:
+    """``log(C(d - rho, k) / C(d, k))`` for ``rho = 0..rho_max``: cumulative sums of
+    ``log1p(-k / (d - j))``, because ``C(d-rho, k) / C(d, k) = prod_{j<rho} (d-k-j) / (d-j)``."""
+    table = np.full(rho_max + 1, -np.inf)
+    j = np.arange(min(rho_max, d - k + 1))
+    with np.errstate(divide="ignore"):  # the factor with j = d - k is 0
+        table[1 : j.size + 1] = np.cumsum(np.log1p(-k / (d - j)))
+    table[0] = 0.0
+    return table
+
+
+def log_binom_ratio(rho, d: int, k: int):
+    """``log(C(d - rho, k) / C(d, k))`` (Theorem 1); ``-inf`` where ``d - rho < k``.
+
+    Computed as ``sum_{j < rho} log1p(-k / (d - j))`` (the ratio is a product of rho factors
+    ``(d-k-j)/(d-j)``).  Each term is accurate to a relative 1e-16 and a running sum of rho
+    terms errs by at most about ``1.1e-16 * rho * |result|``; where the result matters for a
+    certificate (ratio >= 1/2, |result| <= 0.7) that is below 1e-11 even at ImageNet's d = 50176.
+    The lgamma form ``lgamma(d-rho+1) - lgamma(d-rho-k+1) - ...`` cancels terms of size
+    ``d log d`` (about 5e5 there) and loses about 1e-10, so it is not used.
+    """
+    d, k = _ablation_size(d, k)
+    rho = _rho(rho, d)
+    return _log_ratio_table(d, k, int(rho.max(initial=0)))[rho][()]
+
+
+def delta(rho, d: int, k: int):
+    """Theorem 1, Eq. 4: ``Delta(rho) = 1 - C(d - rho, k) / C(d, k)``; vectorised over ``rho``."""
+    return (0.0 - np.expm1(log_binom_ratio(rho, d, k)))[()]  # 0.0 - : no -0.0 at rho = 0
+
+
+@lru_cache(maxsize=4096)
+def _comb(n: int, k: int) -> int:
+    return math.comb(n, k)
+
+
+def _exact_delta(d: int, k: int, rho: int) -> Fraction:
+    return 1 - Fraction(_comb(d - rho, k), _comb(d, k))
+
+
+# ----------------------------------------------------------------------------- radius search
+
+
+def _tolerance(d: int, k: int, discretised: bool) -> float:
+    """Bound on |float margin - exact margin|: float error of Delta, plus 2/N for Jia et al.'s
+    rounding of the p bounds to multiples of 1/N, N = C(d, k) (the float margin skips it)."""
+    return _FLOAT_ERROR + 1e-15 * d + (2 / _comb(d, k) if discretised else 0.0)
+
+
+def _largest_rho(
+    margin: Callable[[np.ndarray], np.ndarray],
+    exact: Callable[[int, Fraction], bool],
+    shape: tuple[int, ...],
+    d: int,
+    k: int,
+    discretised: bool = False,
+) -> np.ndarray:
+    """Largest integer rho in [0, d - k] whose condition holds, NaN where even rho = 0 fails.
+
+    ``margin(Delta)`` is the float margin of the condition for every image (> 0: certified) with
+    ``Delta`` of shape ``shape``; ``exact(i, Delta)`` decides it exactly for image i of the
+    flattened inputs.  Both must be non-increasing in Delta.
+    """
+    top = d - k + 1  # Delta(top) = 1: no condition holds there
+    deltas = -np.expm1(_log_ratio_table(d, k, top))
+    lo = np.full(shape, -1, dtype=np.int64)  # largest rho known to hold (-1: none)
+    hi = np.full(shape, top, dtype=np.int64)  # smallest rho known to fail
+    while np.any(open_ := hi - lo > 1):
+        mid = (lo + hi) // 2
+        holds = margin(deltas[mid]) > 0
+        lo = np.where(open_ & holds, mid, lo)
+        hi = np.where(open_ & ~holds, mid, hi)
+
+    tol = _tolerance(d, k, discretised)
+    near = np.abs(margin(deltas[np.maximum(lo, 0)])) < tol
+    near &= lo >= 0
+    near |= np.abs(margin(deltas[lo + 1])) < tol
+    radius = lo.ravel()
+    for i in np.flatnonzero(near.ravel()):
+        rho = int(radius[i])  # the exact condition is monotone too: walk from the float answer
+        if rho >= 0 and not exact(i, _exact_delta(d, k, rho)):
+            rho -= 1
+            while rho >= 0 and not exact(i, _exact_delta(d, k, rho)):
+                rho -= 1
+        else:
+            while rho + 1 < top and exact(i, _exact_delta(d, k, rho + 1)):
+                rho += 1
+        radius[i] = rho
+    radius = radius.reshape(shape)
+    return np.where(radius >= 0, radius, np.nan)[()]
+
+
+def radius_cor1(p_lower, d: int, k: int):
+    """Corollary 1 (Eq. 14): the largest rho with ``p_lower - Delta(rho) > 0.5``.
+
+    NaN (abstain) where ``p_lower <= 0.5``; radius 0 means only x itself is certified.
+    """
+    d, k = _ablation_size(d, k)
+    p = _probability(p_lower, "p_lower")
+    flat = p.ravel()
+    half = Fraction(1, 2)
+    return _largest_rho(
+        lambda dlt: p - dlt - 0.5,
+        lambda i, dlt: Fraction(float(flat[i])) - dlt > half,
+        p.shape,
+        d,
+        k,
+    )
+
+
+def radius_cor2(p_lower_a, p_upper_b, d: int, k: int):
+    """Corollary 2 (Eq. 17): the largest rho with ``p_lower_a - Delta > p_upper_b + Delta``.
+
+    ``p_upper_b`` is the largest upper bound over the classes B != A; the bounds must hold
+    simultaneously (see :func:`class_bounds`).  NaN where no rho >= 0 qualifies.
+    """
+    d, k = _ablation_size(d, k)
+    pa, pb = np.broadcast_arrays(_probability(p_lower_a, "p_lower_a"), _probability(p_upper_b, "p_upper_b"))
+    fa, fb = pa.ravel(), pb.ravel()
+    return _largest_rho(
+        lambda dlt: pa - pb - 2 * dlt,
+        lambda i, dlt: Fraction(float(fa[i])) - Fraction(float(fb[i])) > 2 * dlt,
+        pa.shape,
+        d,
+        k,
+    )
+
+
+def _round_up(p: float, n: int) -> int:
+    """``ceil(p * N)``: p_i(x) is a multiple of 1/N, so ``p >= p_lower`` implies ``p >= ceil(p_lower N)/N``."""
+    return math.ceil(Fraction(p) * n)
+
+
+def _round_down(p: float, n: int) -> int:
+    return math.floor(Fraction(p) * n)
+
+
+def radius_jia(p_lower_a, p_upper_b, d: int, k: int):
+    """Jia et al. (ICLR 2022) top-1 certificate: the largest rho with ``p'_A - Delta > p'_B + Delta``.
+
+    ``p'_A = ceil(p_lower_a N) / N`` and ``p'_B = floor(min(p_upper_b, 1 - p_lower_a) N) / N``
+    with ``N = C(d, k)``: every ``p_i(x)`` is a count of k-subsets over N, and ``p_B <= 1 - p_A``.
+    Equals :func:`radius_jia_topk` with ``top=1``.  NaN where no rho >= 0 qualifies.
+    """
+    d, k = _ablation_size(d, k)
+    pa, pb = np.broadcast_arrays(_probability(p_lower_a, "p_lower_a"), _probability(p_upper_b, "p_upper_b"))
+    return radius_jia_topk(pa, pb[..., None], d, k, top=1)
+
+
+def radius_jia_topk(p_lower_label, p_upper_others, d: int, k: int, top: int):
+    """Largest rho for which the label provably stays among the ``top`` classes of g (Jia et al. 2022).
+
+    ``p_lower_label`` (...,) bounds p_l(x) from below; ``p_upper_others`` (..., m) bounds from
+    above every other class (m >= top), all simultaneously.  With ``N = C(d, k)``,
+    ``p'_l = ceil(p_lower_label N)/N``, the others' bounds rounded down to multiples of 1/N and
+    sorted ``p'_1 >= p'_2 >= ...``, and ``S_t = min(sum_{j=top-t+1}^{top} p'_j, 1 - p'_l)``,
+    rho is certified iff for some ``t`` in ``1..top``::
+
+        p'_l - Delta(rho) > (S_t + Delta(rho)) / t.
+
+    Proof (the structure of Jia et al.'s Theorem 1).  Let E be the event that the retained set
+    meets the rho changed pixels, ``P(E) <= Delta`` (Theorem 1).  Off E the ablated inputs of x and
+    x' coincide, so ``p_l(x') >= p_l(x) - Delta`` and, for any set U of other classes,
+    ``sum_U p_j(x') <= sum_U p_j(x) + P(E) <= sum_U p_j(x) + Delta``: the t classes share one
+    Delta.  If l left the top ``top`` classes, some ``top`` classes would each have
+    ``p_j(x') >= p_l(x')``; the t of them with the smallest upper bounds have bounds summing to
+    at most ``sum_{j=top-t+1}^{top} p'_j``, and their true sum is also at most ``1 - p_l(x)``;
+    so ``t (p_l(x) - Delta) <= S_t + Delta`` for every t, contradicting the condition.
+    For ``top=1`` this is ``p'_l - Delta > min(p'_1, 1 - p'_l) + Delta`` (:func:`radius_jia`).
+    """
+    d, k = _ablation_size(d, k)
+    top = _integer(top, "top")
+    pl = _probability(p_lower_label, "p_lower_label")
+    others = _probability(p_upper_others, "p_upper_others")
+    if others.ndim < 1 or not 1 <= top <= others.shape[-1]:
+        raise ValueError(
+            f"top must be in [1, number of other classes]; got top={top} with p_upper_others of shape {others.shape}"
+        )
+    try:
+        shape = np.broadcast_shapes(pl.shape, others.shape[:-1])
+    except ValueError:
+        raise ValueError(
+            f"p_lower_label of shape {pl.shape} does not match p_upper_others of shape {others.shape}"
+        ) from None
+    pl = np.broadcast_to(pl, shape)
+    largest = -np.sort(-np.broadcast_to(others, (*shape, others.shape[-1])), axis=-1)[..., :top]
+    t = np.arange(1, top + 1)
+    sums = np.minimum(np.cumsum(largest[..., ::-1], axis=-1), (1 - pl)[..., None])  # S_t, t = 1..top
+
+    def margin(dlt: np.ndarray) -> np.ndarray:
+        return np.max((t * pl[..., None] - sums - (t + 1) * dlt[..., None]) / (t + 1), axis=-1)
+
+    n = _comb(d, k)
+    flat_l, flat_o = pl.reshape(-1), largest.reshape(-1, top)
+
+    def exact(i: int, dlt: Fraction) -> bool:
+        label = _round_up(float(flat_l[i]), n)
+        partial = 0
+        for count, bound in enumerate(flat_o[i, ::-1], start=1):
+            partial += _round_down(float(bound), n)
+            if count * label - min(partial, n - label) > (count + 1) * dlt * n:
+                return True
+        return False
+
+    return _largest_rho(margin, exact, shape, d, k, discretised=True)
+
+
+def max_certifiable_radius(n: int, alpha: float, d: int, k: int):
+    """Largest radius Corollary 1 can give with n samples: ``radius_cor1(alpha ** (1/n))``.
+
+    ``alpha ** (1/n)`` is the Clopper-Pearson lower bound when all n votes go to one class
+    (Beta(n, 1) has CDF ``x ** n``), so no image can be certified beyond this.
+    """
+    n = _integer(n, "n")
+    if n < 1:
+        raise ValueError(f"the number of samples n must be >= 1, got {n}")
+    return radius_cor1(check_alpha(alpha) ** (1.0 / n), d, k)
+
+
+# ----------------------------------------------------------------------------- convenience
+
+
+def certify_counts(counts, n, alpha: float, d: int, k: int, certificate: str = "cor1", selected=None):
+    """Certify images from their vote counts: returns ``(predict, p_lower, radius)``.
+
+    ``counts`` (..., C): votes per class of the n estimation samples of each image (each row
+    must sum to n).  ``selected`` (...,): the class to certify for each image, chosen
+    independently of ``counts`` (Cohen et al.'s CERTIFY picks it from separate selection
+    samples); ``None`` certifies the argmax of ``counts`` with bounds made simultaneous over
+    classes so that the data-dependent choice stays valid.
+
+    * ``"cor1"`` (Corollary 1): ``p_lower`` is the Clopper-Pearson lower bound of the selected
+      class at level ``alpha`` (at ``alpha / C`` with ``selected=None``: all C lower bounds then
+      hold jointly).
+    * ``"cor2"`` / ``"jia"`` (Corollary 2 / :func:`radius_jia`): bounds from
+      :func:`class_bounds`, ``p_upper_b`` the largest upper bound of the other classes.
+
+    ``predict`` is the certified class, or -1 where the radius is NaN (abstain).
+    """
+    if certificate not in CERTIFICATES:
+        raise ValueError(f"certificate must be one of {CERTIFICATES}, got {certificate!r}")
+    a = check_alpha(alpha)
+    counts = _integer_array(counts, "counts")
+    minimum = 1 if certificate == "cor1" else 2
+    if counts.ndim < 1 or counts.shape[-1] < minimum:
+        raise ValueError(f"counts must have shape (..., C) with C >= {minimum} for {certificate}, got {counts.shape}")
+    total = _integer_array(n, "n")
+    _counts(counts, total[..., None])  # 0 <= counts <= n
+    if np.any(counts.sum(-1) != total):
+        raise ValueError(f"every row of counts must sum to n={n!r}")
+    classes = counts.shape[-1]
+    cls = counts.argmax(-1) if selected is None else _class_index(selected, counts.shape)
+
+    if certificate == "cor1":
+        level = a / classes if selected is None else a
+        p_lower = np.asarray(clopper_pearson_lower(np.take_along_axis(counts, cls[..., None], -1)[..., 0], total, level))
+        radius = radius_cor1(p_lower, d, k)
+    else:
+        lower, upper = class_bounds(counts, a, selected=None if selected is None else cls)
+        is_cls = np.arange(classes) == cls[..., None]
+        p_lower = lower[is_cls].reshape(cls.shape)
+        p_upper_b = np.where(is_cls, -np.inf, upper).max(-1)
+        radius = (radius_cor2 if certificate == "cor2" else radius_jia)(p_lower, p_upper_b, d, k)
+    predict = np.where(np.isnan(radius), -1, cls)
+    return predict[()], p_lower[()], radius

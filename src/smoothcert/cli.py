@@ -1,0 +1,198 @@
+"""The ``smoothcert`` command line: train, certify, predict, report, figure, reproduce, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import paper
+from .checkpoint import read_config
+from .data import DATASETS, load_dataset
+from .evaluate import run_dataset, select_indices
+from .models import MODELS
+from .noise import ENCODINGS, NOISES
+from .report import format_table, plot_certified_accuracy, plot_delta, read_log, summarize
+from .seeding import DEVICES
+from .smooth import SmoothedClassifier
+from .train import METHODS, RECIPES, get_recipe, train_classifier
+
+
+
+def _add_data(p: argparse.ArgumentParser, default: str | None = "mnist5k", split: str = "test") -> None:
+    p.add_argument("--dataset", default=default, help=f"one of {', '.join(DATASETS)}" + (f" (default {default})" if default else " (default: the checkpoint's)"))
+    p.add_argument("--split", choices=("train", "test"), default=split)
+    p.add_argument("--data-root", type=Path, default=None, help="folder with MNIST/CIFAR-10 files (default $SMOOTHCERT_DATA or ~/.cache/smoothcert/data)")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_noise(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--noise", choices=NOISES, default="ablation")
+    p.add_argument("--k", type=int, default=45, help="pixels kept by randomized ablation (default 45)")
+    p.add_argument("--encoding", choices=ENCODINGS, default="multichannel")
+
+
+def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
+    if certify:
+        p.add_argument("--n0", type=int, default=1000, help="selection samples (default 1000, as the paper)")
+        p.add_argument("--certificate", choices=("cor1", "cor2", "jia"), default="cor1")
+    p.add_argument("--n", type=int, default=10_000, help="estimation samples (default 10000, as the paper)")
+    p.add_argument("--alpha", type=float, default=0.05, help="failure probability (default 0.05, as the paper)")
+    p.add_argument("--skip", type=int, default=1, help="use every N-th image")
+    p.add_argument("--max", type=int, default=None, help="at most N images")
+    p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass (memory bound)")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    train_classifier(
+        args.dataset, args.out, noise=args.noise, k=args.k, encoding=args.encoding, recipe=recipe, model=args.model,
+        method=args.method, seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
+        progress=not args.quiet,
+    )
+    print(f"checkpoint written to {args.out}")
+
+
+def _evaluate(args: argparse.Namespace, mode: str) -> None:
+    config = read_config(args.checkpoint)
+    dataset = args.dataset or config.get("dataset")
+    if dataset is None:
+        raise ValueError("the checkpoint does not name its dataset: pass --dataset")
+    data = load_dataset(dataset, args.split, args.data_root)
+    smoothed = SmoothedClassifier.from_checkpoint(
+        args.checkpoint, certificate=getattr(args, "certificate", "cor1"), batch_size=args.batch_size, device=args.device
+    )
+    settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split}
+    run_dataset(
+        smoothed, data, args.out, mode=mode, n0=getattr(args, "n0", 0), n=args.n, alpha=args.alpha, seed=args.seed,
+        indices=select_indices(len(data), args.skip, args.max), settings=settings, progress=not args.quiet,
+    )
+    summary = summarize(read_log(args.out), radii=())
+    print(f"{mode}: {summary['n']} images, accuracy {100 * summary['accuracy']:.2f}%, abstained {100 * summary['abstained']:.2f}% -> {args.out}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    logs = [read_log(p) for p in args.logs]
+    print(format_table([summarize(log, args.radii) for log in logs], args.radii, markdown=args.markdown))
+    certified = [log for log in logs if log.radius is not None]
+    if args.plot and certified:
+        print(f"plot written to {plot_certified_accuracy(certified, args.plot)}")
+    elif args.plot:
+        raise ValueError("--plot needs at least one certify log (predict logs have no radii)")
+
+
+def cmd_figure(args: argparse.Namespace) -> None:
+    if args.which == "delta":
+        path = plot_delta(args.d, args.ks, args.out)
+    else:
+        if args.checkpoint is None:
+            raise ValueError("figure samples needs --checkpoint")
+        path = paper.figure_samples(args.checkpoint, args.dataset, args.index, args.out, seed=args.seed, device=args.device, data_root=args.data_root)
+    print(f"figure written to {path}")
+
+
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    paper.reproduce(args.table, out=args.out, epochs=args.epochs, recipe=args.recipe, max_images=args.max, n0=args.n0,
+                    n=args.n, alpha=args.alpha, ks=args.ks, seed=args.seed, device=args.device, progress=not args.quiet)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    paper.demo(out=args.out, epochs=args.epochs, max_images=args.max, seed=args.seed, device=args.device, progress=not args.quiet)
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(t) for t in text.split(",") if t]
+
+
+def _float_list(text: str) -> list[float]:
+    return [float(t) for t in text.split(",") if t]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smoothcert", description="Certified robustness by randomized ablation and smoothing.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a base classifier on noisy inputs")
+    _add_data(p)
+    _add_noise(p)
+    _add_common(p)
+    p.add_argument("--model", choices=sorted(MODELS), default=None, help="default: mnist_cnn for 28x28 images, else resnet18")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
+    p.add_argument("--method", choices=sorted(METHODS), default="noise")
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
+    p.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")
+    p.add_argument("--out", type=Path, default=Path("runs/model"), help="checkpoint directory (default runs/model)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.set_defaults(func=cmd_train)
+
+    for name, certify in (("certify", True), ("predict", False)):
+        p = sub.add_parser(name, help=f"{name} images with the smoothed classifier")
+        p.add_argument("--checkpoint", type=Path, required=True)
+        _add_data(p, default=None)
+        _add_sampling(p, certify)
+        _add_common(p)
+        p.add_argument("--out", type=Path, required=True, help="TSV log (re-running resumes it)")
+        p.set_defaults(func=(lambda a, m=name: _evaluate(a, m)))
+
+    p = sub.add_parser("report", help="summarise certify/predict logs")
+    p.add_argument("logs", nargs="+", type=Path)
+    p.add_argument("--radii", type=_float_list, default=[0, 1, 2, 4, 6, 8, 10], help="comma-separated radii")
+    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--plot", type=Path, default=None, help="write certified accuracy vs radius to this PNG")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("figure", help="the paper's Figure 2 (delta) or Figure 1 (ablated samples)")
+    p.add_argument("which", choices=("delta", "samples"))
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--d", type=int, default=784)
+    p.add_argument("--ks", type=_int_list, default=[5, 10, 20, 45, 70, 100])
+    p.add_argument("--checkpoint", type=Path, default=None)
+    p.add_argument("--index", type=int, default=0, help="test image to show")
+    _add_data(p, default=None)
+    _add_common(p)
+    p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser("reproduce", help="reproduce the paper's Table 1 (k sweep) or Table 8 (encodings) at a chosen scale")
+    p.add_argument("table", choices=("table1", "table8"))
+    p.add_argument("--ks", type=_int_list, default=None, help="k values for table1")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--max", type=int, default=100, help="test images to certify per model")
+    p.add_argument("--n0", type=int, default=1000)
+    p.add_argument("--n", type=int, default=10_000)
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--out", type=Path, default=Path("runs/reproduce"))
+    _add_common(p)
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("demo", help="train k=45 on mnist5k, certify test digits, print the Table-1 row")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--max", type=int, default=200)
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    _add_common(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"smoothcert {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

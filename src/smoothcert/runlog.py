@@ -1,0 +1,78 @@
+"""Resumable tab-separated logs: one row per image, flushed as soon as it is written.
+
+Next to ``run.tsv`` a ``run.tsv.json`` records the settings of the run. Opening an existing log
+checks that the settings are the same (otherwise continuing would mix two experiments in one
+file), drops a last line cut off by an interruption, and reports the finished indices, so a
+re-run appends exactly the missing rows and ends with the file an uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+CERTIFY_COLUMNS = ("idx", "label", "predict", "count", "n", "p_lower", "radius", "correct", "time")
+PREDICT_COLUMNS = ("idx", "label", "predict", "count", "n", "correct", "time")
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+class TsvLog:
+    """Append-only TSV log with the given ``columns`` at ``path``; use as a context manager."""
+
+    def __init__(self, path: str | Path, columns: Sequence[str], settings: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.columns = tuple(columns)
+        self.settings_path = self.path.with_name(self.path.name + ".json")
+        self.done: set[int] = set()
+        settings = json.loads(json.dumps(settings))  # normalise tuples etc. as they read back
+        if self.path.exists():
+            self._reopen(settings)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.settings_path.write_text(json.dumps(settings, indent=2, sort_keys=True))
+            self.path.write_text("\t".join(self.columns) + "\n")
+        self._file = self.path.open("a")
+
+    def _reopen(self, settings: dict[str, Any]) -> None:
+        if not self.settings_path.exists():
+            raise ValueError(f"{self.path} exists but has no {self.settings_path.name}: not a smoothcert log; choose another --out")
+        saved = json.loads(self.settings_path.read_text())
+        if saved != settings:
+            diff = sorted(k for k in saved.keys() | settings.keys() if saved.get(k) != settings.get(k))
+            raise ValueError(f"{self.path} was written with different settings ({', '.join(diff)}); choose another --out")
+        text = self.path.read_text()
+        if not text.endswith("\n"):  # a row cut off mid-write
+            text = text[: text.rfind("\n") + 1]
+            self.path.write_text(text)
+        lines = text.splitlines()
+        if not lines or tuple(lines[0].split("\t")) != self.columns:
+            raise ValueError(f"{self.path} does not start with the header {' '.join(self.columns)}")
+        for number, line in enumerate(lines[1:], start=2):
+            fields = line.split("\t")
+            if len(fields) != len(self.columns):
+                raise ValueError(f"{self.path} line {number} has {len(fields)} fields, expected {len(self.columns)}")
+            self.done.add(int(fields[0]))
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Append one row (keys = columns) and flush it to disk."""
+        self._file.write("\t".join(_format(row[c]) for c in self.columns) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.done.add(int(row["idx"]))
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> TsvLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
