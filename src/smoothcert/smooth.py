@@ -66,6 +66,8 @@ class SmoothedClassifier:
         self.device = resolve_device(device)
         self.base = base.to(self.device).eval()
         self.noise = noise
+        if getattr(noise, "per_batch", False):
+            raise ValueError("certification needs an independent noise draw per sample: use per_batch=False")
         noise.check_certificate(certificate)
         self.certificate = certificate
 

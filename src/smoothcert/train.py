@@ -9,6 +9,7 @@ resumed from its last checkpoint continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -185,9 +186,11 @@ def fit(
     device = resolve_device(device)
     model.to(device)
     optimizer = recipe.make_optimizer(model.parameters())
+    # the checkpoint records the noise to certify with (independent masks); training may share one mask per batch
+    config = {**(config or {}), "recipe": asdict(recipe), "method": method, "seed": seed, "noise": noise.config()}
+    config = json.loads(json.dumps(config))  # as it reads back from config.json (tuples become lists)
     if recipe.mask_per_batch and hasattr(noise, "per_batch"):
         noise = replace(noise, per_batch=True)
-    config = {**(config or {}), "recipe": asdict(recipe), "method": method, "seed": seed, "noise": noise.config()}
     history: list[dict[str, float]] = []
     if resume:
         if out is None:

@@ -1,0 +1,158 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from smoothcert.checkpoint import load_checkpoint, read_config, save_checkpoint
+from smoothcert.data import load_mnist5k
+from smoothcert.models import build_model
+from smoothcert.noise import Ablation
+from smoothcert.train import RECIPES, Recipe, crop_flip, fit, get_recipe, train_classifier
+
+SMALL = dict(epochs=2, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    train, test = load_mnist5k("train"), load_mnist5k("test")
+    return train.subset(range(512)), test.subset(range(200))
+
+
+def _config(model_name="mnist_cnn"):
+    return {"model": model_name, "in_channels": 2, "num_classes": 10, "image_size": [28, 28], "dataset": "mnist5k",
+            "noise": Ablation(45).config()}
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return build_model("mnist_cnn", 2, 10)
+
+
+def test_paper_recipes_match_the_appendix_tables():
+    mnist = RECIPES["paper-mnist"]
+    assert (mnist.epochs, mnist.batch_size, mnist.optimizer, mnist.momentum, mnist.weight_decay) == (400, 128, "sgd", 0.9, 0.0)
+    assert mnist.lr_at(0) == 0.01 and mnist.lr_at(199) == 0.01 and mnist.lr_at(200) == pytest.approx(0.001)
+    assert mnist.mask_per_batch
+    assert RECIPES["paper-cifar10"].weight_decay == 5e-4 and RECIPES["paper-cifar10"].augment == "crop-flip"
+    imagenet = RECIPES["paper-imagenet"]
+    assert [imagenet.lr_at(e) for e in (20, 21, 30, 31, 35)] == pytest.approx([0.1, 0.01, 0.01, 0.001, 0.001])
+    fast = RECIPES["fast"]
+    assert fast.lr_at(0) == fast.lr and fast.lr_at(fast.epochs // 2) == pytest.approx(fast.lr / 2)
+
+
+def test_recipe_validation():
+    with pytest.raises(ValueError, match="unknown recipe"):
+        get_recipe("paper-svhn")
+    with pytest.raises(ValueError, match="positive"):
+        get_recipe("fast", epochs=0)
+    with pytest.raises(ValueError, match="optimizer"):
+        Recipe("x", 1, 1, optimizer="lbfgs")
+    assert get_recipe("fast", epochs=3, lr=None).epochs == 3
+
+
+def test_crop_flip_moves_pixels_without_changing_them():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8) + 1
+    out = crop_flip(x, g, pad=2)
+    assert out.shape == x.shape
+    for i in range(2):
+        vals = set(out[i].flatten().tolist()) - {0.0}
+        assert vals <= set(x[i].flatten().tolist())  # only original values or zero padding
+        assert len(vals) >= 6 * 6 * 3  # at most `pad` rows/columns lost per side
+
+
+def test_short_training_lowers_loss_and_beats_chance(digits):
+    train, test = digits
+    # k=300 of 784 pixels learns within a few dozen steps; k=45 first sits at loss 2.30 (feasibility notes)
+    history = fit(_model(), Ablation(300), train, get_recipe("fast", epochs=6, batch_size=64), heldout=test,
+                  device="cpu", progress=False)
+    assert len(history) == 6
+    assert history[-1]["loss"] < history[0]["loss"] - 0.3
+    assert history[-1]["heldout_acc"] > 0.3  # chance is 0.1
+
+
+def test_resume_continues_exactly(tmp_path, digits, monkeypatch):
+    """Two epochs in one go equal one epoch, an interruption, and a resumed second epoch."""
+    import smoothcert.train as train_module
+
+    train, test = digits
+    recipe = get_recipe("paper-mnist", **SMALL)
+    whole = _model()
+    h_whole = fit(whole, Ablation(45), train, recipe, heldout=test, device="cpu", out=tmp_path / "a", config=_config(), progress=False)
+
+    real_save = train_module.save_checkpoint
+
+    def save_then_interrupt(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), Ablation(45), train, recipe, heldout=test, device="cpu", out=tmp_path / "b", config=_config(), progress=False)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    assert read_config(tmp_path / "b")["epoch"] == 1
+    resumed = _model(seed=123)  # weights come from the checkpoint, not from this init
+    h_resumed = fit(resumed, Ablation(45), train, recipe, heldout=test, device="cpu", out=tmp_path / "b",
+                    config=_config(), resume=True, progress=False)
+    assert h_resumed == h_whole
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_resume_refuses_different_settings(tmp_path, digits):
+    train, _ = digits
+    recipe = get_recipe("fast", epochs=1, batch_size=128)
+    fit(_model(), Ablation(45), train, recipe, device="cpu", out=tmp_path, config=_config(), progress=False)
+    with pytest.raises(ValueError, match="noise"):
+        fit(_model(), Ablation(30), train, recipe, device="cpu", out=tmp_path, config=_config(), resume=True, progress=False)
+    with pytest.raises(ValueError, match="seed"):
+        fit(_model(), Ablation(45), train, recipe, device="cpu", out=tmp_path, config=_config(), resume=True, seed=1, progress=False)
+    with pytest.raises(FileNotFoundError, match="no smoothcert checkpoint"):
+        fit(_model(), Ablation(45), train, recipe, device="cpu", out=tmp_path / "none", config=_config(), resume=True, progress=False)
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path, digits):
+    train, _ = digits
+    model = _model()
+    fit(model, Ablation(45), train, get_recipe("fast", epochs=1), device="cpu", out=tmp_path, config=_config(), progress=False)
+    loaded, config = load_checkpoint(tmp_path)
+    assert config["epoch"] == 1 and config["noise"] == Ablation(45).config() and config["recipe"]["name"] == "fast"
+    x = Ablation(45)(train.x[:16], torch.Generator().manual_seed(0))
+    assert torch.equal(model.eval()(x), loaded(x))
+    assert set(load_file(str(tmp_path / "optimizer.safetensors")))  # optimizer state saved as tensors
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_bad_checkpoints_are_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no smoothcert checkpoint"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt checkpoint config"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ValueError, match="not a smoothcert-checkpoint"):
+        load_checkpoint(tmp_path)
+    save_checkpoint(tmp_path, build_model("resnet18", 2, 10), _config())  # config says mnist_cnn, weights are a ResNet
+    with pytest.raises(ValueError, match="do not fit the model"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="corrupt checkpoint file"):
+        load_checkpoint(tmp_path)
+
+
+def test_channel_mismatch_between_data_and_model(digits):
+    train, _ = digits
+    with pytest.raises(ValueError, match="expects 3 input channels"):
+        fit(build_model("mnist_cnn", 3, 10), Ablation(45), train, get_recipe("fast", epochs=1), device="cpu", progress=False)
+
+
+def test_train_classifier_builds_model_from_dataset(tmp_path):
+    history = train_classifier("mnist5k", tmp_path, k=20, encoding="mean", recipe=get_recipe("fast", epochs=1, batch_size=256),
+                               device="cpu", progress=False)
+    config = read_config(tmp_path)
+    assert config["model"] == "mnist_cnn" and config["in_channels"] == 1 and config["image_size"] == [28, 28]
+    assert config["noise"]["encoding"] == "mean" and 0.05 < config["noise"]["mean"][0] < 0.25  # MNIST mean ~0.13
+    assert len(history) == 1
+    with pytest.raises(ValueError, match="k=900 exceeds"):
+        train_classifier("mnist5k", tmp_path / "big", k=900, recipe=get_recipe("fast", epochs=1), device="cpu", progress=False)
