@@ -12,6 +12,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .certificates import check_alpha
 from .data import ImageDataset
 from .runlog import CERTIFY_COLUMNS, PREDICT_COLUMNS, TsvLog
 from .seeding import generator
@@ -53,6 +54,12 @@ def run_dataset(
     bad = [i for i in indices if not 0 <= i < len(data)]
     if bad:
         raise ValueError(f"image indices {bad[:5]} are outside the dataset of {len(data)} images")
+    check_alpha(alpha)
+    for name, value in (("n", n), ("n0", n0 if mode == "certify" else 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if indices:
+        smoothed.sample(data.x[indices[0]], 1)  # model/data mismatches fail here, before a log is written
     columns = CERTIFY_COLUMNS if mode == "certify" else PREDICT_COLUMNS
     params = {"mode": mode, "n": n, "alpha": alpha, "seed": seed, "certificate": smoothed.certificate}
     if mode == "certify":

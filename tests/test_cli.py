@@ -1,0 +1,134 @@
+"""End-to-end tests of the ``smoothcert`` command line on a tiny dataset the tests make."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from smoothcert.cli import main
+from smoothcert.runlog import CERTIFY_COLUMNS, PREDICT_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """An npz dataset of 8x8 greyscale 'images' whose class is the brighter half, and a model trained on it."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        y = rng.integers(0, 2, n)
+        x = rng.uniform(0, 0.3, (n, 8, 8)).astype(np.float32)
+        x[y == 0, :, :4] += 0.7
+        x[y == 1, :, 4:] += 0.7
+        return x, y
+
+    (x_train, y_train), (x_test, y_test) = make(256), make(24)
+    data = root / "tiny.npz"
+    np.savez(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    model = root / "model"
+    code = main(["train", "--dataset", f"npz:{data}", "--model", "mnist_cnn", "--k", "16", "--epochs", "3",
+                 "--batch-size", "32", "--device", "cpu", "--out", str(model), "--quiet"])
+    assert code == 0
+    return {"data": f"npz:{data}", "model": str(model), "root": root}
+
+
+def _certify(tiny, out, *extra):
+    return main(["certify", "--checkpoint", tiny["model"], "--n0", "20", "--n", "200", "--alpha", "0.05",
+                 "--batch-size", "64", "--device", "cpu", "--quiet", "--out", str(out), *extra])
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.reader(f, delimiter="\t"))
+
+
+def _without_time(rows):
+    return [row[:-1] for row in rows]
+
+
+def test_certify_writes_the_pinned_log_format(tiny, tmp_path):
+    out = tmp_path / "c.tsv"
+    assert _certify(tiny, out) == 0
+    rows = _rows(out)
+    assert tuple(rows[0]) == CERTIFY_COLUMNS
+    assert [int(r[0]) for r in rows[1:]] == list(range(24))
+    for r in rows[1:]:
+        predict, count, n, p_lower, radius, correct = int(r[2]), int(r[3]), int(r[4]), float(r[5]), float(r[6]), int(r[7])
+        assert n == 200 and 0 <= count <= n and 0 <= p_lower <= 1
+        assert correct == int(predict == int(r[1]))
+        assert (predict == -1) == np.isnan(radius)
+        assert np.isnan(radius) or radius >= 0
+    settings = json.loads((tmp_path / "c.tsv.json").read_text())
+    assert settings["n0"] == 20 and settings["n"] == 200 and settings["certificate"] == "cor1"
+    accuracy = np.mean([int(r[7]) for r in rows[1:]])
+    assert accuracy > 0.7  # the task is easy; the trained model must have learned it
+
+
+def test_certify_resumes_after_interruption_to_the_same_file(tiny, tmp_path):
+    whole = tmp_path / "whole.tsv"
+    assert _certify(tiny, whole, "--skip", "2") == 0
+    part = tmp_path / "part.tsv"
+    assert _certify(tiny, part, "--skip", "2", "--max", "5") == 0
+    text = part.read_text()
+    part.write_text(text[: len(text) - 7])  # the interruption cut the last row mid-write
+    assert _certify(tiny, part, "--skip", "2") == 0
+    assert _without_time(_rows(part)) == _without_time(_rows(whole))
+    assert [int(r[0]) for r in _rows(part)[1:]] == list(range(0, 24, 2))
+
+
+def test_certify_refuses_to_mix_settings(tiny, tmp_path, capsys):
+    out = tmp_path / "c.tsv"
+    assert _certify(tiny, out, "--max", "2") == 0
+    assert _certify(tiny, out, "--max", "2", "--seed", "1") == 2
+    assert "different settings (seed)" in capsys.readouterr().err
+
+
+def test_predict_and_report(tiny, tmp_path, capsys):
+    cert, pred = tmp_path / "c.tsv", tmp_path / "p.tsv"
+    assert _certify(tiny, cert, "--max", "6") == 0
+    assert main(["predict", "--checkpoint", tiny["model"], "--n", "200", "--alpha", "0.05", "--max", "6",
+                 "--device", "cpu", "--quiet", "--out", str(pred)]) == 0
+    assert tuple(_rows(pred)[0]) == PREDICT_COLUMNS
+    capsys.readouterr()
+    png = tmp_path / "curve.png"
+    assert main(["report", str(cert), str(pred), "--radii", "0,1,2", "--markdown", "--plot", str(png)]) == 0
+    table = capsys.readouterr().out
+    assert "| c " in table and "| p " in table and png.stat().st_size > 0
+
+
+def test_figures(tiny, tmp_path):
+    assert main(["figure", "delta", "--out", str(tmp_path / "delta.png")]) == 0
+    assert main(["figure", "samples", "--checkpoint", tiny["model"], "--index", "3", "--device", "cpu",
+                 "--out", str(tmp_path / "samples.png")]) == 0
+    assert (tmp_path / "delta.png").stat().st_size > 0 and (tmp_path / "samples.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--k", "0", "--epochs", "1"], "k must be a positive integer"),
+        (["train", "--k", "785", "--epochs", "1"], "k=785 exceeds"),
+        (["train", "--dataset", "svhn", "--epochs", "1"], "unknown dataset"),
+        (["train", "--dataset", "npz:/no/such/file.npz", "--epochs", "1"], "/no/such/file.npz"),
+        (["certify", "--checkpoint", "/no/such/dir", "--out", "x.tsv"], "no smoothcert checkpoint"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_a_message(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_sampling_parameters(tiny, tmp_path, capsys):
+    out = tmp_path / "c.tsv"
+    assert _certify(tiny, out, "--alpha", "1.5") == 2
+    assert "alpha" in capsys.readouterr().err
+    assert _certify(tiny, out, "--n", "0") == 2
+    assert "positive integer" in capsys.readouterr().err
+    assert _certify(tiny, out, "--skip", "0") == 2
+    assert not out.exists()  # no half-written log from a rejected run
+    # a model trained on 8x8 images cannot certify 28x28 digits: a clear error and no log
+    assert main(["certify", "--checkpoint", tiny["model"], "--dataset", "mnist5k", "--out", str(out), "--quiet"]) == 2
+    assert "28x28" in capsys.readouterr().err
+    assert not out.exists()
