@@ -120,7 +120,9 @@ class MnistCNN(_ImageClassifier):
     Conv(in->64, 4x4, stride 2, pad 1)+ReLU, Conv(64->128, 4x4, s2, p1)+ReLU, Flatten,
     FC 500+ReLU, FC 100+ReLU, FC ``num_classes``. The flatten size follows from
     ``image_size`` (6272 = 128*7*7 for 28x28); ``features`` returns the 100-d ReLU output.
-    The table's final SoftMax is left out: the model returns logits.
+    The table's final SoftMax is left out: the model returns logits. Weights use He (Kaiming)
+    normal initialisation: with PyTorch's default init, training on ablated inputs (~6% of the
+    pixels non-zero at k = 45) can sit at loss 2.30 for tens of epochs before it learns.
     """
 
     def __init__(
@@ -150,6 +152,10 @@ class MnistCNN(_ImageClassifier):
             nn.ReLU(inplace=True),
         )
         self.fc = nn.Linear(100, self.num_classes)
+        for layer in self.modules():
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
 
     def _check_input(self, x: torch.Tensor) -> None:
         super()._check_input(x)
