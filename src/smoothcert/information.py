@@ -14,29 +14,19 @@ import operator
 from scipy.special import xlogy
 
 
-def _levels(levels: int) -> int:
-    try:
-        value = operator.index(levels)
-    except TypeError:
-        raise ValueError(f"levels (|S|) must be an integer >= 2, got {levels!r}") from None
-    if value < 2:
-        raise ValueError(f"levels (|S|) must be an integer >= 2, got {levels!r}")
-    return value
-
-
-def _count(value: int, name: str) -> int:
+def _integer(value: int, name: str, minimum: int) -> int:
     try:
         number = operator.index(value)
     except TypeError:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}") from None
-    if number < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return number
 
 
 def mutual_information_ablation(k: int, levels: int = 256) -> float:
     """Eq. 20: ``I_ablate = k log2 |S|`` bits; each of the k retained pixels is seen exactly."""
-    return _count(k, "k") * math.log2(_levels(levels))
+    return _integer(k, "k", 0) * math.log2(_integer(levels, "levels (|S|)", 2))
 
 
 def mutual_information_lee(d: int, kappa: float, levels: int = 256) -> float:
@@ -45,8 +35,8 @@ def mutual_information_lee(d: int, kappa: float, levels: int = 256) -> float:
     ``0 log 0 = 0``, so ``kappa = 1`` gives ``d log2 |S|`` (every pixel kept).  The information
     vanishes at ``kappa = 1/|S|``, where Y_o is uniform whatever X_o is.
     """
-    d = _count(d, "d")
-    s = _levels(levels)
+    d = _integer(d, "d", 0)
+    s = _integer(levels, "levels (|S|)", 2)
     try:
         kappa = float(kappa)
     except (TypeError, ValueError):
