@@ -18,9 +18,18 @@ from .certificates import (
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import ImageDataset, load_dataset
 from .evaluate import run_dataset, select_indices
+from .gaussian import (
+    certify_gaussian,
+    max_gaussian_radius,
+    radius_cohen,
+    radius_lipschitz,
+    radius_lp,
+    radius_two_class,
+)
 from .information import mutual_information_ablation, mutual_information_lee
+from .methods import METHODS, Consistency, Macer, NoiseAugmentation, SmoothAdv, Stability, make_method
 from .models import MnistCNN, Normalize, ResNet18, ResNet50, build_model
-from .noise import Ablation, ablate, make_noise, sample_keep_mask
+from .noise import Ablation, Gaussian, ablate, make_noise, sample_keep_mask
 from .paper import demo, reproduce
 from .report import read_log, summarize
 from .smooth import ABSTAIN, Certificate, SmoothedClassifier
@@ -29,11 +38,13 @@ from .train import RECIPES, Recipe, fit, get_recipe, train_classifier
 __version__ = "0.1.0"
 
 __all__ = [
-    "ABSTAIN", "Ablation", "Certificate", "ImageDataset", "MnistCNN", "Normalize", "RECIPES", "Recipe",
-    "ResNet18", "ResNet50", "SmoothedClassifier", "ablate", "build_model", "class_bounds",
+    "ABSTAIN", "Ablation", "Certificate", "Consistency", "Gaussian", "ImageDataset", "METHODS", "Macer",
+    "MnistCNN", "NoiseAugmentation", "Normalize", "RECIPES", "Recipe", "ResNet18", "ResNet50",
+    "SmoothAdv", "SmoothedClassifier", "Stability", "ablate", "build_model", "certify_gaussian", "class_bounds",
     "clopper_pearson_lower", "clopper_pearson_upper", "delta", "demo", "fit", "get_recipe",
-    "load_checkpoint", "load_dataset", "make_noise", "max_certifiable_radius", "mutual_information_ablation",
-    "mutual_information_lee", "radius_cor1", "radius_cor2", "radius_jia", "radius_jia_topk", "read_log",
+    "load_checkpoint", "load_dataset", "make_method", "make_noise", "max_certifiable_radius", "max_gaussian_radius", "mutual_information_ablation",
+    "mutual_information_lee", "radius_cohen", "radius_cor1", "radius_cor2", "radius_jia", "radius_jia_topk",
+    "radius_lipschitz", "radius_lp", "radius_two_class", "read_log",
     "reproduce", "run_dataset", "sample_keep_mask", "save_checkpoint", "select_indices", "summarize",
     "train_classifier",
 ]

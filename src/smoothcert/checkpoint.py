@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .models import build_model
-from .noise import Ablation, Noise
+from .noise import Ablation, Gaussian, Noise
 
 FORMAT = "smoothcert-checkpoint/1"
 _REQUIRED = ("format", "model", "in_channels", "num_classes", "image_size", "noise")
@@ -92,6 +92,8 @@ def noise_from_config(cfg: dict[str, Any]) -> Noise:
     kind = cfg.pop("noise", None)
     if kind == "ablation":
         return Ablation(**cfg)
+    if kind == "gaussian":
+        return Gaussian(**cfg)
     raise ValueError(f"unknown noise {kind!r} in checkpoint config")
 
 

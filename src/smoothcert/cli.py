@@ -12,11 +12,12 @@ from .checkpoint import read_config
 from .data import DATASETS, load_dataset
 from .evaluate import run_dataset, select_indices
 from .models import MODELS
-from .noise import ENCODINGS, NOISES
+from .noise import ENCODINGS, NOISES, Ablation, Gaussian
 from .report import format_table, plot_certified_accuracy, plot_delta, read_log, summarize
 from .seeding import DEVICES
 from .smooth import SmoothedClassifier
-from .train import METHODS, RECIPES, get_recipe, train_classifier
+from .methods import METHODS, make_method
+from .train import RECIPES, get_recipe, train_classifier
 
 
 
@@ -36,12 +37,14 @@ def _add_noise(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", choices=NOISES, default="ablation")
     p.add_argument("--k", type=int, default=45, help="pixels kept by randomized ablation (default 45)")
     p.add_argument("--encoding", choices=ENCODINGS, default="multichannel")
+    p.add_argument("--sigma", type=float, default=None, help="Gaussian noise level in [0, 1] pixel units (--noise gaussian)")
 
 
 def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
     if certify:
         p.add_argument("--n0", type=int, default=1000, help="selection samples (default 1000, as the paper)")
-        p.add_argument("--certificate", choices=("cor1", "cor2", "jia"), default="cor1")
+        p.add_argument("--certificate", choices=(*Ablation.certificates, *Gaussian.certificates), default=None,
+                       help="ablation: cor1 (default), cor2, jia; gaussian: cohen (default), two-class")
     p.add_argument("--n", type=int, default=10_000, help="estimation samples (default 10000, as the paper)")
     p.add_argument("--alpha", type=float, default=0.05, help="failure probability (default 0.05, as the paper)")
     p.add_argument("--skip", type=int, default=1, help="use every N-th image")
@@ -51,9 +54,10 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    method = make_method(args.method, **_method_params(args.method_param))
     train_classifier(
-        args.dataset, args.out, noise=args.noise, k=args.k, encoding=args.encoding, recipe=recipe, model=args.model,
-        method=args.method, seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
+        args.dataset, args.out, noise=args.noise, k=args.k, encoding=args.encoding, sigma=args.sigma, recipe=recipe,
+        model=args.model, method=method, seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
         progress=not args.quiet,
     )
     print(f"checkpoint written to {args.out}")
@@ -66,7 +70,7 @@ def _evaluate(args: argparse.Namespace, mode: str) -> None:
         raise ValueError("the checkpoint does not name its dataset: pass --dataset")
     data = load_dataset(dataset, args.split, args.data_root)
     smoothed = SmoothedClassifier.from_checkpoint(
-        args.checkpoint, certificate=getattr(args, "certificate", "cor1"), batch_size=args.batch_size, device=args.device
+        args.checkpoint, certificate=getattr(args, "certificate", None), batch_size=args.batch_size, device=args.device
     )
     settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split}
     run_dataset(
@@ -106,6 +110,16 @@ def cmd_demo(args: argparse.Namespace) -> None:
     paper.demo(out=args.out, epochs=args.epochs, max_images=args.max, seed=args.seed, device=args.device, progress=not args.quiet)
 
 
+def _method_params(pairs: list[str]) -> dict[str, float]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--method-param expects KEY=VALUE, got {pair!r}")
+        params[key.strip()] = float(value) if "." in value or "e" in value.lower() else int(value)
+    return params
+
+
 def _int_list(text: str) -> list[int]:
     return [int(t) for t in text.split(",") if t]
 
@@ -124,7 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--model", choices=sorted(MODELS), default=None, help="default: mnist_cnn for 28x28 images, else resnet18")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
-    p.add_argument("--method", choices=sorted(METHODS), default="noise")
+    p.add_argument("--method", choices=sorted(METHODS), default="noise",
+                   help="noise (augmentation), consistency, stability, macer, smoothadv (Gaussian only)")
+    p.add_argument("--method-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method hyperparameter, e.g. lam=5 (repeatable; defaults from the papers)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
     p.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")

@@ -10,23 +10,34 @@ d = H*W pixel positions, chosen uniformly without replacement (a colour pixel is
 replace every other pixel by NULL. NULL is encoded as in "Architectural and training
 considerations": ``multichannel`` maps a pixel s to (s, 1-s) and NULL to 0 on every channel;
 ``mean`` keeps the channels and writes the training-set mean into ablated pixels (Table 8).
+
+``Gaussian`` is the isotropic Gaussian noise of Cohen, Rosenfeld & Kolter (2019), certified in
+L2 by :mod:`smoothcert.gaussian`.
+
+Each noise lists the certificates it computes in ``certificates`` (the first is the default).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 
 from .certificates import CERTIFICATES, certify_counts
+from .gaussian import GAUSSIAN_CERTIFICATES, certify_gaussian, check_sigma
 
 ENCODINGS = ("multichannel", "mean")
 
 
 class Noise(Protocol):
     """What ``SmoothedClassifier`` and the trainers need from a noise distribution."""
+
+    @property
+    def certificates(self) -> tuple[str, ...]:
+        """Names ``check_certificate`` accepts; the first is the default."""
+        ...
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
 
@@ -90,6 +101,7 @@ class Ablation:
     encoding: str = "multichannel"
     mean: tuple[float, ...] | None = None
     per_batch: bool = False
+    certificates: ClassVar[tuple[str, ...]] = CERTIFICATES
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -133,14 +145,64 @@ class Ablation:
         return cfg
 
 
-NOISES = ("ablation",)
+@dataclass(frozen=True)
+class Gaussian:
+    """Isotropic Gaussian noise ``x + N(0, sigma^2 I)`` (Cohen, Rosenfeld & Kolter 2019).
+
+    Added in [0, 1] pixel space and not clamped, as in Cohen et al.: any input normalisation is
+    the model's first layer, so certified L2 radii are in pixel units.  Every sample gets its own
+    noise, drawn from ``generator``.
+    """
+
+    sigma: float
+    certificates: ClassVar[tuple[str, ...]] = GAUSSIAN_CERTIFICATES
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sigma", check_sigma(self.sigma))
+
+    def channels(self, data_channels: int) -> int:
+        return data_channels
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return x + self.sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+    def check_certificate(self, name: str) -> None:
+        """Gaussian noise certifies L2 radii by Cohen et al.'s CERTIFY (``cohen``) or Theorem 1 with p_B (``two-class``)."""
+        if name not in self.certificates:
+            raise ValueError(f"unknown certificate {name!r} for gaussian noise; choose one of {self.certificates}")
+
+    def certify(
+        self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str = "cohen"
+    ) -> tuple[float, float]:
+        """(p_lower, L2 radius) of class ``top`` from vote ``counts``; radius NaN means abstain.
+        ``image_size`` is unused: the L2 radius does not depend on the dimension."""
+        _, p_lower, radius = certify_gaussian(counts, int(counts.sum()), alpha, self.sigma, certificate, selected=top)
+        return float(p_lower), float(radius)
+
+    def config(self) -> dict[str, Any]:
+        return {"noise": "gaussian", "sigma": self.sigma}
 
 
-def make_noise(kind: str, *, k: int | None = None, encoding: str = "multichannel", train_mean: tuple[float, ...] | None = None) -> Noise:
-    """The noise named by the CLI flags ``--noise``/``--k``/``--encoding``; the mean encoding
-    needs the training set's per-channel mean ``train_mean``."""
+NOISES = ("ablation", "gaussian")
+
+
+def make_noise(
+    kind: str,
+    *,
+    k: int | None = None,
+    encoding: str = "multichannel",
+    train_mean: tuple[float, ...] | None = None,
+    sigma: float | None = None,
+) -> Noise:
+    """The noise named by the CLI flags ``--noise``/``--k``/``--encoding``/``--sigma``; the mean
+    encoding needs the training set's per-channel mean ``train_mean``.  Each kind reads only its
+    own parameters (the CLI passes the others' defaults)."""
     if kind == "ablation":
         if k is None:
             raise ValueError("ablation noise needs --k")
         return Ablation(k, encoding, train_mean if encoding == "mean" else None)
+    if kind == "gaussian":
+        if sigma is None:
+            raise ValueError("gaussian noise needs --sigma")
+        return Gaussian(sigma)
     raise ValueError(f"unknown noise {kind!r}; choose one of {NOISES}")

@@ -35,6 +35,25 @@ TABLE1: dict[int, tuple[float, float, int | None]] = {
 # Table 8 (MNIST, k = 45): encoding -> same triple
 TABLE8: dict[str, tuple[float, float, int | None]] = {"multichannel": (96.72, 0.45, 8), "mean": (96.27, 0.43, 7)}
 TABLE1_DEFAULT_KS = (10, 20, 45, 70, 100)
+# Jeong & Shin 2020, supplement Table 2 (MNIST, full test set, n = 100,000, alpha = 0.001):
+# sigma -> method -> (ACR, certified accuracy % at r = 0, 0.25, 0.5, 0.75, 1.0)
+CONSISTENCY_RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
+CONSISTENCY_MNIST: dict[float, dict[str, tuple[float, tuple[float, ...]]]] = {
+    0.25: {
+        "noise": (0.911, (99.2, 98.5, 96.7, 93.3, 0.0)),
+        "consistency": (0.928, (99.5, 98.9, 98.0, 96.0, 0.0)),
+        "smoothadv": (0.932, (99.4, 99.0, 98.2, 96.8, 0.0)),
+        "stability": (0.915, (99.3, 98.6, 97.1, 93.8, 0.0)),
+        "macer": (0.920, (99.3, 98.7, 97.5, 94.8, 0.0)),
+    },
+    0.5: {
+        "noise": (1.553, (99.2, 98.3, 96.8, 94.3, 89.7)),
+        "consistency": (1.657, (99.2, 98.6, 97.6, 95.9, 93.0)),
+        "smoothadv": (1.687, (99.0, 98.3, 97.3, 95.8, 93.2)),
+        "stability": (1.570, (99.2, 98.5, 97.1, 94.8, 90.7)),
+        "macer": (1.594, (98.5, 97.5, 96.2, 93.7, 90.0)),
+    },
+}
 
 
 def _paper_cells(row: tuple[float, float, int | None] | None) -> list[str]:

@@ -48,7 +48,8 @@ class SmoothedClassifier:
     """A base classifier ``base`` smoothed by ``noise``.
 
     ``batch_size`` bounds how many noisy copies go through the model at once (memory cap);
-    ``certificate`` names the certificate the noise computes (ablation: ``cor1``, ``cor2``, ``jia``).
+    ``certificate`` names the certificate the noise computes (ablation: ``cor1``, ``cor2``, ``jia``;
+    Gaussian: ``cohen``, ``two-class``); ``None`` takes the noise's first, the papers' choice.
     """
 
     def __init__(
@@ -57,7 +58,7 @@ class SmoothedClassifier:
         noise: Noise,
         num_classes: int,
         *,
-        certificate: str = "cor1",
+        certificate: str | None = None,
         batch_size: int = 1000,
         device: str | torch.device = "auto",
     ) -> None:
@@ -68,6 +69,7 @@ class SmoothedClassifier:
         self.noise = noise
         if getattr(noise, "per_batch", False):
             raise ValueError("certification needs an independent noise draw per sample: use per_batch=False")
+        certificate = noise.certificates[0] if certificate is None else certificate
         noise.check_certificate(certificate)
         self.certificate = certificate
 

@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_optimizer, load_weights, read_config, save_checkpoint
 from .data import ImageDataset, channel_mean, load_dataset
+from .methods import Method, make_method
 from .models import build_model
 from .noise import Noise, make_noise
 from .seeding import generator, resolve_device, stream_seed
@@ -79,7 +80,7 @@ _PAPER_MNIST = Recipe(
 )
 RECIPES: dict[str, Recipe] = {
     "fast": Recipe(
-        "fast", epochs=150, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine",
+        "fast", epochs=200, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine",
         source="smoothcert CPU default: Adam with cosine decay, a mask per image",
     ),
     "paper-mnist": _PAPER_MNIST,
@@ -115,23 +116,6 @@ def crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor
     return torch.where(flip.view(b, 1, 1, 1), out.flip(3), out)
 
 
-Method = Callable[
-    [nn.Module, torch.Tensor, torch.Tensor, Noise, torch.Generator], tuple[torch.Tensor, torch.Tensor]
-]
-"""A training method maps (model, x, y, noise, generator) to (loss, logits of one noisy copy)."""
-
-
-def noise_augmentation(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: Noise, g: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy of the base classifier on noisy inputs (Cohen et al. 2019; the paper's training)."""
-    logits = model(noise(x, g))
-    return F.cross_entropy(logits, y), logits
-
-
-METHODS: dict[str, Method] = {"noise": noise_augmentation}
-
-
 @torch.no_grad()
 def accuracy_under_noise(
     model: nn.Module, noise: Noise, data: ImageDataset, g: torch.Generator, batch_size: int = 500
@@ -161,7 +145,7 @@ def fit(
     recipe: Recipe,
     *,
     heldout: ImageDataset | None = None,
-    method: str = "noise",
+    method: Method | str = "noise",
     seed: int = 0,
     device: str | torch.device = "auto",
     out: str | Path | None = None,
@@ -175,8 +159,7 @@ def fit(
     ``config`` (model description, dataset, ...) merged into its ``config.json``. ``resume=True``
     continues from the checkpoint in ``out`` and refuses if its settings differ.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown training method {method!r}; choose one of {sorted(METHODS)}")
+    method = make_method(method) if isinstance(method, str) else method
     expected = getattr(model, "in_channels", None)
     if expected is not None and noise.channels(train_set.channels) != expected:
         raise ValueError(
@@ -187,7 +170,7 @@ def fit(
     model.to(device)
     optimizer = recipe.make_optimizer(model.parameters())
     # the checkpoint records the noise to certify with (independent masks); training may share one mask per batch
-    config = {**(config or {}), "recipe": asdict(recipe), "method": method, "seed": seed, "noise": noise.config()}
+    config = {**(config or {}), "recipe": asdict(recipe), "method": method.config(), "seed": seed, "noise": noise.config()}
     config = json.loads(json.dumps(config))  # as it reads back from config.json (tuples become lists)
     if recipe.mask_per_batch and hasattr(noise, "per_batch"):
         noise = replace(noise, per_batch=True)
@@ -201,7 +184,6 @@ def fit(
         load_optimizer(out, optimizer, saved)
         history = saved.get("history", [])
     start = len(history)
-    step = METHODS[method]
     x_all, y_all = train_set.x.to(device), train_set.y.to(device)
     bar = tqdm(range(start, recipe.epochs), initial=start, total=recipe.epochs, desc="train", unit="epoch", disable=not progress)
     for epoch in bar:
@@ -216,7 +198,7 @@ def fit(
             x, y = x_all[idx], y_all[idx]
             if recipe.augment == "crop-flip":
                 x = crop_flip(x, g)
-            loss, logits = step(model, x, y, noise, g)
+            loss, logits = method(model, x, y, noise, g, epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -245,9 +227,10 @@ def train_classifier(
     noise: str = "ablation",
     k: int | None = 45,
     encoding: str = "multichannel",
+    sigma: float | None = None,
     recipe: Recipe | str = "fast",
     model: str | None = None,
-    method: str = "noise",
+    method: Method | str = "noise",
     seed: int = 0,
     device: str | torch.device = "auto",
     data_root: str | Path | None = None,
@@ -262,7 +245,7 @@ def train_classifier(
     train = load_dataset(dataset, "train", data_root)
     heldout = load_dataset(dataset, "test", data_root)
     mean = channel_mean(train.x) if encoding == "mean" else None
-    smoothing = make_noise(noise, k=k, encoding=encoding, train_mean=mean)
+    smoothing = make_noise(noise, k=k, encoding=encoding, train_mean=mean, sigma=sigma)
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     model = model or ("mnist_cnn" if train.image_shape[1:] == (28, 28) else "resnet18")
     in_channels = smoothing.channels(train.channels)
