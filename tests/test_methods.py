@@ -39,7 +39,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 def linear(in_channels: int, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Flatten(), nn.Dropout(0.0), nn.Linear(in_channels * SIDE * SIDE, K))
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * SIDE * SIDE, K))
 
 
 class Constant(nn.Module):
@@ -136,7 +136,7 @@ def test_consistency_gradient_flows_through_p_hat():
     model = model_for(noise)
     out = model(noisy_copies(noise, x, 2, gen())).view(4, 2, K)
     consistency_kl(out).mean().backward()
-    assert model[2].weight.grad.abs().sum() > 0
+    assert model[1].weight.grad.abs().sum() > 0
 
 
 def test_consistency_m1_reduces_to_noise_augmentation_plus_entropy():

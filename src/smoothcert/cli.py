@@ -102,8 +102,17 @@ def cmd_figure(args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    paper.reproduce(args.table, out=args.out, epochs=args.epochs, recipe=args.recipe, max_images=args.max, n0=args.n0,
-                    n=args.n, alpha=args.alpha, ks=args.ks, seed=args.seed, device=args.device, progress=not args.quiet)
+    given = {"max_images": args.max, "n0": args.n0, "n": args.n, "alpha": args.alpha, "epochs": args.epochs}
+    run = {k: v for k, v in given.items() if v is not None}
+    run.update(seed=args.seed, device=args.device, progress=not args.quiet)
+    if args.out is not None:
+        run["out"] = args.out
+    if args.table == "smoothing":
+        paper.reproduce_smoothing(**run, **({"sigmas": args.sigmas} if args.sigmas else {}))
+    elif args.table == "l0-consistency":
+        paper.reproduce_l0_consistency(**run, recipe=args.recipe)
+    else:
+        paper.reproduce(args.table, **run, recipe=args.recipe, ks=args.ks)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -176,16 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_figure)
 
-    p = sub.add_parser("reproduce", help="reproduce the paper's Table 1 (k sweep) or Table 8 (encodings) at a chosen scale")
-    p.add_argument("table", choices=("table1", "table8"))
+    p = sub.add_parser("reproduce", help="reproduce a paper table at a chosen scale, ours beside the paper's")
+    p.add_argument("table", choices=("table1", "table8", "smoothing", "l0-consistency"),
+                   help="table1: k sweep; table8: encodings; smoothing: Gaussian training methods vs Jeong & Shin "
+                        "Table 2; l0-consistency: ablation with vs without consistency regularization")
     p.add_argument("--ks", type=_int_list, default=None, help="k values for table1")
+    p.add_argument("--sigmas", type=_float_list, default=None, help="sigmas for smoothing (default 0.25,0.5)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--max", type=int, default=100, help="test images to certify per model")
-    p.add_argument("--n0", type=int, default=1000)
-    p.add_argument("--n", type=int, default=10_000)
-    p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--out", type=Path, default=Path("runs/reproduce"))
+    p.add_argument("--max", type=int, default=None, help="test images to certify per model (default 100)")
+    p.add_argument("--n0", type=int, default=None, help="default 1000 (ablation) / 100 (smoothing)")
+    p.add_argument("--n", type=int, default=None, help="default 10000")
+    p.add_argument("--alpha", type=float, default=None, help="default 0.05 (ablation) / 0.001 (smoothing)")
+    p.add_argument("--out", type=Path, default=None, help="default runs/reproduce, runs/smoothing, runs/demo")
     _add_common(p)
     p.set_defaults(func=cmd_reproduce)
 
