@@ -132,3 +132,33 @@ def test_bad_sampling_parameters(tiny, tmp_path, capsys):
     assert main(["certify", "--checkpoint", tiny["model"], "--dataset", "mnist5k", "--out", str(out), "--quiet"]) == 2
     assert "28x28" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_gaussian_noise_with_a_training_method_end_to_end(tiny, tmp_path):
+    model = tmp_path / "gauss"
+    assert main(["train", "--dataset", tiny["data"], "--model", "mnist_cnn", "--noise", "gaussian", "--sigma", "0.25",
+                 "--method", "consistency", "--method-param", "lam=5", "--epochs", "2", "--batch-size", "32",
+                 "--device", "cpu", "--out", str(model), "--quiet"]) == 0
+    config = json.loads((model / "config.json").read_text())
+    assert config["noise"] == {"noise": "gaussian", "sigma": 0.25} and config["in_channels"] == 1
+    assert config["method"]["method"] == "consistency" and config["method"]["lam"] == 5.0
+    out = tmp_path / "g.tsv"
+    assert main(["certify", "--checkpoint", str(model), "--n0", "20", "--n", "200", "--max", "4", "--device", "cpu",
+                 "--quiet", "--out", str(out)]) == 0
+    rows = _rows(out)
+    assert json.loads((tmp_path / "g.tsv.json").read_text())["certificate"] == "cohen"
+    for r in rows[1:]:
+        radius = float(r[6])
+        # Cohen et al.: radius = sigma * Phi^-1(p_lower) <= sigma * Phi^-1(alpha^(1/n))
+        assert np.isnan(radius) or 0 < radius <= 0.25 * 2.33
+
+
+def test_method_errors(tiny, tmp_path, capsys):
+    base = ["train", "--dataset", tiny["data"], "--model", "mnist_cnn", "--epochs", "1", "--device", "cpu", "--quiet",
+            "--out", str(tmp_path / "m")]
+    assert main([*base, "--method", "smoothadv"]) == 2  # ablation noise: SmoothAdv is Gaussian-only
+    assert "SmoothAdv needs Gaussian noise" in capsys.readouterr().err
+    assert main([*base, "--method", "consistency", "--method-param", "lambda=3"]) == 2
+    assert "unknown parameter" in capsys.readouterr().err
+    assert main([*base, "--noise", "gaussian"]) == 2
+    assert "sigma" in capsys.readouterr().err
