@@ -400,6 +400,35 @@ def max_certifiable_radius(n: int, alpha: float, d: int, k: int):
 # ----------------------------------------------------------------------------- convenience
 
 
+def vote_bounds(counts, n, alpha: float, selected=None, runner_up: bool = False):
+    """The class to certify and its confidence bounds, from vote ``counts`` (..., C) of n samples.
+
+    Returns ``(cls, p_lower, p_upper_b)``: ``cls`` is ``selected`` (chosen independently of
+    ``counts``, as in CERTIFY) or the argmax; ``p_lower`` is its Clopper-Pearson lower bound at
+    level ``alpha`` (``alpha / C`` for the argmax, so that all C candidates hold jointly). With
+    ``runner_up`` the bounds come from :func:`class_bounds` instead and ``p_upper_b`` is the
+    largest upper bound of the other classes, simultaneously valid; otherwise it is None.
+    """
+    a = check_alpha(alpha)
+    counts = _integer_array(counts, "counts")
+    minimum = 2 if runner_up else 1
+    if counts.ndim < 1 or counts.shape[-1] < minimum:
+        raise ValueError(f"counts must have shape (..., C) with C >= {minimum}, got {counts.shape}")
+    total = _integer_array(n, "n")
+    _counts(counts, total[..., None])  # 0 <= counts <= n
+    if np.any(counts.sum(-1) != total):
+        raise ValueError(f"every row of counts must sum to n={n!r}")
+    classes = counts.shape[-1]
+    cls = counts.argmax(-1) if selected is None else _class_index(selected, counts.shape)
+    if not runner_up:
+        level = a / classes if selected is None else a
+        top = np.take_along_axis(counts, cls[..., None], -1)[..., 0]
+        return cls, np.asarray(clopper_pearson_lower(top, total, level)), None
+    lower, upper = class_bounds(counts, a, selected=None if selected is None else cls)
+    is_cls = np.arange(classes) == cls[..., None]
+    return cls, lower[is_cls].reshape(cls.shape), np.where(is_cls, -np.inf, upper).max(-1)
+
+
 def certify_counts(counts, n, alpha: float, d: int, k: int, certificate: str = "cor1", selected=None):
     """Certify images from their vote counts: returns ``(predict, p_lower, radius)``.
 
@@ -419,27 +448,10 @@ def certify_counts(counts, n, alpha: float, d: int, k: int, certificate: str = "
     """
     if certificate not in CERTIFICATES:
         raise ValueError(f"certificate must be one of {CERTIFICATES}, got {certificate!r}")
-    a = check_alpha(alpha)
-    counts = _integer_array(counts, "counts")
-    minimum = 1 if certificate == "cor1" else 2
-    if counts.ndim < 1 or counts.shape[-1] < minimum:
-        raise ValueError(f"counts must have shape (..., C) with C >= {minimum} for {certificate}, got {counts.shape}")
-    total = _integer_array(n, "n")
-    _counts(counts, total[..., None])  # 0 <= counts <= n
-    if np.any(counts.sum(-1) != total):
-        raise ValueError(f"every row of counts must sum to n={n!r}")
-    classes = counts.shape[-1]
-    cls = counts.argmax(-1) if selected is None else _class_index(selected, counts.shape)
-
+    cls, p_lower, p_upper_b = vote_bounds(counts, n, alpha, selected, runner_up=certificate != "cor1")
     if certificate == "cor1":
-        level = a / classes if selected is None else a
-        p_lower = np.asarray(clopper_pearson_lower(np.take_along_axis(counts, cls[..., None], -1)[..., 0], total, level))
         radius = radius_cor1(p_lower, d, k)
     else:
-        lower, upper = class_bounds(counts, a, selected=None if selected is None else cls)
-        is_cls = np.arange(classes) == cls[..., None]
-        p_lower = lower[is_cls].reshape(cls.shape)
-        p_upper_b = np.where(is_cls, -np.inf, upper).max(-1)
         radius = (radius_cor2 if certificate == "cor2" else radius_jia)(p_lower, p_upper_b, d, k)
     predict = np.where(np.isnan(radius), -1, cls)
     return predict[()], p_lower[()], radius

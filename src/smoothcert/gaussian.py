@@ -24,15 +24,7 @@ import operator
 import numpy as np
 from scipy.stats import norm
 
-from .certificates import (  # the private helpers validate inputs exactly as certify_counts does
-    _class_index,
-    _counts,
-    _integer_array,
-    _probability,
-    check_alpha,
-    class_bounds,
-    clopper_pearson_lower,
-)
+from .certificates import _integer_array, _probability, check_alpha, vote_bounds
 
 GAUSSIAN_CERTIFICATES = ("cohen", "two-class")
 """Names accepted by :func:`certify_gaussian`; the first is the default."""
@@ -149,28 +141,11 @@ def certify_gaussian(counts, n, alpha: float, sigma: float, certificate: str = "
     """
     if certificate not in GAUSSIAN_CERTIFICATES:
         raise ValueError(f"certificate must be one of {GAUSSIAN_CERTIFICATES}, got {certificate!r}")
-    a = check_alpha(alpha)
     s = check_sigma(sigma)
-    counts = _integer_array(counts, "counts")
-    minimum = 1 if certificate == "cohen" else 2
-    if counts.ndim < 1 or counts.shape[-1] < minimum:
-        raise ValueError(f"counts must have shape (..., C) with C >= {minimum} for {certificate}, got {counts.shape}")
-    total = _integer_array(n, "n")
-    _counts(counts, total[..., None])  # 0 <= counts <= n
-    if np.any(counts.sum(-1) != total):
-        raise ValueError(f"every row of counts must sum to n={n!r}")
-    classes = counts.shape[-1]
-    cls = counts.argmax(-1) if selected is None else _class_index(selected, counts.shape)
-
+    cls, p_lower, p_upper_b = vote_bounds(counts, n, alpha, selected, runner_up=certificate == "two-class")
     if certificate == "cohen":
-        level = a / classes if selected is None else a
-        p_lower = np.asarray(clopper_pearson_lower(np.take_along_axis(counts, cls[..., None], -1)[..., 0], total, level))
         radius = radius_cohen(p_lower, s)
     else:
-        lower, upper = class_bounds(counts, a, selected=None if selected is None else cls)
-        is_cls = np.arange(classes) == cls[..., None]
-        p_lower = lower[is_cls].reshape(cls.shape)
-        p_upper_b = np.minimum(np.where(is_cls, -np.inf, upper).max(-1), 1.0 - p_lower)
-        radius = radius_two_class(p_lower, p_upper_b, s)
+        radius = radius_two_class(p_lower, np.minimum(p_upper_b, 1.0 - p_lower), s)
     predict = np.where(np.isnan(radius), -1, cls)
     return predict[()], p_lower[()], radius
