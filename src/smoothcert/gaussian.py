@@ -24,7 +24,7 @@ import operator
 import numpy as np
 from scipy.stats import norm
 
-from .certificates import _integer_array, _probability, check_alpha, vote_bounds
+from .certificates import _probability, check_alpha, vote_bounds
 
 GAUSSIAN_CERTIFICATES = ("cohen", "two-class")
 """Names accepted by :func:`certify_gaussian`; the first is the default."""
