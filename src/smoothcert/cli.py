@@ -82,7 +82,9 @@ def _evaluate(args: argparse.Namespace, mode: str) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    logs = [read_log(p) for p in args.logs]
+    stems = [p.stem for p in args.logs]
+    unique = len(set(stems)) == len(stems)  # else name runs by their folder too: runs/a/certify.tsv -> a/certify
+    logs = [read_log(p, name=None if unique else f"{p.parent.name}/{p.stem}") for p in args.logs]
     print(format_table([summarize(log, args.radii) for log in logs], args.radii, markdown=args.markdown))
     certified = [log for log in logs if log.radius is not None]
     if args.plot and certified:
@@ -201,9 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_reproduce)
 
-    p = sub.add_parser("demo", help="train k=45 on mnist5k, certify test digits, print the Table-1 row")
+    p = sub.add_parser("demo", help="train k=45 on mnist5k, certify and predict test digits, print the Table-1 row")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--max", type=int, default=200)
+    p.add_argument("--max", type=int, default=120, help="test digits to certify and predict (default 120)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     _add_common(p)
     p.set_defaults(func=cmd_demo)
