@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--images", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.checkpoint:
@@ -50,12 +51,18 @@ def main() -> None:
     b = args.batch_size
     x = torch.rand(1, 28, 28)
     ablated = smoothed.noise(x.expand(b, 1, 28, 28), torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        bare = best_of(lambda: smoothed.base(ablated).argmax(1), 20)
-    full = best_of(lambda: smoothed.sample(x, b, torch.Generator().manual_seed(1)), 20)
-    print(f"torch {torch.__version__}, {args.threads} threads, batch {b}")
-    print(f"bare forward: {b / bare:,.0f} evaluations/s; SmoothedClassifier.sample: {b / full:,.0f} evaluations/s; "
-          f"overhead ratio {full / bare:.3f}")
+    # interleave the two measurements so that drift of the machine's speed hits both alike
+    ratios, bare_rates = [], []
+    for _ in range(args.rounds):
+        with torch.inference_mode():
+            bare = best_of(lambda: smoothed.base(ablated).argmax(1), 3)
+        full = best_of(lambda: smoothed.sample(x, b, torch.Generator().manual_seed(1)), 3)
+        ratios.append(full / bare)
+        bare_rates.append(b / bare)
+    print(f"torch {torch.__version__}, {args.threads} threads, batch {b}, {args.rounds} interleaved rounds")
+    print(f"bare forward: {np.median(bare_rates):,.0f} evaluations/s; SmoothedClassifier.sample: "
+          f"{np.median(bare_rates) / np.median(ratios):,.0f} evaluations/s; overhead ratio {np.median(ratios):.3f} "
+          f"(median; range {min(ratios):.3f}-{max(ratios):.3f})")
 
     from smoothcert.data import load_mnist5k
 
