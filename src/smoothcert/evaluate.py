@@ -16,7 +16,7 @@ from .certificates import check_alpha
 from .data import ImageDataset
 from .runlog import CERTIFY_COLUMNS, PREDICT_COLUMNS, TsvLog
 from .seeding import generator
-from .smooth import SmoothedClassifier
+from .smooth import SmoothedClassifier, check_count
 
 
 def select_indices(size: int, skip: int = 1, max_images: int | None = None) -> list[int]:
@@ -55,9 +55,9 @@ def run_dataset(
     if bad:
         raise ValueError(f"image indices {bad[:5]} are outside the dataset of {len(data)} images")
     check_alpha(alpha)
-    for name, value in (("n", n), ("n0", n0 if mode == "certify" else 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_count("n", n)
+    if mode == "certify":
+        check_count("n0", n0)
     if indices:
         smoothed.sample(data.x[indices[0]], 1)  # model/data mismatches fail here, before a log is written
     columns = CERTIFY_COLUMNS if mode == "certify" else PREDICT_COLUMNS

@@ -38,7 +38,8 @@ class Certificate:
     radius: float
 
 
-def _check_count(name: str, value: int) -> int:
+def check_count(name: str, value: int) -> int:
+    """``value`` as an int; ValueError unless it is a positive integer."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
@@ -62,8 +63,8 @@ class SmoothedClassifier:
         batch_size: int = 1000,
         device: str | torch.device = "auto",
     ) -> None:
-        self.num_classes = _check_count("num_classes", num_classes)
-        self.batch_size = _check_count("batch_size", batch_size)
+        self.num_classes = check_count("num_classes", num_classes)
+        self.batch_size = check_count("batch_size", batch_size)
         self.device = resolve_device(device)
         self.base = base.to(self.device).eval()
         self.noise = noise
@@ -91,7 +92,7 @@ class SmoothedClassifier:
         """Votes of the base classifier on ``num`` noisy copies of ``x``: an array (num_classes,)."""
         x = self._check_image(x)
         counts = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
-        remaining = _check_count("number of samples", num)
+        remaining = check_count("number of samples", num)
         while remaining > 0:
             b = min(self.batch_size, remaining)
             labels = self.base(self.noise(x.expand(b, *x.shape), generator)).argmax(1)
