@@ -27,7 +27,15 @@ from .gaussian import (
     radius_two_class,
 )
 from .information import mutual_information_ablation, mutual_information_lee
-from .methods import METHODS, Consistency, Macer, NoiseAugmentation, SmoothAdv, Stability, make_method
+from .methods import (
+    METHODS,
+    Consistency,
+    Macer,
+    NoiseAugmentation,
+    SmoothAdv,
+    Stability,
+    make_method,
+)
 from .models import MnistCNN, Normalize, ResNet18, ResNet50, build_model
 from .noise import Ablation, Gaussian, ablate, make_noise, sample_keep_mask
 from .paper import demo, reproduce

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from . import paper
 from .checkpoint import read_config
 from .data import DATASETS, load_dataset
 from .evaluate import run_dataset, select_indices
+from .methods import METHODS, make_method
 from .models import MODELS
 from .noise import ENCODINGS, NOISES, Ablation, Gaussian
-from .report import format_table, plot_certified_accuracy, plot_delta, read_log, summarize
+from .report import (
+    format_table,
+    plot_certified_accuracy,
+    plot_delta,
+    read_log,
+    summarize,
+)
 from .seeding import DEVICES
 from .smooth import SmoothedClassifier
-from .methods import METHODS, make_method
 from .train import RECIPES, get_recipe, train_classifier
-
 
 
 def _add_data(p: argparse.ArgumentParser, default: str | None = "mnist5k", split: str = "test") -> None:

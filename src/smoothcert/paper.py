@@ -9,8 +9,9 @@ digits) with the CPU recipe, and prints our numbers beside the paper's.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,11 +19,11 @@ import torch
 from .checkpoint import read_config
 from .data import load_dataset
 from .evaluate import run_dataset
+from .methods import Method, make_method
 from .noise import ablate, sample_keep_mask
 from .report import plot_ablated_samples, plot_certified_accuracy, read_log, summarize
 from .seeding import generator
 from .smooth import SmoothedClassifier
-from .methods import Method, make_method
 from .train import get_recipe, train_classifier
 
 # Table 1: k -> (classification accuracy %, percent abstained, median certified robustness; None = N/A)

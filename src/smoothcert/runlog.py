@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 CERTIFY_COLUMNS = ("idx", "label", "predict", "count", "n", "p_lower", "radius", "correct", "time")
 PREDICT_COLUMNS = ("idx", "label", "predict", "count", "n", "correct", "time")
