@@ -52,15 +52,20 @@ def check_alpha(alpha: float) -> float:
     return value
 
 
-def _integer(value: object, name: str) -> int:
+def check_integer(value: object, name: str, minimum: int | None = None) -> int:
+    """``value`` as an int; ValueError unless it is an integer (and ``>= minimum`` if given)."""
+    bound = "" if minimum is None else f" >= {minimum}"
     try:
-        return operator.index(value)  # type: ignore[arg-type]
+        number = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+        raise ValueError(f"{name} must be an integer{bound}, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be an integer{bound}, got {value!r}")
+    return number
 
 
 def _ablation_size(d: int, k: int) -> tuple[int, int]:
-    d, k = _integer(d, "d"), _integer(k, "k")
+    d, k = check_integer(d, "d"), check_integer(k, "k")
     if not 1 <= k <= d:
         raise ValueError(f"the ablation size needs 1 <= k <= d, got k={k} and d={d}")
     return d, k
@@ -349,7 +354,7 @@ def radius_jia_topk(p_lower_label, p_upper_others, d: int, k: int, top: int):
     For ``top=1`` this is ``p'_l - Delta > min(p'_1, 1 - p'_l) + Delta`` (:func:`radius_jia`).
     """
     d, k = _ablation_size(d, k)
-    top = _integer(top, "top")
+    top = check_integer(top, "top")
     pl = _probability(p_lower_label, "p_lower_label")
     others = _probability(p_upper_others, "p_upper_others")
     if others.ndim < 1 or not 1 <= top <= others.shape[-1]:
@@ -391,7 +396,7 @@ def max_certifiable_radius(n: int, alpha: float, d: int, k: int):
     ``alpha ** (1/n)`` is the Clopper-Pearson lower bound when all n votes go to one class
     (Beta(n, 1) has CDF ``x ** n``), so no image can be certified beyond this.
     """
-    n = _integer(n, "n")
+    n = check_integer(n, "n")
     if n < 1:
         raise ValueError(f"the number of samples n must be >= 1, got {n}")
     return radius_cor1(check_alpha(alpha) ** (1.0 / n), d, k)

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 
 import numpy as np
 from scipy.stats import norm
 
-from .certificates import _probability, check_alpha, vote_bounds
+from .certificates import _probability, check_alpha, check_integer, vote_bounds
 
 GAUSSIAN_CERTIFICATES = ("cohen", "two-class")
 """Names accepted by :func:`certify_gaussian`; the first is the default."""
@@ -81,12 +80,7 @@ def radius_lp(p_lower_a, p_upper_b, sigma: float, d: int, p: float):
     ``sqrt(d)``.  ``d`` is the number of input scalars the noise is added to (C*H*W, not the
     pixel count of ablation).  NaN where ``p_lower_a <= p_upper_b``.
     """
-    try:
-        dim = operator.index(d)
-    except TypeError:
-        raise ValueError(f"d must be an integer, got {d!r}") from None
-    if dim < 1:
-        raise ValueError(f"the input dimension d must be >= 1, got {d}")
+    dim = check_integer(d, "d", 1)
     try:
         order = float(p)
     except (TypeError, ValueError):
@@ -114,12 +108,7 @@ def max_gaussian_radius(n: int, alpha: float, sigma: float):
     ``alpha^(1/n)`` is the Clopper-Pearson lower bound when all n votes go to one class
     (3.81 sigma at n = 100,000, alpha = 0.001); NaN when even that is <= 0.5 (n too small).
     """
-    try:
-        samples = operator.index(n)
-    except TypeError:
-        raise ValueError(f"the number of samples n must be an integer, got {n!r}") from None
-    if samples < 1:
-        raise ValueError(f"the number of samples n must be >= 1, got {n}")
+    samples = check_integer(n, "the number of samples n", 1)
     return radius_cohen(check_alpha(alpha) ** (1.0 / samples), sigma)
 
 

@@ -9,24 +9,15 @@ Eq. 21's information; the supplement derives it from ``I = d (H(X_o) - H(X_o | Y
 from __future__ import annotations
 
 import math
-import operator
 
 from scipy.special import xlogy
 
-
-def _integer(value: int, name: str, minimum: int) -> int:
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
-    if number < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return number
+from .certificates import check_integer
 
 
 def mutual_information_ablation(k: int, levels: int = 256) -> float:
     """Eq. 20: ``I_ablate = k log2 |S|`` bits; each of the k retained pixels is seen exactly."""
-    return _integer(k, "k", 0) * math.log2(_integer(levels, "levels (|S|)", 2))
+    return check_integer(k, "k", 0) * math.log2(check_integer(levels, "levels (|S|)", 2))
 
 
 def mutual_information_lee(d: int, kappa: float, levels: int = 256) -> float:
@@ -35,8 +26,8 @@ def mutual_information_lee(d: int, kappa: float, levels: int = 256) -> float:
     ``0 log 0 = 0``, so ``kappa = 1`` gives ``d log2 |S|`` (every pixel kept).  The information
     vanishes at ``kappa = 1/|S|``, where Y_o is uniform whatever X_o is.
     """
-    d = _integer(d, "d", 0)
-    s = _integer(levels, "levels (|S|)", 2)
+    d = check_integer(d, "d", 0)
+    s = check_integer(levels, "levels (|S|)", 2)
     try:
         kappa = float(kappa)
     except (TypeError, ValueError):
