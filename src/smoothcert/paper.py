@@ -21,7 +21,7 @@ from .data import load_dataset
 from .evaluate import run_dataset
 from .methods import Method, make_method
 from .noise import ablate, sample_keep_mask
-from .report import plot_ablated_samples, plot_certified_accuracy, read_log, summarize
+from .report import RunLog, plot_ablated_samples, plot_certified_accuracy, read_log, summarize
 from .seeding import generator
 from .smooth import SmoothedClassifier
 from .train import get_recipe, train_classifier
@@ -100,6 +100,16 @@ def train_and_certify(
                        indices=indices, settings=settings, progress=progress)
 
 
+def _publish(text: str, path: Path, logs: list[RunLog] | None = None) -> str:
+    """Print ``text``, write it to ``path`` and, given ``logs``, their certified-accuracy plot beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if logs:
+        plot_certified_accuracy(logs, path.with_suffix(".png"))
+    print(text)
+    return text
+
+
 def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
@@ -137,11 +147,7 @@ def reproduce(
         "accuracy (abstained: p_lower <= 0.5). Paper: full MNIST (60,000 training / 10,000 test digits), "
         f"Levine & Feizi 2020 {'Table 1' if table == 'table1' else 'Table 8'}.\n"
     )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{table}.md").write_text(text)
-    plot_certified_accuracy(logs, out / f"{table}.png")
-    print(text)
-    return text
+    return _publish(text, out / f"{table}.md", logs)
 
 
 def demo(*, out: str | Path = "runs/demo", **run: Any) -> str:
@@ -217,10 +223,7 @@ def reproduce_smoothing(
         "3 PGD steps, 3 warm-up epochs (smaller than the papers' to fit a CPU). Paper: Jeong & Shin 2020, supplement Table 2 "
         "(full MNIST, 90 epochs, LeNet-like model, n=100,000, alpha=0.001).\n"
     )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "smoothing.md").write_text(text)
-    print(text)
-    return text
+    return _publish(text, out / "smoothing.md")
 
 
 def reproduce_l0_consistency(
@@ -244,8 +247,4 @@ def reproduce_l0_consistency(
         f"\n\nmnist5k, first {len(logs[0].idx)} test digits, Corollary 1, n0={run.get('n0', 1000)}, n={run.get('n', 10000)}, "
         f"alpha={run.get('alpha', 0.05)}; consistency with m={m}, lam={lam}, eta={eta}.\n"
     )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "l0-consistency.md").write_text(text)
-    plot_certified_accuracy(logs, out / "l0-consistency.png")
-    print(text)
-    return text
+    return _publish(text, out / "l0-consistency.md", logs)
