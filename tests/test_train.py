@@ -156,3 +156,21 @@ def test_train_classifier_builds_model_from_dataset(tmp_path):
     assert len(history) == 1
     with pytest.raises(ValueError, match="k=900 exceeds"):
         train_classifier("mnist5k", tmp_path / "big", k=900, recipe=get_recipe("fast", epochs=1), device="cpu", progress=False)
+
+
+def test_clean_training_gives_an_undefended_checkpoint(tmp_path, digits):
+    from smoothcert.checkpoint import noise_from_config
+    from smoothcert.noise import Clean
+    from smoothcert.smooth import SmoothedClassifier
+
+    train, test = digits
+    history = fit(build_model("mnist_cnn", 1, 10), Clean(), train, get_recipe("fast", epochs=2, batch_size=64),
+                  heldout=test, device="cpu", out=tmp_path, progress=False,
+                  config={**_config(), "in_channels": 1})
+    assert history[-1]["heldout_acc"] > 0.5  # clean MNIST learns fast; chance is 0.1
+    model, config = load_checkpoint(tmp_path)
+    assert config["noise"] == {"noise": "none"} and noise_from_config(config["noise"]) == Clean()
+    x = test.x[:4]
+    assert torch.equal(Clean()(x), x)
+    with pytest.raises(ValueError, match="no certificate"):
+        SmoothedClassifier(model, Clean(), 10)

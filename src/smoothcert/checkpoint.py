@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .models import build_model
-from .noise import Ablation, Gaussian, Noise
+from .noise import Ablation, Clean, Gaussian, Noise
 
 FORMAT = "smoothcert-checkpoint/1"
 _REQUIRED = ("format", "model", "in_channels", "num_classes", "image_size", "noise")
@@ -94,6 +94,8 @@ def noise_from_config(cfg: dict[str, Any]) -> Noise:
         return Ablation(**cfg)
     if kind == "gaussian":
         return Gaussian(**cfg)
+    if kind == "none":
+        return Clean()
     raise ValueError(f"unknown noise {kind!r} in checkpoint config")
 
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .noise import Ablation, Gaussian, Noise, ablate
+from .noise import Ablation, Clean, Gaussian, Noise, ablate
 
 _P_CLAMP = 1e-6
 """MACER clamps probabilities to [1e-6, 1 - 1e-6] before Phi^-1 (finite, |Phi^-1| <= 4.75)."""
@@ -85,10 +85,10 @@ class _Config:
 def clean_input(noise: Noise, x: torch.Tensor) -> torch.Tensor:
     """The noise-free input ``x`` in the format the base classifier sees under ``noise``.
 
-    For Gaussian noise that is ``x``; for ablation it is ABLATE(x, all pixels kept) in the noise's
+    For Gaussian noise and no noise that is ``x``; for ablation it is ABLATE(x, all pixels kept) in the noise's
     encoding (the ablation with k = d), e.g. (x, 1 - x) for the multichannel encoding.
     """
-    if isinstance(noise, Gaussian):
+    if isinstance(noise, (Gaussian, Clean)):
         return x
     if isinstance(noise, Ablation):
         b, _, h, w = x.shape

@@ -183,7 +183,36 @@ class Gaussian:
         return {"noise": "gaussian", "sigma": self.sigma}
 
 
-NOISES = ("ablation", "gaussian")
+@dataclass(frozen=True)
+class Clean:
+    """No noise: the identity, for undefended models (``--noise none``) trained on clean images.
+
+    It certifies nothing; a ``SmoothedClassifier`` refuses it.
+    """
+
+    certificates: ClassVar[tuple[str, ...]] = ()
+
+    def channels(self, data_channels: int) -> int:
+        return data_channels
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return x
+
+    def check_certificate(self, name: str | None) -> None:
+        raise ValueError("a model trained without noise (--noise none) has no certificate: "
+                         "smooth it with --noise ablation or gaussian, or attack it directly")
+
+    def certify(
+        self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str = ""
+    ) -> tuple[float, float]:
+        self.check_certificate(certificate)
+        raise AssertionError("unreachable")
+
+    def config(self) -> dict[str, Any]:
+        return {"noise": "none"}
+
+
+NOISES = ("ablation", "gaussian", "none")
 
 
 def make_noise(
@@ -205,4 +234,6 @@ def make_noise(
         if sigma is None:
             raise ValueError("gaussian noise needs --sigma")
         return Gaussian(sigma)
+    if kind == "none":
+        return Clean()
     raise ValueError(f"unknown noise {kind!r}; choose one of {NOISES}")

@@ -70,6 +70,8 @@ class SmoothedClassifier:
         self.noise = noise
         if getattr(noise, "per_batch", False):
             raise ValueError("certification needs an independent noise draw per sample: use per_batch=False")
+        if certificate is None and not noise.certificates:
+            noise.check_certificate(certificate)  # raises: this noise certifies nothing
         certificate = noise.certificates[0] if certificate is None else certificate
         noise.check_certificate(certificate)
         self.certificate = certificate
