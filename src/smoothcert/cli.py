@@ -1,16 +1,19 @@
-"""The ``smoothcert`` command line: train, certify, predict, report, figure, reproduce, demo."""
+"""The ``smoothcert`` command line: train, certify, predict, attack, substitute, report, figure, reproduce, demo."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import paper
+from .attacks import ATTACKS, make_attack, oracle_factory
+from .bounds import is_attack_log, read_attack_log, summarize_attack, table2
 from .checkpoint import read_config
 from .data import DATASETS, load_dataset
-from .evaluate import run_dataset, select_indices
+from .evaluate import adversarial_path, run_attack, run_dataset, select_indices
 from .methods import METHODS, make_method
 from .models import MODELS
 from .noise import ENCODINGS, NOISES, Ablation, Gaussian
@@ -23,6 +26,7 @@ from .report import (
 )
 from .seeding import DEVICES
 from .smooth import SmoothedClassifier
+from .substitute import run_substitute, split_seed
 from .train import RECIPES, get_recipe, train_classifier
 
 
@@ -70,9 +74,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace, mode: str) -> None:
     config = read_config(args.checkpoint)
-    dataset = args.dataset or config.get("dataset")
-    if dataset is None:
-        raise ValueError("the checkpoint does not name its dataset: pass --dataset")
+    dataset = _dataset_of(args, config)
     data = load_dataset(dataset, args.split, args.data_root)
     smoothed = SmoothedClassifier.from_checkpoint(
         args.checkpoint, certificate=getattr(args, "certificate", None), batch_size=args.batch_size, device=args.device
@@ -86,16 +88,77 @@ def _evaluate(args: argparse.Namespace, mode: str) -> None:
     print(f"{mode}: {summary['n']} images, accuracy {100 * summary['accuracy']:.2f}%, abstained {100 * summary['abstained']:.2f}% -> {args.out}")
 
 
+def _dataset_of(args: argparse.Namespace, config: dict) -> str:
+    dataset = args.dataset or config.get("dataset")
+    if dataset is None:
+        raise ValueError("the checkpoint does not name its dataset: pass --dataset")
+    return dataset
+
+
+def cmd_attack(args: argparse.Namespace) -> None:
+    if args.attack == "pointwise":
+        if args.budget is not None or args.start_budget is not None:
+            raise ValueError("--budget and --start-budget belong to --attack sparse-rs")
+        params = {"restarts": args.restarts, "max_queries": args.max_queries}
+    else:
+        if args.restarts is not None:
+            raise ValueError("--restarts belongs to --attack pointwise")
+        params = {"budget": args.budget, "max_queries": args.max_queries, "start": args.start_budget}
+    attack = make_attack(args.attack, **{k: v for k, v in params.items() if v is not None})
+    make_oracle, config = oracle_factory(args.checkpoint, n=args.n, alpha=args.alpha, fixed=not args.fresh,
+                                         n_check=args.n_check, seed=args.seed, batch_size=args.batch_size, device=args.device)
+    dataset = _dataset_of(args, config)
+    data = load_dataset(dataset, args.split, args.data_root)
+    settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split,
+                "target": "model" if config["noise"]["noise"] == "none" else "smoothed"}
+    if settings["target"] == "smoothed":
+        settings.update(n=args.n, n_check=args.n_check or args.n, alpha=args.alpha, fixed=not args.fresh)
+    run_attack(make_oracle, attack, data, args.out, seed=args.seed, indices=select_indices(len(data), args.skip, args.max),
+               settings=settings, progress=not args.quiet)
+    summary = summarize_attack(read_attack_log(args.out))
+    print(f"attack: {summary['n']} images, success {100 * summary['success']:.2f}%, median L0 "
+          f"{summary['median_l0']:g}, mean queries {summary['mean_queries']:.0f} -> {args.out} "
+          f"(adversarial examples in {adversarial_path(args.out)})")
+
+
+def cmd_substitute(args: argparse.Namespace) -> None:
+    make_oracle, config = oracle_factory(args.checkpoint, n=args.n, alpha=args.alpha, fixed=False, seed=args.seed,
+                                         batch_size=args.batch_size, device=args.device)
+    data = load_dataset(_dataset_of(args, config), args.split, args.data_root)
+    seed_set, heldout = split_seed(data, args.seed_size)
+    if args.max is not None:
+        heldout = heldout.subset(range(min(args.max, len(heldout))))
+    params = {"rounds": args.rounds, "lam": args.lam, "kappa": args.kappa, "epochs": args.epochs}
+    result = run_substitute(make_oracle(0), seed_set, heldout, num_classes=config["num_classes"],
+                            abstain=config["noise"]["noise"] != "none", eps=args.eps, seed=args.seed, device=args.device,
+                            progress=not args.quiet, **{k: v for k, v in params.items() if v is not None})
+    print("round  |S_rho|  oracle queries  substitute accuracy  agreement with oracle")
+    for h in result["history"]:
+        print(f"{h['round']:5d}  {h['size']:7d}  {h['queries']:14d}  {100 * h['accuracy']:18.2f}%  {100 * h['agreement']:20.2f}%")
+    print(f"FGSM eps={result['eps']:g} on {result['heldout_size']} held-out images: transfer rate "
+          f"{100 * result['transfer_rate']:.2f}% (oracle clean error {100 * result['oracle_clean_error']:.2f}%, "
+          f"abstained {100 * result['oracle_abstain_rate']:.2f}%)")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"checkpoint": str(Path(args.checkpoint).resolve()), **result}, indent=2))
+        print(f"written to {args.out}")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     stems = [p.stem for p in args.logs]
     unique = len(set(stems)) == len(stems)  # else name runs by their folder too: runs/a/certify.tsv -> a/certify
-    logs = [read_log(p, name=None if unique else f"{p.parent.name}/{p.stem}") for p in args.logs]
-    print(format_table([summarize(log, args.radii) for log in logs], args.radii, markdown=args.markdown))
+    names = {p: None if unique else f"{p.parent.name}/{p.stem}" for p in args.logs}
+    attacks = [read_attack_log(p, names[p]) for p in args.logs if is_attack_log(p)]
+    logs = [read_log(p, names[p]) for p in args.logs if not is_attack_log(p)]
+    if logs:
+        print(format_table([summarize(log, args.radii) for log in logs], args.radii, markdown=args.markdown))
+    if attacks:
+        print(("\n" if logs else "") + table2(attacks, logs, markdown=args.markdown))
     certified = [log for log in logs if log.radius is not None]
     if args.plot and certified:
         print(f"plot written to {plot_certified_accuracy(certified, args.plot)}")
     elif args.plot:
-        raise ValueError("--plot needs at least one certify log (predict logs have no radii)")
+        raise ValueError("--plot needs at least one certify log (predict and attack logs have no radii)")
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
@@ -174,7 +237,46 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, required=True, help="TSV log (re-running resumes it)")
         p.set_defaults(func=(lambda a, m=name: _evaluate(a, m)))
 
-    p = sub.add_parser("report", help="summarise certify/predict logs")
+    p = sub.add_parser("attack", help="L0 attacks on a model or its smoothed classifier (upper bounds)")
+    p.add_argument("--checkpoint", type=Path, required=True,
+                   help="a model trained with --noise none is attacked directly, others through their smoothed PREDICT")
+    p.add_argument("--attack", choices=ATTACKS, default="pointwise")
+    p.add_argument("--restarts", type=int, default=None, help="pointwise: random restarts, best of R (default 10)")
+    p.add_argument("--max-queries", type=int, default=None, help="query budget per restart (pointwise, default 5000) "
+                   "or per pixel budget tried (sparse-rs, default 1000)")
+    p.add_argument("--budget", type=int, default=None, help="sparse-rs: fixed pixel budget (default: search the smallest)")
+    p.add_argument("--start-budget", type=int, default=None, help="sparse-rs: first budget of the doubling search (default 1)")
+    _add_data(p, default=None)
+    p.add_argument("--n", type=int, default=1000, help="noise samples per query of a smoothed classifier (default 1000)")
+    p.add_argument("--n-check", type=int, default=None, help="fresh samples to re-check each adversarial example (default --n)")
+    p.add_argument("--alpha", type=float, default=0.05, help="PREDICT's abstention level (default 0.05)")
+    p.add_argument("--fresh", action="store_true", help="fresh noise every query instead of one fixed set per image")
+    p.add_argument("--skip", type=int, default=1, help="use every N-th image")
+    p.add_argument("--max", type=int, default=None, help="at most N images")
+    p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass (memory bound)")
+    _add_common(p)
+    p.add_argument("--out", type=Path, required=True, help="TSV log (re-running resumes it); examples go beside it as .npz")
+    p.set_defaults(func=cmd_attack)
+
+    p = sub.add_parser("substitute", help="black-box transfer: JbDA substitute training, then FGSM")
+    p.add_argument("--checkpoint", type=Path, required=True, help="the oracle: an undefended model or a smoothed one")
+    _add_data(p, default=None)
+    p.add_argument("--seed-size", type=int, default=150, help="S_0: the first N images of the split (default 150)")
+    p.add_argument("--max", type=int, default=None, help="at most N held-out images for accuracy and transfer")
+    p.add_argument("--rounds", type=int, default=None, help="substitute training rounds rho_max (default 6)")
+    p.add_argument("--lam", type=float, default=None, help="augmentation step lambda (default 0.1)")
+    p.add_argument("--kappa", type=int, default=None, help="reservoir size (default 400)")
+    p.add_argument("--epochs", type=int, default=None, help="substitute epochs per round (default 10)")
+    p.add_argument("--eps", type=float, default=0.3, help="FGSM L-inf step (default 0.3)")
+    p.add_argument("--n", type=int, default=1000, help="noise samples per oracle query of a smoothed classifier")
+    p.add_argument("--alpha", type=float, default=0.05, help="PREDICT's abstention level (default 0.05)")
+    p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass (memory bound)")
+    _add_common(p)
+    p.add_argument("--out", type=Path, default=None, help="write the result as JSON")
+    p.set_defaults(func=cmd_substitute)
+
+    p = sub.add_parser("report", help="summarise certify/predict logs; with attack logs also Table 2 (certified "
+                       "vs empirical median, soundness)")
     p.add_argument("logs", nargs="+", type=Path)
     p.add_argument("--radii", type=_float_list, default=[0, 1, 2, 4, 6, 8, 10], help="comma-separated radii")
     p.add_argument("--markdown", action="store_true")

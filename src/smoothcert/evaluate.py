@@ -1,20 +1,24 @@
-"""Certify or predict a whole dataset into a resumable per-image log.
+"""Certify, predict or attack a whole dataset into a resumable per-image log.
 
-Image ``idx`` is processed with the random stream ``generator(seed, idx)``, so its row does not
+Image ``idx`` is processed with the random streams keyed by ``(seed, idx)``, so its row does not
 depend on which other images are in the run, their order, or an interruption in between.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
+from .attacks import Oracle, Pointwise, SparseRS
 from .certificates import check_alpha
 from .data import ImageDataset
-from .runlog import CERTIFY_COLUMNS, PREDICT_COLUMNS, TsvLog
+from .runlog import ATTACK_COLUMNS, CERTIFY_COLUMNS, PREDICT_COLUMNS, TsvLog
 from .seeding import generator
 from .smooth import SmoothedClassifier, check_count
 
@@ -26,6 +30,12 @@ def select_indices(size: int, skip: int = 1, max_images: int | None = None) -> l
     if max_images is not None and max_images < 1:
         raise ValueError(f"--max must be a positive integer, got {max_images}")
     return list(range(0, size, skip))[:max_images]
+
+
+def _check_indices(indices: list[int], size: int) -> None:
+    bad = [i for i in indices if not 0 <= i < size]
+    if bad:
+        raise ValueError(f"image indices {bad[:5]} are outside the dataset of {size} images")
 
 
 def run_dataset(
@@ -51,9 +61,7 @@ def run_dataset(
     if mode not in ("certify", "predict"):
         raise ValueError(f"unknown mode {mode!r}; choose certify or predict")
     indices = list(range(len(data))) if indices is None else indices
-    bad = [i for i in indices if not 0 <= i < len(data)]
-    if bad:
-        raise ValueError(f"image indices {bad[:5]} are outside the dataset of {len(data)} images")
+    _check_indices(indices, len(data))
     check_alpha(alpha)
     check_count("n", n)
     if mode == "certify":
@@ -79,4 +87,73 @@ def run_dataset(
             row.update(idx=idx, label=label, correct=int(row["predict"] == label))
             row["time"] = round(time.perf_counter() - start, 4)
             log.write(row)
+    return Path(out)
+
+
+def adversarial_path(log: str | Path) -> Path:
+    """Where ``run_attack`` keeps the adversarial examples of the log ``log``: ``attack.tsv`` -> ``attack.npz``."""
+    return Path(log).with_suffix(".npz")
+
+
+def read_adversarial(log: str | Path) -> dict[str, np.ndarray]:
+    """The adversarial examples of an attack log: ``idx``, ``x_adv`` (N, C, H, W; the clean image where
+    the attack failed), ``success`` and the oracle's confirmed ``decision`` (-1 = abstain)."""
+    path = adversarial_path(log)
+    if not path.is_file():
+        raise FileNotFoundError(f"no adversarial examples at {path}")
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in ("idx", "x_adv", "success", "decision")}
+
+
+def _write_adversarial(path: Path, rows: dict[int, tuple[np.ndarray, bool, int]]) -> None:
+    order = sorted(rows)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(
+        tmp, idx=np.array(order, dtype=np.int64), x_adv=np.stack([rows[i][0] for i in order]).astype(np.float32),
+        success=np.array([rows[i][1] for i in order]), decision=np.array([rows[i][2] for i in order], dtype=np.int64),
+    )
+    os.replace(tmp, path)
+
+
+def run_attack(
+    make_oracle: Callable[[int], Oracle],
+    attack: Pointwise | SparseRS,
+    data: ImageDataset,
+    out: str | Path,
+    *,
+    seed: int = 0,
+    indices: list[int] | None = None,
+    settings: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Attack the images ``indices`` of ``data`` and append a row ``idx label l0 queries success time``
+    per image to the TSV log ``out``; the adversarial examples go to ``out`` with suffix ``.npz``.
+
+    ``make_oracle(idx)`` gives a fresh oracle for image ``idx`` (its own query count and noise
+    streams); the attack runs with ``key=(seed, idx)``. Finished rows are kept and skipped; the
+    examples are written before their row, so an interruption never leaves a row without one.
+    """
+    indices = list(range(len(data))) if indices is None else indices
+    _check_indices(indices, len(data))
+    npz = adversarial_path(out)
+    params = {"mode": "attack", "attack": type(attack).__name__, **vars(attack), "seed": seed}
+    with TsvLog(out, ATTACK_COLUMNS, {**(settings or {}), **params}) as log:
+        rows: dict[int, tuple[np.ndarray, bool, int]] = {}
+        if log.done and npz.is_file():
+            saved = read_adversarial(out)
+            rows = {int(i): (x, bool(s), int(dec)) for i, x, s, dec in zip(*saved.values(), strict=True) if int(i) in log.done}
+        missing = sorted(log.done - rows.keys())
+        if missing:
+            raise ValueError(f"{out} has rows without adversarial examples in {npz} (e.g. idx {missing[0]}); "
+                             "choose another --out")
+        todo = [i for i in indices if i not in log.done]
+        for idx in tqdm(todo, desc="attack", unit="image", disable=not progress):
+            x, label = data.x[idx], int(data.y[idx])
+            start = time.perf_counter()
+            result = attack(make_oracle(idx), x, label, key=(seed, idx))
+            elapsed = round(time.perf_counter() - start, 4)
+            rows[idx] = (result.x_adv.cpu().numpy(), result.success, result.decision)
+            _write_adversarial(npz, rows)
+            log.write({"idx": idx, "label": label, "l0": result.l0, "queries": result.queries,
+                       "success": int(result.success), "time": elapsed})
     return Path(out)

@@ -17,11 +17,12 @@ from typing import Any
 
 CERTIFY_COLUMNS = ("idx", "label", "predict", "count", "n", "p_lower", "radius", "correct", "time")
 PREDICT_COLUMNS = ("idx", "label", "predict", "count", "n", "correct", "time")
+ATTACK_COLUMNS = ("idx", "label", "l0", "queries", "success", "time")
 
 
 def _format(value: Any) -> str:
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.6g}"
+        return "nan" if math.isnan(value) else "inf" if math.isinf(value) else f"{value:.6g}"
     return str(value)
 
 

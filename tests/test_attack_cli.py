@@ -1,0 +1,118 @@
+"""End-to-end tests of ``smoothcert attack``, ``substitute`` and the Table-2 report on a tiny dataset."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from smoothcert.attacks import l0_pixels
+from smoothcert.cli import main
+from smoothcert.evaluate import read_adversarial
+from smoothcert.runlog import ATTACK_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """8x8 'images' whose class is the brighter half; an undefended model and a k=16 ablation model."""
+    root = tmp_path_factory.mktemp("tiny-attack")
+    rng = np.random.default_rng(1)
+
+    def make(n):
+        y = rng.integers(0, 2, n)
+        x = rng.uniform(0, 0.3, (n, 8, 8)).astype(np.float32)
+        x[y == 0, :, :4] += 0.7
+        x[y == 1, :, 4:] += 0.7
+        return x, y
+
+    (x_train, y_train), (x_test, y_test) = make(256), make(12)
+    data = root / "tiny.npz"
+    np.savez(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    models = {}
+    for name, noise in (("clean", ["--noise", "none"]), ("ablation", ["--k", "16"])):
+        models[name] = str(root / name)
+        assert main(["train", "--dataset", f"npz:{data}", "--model", "mnist_cnn", *noise, "--epochs", "3",
+                     "--batch-size", "32", "--device", "cpu", "--out", models[name], "--quiet"]) == 0
+    return {"data": f"npz:{data}", "x": torch.from_numpy(x_test)[:, None], **models}
+
+
+def _attack(model, out, *extra):
+    return main(["attack", "--checkpoint", model, "--device", "cpu", "--quiet", "--out", str(out), *extra])
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.reader(f, delimiter="\t"))
+
+
+def test_attack_log_and_examples_agree(tiny, tmp_path):
+    out = tmp_path / "a.tsv"
+    assert _attack(tiny["clean"], out, "--restarts", "2") == 0
+    rows = _rows(out)
+    assert tuple(rows[0]) == ATTACK_COLUMNS and len(rows) == 13
+    saved = read_adversarial(out)
+    assert saved["idx"].tolist() == [int(r[0]) for r in rows[1:]]
+    for row, x_adv, ok, decision in zip(rows[1:], saved["x_adv"], saved["success"], saved["decision"], strict=True):
+        clean = tiny["x"][int(row[0])]
+        assert bool(int(row[4])) == ok
+        if ok:
+            assert float(row[2]) == l0_pixels(torch.from_numpy(x_adv), clean) and decision != int(row[1])
+        else:
+            assert row[2] == "inf" and np.array_equal(x_adv, clean.numpy())
+        assert 0 <= x_adv.min() and x_adv.max() <= 1
+    assert json.loads((tmp_path / "a.tsv.json").read_text())["target"] == "model"
+
+
+def test_attack_resumes_without_losing_or_duplicating_rows(tiny, tmp_path):
+    whole, part = tmp_path / "whole.tsv", tmp_path / "part.tsv"
+    common = ["--attack", "sparse-rs", "--max-queries", "50", "--skip", "2"]
+    assert _attack(tiny["clean"], whole, *common) == 0
+    assert _attack(tiny["clean"], part, *common, "--max", "3") == 0
+    text = part.read_text()
+    part.write_text(text[: len(text) - 4])  # interrupted mid-row: the npz already has that image
+    assert _attack(tiny["clean"], part, *common) == 0
+    assert [r[:-1] for r in _rows(part)] == [r[:-1] for r in _rows(whole)]
+    a, b = read_adversarial(part), read_adversarial(whole)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_smoothed_attack_certify_and_table2(tiny, tmp_path, capsys):
+    attack, cert = tmp_path / "s.tsv", tmp_path / "c.tsv"
+    assert _attack(tiny["ablation"], attack, "--restarts", "1", "--n", "100", "--max", "4") == 0
+    settings = json.loads((tmp_path / "s.tsv.json").read_text())
+    assert settings["target"] == "smoothed" and settings["n"] == 100 and settings["fixed"] is True
+    assert main(["certify", "--checkpoint", tiny["ablation"], "--n0", "20", "--n", "200", "--max", "4",
+                 "--device", "cpu", "--quiet", "--out", str(cert)]) == 0
+    undefended = tmp_path / "u.tsv"
+    assert _attack(tiny["clean"], undefended, "--restarts", "1", "--max", "4") == 0
+    capsys.readouterr()
+    assert main(["report", str(cert), str(attack), str(undefended), "--radii", "0,1"]) == 0
+    out = capsys.readouterr().out
+    assert "certified median" in out and "inside certified radius" in out
+    smoothed_row = next(line for line in out.splitlines() if line.startswith("s "))
+    assert "smoothed" in smoothed_row and " of " in smoothed_row
+    assert next(line for line in out.splitlines() if line.startswith("u ")).split()[3] == "N/A"
+
+
+def test_substitute_end_to_end(tiny, tmp_path, capsys):
+    out = tmp_path / "sub.json"
+    for model in (tiny["clean"], tiny["ablation"]):
+        assert main(["substitute", "--checkpoint", model, "--seed-size", "6", "--rounds", "2", "--epochs", "2",
+                     "--n", "50", "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+        result = json.loads(out.read_text())
+        assert [h["size"] for h in result["history"]] == [6, 12] and result["heldout_size"] == 6
+        assert 0 <= result["transfer_rate"] <= 1
+    assert result["abstain"] is True  # the smoothed oracle may abstain: the substitute sees it as a label
+    assert "transfer rate" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--attack", "sparse-rs", "--restarts", "2"], "--restarts belongs to --attack pointwise"),
+    (["--budget", "3"], "--budget and --start-budget belong to --attack sparse-rs"),
+    (["--restarts", "0"], "restarts must be a positive integer"),
+    (["--alpha", "2"], "alpha"),
+])
+def test_attack_errors(tiny, tmp_path, capsys, args, message):
+    assert _attack(tiny["ablation"], tmp_path / "x.tsv", *args) == 2
+    assert message in capsys.readouterr().err

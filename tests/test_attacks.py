@@ -1,0 +1,242 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from smoothcert.attacks import (
+    FIXED_STREAM,
+    AttackResult,
+    ModelOracle,
+    Pointwise,
+    SmoothedOracle,
+    SparseRS,
+    l0_pixels,
+    make_attack,
+)
+from smoothcert.noise import Ablation, Gaussian, ablate, sample_keep_mask
+from smoothcert.seeding import generator
+from smoothcert.smooth import ABSTAIN, SmoothedClassifier
+
+SECRET = [1, 5, 6, 10, 15]  # pixels of a 4x4 image
+
+
+class Threshold(nn.Module):
+    """Class 1 iff at least ``m`` of the SECRET pixels are bright: from a black image the
+    minimal L0 adversarial example has exactly ``m`` pixels."""
+
+    def __init__(self, m: int) -> None:
+        super().__init__()
+        self.m = m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bright = (x.flatten(1)[:, SECRET] > 0.5).sum(1).float()
+        return torch.stack([torch.zeros_like(bright), bright - self.m + 0.5], dim=1)
+
+
+def _random_mlp(in_features: int, classes: int = 3, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_features, 16), nn.ReLU(), nn.Linear(16, classes))
+
+
+@pytest.mark.parametrize("m", [1, 3, 5])
+@pytest.mark.parametrize("attack", [Pointwise(restarts=3), SparseRS(max_queries=300)])
+def test_attacks_find_the_known_minimal_l0(attack, m):
+    oracle = ModelOracle(Threshold(m), 2, device="cpu")
+    x = torch.zeros(1, 4, 4)
+    result = attack(oracle, x, 0, key=(0, 7))
+    assert result.success and result.decision == 1
+    assert result.l0 == m == l0_pixels(result.x_adv, x)
+    assert set((result.x_adv != x).flatten().nonzero().squeeze(1).tolist()) <= set(SECRET)
+    assert result.queries == oracle.queries  # every query counted, none invisible
+
+
+def test_already_misclassified_image_costs_nothing():
+    oracle = ModelOracle(Threshold(1), 2, device="cpu")
+    x = torch.zeros(1, 4, 4)
+    x[0, 0, 1] = 1.0
+    for attack in (Pointwise(), SparseRS()):
+        result = attack(oracle, x, 0)
+        assert (result.success, result.l0, result.decision) == (True, 0.0, 1)
+        assert torch.equal(result.x_adv, x)
+
+
+def test_failure_is_reported_with_infinite_l0():
+    class Constant(nn.Module):
+        def forward(self, x):
+            return torch.tensor([[1.0, 0.0]]).expand(len(x), 2)
+
+    oracle = ModelOracle(Constant(), 2, device="cpu")
+    x = torch.rand(1, 4, 4)
+    for attack in (Pointwise(restarts=2, steps=5), SparseRS(max_queries=5)):
+        result = attack(oracle, x, 0)
+        assert not result.success and math.isinf(result.l0) and torch.equal(result.x_adv, x)
+        assert result.decision == 0
+
+
+def test_query_budget_is_respected():
+    oracle = ModelOracle(Threshold(5), 2, device="cpu")
+    x = torch.zeros(1, 4, 4)
+    result = Pointwise(restarts=4, max_queries=3)(oracle, x, 0)
+    # one query for the clean image, at most 3 per restart, at most one confirmation per success
+    assert result.queries <= 1 + 4 * 3 + 4
+    result = SparseRS(budget=2, max_queries=10)(oracle, x, 0)  # 2 pixels cannot reach m=5
+    assert not result.success and result.queries == 1 + 10
+
+
+def test_restarts_are_seeded_and_best_of_r():
+    model = _random_mlp(36)
+    x = torch.rand(1, 6, 6, generator=torch.Generator().manual_seed(3))
+    label = int(model(x[None]).argmax())
+
+    def run(attack, key):
+        return attack(ModelOracle(model, 3, device="cpu"), x, label, key=key)
+
+    one, three = run(Pointwise(restarts=1), (0, 1)), run(Pointwise(restarts=3), (0, 1))
+    assert one.success and three.success
+    assert three.l0 <= one.l0 and three.queries > one.queries  # restart 0 is shared, best of 3
+    again = run(Pointwise(restarts=3), (0, 1))
+    assert torch.equal(again.x_adv, three.x_adv) and again.queries == three.queries
+    others = [run(Pointwise(restarts=1), (0, key)) for key in range(2, 8)]
+    assert len({(r.l0, r.queries) for r in others}) > 1  # different keys, different searches
+    for attack in (SparseRS(max_queries=200),):
+        a, b = run(attack, (5, 5)), run(attack, (5, 5))
+        assert torch.equal(a.x_adv, b.x_adv) and a.queries == b.queries
+
+
+class _Rejecting(ModelOracle):
+    """A model oracle whose fresh re-check rejects candidates with fewer than ``minimum`` pixels."""
+
+    def __init__(self, model, minimum):
+        super().__init__(model, 2, device="cpu")
+        self.minimum, self.checked = minimum, []
+
+    def confirm(self, x, label):
+        self.checked.append(int((x != 0).sum()))
+        if self.checked[-1] < self.minimum:
+            return False, label
+        return super().confirm(x, label)
+
+
+def test_recheck_rejects_unconfirmed_candidates_and_backs_off():
+    x = torch.zeros(1, 4, 4)
+    oracle = _Rejecting(Threshold(2), minimum=3)
+    result = Pointwise(restarts=1)(oracle, x, 0, key=(1,))
+    # the reduction ends at 2 pixels (rejected); one reset earlier the image had 3 pixels
+    assert oracle.checked == [2, 3]
+    assert result.success and result.l0 == 3 and result.decision == 1
+    oracle = _Rejecting(Threshold(2), minimum=99)
+    result = Pointwise(restarts=3)(oracle, x, 0)
+    assert not result.success and math.isinf(result.l0) and torch.equal(result.x_adv, x)
+    assert oracle.checked == sorted(oracle.checked) and len(oracle.checked) > 3  # every back-off tried, smallest first
+
+
+def _ablation_smoothed(k=5, seed=1):
+    torch.manual_seed(seed)
+    base = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3))
+    return SmoothedClassifier(base, Ablation(k), 3, batch_size=64, device="cpu")
+
+
+def test_fixed_ablation_votes_are_cached_exactly():
+    smoothed = _ablation_smoothed()
+    oracle = SmoothedOracle(smoothed, n=200, alpha=0.05, key=(0, 4))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 6, 6, generator=g)
+    keep = sample_keep_mask(200, 36, 5, generator(0, 4, FIXED_STREAM), "cpu")
+    for step in range(12):
+        if step:  # change a few pixels, as attacks do
+            pixels = torch.randperm(36, generator=g)[: 1 + step % 4]
+            x = x.clone()
+            x.view(1, 36)[:, pixels] = torch.rand(1, len(pixels), generator=g)
+        direct = torch.bincount(smoothed.base(ablate(x.expand(200, 1, 6, 6), keep)).argmax(1), minlength=3)
+        assert torch.equal(oracle.scores(x[None])[0].long(), direct)
+    accepted = x.clone()
+    for pixel in range(0, 36, 5):  # attacks alternate one-pixel trials around an accepted image
+        trial = accepted.clone()
+        trial.view(36)[pixel] = 1.0 - trial.view(36)[pixel]
+        direct = torch.bincount(smoothed.base(ablate(trial.expand(200, 1, 6, 6), keep)).argmax(1), minlength=3)
+        assert torch.equal(oracle.scores(trial[None])[0].long(), direct)
+        if pixel % 10 == 0:
+            accepted = trial
+    assert oracle.queries == 12 + 8
+
+
+def test_fixed_noise_is_the_same_every_query_and_fresh_noise_is_not():
+    smoothed = _ablation_smoothed()
+    x = torch.rand(1, 6, 6, generator=torch.Generator().manual_seed(2))
+    fixed = SmoothedOracle(smoothed, n=100, key=(3,))
+    expected = smoothed.sample(x, 100, generator(3, FIXED_STREAM))  # one batch: the same masks
+    assert np.array_equal(fixed.scores(x[None])[0].numpy(), expected)
+    fresh = SmoothedOracle(smoothed, n=100, fixed=False, key=(3,))
+    votes = [fresh.scores(x[None])[0] for _ in range(4)]
+    assert any(not torch.equal(votes[0], v) for v in votes[1:])
+    gaussian = SmoothedClassifier(nn.Sequential(nn.Flatten(), nn.Linear(36, 3)), Gaussian(0.5), 3, device="cpu")
+    fixed = SmoothedOracle(gaussian, n=50, key=(1,))
+    assert torch.equal(fixed.scores(x[None]), fixed.scores(x[None]))
+
+
+class _Split(nn.Module):
+    """Votes class 0 on kept-pixel sets that contain pixel 0, else class 1: about a 50/50 vote."""
+
+    def forward(self, x):
+        kept0 = x[:, :, 0, 0].abs().sum(1) > 0  # multichannel: a kept pixel has (s, 1-s), never all zero
+        return torch.stack([kept0.float(), (~kept0).float()], dim=1)
+
+
+def test_abstaining_counts_as_adversarial():
+    smoothed = SmoothedClassifier(_Split(), Ablation(18), 2, device="cpu")  # P(keep pixel 0) = 18/36 = 1/2
+    oracle = SmoothedOracle(smoothed, n=400, alpha=0.05, key=(0, 0))
+    x = torch.rand(1, 6, 6, generator=torch.Generator().manual_seed(0))
+    assert int(oracle(x[None])[0]) == ABSTAIN
+    result = Pointwise(restarts=1)(oracle, x, 0)
+    assert (result.success, result.l0, result.decision) == (True, 0.0, ABSTAIN)
+    assert oracle.checks == 1  # the fresh re-check confirmed the abstention
+
+
+class _Brightness(nn.Module):
+    """On multichannel ablated input: class 1 iff the kept pixels are bright on average."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x):
+        mean = x[:, 0].flatten(1).sum(1) / self.k
+        return torch.stack([0.5 - mean, mean - 0.5], dim=1)
+
+
+def test_smoothed_attack_result_is_confirmed_with_fresh_samples():
+    smoothed = SmoothedClassifier(_Brightness(12), Ablation(12), 2, device="cpu")
+    x = torch.full((1, 6, 6), 0.2)
+    assert smoothed.predict(x, 500, 0.05, generator(9)) == 0
+    oracle = SmoothedOracle(smoothed, n=300, key=(0, 1))
+    result = Pointwise(restarts=2)(oracle, x, 0, key=(0, 1))
+    assert result.success and result.decision != 0 and oracle.checks >= 1
+    assert 10 <= result.l0 <= 30  # salt on ~half the pixels flips the average brightness
+    assert result.queries == oracle.queries + oracle.checks
+    votes = smoothed.sample(result.x_adv, 2000, generator(10))
+    assert votes[1] / 2000 > 0.4  # far from the clean image's vote (~0% class 1): near or past the boundary
+    assert smoothed.sample(x, 2000, generator(10))[1] / 2000 < 0.05
+
+
+def test_bad_parameters_and_inputs():
+    with pytest.raises(ValueError, match="restarts"):
+        Pointwise(restarts=0)
+    with pytest.raises(ValueError, match="p_init"):
+        SparseRS(p_init=1.5)
+    with pytest.raises(ValueError, match="budget"):
+        SparseRS(budget=0)
+    with pytest.raises(ValueError, match="unknown attack"):
+        make_attack("carlini")
+    assert make_attack("sparse-rs", budget=4) == SparseRS(budget=4)
+    oracle = ModelOracle(Threshold(1), 2, device="cpu")
+    with pytest.raises(ValueError, match="shape"):
+        Pointwise()(oracle, torch.zeros(4, 4), 0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        Pointwise()(oracle, torch.full((1, 4, 4), 2.0), 0)
+    with pytest.raises(ValueError, match="exceeds"):
+        SparseRS(budget=17)(oracle, torch.zeros(1, 4, 4), 0)
+    with pytest.raises(ValueError, match="alpha"):
+        SmoothedOracle(_ablation_smoothed(), alpha=1.5)
+    assert isinstance(Pointwise(restarts=1)(oracle, torch.zeros(1, 4, 4), 0), AttackResult)
