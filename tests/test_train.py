@@ -128,10 +128,10 @@ def test_bad_checkpoints_are_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="no smoothcert checkpoint"):
         load_checkpoint(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
-    with pytest.raises(ValueError, match="corrupt checkpoint config"):
+    with pytest.raises(ValueError, match="corrupt smoothcert checkpoint config"):
         load_checkpoint(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"format": "other"}))
-    with pytest.raises(ValueError, match="not a smoothcert-checkpoint"):
+    with pytest.raises(ValueError, match="not a smoothcert checkpoint config"):
         load_checkpoint(tmp_path)
     save_checkpoint(tmp_path, build_model("resnet18", 2, 10), _config())  # config says mnist_cnn, weights are a ResNet
     with pytest.raises(ValueError, match="do not fit the model"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,22 +69,28 @@ def save_checkpoint(
     return path
 
 
-def read_config(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's config, with a clear error for a missing or foreign directory."""
-    path = Path(path)
-    cfg_path = path / "config.json"
+def read_json_config(path: str | Path, fmt: str, required: Sequence[str], kind: str) -> dict[str, Any]:
+    """``path/config.json`` of a ``kind`` checkpoint in format ``fmt`` with the keys ``required``;
+    a clear error for a missing, corrupt or foreign directory."""
+    cfg_path = Path(path) / "config.json"
     if not cfg_path.is_file():
-        raise FileNotFoundError(f"no smoothcert checkpoint at {path} (missing {cfg_path.name})")
+        raise FileNotFoundError(f"no {kind} checkpoint at {path} (missing {cfg_path.name})")
     try:
         config = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"corrupt checkpoint config {cfg_path}: {err}") from err
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ValueError(f"{cfg_path} is not a {FORMAT} checkpoint config")
-    missing = [k for k in _REQUIRED if k not in config]
+        raise ValueError(f"corrupt {kind} checkpoint config {cfg_path}: {err}") from err
+    if not isinstance(config, dict) or config.get("format") != fmt:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise ValueError(f"{cfg_path} is not a {kind} checkpoint config ({fmt}); its format is {found!r}")
+    missing = [k for k in required if k not in config]
     if missing:
-        raise ValueError(f"checkpoint config {cfg_path} lacks {missing}")
+        raise ValueError(f"{kind} checkpoint config {cfg_path} lacks {missing}")
     return config
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's config, with a clear error for a missing or foreign directory."""
+    return read_json_config(path, FORMAT, _REQUIRED, "smoothcert")
 
 
 def noise_from_config(cfg: dict[str, Any]) -> Noise:
