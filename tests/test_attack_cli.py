@@ -14,27 +14,17 @@ from smoothcert.runlog import ATTACK_COLUMNS
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, tiny_npz):
     """8x8 'images' whose class is the brighter half; an undefended model and a k=16 ablation model."""
     root = tmp_path_factory.mktemp("tiny-attack")
-    rng = np.random.default_rng(1)
-
-    def make(n):
-        y = rng.integers(0, 2, n)
-        x = rng.uniform(0, 0.3, (n, 8, 8)).astype(np.float32)
-        x[y == 0, :, :4] += 0.7
-        x[y == 1, :, 4:] += 0.7
-        return x, y
-
-    (x_train, y_train), (x_test, y_test) = make(256), make(12)
-    data = root / "tiny.npz"
-    np.savez(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    data = tiny_npz(root / "tiny.npz", 1, 256, 12)
     models = {}
     for name, noise in (("clean", ["--noise", "none"]), ("ablation", ["--k", "16"])):
         models[name] = str(root / name)
-        assert main(["train", "--dataset", f"npz:{data}", "--model", "mnist_cnn", *noise, "--epochs", "3",
+        assert main(["train", "--dataset", data, "--model", "mnist_cnn", *noise, "--epochs", "3",
                      "--batch-size", "32", "--device", "cpu", "--out", models[name], "--quiet"]) == 0
-    return {"data": f"npz:{data}", "x": torch.from_numpy(x_test)[:, None], **models}
+    x_test = torch.from_numpy(np.load(root / "tiny.npz")["x_test"])[:, None]
+    return {"data": data, "x": x_test, **models}
 
 
 def _attack(model, out, *extra):
@@ -48,7 +38,7 @@ def _rows(path):
 
 def test_attack_log_and_examples_agree(tiny, tmp_path):
     out = tmp_path / "a.tsv"
-    assert _attack(tiny["clean"], out, "--restarts", "2") == 0
+    assert _attack(tiny["clean"], out, "--restarts", "2", "--max-queries", "500") == 0
     rows = _rows(out)
     assert tuple(rows[0]) == ATTACK_COLUMNS and len(rows) == 13
     saved = read_adversarial(out)
@@ -66,7 +56,7 @@ def test_attack_log_and_examples_agree(tiny, tmp_path):
 
 def test_attack_resumes_without_losing_or_duplicating_rows(tiny, tmp_path):
     whole, part = tmp_path / "whole.tsv", tmp_path / "part.tsv"
-    common = ["--attack", "sparse-rs", "--max-queries", "50", "--skip", "2"]
+    common = ["--attack", "sparse-rs", "--max-queries", "50", "--start-budget", "4", "--skip", "2"]
     assert _attack(tiny["clean"], whole, *common) == 0
     assert _attack(tiny["clean"], part, *common, "--max", "3") == 0
     text = part.read_text()

@@ -11,26 +11,15 @@ from smoothcert.runlog import CERTIFY_COLUMNS, PREDICT_COLUMNS
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, tiny_npz):
     """An npz dataset of 8x8 greyscale 'images' whose class is the brighter half, and a model trained on it."""
     root = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(0)
-
-    def make(n):
-        y = rng.integers(0, 2, n)
-        x = rng.uniform(0, 0.3, (n, 8, 8)).astype(np.float32)
-        x[y == 0, :, :4] += 0.7
-        x[y == 1, :, 4:] += 0.7
-        return x, y
-
-    (x_train, y_train), (x_test, y_test) = make(256), make(24)
-    data = root / "tiny.npz"
-    np.savez(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    data = tiny_npz(root / "tiny.npz", 0, 256, 24)
     model = root / "model"
-    code = main(["train", "--dataset", f"npz:{data}", "--model", "mnist_cnn", "--k", "16", "--epochs", "3",
+    code = main(["train", "--dataset", data, "--model", "mnist_cnn", "--k", "16", "--epochs", "3",
                  "--batch-size", "32", "--device", "cpu", "--out", str(model), "--quiet"])
     assert code == 0
-    return {"data": f"npz:{data}", "model": str(model), "root": root}
+    return {"data": data, "model": str(model), "root": root}
 
 
 def _certify(tiny, out, *extra):

@@ -4,6 +4,8 @@ Feizi 2020) and randomized smoothing.
 The public API mirrors the ``smoothcert`` command line; see README.md.
 """
 
+from .attacks import ModelOracle, Pointwise, SmoothedOracle, SparseRS, make_attack, oracle_factory
+from .bounds import median_attack_magnitude, read_attack_log, soundness, table2
 from .certificates import (
     class_bounds,
     clopper_pearson_lower,
@@ -17,7 +19,7 @@ from .certificates import (
 )
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import ImageDataset, load_dataset
-from .evaluate import run_dataset, select_indices
+from .evaluate import read_adversarial, run_attack, run_dataset, select_indices
 from .gaussian import (
     certify_gaussian,
     max_gaussian_radius,
@@ -41,12 +43,15 @@ from .noise import Ablation, Gaussian, ablate, make_noise, sample_keep_mask
 from .paper import demo, reproduce
 from .report import read_log, summarize
 from .smooth import ABSTAIN, Certificate, SmoothedClassifier
+from .substitute import JacobianAugmentation, fgsm, run_substitute, transfer_rate
 from .train import RECIPES, Recipe, fit, get_recipe, train_classifier
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ABSTAIN", "Ablation", "Certificate", "Consistency", "Gaussian", "ImageDataset", "METHODS", "Macer",
+    "ABSTAIN", "Ablation", "JacobianAugmentation", "ModelOracle", "Pointwise", "SmoothedOracle", "SparseRS",
+    "fgsm", "make_attack", "median_attack_magnitude", "oracle_factory", "read_adversarial", "read_attack_log",
+    "run_attack", "run_substitute", "soundness", "table2", "transfer_rate", "Certificate", "Consistency", "Gaussian", "ImageDataset", "METHODS", "Macer",
     "MnistCNN", "NoiseAugmentation", "Normalize", "RECIPES", "Recipe", "ResNet18", "ResNet50",
     "SmoothAdv", "SmoothedClassifier", "Stability", "ablate", "build_model", "certify_gaussian", "class_bounds",
     "clopper_pearson_lower", "clopper_pearson_upper", "delta", "demo", "fit", "get_recipe",

@@ -196,26 +196,43 @@ def _queried(oracle: Oracle) -> int:
     return oracle.queries + getattr(oracle, "checks", 0)
 
 
+def _smallest(x: torch.Tensor, label: int, confirmed: list[tuple[torch.Tensor, int]], queries: int) -> AttackResult:
+    """The result for the smallest of the ``confirmed`` (image, decision) pairs, or a failure."""
+    if not confirmed:
+        return AttackResult(x.clone(), math.inf, queries, False, label)
+    adv, decision = min(confirmed, key=lambda pair: l0_pixels(pair[0], x))
+    return AttackResult(adv, float(l0_pixels(adv, x)), queries, True, decision)
+
+
 def _best_confirmed(oracle: Oracle, x: torch.Tensor, label: int, found: list[torch.Tensor], spent: int) -> AttackResult:
     """The smallest of the ``found`` adversarial candidates that survives ``confirm``."""
     for adv in sorted(found, key=lambda a: l0_pixels(a, x)):
         ok, decision = oracle.confirm(adv, label)
         if ok:
-            return AttackResult(adv, float(l0_pixels(adv, x)), _queried(oracle) - spent, True, decision)
-    return AttackResult(x.clone(), math.inf, _queried(oracle) - spent, False, label)
+            return _smallest(x, label, [(adv, decision)], _queried(oracle) - spent)
+    return _smallest(x, label, [], _queried(oracle) - spent)
 
 
-def _clean_result(oracle: Oracle, x: torch.Tensor, label: int) -> AttackResult | None:
-    """An image the oracle already gets wrong (confirmed) is adversarial at L0 = 0."""
-    spent = _queried(oracle)
-    if int(oracle.decide(oracle.scores(x[None]))[0]) == label:
-        return None
-    ok, decision = oracle.confirm(x, label)
-    return AttackResult(x.clone(), 0.0, _queried(oracle) - spent, True, decision) if ok else None
+class _L0Attack:
+    """What every attack does around its search: check the image, count the queries it spends, and
+    return at L0 = 0 when the oracle already gets the clean image wrong (confirmed)."""
+
+    def __call__(self, oracle: Oracle, x: torch.Tensor, label: int, *, key: tuple[int, ...] = (0,)) -> AttackResult:
+        _check_image(x)
+        x = x.cpu()
+        spent = _queried(oracle)
+        if int(oracle.decide(oracle.scores(x[None]))[0]) != label:
+            ok, decision = oracle.confirm(x, label)
+            if ok:
+                return _smallest(x, label, [(x.clone(), decision)], _queried(oracle) - spent)
+        return self.attack(oracle, x, label, key, spent)
+
+    def attack(self, oracle: Oracle, x: torch.Tensor, label: int, key: tuple[int, ...], spent: int) -> AttackResult:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
-class Pointwise:
+class Pointwise(_L0Attack):
     """Pointwise attack (Schott et al. 2019), decision-based, in whole pixels.
 
     Each restart draws a salt-and-pepper pattern and raises its density in ``steps`` steps (the
@@ -292,13 +309,7 @@ class Pointwise:
                 break
         return path
 
-    def __call__(self, oracle: Oracle, x: torch.Tensor, label: int, *, key: tuple[int, ...] = (0,)) -> AttackResult:
-        _check_image(x)
-        x = x.cpu()
-        spent = _queried(oracle)
-        clean = _clean_result(oracle, x, label)
-        if clean is not None:
-            return clean
+    def attack(self, oracle: Oracle, x: torch.Tensor, label: int, key: tuple[int, ...], spent: int) -> AttackResult:
         found = []
         for r in range(self.restarts):
             path = self._restart(oracle, x, label, generator(*key, ATTACK_STREAM, r))
@@ -309,7 +320,7 @@ class Pointwise:
 
 
 @dataclass(frozen=True)
-class SparseRS:
+class SparseRS(_L0Attack):
     """Sparse-RS-style L0 random search (Croce et al. 2022), score-based.
 
     With a budget of ``b`` pixels: start from ``b`` random pixels set to random corners of the
@@ -318,8 +329,10 @@ class SparseRS:
     not grow; ``t`` starts at ``p_init * b`` and halves on the schedule of Croce et al. (after
     0.1%, 0.5%, 2%, 5%, 10%, 20%, 40%, 60%, 80% of ``max_queries``). ``budget=None`` searches the
     smallest budget: doubling ``start``, 2 ``start``, ... until a success, then ``bisect``
-    bisection steps; each budget tried gets ``max_queries``.
-    The reported L0 counts the pixels actually changed (a random value may equal the original).
+    bisection steps; each budget tried gets ``max_queries``. An adversarial candidate counts only
+    once ``confirm`` (fresh samples for a smoothed oracle) accepts it; a rejected one is kept as
+    the search state. The reported L0 counts the pixels actually changed (a random value may
+    equal the original).
     """
 
     budget: int | None = None
@@ -345,8 +358,12 @@ class SparseRS:
         halvings = sum(query > f * self.max_queries for f in self._HALVINGS)
         return max(1, round(self.p_init * budget / 2**halvings))
 
-    def search(self, oracle: Oracle, x: torch.Tensor, label: int, budget: int, g: torch.Generator) -> torch.Tensor | None:
-        """Random search with ``budget`` pixels; the adversarial image found, or None."""
+    def search(
+        self, oracle: Oracle, x: torch.Tensor, label: int, budget: int, g: torch.Generator
+    ) -> tuple[torch.Tensor, int] | None:
+        """Random search with ``budget`` pixels: the first adversarial image that ``confirm``
+        accepts and the confirmed decision, or None. A candidate the re-check rejects becomes the
+        current state, so the search goes on from past the (possibly lucky) boundary."""
         c, h, w = x.shape
         d = h * w
         if budget > d:
@@ -372,49 +389,44 @@ class SparseRS:
             candidate[:, cand_in] = cand_values
             candidate = candidate.view(c, h, w)
             scores = oracle.scores(candidate[None])
-            if int(oracle.decide(scores)[0]) != label:
-                return candidate
             margin = float(_margin(scores, label)[0])
+            if int(oracle.decide(scores)[0]) != label:
+                ok, decision = oracle.confirm(candidate, label)
+                if ok:
+                    return candidate, decision
             if margin <= best_margin:
                 best_margin, inside, outside, values = margin, cand_in, cand_out, cand_values
         return None
 
-    def __call__(self, oracle: Oracle, x: torch.Tensor, label: int, *, key: tuple[int, ...] = (0,)) -> AttackResult:
-        _check_image(x)
-        x = x.cpu()
-        spent = _queried(oracle)
-        clean = _clean_result(oracle, x, label)
-        if clean is not None:
-            return clean
+    def attack(self, oracle: Oracle, x: torch.Tensor, label: int, key: tuple[int, ...], spent: int) -> AttackResult:
         d = x.shape[1] * x.shape[2]
         tries = 0
 
-        def attempt(budget: int) -> torch.Tensor | None:
+        def attempt(budget: int) -> tuple[torch.Tensor, int] | None:
             nonlocal tries
             tries += 1
             return self.search(oracle, x, label, budget, generator(*key, ATTACK_STREAM, tries))
 
+        found = []
         if self.budget is not None:
-            adv = attempt(self.budget)
-            return _best_confirmed(oracle, x, label, [adv] if adv is not None else [], spent)
-        low, high, adv = 0, min(self.start, d), None
-        while adv is None and high <= d:
-            adv = attempt(high)
-            if adv is None:
-                low, high = high, min(2 * high, d) if high < d else d + 1
-        if adv is None:
-            return _best_confirmed(oracle, x, label, [], spent)
-        found = [adv]
-        for _ in range(self.bisect):
-            if high - low <= 1:
-                break
-            middle = (low + high) // 2
-            smaller = attempt(middle)
-            if smaller is None:
-                low = middle
-            else:
-                high, found = middle, [*found, smaller]
-        return _best_confirmed(oracle, x, label, found, spent)
+            found.append(attempt(self.budget))
+        else:
+            low, high = 0, min(self.start, d)
+            while not found and high <= d:
+                if (adv := attempt(high)) is not None:
+                    found.append(adv)
+                else:
+                    low, high = high, min(2 * high, d) if high < d else d + 1
+            for _ in range(self.bisect if found else 0):
+                if high - low <= 1:
+                    break
+                middle = (low + high) // 2
+                if (smaller := attempt(middle)) is None:
+                    low = middle
+                else:
+                    high = middle
+                    found.append(smaller)
+        return _smallest(x, label, [f for f in found if f is not None], _queried(oracle) - spent)
 
 
 def oracle_factory(

@@ -1,4 +1,5 @@
-"""The ``smoothcert`` command line: train, certify, predict, attack, substitute, report, figure, reproduce, demo."""
+"""The ``smoothcert`` command line: train, certify, predict, attack, substitute, denoise, report, figure,
+reproduce, demo."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from .attacks import ATTACKS, make_attack, oracle_factory
 from .bounds import is_attack_log, read_attack_log, summarize_attack, table2
 from .checkpoint import read_config
 from .data import DATASETS, load_dataset
+from .denoisers import METHODS as DENOISER_METHODS
+from .denoisers import denoise, smoothed_denoised
 from .evaluate import adversarial_path, run_attack, run_dataset, select_indices
 from .methods import METHODS, make_method
 from .models import MODELS
@@ -61,6 +64,12 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
     p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass (memory bound)")
 
 
+def _add_oracle(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n", type=int, default=1000, help="noise samples per query of a smoothed classifier (default 1000)")
+    p.add_argument("--alpha", type=float, default=0.05, help="PREDICT's abstention level (default 0.05)")
+    p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass (memory bound)")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     method = make_method(args.method, **_method_params(args.method_param))
@@ -76,10 +85,13 @@ def _evaluate(args: argparse.Namespace, mode: str) -> None:
     config = read_config(args.checkpoint)
     dataset = _dataset_of(args, config)
     data = load_dataset(dataset, args.split, args.data_root)
-    smoothed = SmoothedClassifier.from_checkpoint(
-        args.checkpoint, certificate=getattr(args, "certificate", None), batch_size=args.batch_size, device=args.device
-    )
+    options = {"certificate": getattr(args, "certificate", None), "batch_size": args.batch_size, "device": args.device}
     settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split}
+    if args.denoiser is not None:
+        smoothed = smoothed_denoised(args.checkpoint, args.denoiser, **options)
+        settings["denoiser"] = str(Path(args.denoiser).resolve())
+    else:
+        smoothed = SmoothedClassifier.from_checkpoint(args.checkpoint, **options)
     run_dataset(
         smoothed, data, args.out, mode=mode, n0=getattr(args, "n0", 0), n=args.n, alpha=args.alpha, seed=args.seed,
         indices=select_indices(len(data), args.skip, args.max), settings=settings, progress=not args.quiet,
@@ -144,6 +156,14 @@ def cmd_substitute(args: argparse.Namespace) -> None:
         print(f"written to {args.out}")
 
 
+def cmd_denoise(args: argparse.Namespace) -> None:
+    out = denoise(args.classifier, args.dataset, split=args.split, method=args.method, data_fraction=args.data_fraction,
+                  sigma=args.sigma, noise=args.noise, k=args.k, encoding=args.encoding, epochs=args.epochs,
+                  batch_size=args.batch_size, lr=args.lr, depth=args.depth, width=args.width, out=args.out,
+                  seed=args.seed, device=args.device, data_root=args.data_root, progress=not args.quiet)
+    print(f"denoiser written to {out}; certify with: smoothcert certify --checkpoint {args.classifier} --denoiser {out} ...")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     stems = [p.stem for p in args.logs]
     unique = len(set(stems)) == len(stems)  # else name runs by their folder too: runs/a/certify.tsv -> a/certify
@@ -177,7 +197,11 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     run.update(seed=args.seed, device=args.device, progress=not args.quiet)
     if args.out is not None:
         run["out"] = args.out
-    if args.table == "smoothing":
+    if args.table == "denoised":
+        if "epochs" in run:
+            raise ValueError("reproduce denoised has its own schedules (see paper.reproduce_denoised); drop --epochs")
+        paper.reproduce_denoised(**run, **({"classifier": args.classifier} if args.classifier else {}))
+    elif args.table == "smoothing":
         paper.reproduce_smoothing(**run, **({"sigmas": args.sigmas} if args.sigmas else {}))
     elif args.table == "l0-consistency":
         paper.reproduce_l0_consistency(**run, recipe=args.recipe)
@@ -231,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, certify in (("certify", True), ("predict", False)):
         p = sub.add_parser(name, help=f"{name} images with the smoothed classifier")
         p.add_argument("--checkpoint", type=Path, required=True)
+        p.add_argument("--denoiser", type=Path, default=None,
+                       help="a `smoothcert denoise` checkpoint: smooth denoiser + the --checkpoint classifier "
+                            "with the noise the denoiser was trained for")
         _add_data(p, default=None)
         _add_sampling(p, certify)
         _add_common(p)
@@ -247,13 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=None, help="sparse-rs: fixed pixel budget (default: search the smallest)")
     p.add_argument("--start-budget", type=int, default=None, help="sparse-rs: first budget of the doubling search (default 1)")
     _add_data(p, default=None)
-    p.add_argument("--n", type=int, default=1000, help="noise samples per query of a smoothed classifier (default 1000)")
+    _add_oracle(p)
     p.add_argument("--n-check", type=int, default=None, help="fresh samples to re-check each adversarial example (default --n)")
-    p.add_argument("--alpha", type=float, default=0.05, help="PREDICT's abstention level (default 0.05)")
     p.add_argument("--fresh", action="store_true", help="fresh noise every query instead of one fixed set per image")
     p.add_argument("--skip", type=int, default=1, help="use every N-th image")
     p.add_argument("--max", type=int, default=None, help="at most N images")
-    p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass (memory bound)")
     _add_common(p)
     p.add_argument("--out", type=Path, required=True, help="TSV log (re-running resumes it); examples go beside it as .npz")
     p.set_defaults(func=cmd_attack)
@@ -268,12 +293,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kappa", type=int, default=None, help="reservoir size (default 400)")
     p.add_argument("--epochs", type=int, default=None, help="substitute epochs per round (default 10)")
     p.add_argument("--eps", type=float, default=0.3, help="FGSM L-inf step (default 0.3)")
-    p.add_argument("--n", type=int, default=1000, help="noise samples per oracle query of a smoothed classifier")
-    p.add_argument("--alpha", type=float, default=0.05, help="PREDICT's abstention level (default 0.05)")
-    p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass (memory bound)")
+    _add_oracle(p)
     _add_common(p)
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON")
     p.set_defaults(func=cmd_substitute)
+
+    p = sub.add_parser("denoise", help="train a denoiser for a frozen classifier (denoised smoothing, DE-CROP)")
+    p.add_argument("--classifier", type=Path, required=True, help="checkpoint of the classifier (stays frozen)")
+    p.add_argument("--method", choices=DENOISER_METHODS, default="mse",
+                   help="mse, stability, mse-stability (MSE then stability) or decrop (DE-CROP)")
+    p.add_argument("--data-fraction", type=float, default=1.0, help="stratified share of the split to train on "
+                   "(DE-CROP: 0.01)")
+    _add_data(p, default=None, split="train")
+    _add_noise(p)
+    p.set_defaults(noise="gaussian", sigma=0.25)
+    p.add_argument("--epochs", type=int, default=None, help="default 90 (600 for decrop), as the papers")
+    p.add_argument("--batch-size", type=int, default=None, help="default 256 (200 for decrop)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--depth", type=int, default=17, help="DnCNN layers (default 17, as the papers)")
+    p.add_argument("--width", type=int, default=64, help="DnCNN channels (default 64)")
+    p.add_argument("--out", type=Path, default=Path("runs/denoiser"), help="denoiser checkpoint directory")
+    _add_common(p)
+    p.set_defaults(func=cmd_denoise)
 
     p = sub.add_parser("report", help="summarise certify/predict logs; with attack logs also Table 2 (certified "
                        "vs empirical median, soundness)")
@@ -295,9 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_figure)
 
     p = sub.add_parser("reproduce", help="reproduce a paper table at a chosen scale, ours beside the paper's")
-    p.add_argument("table", choices=("table1", "table8", "smoothing", "l0-consistency"),
+    p.add_argument("table", choices=("table1", "table8", "smoothing", "l0-consistency", "denoised"),
                    help="table1: k sweep; table8: encodings; smoothing: Gaussian training methods vs Jeong & Shin "
-                        "Table 2; l0-consistency: ablation with vs without consistency regularization")
+                        "Table 2; l0-consistency: ablation with vs without consistency regularization; denoised: "
+                        "denoisers for a clean classifier (MSE, stability, DE-CROP on 1%%) and denoised ablation")
+    p.add_argument("--classifier", type=Path, default=None, help="denoised: a clean classifier checkpoint to reuse "
+                   "(default: train one under --out)")
     p.add_argument("--ks", type=_int_list, default=None, help="k values for table1")
     p.add_argument("--sigmas", type=_float_list, default=None, help="sigmas for smoothing (default 0.25,0.5)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="fast")

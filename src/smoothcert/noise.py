@@ -199,8 +199,8 @@ class Clean:
         return x
 
     def check_certificate(self, name: str | None) -> None:
-        raise ValueError("a model trained without noise (--noise none) has no certificate: "
-                         "smooth it with --noise ablation or gaussian, or attack it directly")
+        raise ValueError("a model trained without noise (--noise none) has no certificate: certify it through a "
+                         "denoiser (smoothcert denoise, then certify --denoiser), or attack it directly")
 
     def certify(
         self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str = ""

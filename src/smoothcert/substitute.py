@@ -30,20 +30,9 @@ from .data import ImageDataset, check_images
 from .seeding import generator, resolve_device
 from .smooth import ABSTAIN
 
-__all__ = [
-    "JacobianAugmentation",
-    "Oracle",
-    "SubstituteResult",
-    "error_rate",
-    "fgsm",
-    "jacobian_augment",
-    "run_substitute",
-    "split_seed",
-    "transfer_rate",
-]
-
-Oracle = Callable[[torch.Tensor], torch.Tensor]
-"""``oracle(x) -> labels``: (B, C, H, W) images in [0, 1] to int64 labels in 0..K-1 or -1."""
+LabelOracle = Callable[[torch.Tensor], torch.Tensor]
+"""``oracle(x) -> labels``: (B, C, H, W) images in [0, 1] to int64 labels in 0..K-1 or -1
+(``smoothcert.attacks.ModelOracle`` and ``SmoothedOracle`` are such callables)."""
 
 _INIT, _SHUFFLE, _RESERVOIR = 0, 1, 2  # random streams: generator(seed, rho, stream)
 _EVAL_BATCH = 1024  # images per substitute forward pass outside training
@@ -70,7 +59,7 @@ def _check_eps(eps: object) -> float:
     return eps
 
 
-def _query(oracle: Oracle, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _query(oracle: LabelOracle, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The oracle's labels for ``x``, queried in chunks of ``batch_size``, shape/dtype checked."""
     parts = []
     for i in range(0, len(x), batch_size):
@@ -158,7 +147,7 @@ def error_rate(predicted: torch.Tensor, y: torch.Tensor) -> float:
     return float((predicted.cpu() != y.cpu()).double().mean())
 
 
-def transfer_rate(oracle: Oracle, x_adv: torch.Tensor, y: torch.Tensor, *, batch_size: int = 128) -> float:
+def transfer_rate(oracle: LabelOracle, x_adv: torch.Tensor, y: torch.Tensor, *, batch_size: int = 128) -> float:
     """Fraction of ``x_adv`` the oracle misclassifies or abstains on (labels ``y``).
 
     Used on clean images it is the oracle's clean error, the baseline the transfer rate is read
@@ -265,7 +254,7 @@ class JacobianAugmentation:
 
     def fit(
         self,
-        oracle: Oracle,
+        oracle: LabelOracle,
         seed_images: torch.Tensor,
         num_classes: int,
         *,
@@ -338,7 +327,7 @@ def split_seed(data: ImageDataset, size: int = 150) -> tuple[ImageDataset, Image
 
 
 def run_substitute(
-    oracle: Oracle,
+    oracle: LabelOracle,
     data_seed: ImageDataset,
     heldout: ImageDataset,
     *,
