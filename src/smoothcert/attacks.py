@@ -236,9 +236,9 @@ class Pointwise(_L0Attack):
     """Pointwise attack (Schott et al. 2019), decision-based, in whole pixels.
 
     Each restart draws a salt-and-pepper pattern and raises its density in ``steps`` steps (the
-    perturbed sets are nested; a new pattern follows density 1) until the oracle is fooled, then visits the perturbed pixels in a
-    random order, resetting each one whose reset keeps the input adversarial, until a pass resets
-    nothing. ``max_queries`` bounds each restart; the smallest confirmed result of ``restarts``
+    perturbed sets are nested; a new pattern follows density 1) until the oracle is fooled, then
+    visits the perturbed pixels in a random order, resetting each one whose reset keeps the input
+    adversarial, until a pass resets nothing. ``max_queries`` bounds each restart; the smallest confirmed result of ``restarts``
     restarts is returned, where a restart whose final image fails the fresh re-check offers the
     images of 1, 2, 4, ... resets before it. No L2 bisection: it lowers L2, not L0.
     """
@@ -251,7 +251,9 @@ class Pointwise(_L0Attack):
         for name in ("restarts", "steps", "max_queries"):
             check_count(name, getattr(self, name))
 
-    def _start(self, x: torch.Tensor, adversarial: Callable[[torch.Tensor], bool], g: torch.Generator) -> torch.Tensor | None:
+    def _start(
+        self, x: torch.Tensor, adversarial: Callable[[torch.Tensor], bool | None], g: torch.Generator
+    ) -> torch.Tensor | None:
         """Salt-and-pepper noise of growing density on nested pixel sets; a new pattern after density 1."""
         c, h, w = x.shape
         flat = x.reshape(c, h * w)
