@@ -63,3 +63,8 @@ def test_denoise_for_ablation_and_decrop(clean, tmp_path):
 def test_denoise_errors(clean, tmp_path, capsys, args, message):
     assert _denoise(clean, tmp_path / "bad", *args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_reproduce_denoised_refuses_epochs(capsys):
+    assert main(["reproduce", "denoised", "--epochs", "3"]) == 2
+    assert "drop --epochs" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from .certificates import (
 )
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import ImageDataset, load_dataset
+from .denoisers import DnCNN, denoise, denoised_classifier, smoothed_denoised, train_denoiser
 from .evaluate import read_adversarial, run_attack, run_dataset, select_indices
 from .gaussian import (
     certify_gaussian,
@@ -40,7 +41,7 @@ from .methods import (
 )
 from .models import MnistCNN, Normalize, ResNet18, ResNet50, build_model
 from .noise import Ablation, Gaussian, ablate, make_noise, sample_keep_mask
-from .paper import demo, reproduce
+from .paper import demo, reproduce, reproduce_denoised
 from .report import read_log, summarize
 from .smooth import ABSTAIN, Certificate, SmoothedClassifier
 from .substitute import JacobianAugmentation, fgsm, run_substitute, transfer_rate
@@ -49,7 +50,8 @@ from .train import RECIPES, Recipe, fit, get_recipe, train_classifier
 __version__ = "0.1.0"
 
 __all__ = [
-    "ABSTAIN", "Ablation", "JacobianAugmentation", "ModelOracle", "Pointwise", "SmoothedOracle", "SparseRS",
+    "ABSTAIN", "Ablation", "DnCNN", "JacobianAugmentation", "denoise", "denoised_classifier",
+    "reproduce_denoised", "smoothed_denoised", "train_denoiser", "ModelOracle", "Pointwise", "SmoothedOracle", "SparseRS",
     "fgsm", "make_attack", "median_attack_magnitude", "oracle_factory", "read_adversarial", "read_attack_log",
     "run_attack", "run_substitute", "soundness", "table2", "transfer_rate", "Certificate", "Consistency", "Gaussian", "ImageDataset", "METHODS", "Macer",
     "MnistCNN", "NoiseAugmentation", "Normalize", "RECIPES", "Recipe", "ResNet18", "ResNet50",
