@@ -27,14 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from torch import nn
 
+from .certificates import check_alpha
 from .checkpoint import load_checkpoint, noise_from_config
 from .noise import Ablation, Clean, ablate, sample_keep_mask
 from .seeding import generator, resolve_device
-from .smooth import SmoothedClassifier, check_count
+from .smooth import SmoothedClassifier, check_count, check_image
 
 ATTACK_STREAM, FIXED_STREAM, FRESH_STREAM, RECHECK_STREAM = 3, 4, 5, 6
 ATTACKS = ("pointwise", "sparse-rs")
@@ -42,23 +42,18 @@ ATTACKS = ("pointwise", "sparse-rs")
 
 class Oracle(Protocol):
     """The adversary's view of a classifier: ``scores`` (B, num_classes), larger is more that class,
-    and the ``decide``d labels (``ABSTAIN`` allowed). ``queries`` counts the images scored."""
+    and the ``decide``d labels (``ABSTAIN`` allowed). ``queries`` counts the images scored and
+    ``checks`` the fresh re-checks of ``confirm`` that did not go through ``scores``."""
 
     num_classes: int
     queries: int
+    checks: int
 
     def scores(self, x: torch.Tensor) -> torch.Tensor: ...
 
     def decide(self, scores: torch.Tensor) -> torch.Tensor: ...
 
     def confirm(self, x: torch.Tensor, label: int) -> tuple[bool, int]: ...
-
-
-def _check_image(x: torch.Tensor) -> None:
-    if x.dim() != 3:
-        raise ValueError(f"expected one image of shape (C, H, W), got shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-        raise ValueError("pixel values must lie in [0, 1]")
 
 
 class ModelOracle:
@@ -71,6 +66,7 @@ class ModelOracle:
         self.num_classes = check_count("num_classes", num_classes)
         self.batch_size = check_count("batch_size", batch_size)
         self.queries = 0
+        self.checks = 0  # confirm() re-scores through scores(), so it counts as a query
 
     @torch.inference_mode()
     def scores(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,7 +102,7 @@ class SmoothedOracle:
         self.smoothed, self.alpha, self.fixed, self.key = smoothed, alpha, fixed, tuple(key)
         self.n = check_count("n", n)
         self.n_check = check_count("n_check", n if n_check is None else n_check)
-        SmoothedClassifier.predict_from_counts(np.array([1, 0]), alpha)  # validates alpha
+        check_alpha(alpha)
         self.num_classes = smoothed.num_classes
         self.queries = 0
         self.checks = 0
@@ -193,7 +189,7 @@ def _margin(scores: torch.Tensor, label: int) -> torch.Tensor:
 
 
 def _queried(oracle: Oracle) -> int:
-    return oracle.queries + getattr(oracle, "checks", 0)
+    return oracle.queries + oracle.checks
 
 
 def _smallest(x: torch.Tensor, label: int, confirmed: list[tuple[torch.Tensor, int]], queries: int) -> AttackResult:
@@ -218,8 +214,7 @@ class _L0Attack:
     return at L0 = 0 when the oracle already gets the clean image wrong (confirmed)."""
 
     def __call__(self, oracle: Oracle, x: torch.Tensor, label: int, *, key: tuple[int, ...] = (0,)) -> AttackResult:
-        _check_image(x)
-        x = x.cpu()
+        x = check_image(x).cpu()
         spent = _queried(oracle)
         if int(oracle.decide(oracle.scores(x[None]))[0]) != label:
             ok, decision = oracle.confirm(x, label)

@@ -45,6 +45,15 @@ def check_count(name: str, value: int) -> int:
     return int(value)
 
 
+def check_image(x: torch.Tensor) -> torch.Tensor:
+    """``x``; ValueError unless it is one (C, H, W) image with finite pixels in [0, 1]."""
+    if x.dim() != 3:
+        raise ValueError(f"expected one image of shape (C, H, W), got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        raise ValueError("pixel values must lie in [0, 1]")
+    return x
+
+
 class SmoothedClassifier:
     """A base classifier ``base`` smoothed by ``noise``.
 
@@ -82,17 +91,11 @@ class SmoothedClassifier:
         base, config = load_checkpoint(path)
         return cls(base, noise_from_config(config["noise"]), config["num_classes"], **kwargs)
 
-    def _check_image(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 3:
-            raise ValueError(f"expected one image of shape (C, H, W), got shape {tuple(x.shape)}")
-        if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-            raise ValueError("pixel values must lie in [0, 1]")
-        return x.to(self.device)
 
     @torch.inference_mode()
     def sample(self, x: torch.Tensor, num: int, generator: torch.Generator | None = None) -> np.ndarray:
         """Votes of the base classifier on ``num`` noisy copies of ``x``: an array (num_classes,)."""
-        x = self._check_image(x)
+        x = check_image(x).to(self.device)
         counts = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
         remaining = check_count("number of samples", num)
         while remaining > 0:
