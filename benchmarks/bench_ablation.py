@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from smoothcert.noise import Ablation, sample_keep_mask
+from smoothcert.noises import Ablation, sample_keep_mask
 
 
 def rate(fn, items: int, repeats: int = 20) -> float:

@@ -19,7 +19,7 @@ import torch
 from smoothcert.attacks import Pointwise, SmoothedOracle
 from smoothcert.data import load_dataset
 from smoothcert.models import build_model
-from smoothcert.noise import Ablation
+from smoothcert.noises import Ablation
 from smoothcert.seeding import generator
 from smoothcert.smooth import SmoothedClassifier
 

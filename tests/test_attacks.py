@@ -15,7 +15,7 @@ from smoothcert.attacks import (
     l0_pixels,
     make_attack,
 )
-from smoothcert.noise import Ablation, Gaussian, ablate, sample_keep_mask
+from smoothcert.noises import Ablation, Gaussian, ablate, sample_keep_mask
 from smoothcert.seeding import generator
 from smoothcert.smooth import ABSTAIN, SmoothedClassifier
 

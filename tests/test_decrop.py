@@ -23,7 +23,7 @@ from smoothcert.decrop import (
 )
 from smoothcert.denoisers import DnCNN
 from smoothcert.models import MnistCNN, build_model
-from smoothcert.noise import Gaussian
+from smoothcert.noises import Gaussian
 
 
 def tiny_classifier(seed: int = 0) -> MnistCNN:

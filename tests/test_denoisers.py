@@ -19,7 +19,7 @@ from smoothcert.denoisers import (
     train_denoiser,
 )
 from smoothcert.models import MnistCNN
-from smoothcert.noise import Ablation, Gaussian
+from smoothcert.noises import Ablation, Gaussian
 from smoothcert.paper import reproduce_denoised
 
 TINY = {"depth": 3, "width": 4, "device": "cpu", "progress": False}

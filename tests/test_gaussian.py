@@ -17,7 +17,7 @@ from smoothcert.gaussian import (
     radius_lp,
     radius_two_class,
 )
-from smoothcert.noise import NOISES, Ablation, Gaussian, make_noise
+from smoothcert.noises import NOISES, Ablation, Gaussian, make_noise
 from smoothcert.smooth import SmoothedClassifier
 
 

@@ -27,7 +27,7 @@ from smoothcert.methods import (
     noisy_copies,
     stability_kl,
 )
-from smoothcert.noise import Ablation, Gaussian
+from smoothcert.noises import Ablation, Gaussian
 
 K = 3  # classes
 SIDE = 4  # images are 1 x 4 x 4, d = 16

@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from smoothcert.noise import Ablation, ablate, make_noise, sample_keep_mask
+from smoothcert.noises import Ablation, ablate, make_noise, sample_keep_mask
 
 
 def test_exactly_k_kept_per_sample():

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from smoothcert.certificates import clopper_pearson_lower, max_certifiable_radius, radius_cor1
-from smoothcert.noise import Ablation
+from smoothcert.noises import Ablation
 from smoothcert.smooth import ABSTAIN, SmoothedClassifier
 
 

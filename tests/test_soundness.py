@@ -17,7 +17,7 @@ from torch import nn
 
 from smoothcert.attacks import ModelOracle, Pointwise, SparseRS
 from smoothcert.certificates import radius_cor1, radius_cor2
-from smoothcert.noise import ablate
+from smoothcert.noises import ablate
 
 D, SIDE = 9, 3
 ALL_IMAGES = torch.tensor(list(itertools.product([0.0, 1.0], repeat=D))).view(-1, 1, SIDE, SIDE)

@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 from smoothcert.checkpoint import load_checkpoint, read_config, save_checkpoint
 from smoothcert.data import load_mnist5k
 from smoothcert.models import build_model
-from smoothcert.noise import Ablation
+from smoothcert.noises import Ablation
 from smoothcert.train import RECIPES, Recipe, crop_flip, fit, get_recipe, train_classifier
 
 SMALL = dict(epochs=2, batch_size=64)
@@ -160,7 +160,7 @@ def test_train_classifier_builds_model_from_dataset(tmp_path):
 
 def test_clean_training_gives_an_undefended_checkpoint(tmp_path, digits):
     from smoothcert.checkpoint import noise_from_config
-    from smoothcert.noise import Clean
+    from smoothcert.noises import Clean
     from smoothcert.smooth import SmoothedClassifier
 
     train, test = digits

@@ -40,7 +40,7 @@ from .methods import (
     make_method,
 )
 from .models import MnistCNN, Normalize, ResNet18, ResNet50, build_model
-from .noise import Ablation, Gaussian, ablate, make_noise, sample_keep_mask
+from .noises import Ablation, Gaussian, ablate, make_noise, sample_keep_mask
 from .paper import demo, reproduce, reproduce_denoised
 from .report import read_log, summarize
 from .smooth import ABSTAIN, Certificate, SmoothedClassifier

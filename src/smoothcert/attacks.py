@@ -32,7 +32,7 @@ from torch import nn
 
 from .certificates import check_alpha
 from .checkpoint import load_checkpoint, noise_from_config
-from .noise import Ablation, Clean, ablate, sample_keep_mask
+from .noises import Ablation, Clean, ablate, sample_keep_mask
 from .seeding import generator, resolve_device
 from .smooth import SmoothedClassifier, check_count, check_image
 

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .models import build_model
-from .noise import Ablation, Clean, Gaussian, Noise
+from .noises import Ablation, Clean, Gaussian, Noise
 
 FORMAT = "smoothcert-checkpoint/1"
 _REQUIRED = ("format", "model", "in_channels", "num_classes", "image_size", "noise")

@@ -19,7 +19,7 @@ from .denoisers import denoise, smoothed_denoised
 from .evaluate import adversarial_path, run_attack, run_dataset, select_indices
 from .methods import METHODS, make_method
 from .models import MODELS
-from .noise import ENCODINGS, NOISES, Ablation, Gaussian
+from .noises import ENCODINGS, NOISES, Ablation, Gaussian
 from .report import (
     format_table,
     plot_certified_accuracy,

@@ -51,7 +51,7 @@ from .checkpoint import (
 from .data import ImageDataset, channel_mean, load_dataset
 from .decrop import DecropObjective, SampleParams, frozen, generate_samples, state_hash
 from .models import _positive_int
-from .noise import Noise, make_noise
+from .noises import Noise, make_noise
 from .seeding import generator, resolve_device, stream_seed
 from .smooth import SmoothedClassifier
 from .train import Recipe

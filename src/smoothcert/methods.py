@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .noise import Ablation, Clean, Gaussian, Noise, ablate
+from .noises import Ablation, Clean, Gaussian, Noise, ablate
 
 _P_CLAMP = 1e-6
 """MACER clamps probabilities to [1e-6, 1 - 1e-6] before Phi^-1 (finite, |Phi^-1| <= 4.75)."""

@@ -22,7 +22,7 @@ from .denoisers import KeepChannels, denoised_classifier, stratified_subset, tra
 from .evaluate import run_dataset
 from .gaussian import max_gaussian_radius
 from .methods import Method, make_method
-from .noise import Ablation, Gaussian, ablate, sample_keep_mask
+from .noises import Ablation, Gaussian, ablate, sample_keep_mask
 from .report import RunLog, plot_ablated_samples, plot_certified_accuracy, read_log, summarize
 from .seeding import generator
 from .smooth import SmoothedClassifier

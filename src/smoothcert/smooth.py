@@ -20,7 +20,7 @@ from torch import nn
 
 from .certificates import check_alpha
 from .checkpoint import load_checkpoint, noise_from_config
-from .noise import Noise
+from .noises import Noise
 from .seeding import resolve_device
 
 ABSTAIN = -1

@@ -24,7 +24,7 @@ from .checkpoint import load_optimizer, load_weights, read_config, save_checkpoi
 from .data import ImageDataset, channel_mean, load_dataset
 from .methods import Method, make_method
 from .models import build_model
-from .noise import Noise, make_noise
+from .noises import Noise, make_noise
 from .seeding import generator, resolve_device, stream_seed
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1

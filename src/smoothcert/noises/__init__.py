@@ -1,0 +1,79 @@
+"""Noise distributions of smoothed classifiers, one module per threat model.
+
+A noise object turns a batch of images ``x`` (B, C, H, W) with pixels in [0, 1] into a batch of
+noisy inputs for the base classifier. It is called as ``noise(x, generator)``, reports how many
+channels the base classifier sees (``channels(c)``) and serialises to JSON (``config()``) so
+checkpoints and logs record exactly which noise a model was trained and certified with.
+
+``Ablation`` is the randomized ablation of Levine & Feizi (2020), Preliminaries: keep k of the
+d = H*W pixel positions, chosen uniformly without replacement (a colour pixel is one unit), and
+replace every other pixel by NULL. NULL is encoded as in "Architectural and training
+considerations": ``multichannel`` maps a pixel s to (s, 1-s) and NULL to 0 on every channel;
+``mean`` keeps the channels and writes the training-set mean into ablated pixels (Table 8).
+
+``Gaussian`` is the isotropic Gaussian noise of Cohen, Rosenfeld & Kolter (2019), certified in
+L2 by :mod:`smoothcert.gaussian`.
+
+Each noise lists the certificates it computes in ``certificates`` (the first is the default).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from .ablation import ENCODINGS, Ablation, ablate, sample_keep_mask
+from .clean import Clean
+from .gaussian import Gaussian
+
+__all__ = ["ENCODINGS", "NOISES", "Ablation", "Clean", "Gaussian", "Noise", "ablate", "make_noise", "sample_keep_mask"]
+
+
+class Noise(Protocol):
+    """What ``SmoothedClassifier`` and the trainers need from a noise distribution."""
+
+    @property
+    def certificates(self) -> tuple[str, ...]:
+        """Names ``check_certificate`` accepts; the first is the default."""
+        ...
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+    def channels(self, data_channels: int) -> int: ...
+
+    def config(self) -> dict[str, Any]: ...
+
+    def check_certificate(self, name: str) -> None: ...
+
+    def certify(
+        self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str
+    ) -> tuple[float, float]: ...
+
+
+NOISES = ("ablation", "gaussian", "none")
+
+
+def make_noise(
+    kind: str,
+    *,
+    k: int | None = None,
+    encoding: str = "multichannel",
+    train_mean: tuple[float, ...] | None = None,
+    sigma: float | None = None,
+) -> Noise:
+    """The noise named by the CLI flags ``--noise``/``--k``/``--encoding``/``--sigma``; the mean
+    encoding needs the training set's per-channel mean ``train_mean``.  Each kind reads only its
+    own parameters (the CLI passes the others' defaults)."""
+    if kind == "ablation":
+        if k is None:
+            raise ValueError("ablation noise needs --k")
+        return Ablation(k, encoding, train_mean if encoding == "mean" else None)
+    if kind == "gaussian":
+        if sigma is None:
+            raise ValueError("gaussian noise needs --sigma")
+        return Gaussian(sigma)
+    if kind == "none":
+        return Clean()
+    raise ValueError(f"unknown noise {kind!r}; choose one of {NOISES}")
