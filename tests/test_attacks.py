@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from smoothcert.attacks import (
-    FIXED_STREAM,
     AttackResult,
     ModelOracle,
     Pointwise,
@@ -15,6 +14,7 @@ from smoothcert.attacks import (
     l0_pixels,
     make_attack,
 )
+from smoothcert.attacks.oracles import FIXED_STREAM
 from smoothcert.noises import Ablation, Gaussian, ablate, sample_keep_mask
 from smoothcert.seeding import generator
 from smoothcert.smooth import ABSTAIN, SmoothedClassifier

@@ -7,7 +7,7 @@ from torch import nn
 
 from smoothcert.data import ImageDataset
 from smoothcert.smooth import ABSTAIN
-from smoothcert.substitute import (
+from smoothcert.attacks.substitute import (
     JacobianAugmentation,
     error_rate,
     fgsm,

@@ -44,7 +44,7 @@ from .noises import Ablation, Gaussian, ablate, make_noise, sample_keep_mask
 from .paper import demo, reproduce, reproduce_denoised
 from .report import read_log, summarize
 from .smooth import ABSTAIN, Certificate, SmoothedClassifier
-from .substitute import JacobianAugmentation, fgsm, run_substitute, transfer_rate
+from .attacks.substitute import JacobianAugmentation, fgsm, run_substitute, transfer_rate
 from .train import RECIPES, Recipe, fit, get_recipe, train_classifier
 
 __version__ = "0.1.0"

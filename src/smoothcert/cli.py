@@ -29,7 +29,7 @@ from .report import (
 )
 from .seeding import DEVICES
 from .smooth import SmoothedClassifier
-from .substitute import run_substitute, split_seed
+from .attacks.substitute import run_substitute, split_seed
 from .train import RECIPES, get_recipe, train_classifier
 
 

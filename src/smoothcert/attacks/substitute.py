@@ -26,9 +26,9 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .data import ImageDataset, check_images
-from .seeding import generator, resolve_device
-from .smooth import ABSTAIN
+from ..data import ImageDataset, check_images
+from ..seeding import generator, resolve_device
+from ..smooth import ABSTAIN
 
 LabelOracle = Callable[[torch.Tensor], torch.Tensor]
 """``oracle(x) -> labels``: (B, C, H, W) images in [0, 1] to int64 labels in 0..K-1 or -1

@@ -1,0 +1,139 @@
+"""What an attack queries: an undefended model or the PREDICT of a smoothed classifier (see
+:mod:`smoothcert.attacks`)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from ..certificates import check_alpha
+from ..noises import Ablation, ablate, sample_keep_mask
+from ..seeding import generator, resolve_device
+from ..smooth import SmoothedClassifier, check_count
+
+ATTACK_STREAM, FIXED_STREAM, FRESH_STREAM, RECHECK_STREAM = 3, 4, 5, 6
+
+
+class Oracle(Protocol):
+    """The adversary's view of a classifier: ``scores`` (B, num_classes), larger is more that class,
+    and the ``decide``d labels (``ABSTAIN`` allowed). ``queries`` counts the images scored and
+    ``checks`` the fresh re-checks of ``confirm`` that did not go through ``scores``."""
+
+    num_classes: int
+    queries: int
+    checks: int
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def decide(self, scores: torch.Tensor) -> torch.Tensor: ...
+
+    def confirm(self, x: torch.Tensor, label: int) -> tuple[bool, int]: ...
+
+
+class ModelOracle:
+    """An undefended classifier queried directly: scores are logits, decisions their argmax."""
+
+    def __init__(self, model: nn.Module, num_classes: int, *, device: str | torch.device = "auto",
+                 batch_size: int = 1000) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.num_classes = check_count("num_classes", num_classes)
+        self.batch_size = check_count("batch_size", batch_size)
+        self.queries = 0
+        self.checks = 0  # confirm() re-scores through scores(), so it counts as a query
+
+    @torch.inference_mode()
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        self.queries += len(x)
+        x = x.to(self.device)
+        return torch.cat([self.model(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)]).float()
+
+    def decide(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores.argmax(1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The labels of a batch (the oracle contract of ``smoothcert.substitute``)."""
+        return self.decide(self.scores(x))
+
+    def confirm(self, x: torch.Tensor, label: int) -> tuple[bool, int]:
+        """(adversarial?, decision) on ``x``: a deterministic model needs no fresh samples."""
+        decision = int(self(x[None])[0])
+        return decision != label, decision
+
+
+class SmoothedOracle:
+    """PREDICT of ``smoothed`` on ``n`` noise samples per query at level ``alpha``.
+
+    ``fixed=True`` reuses one set of ``n`` noise draws, seeded by ``key``, for every query; for
+    ablation the base classifier's vote on each draw is cached and only the draws that keep a
+    changed pixel are re-evaluated (exactly the same votes, several times fewer forward passes).
+    ``fixed=False`` draws fresh noise per query. ``confirm`` always uses fresh samples
+    (``n_check``, default ``n``).
+    """
+
+    def __init__(self, smoothed: SmoothedClassifier, n: int = 1000, alpha: float = 0.05, *, fixed: bool = True,
+                 key: tuple[int, ...] = (0,), n_check: int | None = None) -> None:
+        self.smoothed, self.alpha, self.fixed, self.key = smoothed, alpha, fixed, tuple(key)
+        self.n = check_count("n", n)
+        self.n_check = check_count("n_check", n if n_check is None else n_check)
+        check_alpha(alpha)
+        self.num_classes = smoothed.num_classes
+        self.queries = 0
+        self.checks = 0
+        self._fresh = generator(*self.key, FRESH_STREAM, device=smoothed.device)
+        self._keep: torch.Tensor | None = None
+        self._cache: list[tuple[torch.Tensor, torch.Tensor]] = []  # (image, votes), most recent last
+
+    @torch.inference_mode()
+    def _cached_ablation_votes(self, x: torch.Tensor) -> torch.Tensor:
+        """Votes on the fixed ablations, re-evaluating only the draws that keep a pixel in which
+        ``x`` differs from the closer of the last two images used (attacks alternate between an
+        accepted image and one-pixel trials around it)."""
+        noise, device = self.smoothed.noise, self.smoothed.device
+        c, h, w = x.shape
+        if self._keep is None:
+            g = generator(*self.key, FIXED_STREAM, device=device)
+            self._keep = sample_keep_mask(self.n, h * w, noise.k, g, device)
+        votes = torch.empty(self.n, dtype=torch.long, device=device)
+        rows = torch.arange(self.n, device=device)
+        for j, (image, cached) in enumerate(self._cache):
+            stale = self._keep[:, (x != image).any(0).flatten()].any(1).nonzero().squeeze(1)
+            if len(stale) < len(rows):
+                votes, rows, base = cached.clone(), stale, j
+        for i in range(0, len(rows), self.smoothed.batch_size):
+            chunk = rows[i:i + self.smoothed.batch_size]
+            inputs = ablate(x.expand(len(chunk), c, h, w), self._keep[chunk], noise.encoding, noise.mean)
+            votes[chunk] = self.smoothed.base(inputs).argmax(1)
+        if len(rows) < self.n:  # the image we started from stays cached: it was just used
+            self._cache.append(self._cache.pop(base))
+        self._cache = [*self._cache[-1:], (x.clone(), votes)]
+        return torch.bincount(votes, minlength=self.num_classes)
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Vote counts (B, num_classes) of the base classifier over the noise draws."""
+        rows = []
+        for image in x.to(self.smoothed.device):
+            self.queries += 1
+            if self.fixed and isinstance(self.smoothed.noise, Ablation):
+                rows.append(self._cached_ablation_votes(image).cpu())
+            else:
+                g = generator(*self.key, FIXED_STREAM, device=self.smoothed.device) if self.fixed else self._fresh
+                rows.append(torch.from_numpy(self.smoothed.sample(image, self.n, g)))
+        return torch.stack(rows).float()
+
+    def decide(self, scores: torch.Tensor) -> torch.Tensor:
+        counts = scores.long().numpy()
+        return torch.tensor([self.smoothed.predict_from_counts(row, self.alpha) for row in counts])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """PREDICT labels of a batch, ``ABSTAIN`` = -1 (the oracle contract of ``smoothcert.substitute``)."""
+        return self.decide(self.scores(x))
+
+    def confirm(self, x: torch.Tensor, label: int) -> tuple[bool, int]:
+        """(adversarial?, decision) of PREDICT on ``x`` with ``n_check`` fresh samples."""
+        g = generator(*self.key, RECHECK_STREAM, self.checks, device=self.smoothed.device)
+        self.checks += 1
+        decision = self.smoothed.predict(x, self.n_check, self.alpha, g)
+        return decision != label, decision

@@ -1,0 +1,123 @@
+"""Sparse-RS L0 random search (Croce et al. 2022)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..seeding import generator
+from ..smooth import check_count
+from .base import AttackResult, _L0Attack, _margin, _queried, _smallest
+from .oracles import ATTACK_STREAM, Oracle
+
+
+@dataclass(frozen=True)
+class SparseRS(_L0Attack):
+    """Sparse-RS-style L0 random search (Croce et al. 2022), score-based.
+
+    With a budget of ``b`` pixels: start from ``b`` random pixels set to random corners of the
+    colour cube, then repeatedly swap ``t`` perturbed pixels for ``t`` new ones (new random
+    values) and keep the swap when the margin (score of the true class minus the best other) does
+    not grow; ``t`` starts at ``p_init * b`` and halves on the schedule of Croce et al. (after
+    0.1%, 0.5%, 2%, 5%, 10%, 20%, 40%, 60%, 80% of ``max_queries``). ``budget=None`` searches the
+    smallest budget: doubling ``start``, 2 ``start``, ... until a success, then ``bisect``
+    bisection steps; each budget tried gets ``max_queries``. An adversarial candidate counts only
+    once ``confirm`` (fresh samples for a smoothed oracle) accepts it; a rejected one is kept as
+    the search state. The reported L0 counts the pixels actually changed (a random value may
+    equal the original).
+    """
+
+    budget: int | None = None
+    max_queries: int = 1000
+    p_init: float = 0.3
+    bisect: int = 3
+    start: int = 1
+
+    _HALVINGS = (0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
+
+    def __post_init__(self) -> None:
+        if self.budget is not None:
+            check_count("budget", self.budget)
+        check_count("max_queries", self.max_queries)
+        check_count("start", self.start)
+        if not 0 < self.p_init <= 1:
+            raise ValueError(f"p_init must lie in (0, 1], got {self.p_init}")
+        if isinstance(self.bisect, bool) or not isinstance(self.bisect, int) or self.bisect < 0:
+            raise ValueError(f"bisect must be a non-negative integer, got {self.bisect!r}")
+
+    def swaps(self, query: int, budget: int) -> int:
+        """Pixels swapped at ``query``: ``p_init * budget`` halved at each passed milestone, at least 1."""
+        halvings = sum(query > f * self.max_queries for f in self._HALVINGS)
+        return max(1, round(self.p_init * budget / 2**halvings))
+
+    def search(
+        self, oracle: Oracle, x: torch.Tensor, label: int, budget: int, g: torch.Generator
+    ) -> tuple[torch.Tensor, int] | None:
+        """Random search with ``budget`` pixels: the first adversarial image that ``confirm``
+        accepts and the confirmed decision, or None. A candidate the re-check rejects becomes the
+        current state, so the search goes on from past the (possibly lucky) boundary."""
+        c, h, w = x.shape
+        d = h * w
+        if budget > d:
+            raise ValueError(f"budget {budget} exceeds the number of pixels d={d}")
+        flat = x.reshape(c, d)
+        perm = torch.randperm(d, generator=g)
+        inside, outside = perm[:budget].clone(), perm[budget:].clone()
+        values = torch.randint(0, 2, (c, budget), generator=g).float()
+        best_margin = math.inf
+        for query in range(self.max_queries):
+            if query == 0:
+                cand_in, cand_out, cand_values = inside, outside, values
+            else:
+                t = min(self.swaps(query, budget), budget, d - budget)
+                if t == 0:
+                    break
+                drop = torch.randperm(budget, generator=g)[:t]
+                take = torch.randperm(d - budget, generator=g)[:t]
+                cand_in, cand_out, cand_values = inside.clone(), outside.clone(), values.clone()
+                cand_in[drop], cand_out[take] = outside[take], inside[drop]
+                cand_values[:, drop] = torch.randint(0, 2, (c, t), generator=g).float()
+            candidate = flat.clone()
+            candidate[:, cand_in] = cand_values
+            candidate = candidate.view(c, h, w)
+            scores = oracle.scores(candidate[None])
+            margin = float(_margin(scores, label)[0])
+            if int(oracle.decide(scores)[0]) != label:
+                ok, decision = oracle.confirm(candidate, label)
+                if ok:
+                    return candidate, decision
+            if margin <= best_margin:
+                best_margin, inside, outside, values = margin, cand_in, cand_out, cand_values
+        return None
+
+    def attack(self, oracle: Oracle, x: torch.Tensor, label: int, key: tuple[int, ...], spent: int) -> AttackResult:
+        d = x.shape[1] * x.shape[2]
+        tries = 0
+
+        def attempt(budget: int) -> tuple[torch.Tensor, int] | None:
+            nonlocal tries
+            tries += 1
+            return self.search(oracle, x, label, budget, generator(*key, ATTACK_STREAM, tries))
+
+        found = []
+        if self.budget is not None:
+            found.append(attempt(self.budget))
+        else:
+            low, high = 0, min(self.start, d)
+            while not found and high <= d:
+                if (adv := attempt(high)) is not None:
+                    found.append(adv)
+                else:
+                    low, high = high, min(2 * high, d) if high < d else d + 1
+            for _ in range(self.bisect if found else 0):
+                if high - low <= 1:
+                    break
+                middle = (low + high) // 2
+                if (smaller := attempt(middle)) is None:
+                    low = middle
+                else:
+                    high = middle
+                    found.append(smaller)
+        return _smallest(x, label, [f for f in found if f is not None], _queried(oracle) - spent)
