@@ -9,8 +9,7 @@ import torch
 
 from smoothcert.attacks import l0_pixels
 from smoothcert.cli import main
-from smoothcert.evaluate import read_adversarial
-from smoothcert.runlog import ATTACK_COLUMNS
+from smoothcert.runner import ATTACK_COLUMNS, read_adversarial
 
 
 @pytest.fixture(scope="module")

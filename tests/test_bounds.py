@@ -13,7 +13,7 @@ from smoothcert.bounds import (
     table2,
 )
 from smoothcert.report import read_log
-from smoothcert.runlog import ATTACK_COLUMNS, CERTIFY_COLUMNS
+from smoothcert.runner import ATTACK_COLUMNS, CERTIFY_COLUMNS
 
 
 def _write_attack(path, rows, target="smoothed", checkpoint="/ckpt", decisions=None):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from smoothcert.cli import main
-from smoothcert.runlog import CERTIFY_COLUMNS, PREDICT_COLUMNS
+from smoothcert.runner import CERTIFY_COLUMNS, PREDICT_COLUMNS
 
 
 @pytest.fixture(scope="module")

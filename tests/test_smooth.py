@@ -5,7 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from smoothcert.certificates import clopper_pearson_lower, max_certifiable_radius, radius_cor1
+from smoothcert.certificates import (
+    clopper_pearson_lower,
+    max_certifiable_radius,
+    radius_cor1,
+)
 from smoothcert.noises import Ablation
 from smoothcert.smooth import ABSTAIN, SmoothedClassifier
 

@@ -5,8 +5,6 @@ import pytest
 import torch
 from torch import nn
 
-from smoothcert.data import ImageDataset
-from smoothcert.smooth import ABSTAIN
 from smoothcert.attacks.substitute import (
     JacobianAugmentation,
     error_rate,
@@ -16,6 +14,8 @@ from smoothcert.attacks.substitute import (
     split_seed,
     transfer_rate,
 )
+from smoothcert.data import ImageDataset
+from smoothcert.smooth import ABSTAIN
 
 SHAPE = (1, 4, 4)
 D = 16

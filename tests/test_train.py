@@ -8,7 +8,14 @@ from smoothcert.checkpoint import load_checkpoint, read_config, save_checkpoint
 from smoothcert.data import load_mnist5k
 from smoothcert.models import build_model
 from smoothcert.noises import Ablation
-from smoothcert.train import RECIPES, Recipe, crop_flip, fit, get_recipe, train_classifier
+from smoothcert.train import (
+    RECIPES,
+    Recipe,
+    crop_flip,
+    fit,
+    get_recipe,
+    train_classifier,
+)
 
 SMALL = dict(epochs=2, batch_size=64)
 

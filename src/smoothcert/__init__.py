@@ -4,7 +4,20 @@ Feizi 2020) and randomized smoothing.
 The public API mirrors the ``smoothcert`` command line; see README.md.
 """
 
-from .attacks import ModelOracle, Pointwise, SmoothedOracle, SparseRS, make_attack, oracle_factory
+from .attacks import (
+    ModelOracle,
+    Pointwise,
+    SmoothedOracle,
+    SparseRS,
+    make_attack,
+    oracle_factory,
+)
+from .attacks.substitute import (
+    JacobianAugmentation,
+    fgsm,
+    run_substitute,
+    transfer_rate,
+)
 from .bounds import median_attack_magnitude, read_attack_log, soundness, table2
 from .certificates import (
     class_bounds,
@@ -19,8 +32,13 @@ from .certificates import (
 )
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import ImageDataset, load_dataset
-from .denoisers import DnCNN, denoise, denoised_classifier, smoothed_denoised, train_denoiser
-from .evaluate import read_adversarial, run_attack, run_dataset, select_indices
+from .denoisers import (
+    DnCNN,
+    denoise,
+    denoised_classifier,
+    smoothed_denoised,
+    train_denoiser,
+)
 from .gaussian import (
     certify_gaussian,
     max_gaussian_radius,
@@ -43,8 +61,8 @@ from .models import MnistCNN, Normalize, ResNet18, ResNet50, build_model
 from .noises import Ablation, Gaussian, ablate, make_noise, sample_keep_mask
 from .paper import demo, reproduce, reproduce_denoised
 from .report import read_log, summarize
+from .runner import read_adversarial, run_attack, run_dataset, select_indices
 from .smooth import ABSTAIN, Certificate, SmoothedClassifier
-from .attacks.substitute import JacobianAugmentation, fgsm, run_substitute, transfer_rate
 from .train import RECIPES, Recipe, fit, get_recipe, train_classifier
 
 __version__ = "0.1.0"

@@ -25,9 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .evaluate import read_adversarial
 from .report import RunLog, median_certified_robustness
-from .runlog import ATTACK_COLUMNS
+from .runner import ATTACK_COLUMNS, read_adversarial
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from . import paper
 from .attacks import ATTACKS, make_attack, oracle_factory
+from .attacks.substitute import run_substitute, split_seed
 from .bounds import is_attack_log, read_attack_log, summarize_attack, table2
 from .checkpoint import read_config
 from .data import DATASETS, load_dataset
 from .denoisers import METHODS as DENOISER_METHODS
 from .denoisers import denoise, smoothed_denoised
-from .evaluate import adversarial_path, run_attack, run_dataset, select_indices
 from .methods import METHODS, make_method
 from .models import MODELS
 from .noises import ENCODINGS, NOISES, Ablation, Gaussian
@@ -27,9 +27,9 @@ from .report import (
     read_log,
     summarize,
 )
+from .runner import adversarial_path, run_attack, run_dataset, select_indices
 from .seeding import DEVICES
 from .smooth import SmoothedClassifier
-from .attacks.substitute import run_substitute, split_seed
 from .train import RECIPES, get_recipe, train_classifier
 
 

@@ -18,12 +18,23 @@ import torch
 
 from .checkpoint import load_checkpoint, read_config
 from .data import load_dataset
-from .denoisers import KeepChannels, denoised_classifier, stratified_subset, train_denoiser
-from .evaluate import run_dataset
+from .denoisers import (
+    KeepChannels,
+    denoised_classifier,
+    stratified_subset,
+    train_denoiser,
+)
 from .gaussian import max_gaussian_radius
 from .methods import Method, make_method
 from .noises import Ablation, Gaussian, ablate, sample_keep_mask
-from .report import RunLog, plot_ablated_samples, plot_certified_accuracy, read_log, summarize
+from .report import (
+    RunLog,
+    plot_ablated_samples,
+    plot_certified_accuracy,
+    read_log,
+    summarize,
+)
+from .runner import run_dataset
 from .seeding import generator
 from .smooth import SmoothedClassifier
 from .train import get_recipe, train_classifier

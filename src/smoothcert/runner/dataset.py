@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .attacks import Oracle, Pointwise, SparseRS
-from .certificates import check_alpha
-from .data import ImageDataset
-from .runlog import ATTACK_COLUMNS, CERTIFY_COLUMNS, PREDICT_COLUMNS, TsvLog
-from .seeding import generator
-from .smooth import SmoothedClassifier, check_count
+from ..attacks import Oracle, Pointwise, SparseRS
+from ..certificates import check_alpha
+from ..data import ImageDataset
+from ..seeding import generator
+from ..smooth import SmoothedClassifier, check_count
+from .log import ATTACK_COLUMNS, CERTIFY_COLUMNS, PREDICT_COLUMNS, TsvLog
 
 
 def select_indices(size: int, skip: int = 1, max_images: int | None = None) -> list[int]:
