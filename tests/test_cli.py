@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 from smoothcert.cli import main
-from smoothcert.runner import CERTIFY_COLUMNS, PREDICT_COLUMNS
+from smoothcert.data import load_dataset
+from smoothcert.runner import CERTIFY_COLUMNS, PREDICT_COLUMNS, run_dataset
+from smoothcert.seeding import generator
+from smoothcert.smooth import SmoothedClassifier
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,7 @@ def _without_time(rows):
 
 def test_certify_writes_the_pinned_log_format(tiny, tmp_path):
     out = tmp_path / "c.tsv"
-    assert _certify(tiny, out) == 0
+    assert _certify(tiny, out, "--sampling", "fixed") == 0
     rows = _rows(out)
     assert tuple(rows[0]) == CERTIFY_COLUMNS
     assert [int(r[0]) for r in rows[1:]] == list(range(24))
@@ -50,6 +53,7 @@ def test_certify_writes_the_pinned_log_format(tiny, tmp_path):
         assert np.isnan(radius) or radius >= 0
     settings = json.loads((tmp_path / "c.tsv.json").read_text())
     assert settings["n0"] == 20 and settings["n"] == 200 and settings["certificate"] == "cor1"
+    assert settings["sampling"] == "fixed"
     accuracy = np.mean([int(r[7]) for r in rows[1:]])
     assert accuracy > 0.7  # the task is easy; the trained model must have learned it
 
@@ -151,3 +155,38 @@ def test_method_errors(tiny, tmp_path, capsys):
     assert "unknown parameter" in capsys.readouterr().err
     assert main([*base, "--noise", "gaussian"]) == 2
     assert "sigma" in capsys.readouterr().err
+
+
+def test_adaptive_sampling_is_the_default_and_recorded(tiny, tmp_path):
+    out = tmp_path / "a.tsv"
+    assert _certify(tiny, out, "--step", "50") == 0
+    settings = json.loads((tmp_path / "a.tsv.json").read_text())
+    assert settings["sampling"] == {"scheme": "adaptive", "bound": "looks", "radius": None, "beta": 0.05,
+                                    "step": 50, "growth": 2.0}
+    used = [int(r[4]) for r in _rows(out)[1:]]
+    assert all(n in (50, 100, 200) for n in used)  # the looks of the schedule, at most --n
+    assert min(used) < 200  # the easy task stops early
+
+
+def test_target_radius_needs_adaptive_sampling(tiny, tmp_path, capsys):
+    assert _certify(tiny, tmp_path / "r.tsv", "--radius", "1", "--max", "3") == 0
+    assert json.loads((tmp_path / "r.tsv.json").read_text())["sampling"]["radius"] == 1.0
+    assert _certify(tiny, tmp_path / "f.tsv", "--radius", "1", "--sampling", "fixed") == 2
+    assert "--radius" in capsys.readouterr().err and not (tmp_path / "f.tsv").exists()
+
+
+@pytest.mark.parametrize("sampling", ["fixed", "adaptive"])
+def test_packing_images_into_shared_batches_changes_no_row(tiny, tmp_path, sampling):
+    """Each image draws from its own (seed, idx) stream, so the rows equal one image at a time."""
+    smoothed = SmoothedClassifier.from_checkpoint(tiny["model"], batch_size=64, device="cpu")
+    data = load_dataset(tiny["data"], "test")
+    logs = {}
+    for window in (1, 7):
+        logs[window] = tmp_path / f"w{window}.tsv"
+        run_dataset(smoothed, data, logs[window], n0=20, n=200, seed=3, sampling=sampling, window=window,
+                    progress=False)
+    assert _without_time(_rows(logs[1])) == _without_time(_rows(logs[7]))
+    for row in _rows(logs[7])[1:4]:  # and equal CERTIFY called on the image alone
+        idx = int(row[0])
+        cert = smoothed.certify(data.x[idx], 20, 200, 0.05, generator(3, idx), sampling=sampling)
+        assert [int(row[2]), int(row[3]), int(row[4])] == [cert.predict, cert.count, cert.n]

@@ -1,6 +1,6 @@
 import pytest
 
-from smoothcert.paper import TABLE1, TABLE8, reproduce
+from smoothcert.paper import TABLE1, TABLE8, demo, reproduce
 
 SMALL = dict(epochs=1, max_images=3, n0=10, n=50, alpha=0.05, device="cpu", progress=False)
 
@@ -30,3 +30,17 @@ def test_reproduce_table8_prints_ours_beside_the_paper(tmp_path, capsys):
 def test_reproduce_rejects_unknown_table(tmp_path):
     with pytest.raises(ValueError, match="unknown table"):
         reproduce("table3", out=tmp_path)
+
+
+def test_demo_prints_adaptive_sampling_beside_fixed(tmp_path):
+    text = demo(out=tmp_path, **SMALL)
+    assert "| 45 |" in text  # the Table-1 row
+    sampling = (tmp_path / "sampling.md").read_text()
+    assert sampling in text
+    for run in ("certify, fixed", "certify, adaptive", "predict, fixed", "predict, adaptive"):
+        assert f"| {run} |" in sampling
+    assert "samples/image (mean/median)" in sampling
+    assert "1,010 / 1,010" not in sampling  # n0 = 10 + n = 50 for the fixed run, as the settings file says
+    assert "60 / 60" in sampling
+    for mode in ("certify", "predict"):
+        assert len((tmp_path / "k45" / f"{mode}-adaptive.tsv").read_text().splitlines()) == 1 + 3

@@ -29,7 +29,8 @@ from .report import (
 )
 from .runner import adversarial_path, run_attack, run_dataset, select_indices
 from .seeding import DEVICES
-from .smooth import SmoothedClassifier
+from .sequential import BOUNDS, Adaptive
+from .smooth import SAMPLINGS, Sampling, SmoothedClassifier
 from .train import RECIPES, get_recipe, train_classifier
 
 
@@ -53,11 +54,23 @@ def _add_noise(p: argparse.ArgumentParser) -> None:
 
 
 def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
+    p.add_argument("--sampling", choices=SAMPLINGS, default="adaptive",
+                   help="adaptive (default): stop sampling once the answer is settled, at the same alpha; "
+                        "fixed: always --n samples, the paper's protocol")
+    p.add_argument("--bound", choices=tuple(BOUNDS), default="looks",
+                   help="adaptive: looks = Clopper-Pearson at doubling looks (default), "
+                        "anytime = mixture confidence sequence after every --step samples")
+    p.add_argument("--step", type=int, default=100, help="adaptive: first look (looks) or batch between looks (anytime)")
+    p.add_argument("--beta", type=float, default=0.05, help="adaptive: level of the futility bound (power only, default 0.05)")
     if certify:
-        p.add_argument("--n0", type=int, default=1000, help="selection samples (default 1000, as the paper)")
+        p.add_argument("--n0", type=int, default=None,
+                       help="selection samples (default 1000 as the paper with fixed sampling, 100 with adaptive)")
+        p.add_argument("--radius", type=float, default=None,
+                       help="adaptive: only ask whether each image is certified at this radius (stops much sooner)")
         p.add_argument("--certificate", choices=(*Ablation.certificates, *Gaussian.certificates), default=None,
                        help="ablation: cor1 (default), cor2, jia; gaussian: cohen (default), two-class")
-    p.add_argument("--n", type=int, default=10_000, help="estimation samples (default 10000, as the paper)")
+    p.add_argument("--n", type=int, default=10_000,
+                   help="estimation samples (default 10000, as the paper); the maximum with adaptive sampling")
     p.add_argument("--alpha", type=float, default=0.05, help="failure probability (default 0.05, as the paper)")
     p.add_argument("--skip", type=int, default=1, help="use every N-th image")
     p.add_argument("--max", type=int, default=None, help="at most N images")
@@ -93,11 +106,26 @@ def _evaluate(args: argparse.Namespace, mode: str) -> None:
     else:
         smoothed = SmoothedClassifier.from_checkpoint(args.checkpoint, **options)
     run_dataset(
-        smoothed, data, args.out, mode=mode, n0=getattr(args, "n0", 0), n=args.n, alpha=args.alpha, seed=args.seed,
-        indices=select_indices(len(data), args.skip, args.max), settings=settings, progress=not args.quiet,
+        smoothed, data, args.out, mode=mode, n0=_n0(args), n=args.n, alpha=args.alpha, seed=args.seed,
+        sampling=_sampling(args), indices=select_indices(len(data), args.skip, args.max), settings=settings,
+        progress=not args.quiet,
     )
     summary = summarize(read_log(args.out), radii=())
     print(f"{mode}: {summary['n']} images, accuracy {100 * summary['accuracy']:.2f}%, abstained {100 * summary['abstained']:.2f}% -> {args.out}")
+
+
+def _sampling(args: argparse.Namespace) -> Sampling:
+    radius = getattr(args, "radius", None)
+    if args.sampling == "fixed":
+        if radius is not None:
+            raise ValueError("--radius asks an adaptive question: use it with --sampling adaptive")
+        return "fixed"
+    return Adaptive(bound=args.bound, radius=radius, beta=args.beta, step=args.step)
+
+
+def _n0(args: argparse.Namespace) -> int:
+    n0 = getattr(args, "n0", None)
+    return n0 if n0 is not None else 1000 if args.sampling == "fixed" else 100
 
 
 def _dataset_of(args: argparse.Namespace, config: dict) -> str:

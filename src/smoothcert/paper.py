@@ -29,6 +29,7 @@ from .methods import Method, make_method
 from .noises import Ablation, Gaussian, ablate, sample_keep_mask
 from .report import (
     RunLog,
+    format_table,
     plot_ablated_samples,
     plot_certified_accuracy,
     read_log,
@@ -164,8 +165,33 @@ def reproduce(
 
 
 def demo(*, out: str | Path = "runs/demo", **run: Any) -> str:
-    """The README's main job: train k = 45 on mnist5k, certify test digits, print the Table-1 row."""
-    return reproduce("table1", out=out, ks=[45], **run)
+    """The README's main job: train k = 45 on mnist5k, certify test digits, print the Table-1 row,
+    then the same digits certified and predicted with adaptive sampling beside the fixed runs."""
+    table = reproduce("table1", out=out, ks=[45], **run)
+    keep = ("max_images", "n", "alpha", "seed", "device", "progress")
+    return table + "\n" + compare_sampling(Path(out) / "k45", **{k: v for k, v in run.items() if k in keep})
+
+
+def compare_sampling(
+    run_dir: Path, *, max_images: int = 100, n: int = 10_000, alpha: float = 0.05, seed: int = 0,
+    device: str = "auto", progress: bool = True, radii: Sequence[float] = (0, 2, 4, 6, 8, 10),
+) -> str:
+    """CERTIFY and PREDICT the digits of ``run_dir``'s fixed-sampling logs again with adaptive
+    sampling (at most ``n`` samples, same alpha; :mod:`smoothcert.sequential`) and print the four
+    runs side by side with their samples and seconds per image."""
+    smoothed = SmoothedClassifier.from_checkpoint(run_dir / "model", device=device)
+    data = load_dataset("mnist5k", "test")
+    settings = {"checkpoint": str((run_dir / "model").resolve()), "dataset": "mnist5k", "split": "test"}
+    indices = list(range(min(max_images, len(data))))
+    for mode in ("certify", "predict"):
+        run_dataset(smoothed, data, run_dir / f"{mode}-adaptive.tsv", mode=mode, n0=100, n=n, alpha=alpha, seed=seed,
+                    sampling="adaptive", indices=indices, settings=settings, progress=progress)
+    logs = [read_log(run_dir / f"{mode}{kind}.tsv", name=f"{mode}, {name}")
+            for mode in ("certify", "predict") for kind, name in (("", "fixed"), ("-adaptive", "adaptive"))]
+    text = (format_table([summarize(log, radii) for log in logs], radii, markdown=True)
+            + f"\n\nThe same {len(indices)} digits with fixed sampling (n0=1000, n={n}) and adaptive sampling "
+            f"(n0=100 selection samples, then at most {n}; alpha={alpha} for both). samples/image counts selection too.\n")
+    return _publish(text, run_dir.parent / "sampling.md")
 
 
 @torch.inference_mode()

@@ -21,6 +21,7 @@ imported only when a plotting function is called.  Figures are drawn at :data:`D
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,9 @@ _INT_COLUMNS = ("idx", "label", "predict", "correct")
 class RunLog:
     """One parsed certify or predict log; arrays are read-only, one entry per image.
 
-    ``radius`` is NaN for abstentions and ``None`` for predict logs; ``time`` is in seconds.
+    ``radius`` is NaN for abstentions and ``None`` for predict logs; ``time`` is in seconds;
+    ``samples`` counts the noise samples each image used (selection ``n0`` included, from the
+    settings file beside the log), ``None`` for logs without an ``n`` column.
     """
 
     path: Path
@@ -56,6 +59,7 @@ class RunLog:
     correct: np.ndarray
     radius: np.ndarray | None
     time: np.ndarray
+    samples: np.ndarray | None = None
 
 
 def _seconds(text: str) -> float:
@@ -70,7 +74,7 @@ def _parse_row(row: dict[str, str], columns: Sequence[str], where: str) -> dict[
     """Typed values of one log row; an abstention's radius becomes NaN (Cohen's logs write 0)."""
     values: dict[str, Any] = {}
     for col in columns:
-        parse = int if col in _INT_COLUMNS else _seconds if col == "time" else float
+        parse = int if col in (*_INT_COLUMNS, "n") else _seconds if col == "time" else float
         try:
             values[col] = parse(row[col])
         except ValueError:
@@ -105,9 +109,9 @@ def read_log(path: str | Path, name: str | None = None) -> RunLog:
     missing = [c for c in _REQUIRED if c not in header]
     if missing:
         raise ValueError(f"{path}:1: header lacks column(s) {', '.join(missing)}; found {header}")
-    has_radius = "radius" in header
-    parsed = (*_REQUIRED, "radius") if has_radius else _REQUIRED
-    columns: dict[str, list[Any]] = {c: [] for c in (*_REQUIRED, "radius")}
+    has_radius, has_n = "radius" in header, "n" in header
+    parsed = (*_REQUIRED, *(["radius"] if has_radius else []), *(["n"] if has_n else []))
+    columns: dict[str, list[Any]] = {c: [] for c in (*_REQUIRED, "radius", "n")}
     first_line: dict[int, int] = {}
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -132,6 +136,8 @@ def read_log(path: str | Path, name: str | None = None) -> RunLog:
         array.setflags(write=False)
         return array
 
+    settings_path = path.with_name(path.name + ".json")
+    n0 = json.loads(settings_path.read_text()).get("n0") or 0 if settings_path.is_file() else 0
     return RunLog(
         path=path,
         name=path.stem if name is None else name,
@@ -141,6 +147,7 @@ def read_log(path: str | Path, name: str | None = None) -> RunLog:
         correct=frozen(columns["correct"], bool),
         radius=frozen(columns["radius"], float) if has_radius else None,
         time=frozen(columns["time"], float),
+        samples=frozen(np.asarray(columns["n"], dtype=np.int64) + n0, np.int64) if has_n else None,
     )
 
 
@@ -198,8 +205,9 @@ def summarize(log: RunLog, radii: Sequence[float]) -> dict[str, Any]:
     """The numbers of one run.
 
     Keys: ``name``, ``n``, ``accuracy`` and ``abstained`` (fractions), ``median`` (-inf = N/A),
-    ``certified_accuracy`` ({float(r): fraction}), ``acr`` and ``seconds_per_image``.  For a
-    predict log (no radii) ``median``, ``acr`` and every certified accuracy are None.
+    ``certified_accuracy`` ({float(r): fraction}), ``acr``, ``seconds_per_image`` and the mean
+    and median noise ``samples_per_image`` (None for logs without them).  For a predict log (no
+    radii) ``median``, ``acr`` and every certified accuracy are None.
     """
     certify = log.radius is not None
     at_r = (certified_accuracy(log.radius, log.correct, np.asarray(radii, dtype=float)) if certify
@@ -213,6 +221,7 @@ def summarize(log: RunLog, radii: Sequence[float]) -> dict[str, Any]:
         "certified_accuracy": {float(r): None if a is None else float(a) for r, a in zip(radii, at_r)},
         "acr": average_certified_radius(log.radius, log.correct) if certify else None,
         "seconds_per_image": float(log.time.mean()),
+        "samples_per_image": None if log.samples is None else (float(log.samples.mean()), float(np.median(log.samples))),
     }
 
 
@@ -228,13 +237,17 @@ def _radius_text(r: float | None) -> str:
     return f"{r:.0f}" if float(r).is_integer() else f"{r:.3f}"
 
 
+def _samples_text(samples: tuple[float, float] | None) -> str:
+    return "-" if samples is None else f"{samples[0]:,.0f} / {samples[1]:,.0f}"
+
+
 def format_table(summaries: list[dict[str, Any]], radii: Sequence[float], markdown: bool) -> str:
     """One row per run: accuracy (percent abstained) and median as in Table 1, then ACR,
-    certified accuracy at each radius and seconds per image.  Percentages have two decimals;
-    a median of -inf prints as "N/A", values a predict log lacks as "-".
+    certified accuracy at each radius, seconds and noise samples (mean / median) per image.
+    Percentages have two decimals; a median of -inf prints as "N/A", values a log lacks as "-".
     """
     header = ["run", "n", "accuracy (abstained)", "median", "ACR"]
-    header += [f"r={_radius_text(float(r))}" for r in radii] + ["s/image"]
+    header += [f"r={_radius_text(float(r))}" for r in radii] + ["s/image", "samples/image (mean/median)"]
     rows = []
     for s in summaries:
         certified = []
@@ -245,7 +258,7 @@ def format_table(summaries: list[dict[str, Any]], radii: Sequence[float], markdo
             certified.append(_percent(s["certified_accuracy"][float(r)]))
         rows.append([s["name"], str(s["n"]), f"{_percent(s['accuracy'])} ({_percent(s['abstained'])})",
                      _radius_text(s["median"]), "-" if s["acr"] is None else f"{s['acr']:.3f}",
-                     *certified, f"{s['seconds_per_image']:.3f}"])
+                     *certified, f"{s['seconds_per_image']:.3f}", _samples_text(s.get("samples_per_image"))])
     if markdown:
         lines = [header, ["---"] + ["---:"] * (len(header) - 1)]
         lines += [[row[0].replace("|", "\\|"), *row[1:]] for row in rows]

@@ -5,13 +5,20 @@ CERTIFY picks the top class from ``n0`` samples and bounds its probability with 
 samples; PREDICT abstains unless a binomial test separates the top two classes. The noise object
 (ablation, ...) supplies both the sampling and the matching certificate, so this class does not
 know which threat model it certifies.
+
+``sampling="fixed"`` is that protocol; an :class:`~smoothcert.sequential.Adaptive` (or
+``"adaptive"``) draws samples in growing batches and stops once the answer is settled, at the
+same ``alpha`` (:mod:`smoothcert.sequential`). Both are coroutines that ask for samples
+(``certify_steps``, ``predict_steps``), so one image can be driven alone (``certify``) or many
+together with their samples packed into full forward passes (``sample_many``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -22,8 +29,15 @@ from .certificates import check_alpha
 from .checkpoint import load_checkpoint, noise_from_config
 from .noises import Noise
 from .seeding import resolve_device
+from .sequential import ABSTAIN, Adaptive
+from .sequential import certify_steps as sequential_certify
+from .sequential import predict_steps as sequential_predict
 
-ABSTAIN = -1
+SAMPLINGS = ("adaptive", "fixed")
+Sampling = str | Adaptive
+"""``"fixed"`` (Cohen et al.'s n samples), ``"adaptive"`` (``Adaptive()``) or an ``Adaptive``."""
+T = TypeVar("T")
+Steps = Generator[int, np.ndarray, T]
 
 
 @dataclass(frozen=True)
@@ -92,23 +106,70 @@ class SmoothedClassifier:
         return cls(base, noise_from_config(config["noise"]), config["num_classes"], **kwargs)
 
 
-    @torch.inference_mode()
     def sample(self, x: torch.Tensor, num: int, generator: torch.Generator | None = None) -> np.ndarray:
         """Votes of the base classifier on ``num`` noisy copies of ``x``: an array (num_classes,)."""
-        x = check_image(x).to(self.device)
-        counts = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
-        remaining = check_count("number of samples", num)
-        while remaining > 0:
-            b = min(self.batch_size, remaining)
-            labels = self.base(self.noise(x.expand(b, *x.shape), generator)).argmax(1)
-            counts += torch.bincount(labels, minlength=self.num_classes)
-            remaining -= b
+        return self.sample_many([(x, num, generator)])[0]
+
+    @torch.inference_mode()
+    def sample_many(self, requests: Sequence[tuple[torch.Tensor, int, torch.Generator | None]]) -> np.ndarray:
+        """Votes (len(requests), num_classes) for requests ``(x, num, generator)`` of images of one shape.
+
+        Each request draws its noise from its own generator in chunks of at most ``batch_size``
+        copies, exactly as if it were sampled alone; the noisy copies of all requests then go
+        through the model in forward passes of ``batch_size`` (the last may be smaller), so
+        images that need few samples share passes instead of leaving them part-empty.
+        """
+        counts = torch.zeros(len(requests), self.num_classes, dtype=torch.long, device=self.device)
+        queue: list[tuple[torch.Tensor, torch.Tensor]] = []  # (owner of each copy, noisy copies)
+        queued = 0
+
+        def forward(size: int) -> None:
+            nonlocal queue, queued
+            owners, batch = queue[0] if len(queue) == 1 else (torch.cat([o for o, _ in queue]), torch.cat([z for _, z in queue]))
+            labels = self.base(batch[:size]).argmax(1)
+            counts.index_put_((owners[:size], labels), torch.ones_like(labels), accumulate=True)
+            queue = [(owners[size:], batch[size:])] if size < len(batch) else []
+            queued -= size
+
+        for i, (x, num, generator) in enumerate(requests):
+            x = check_image(x).to(self.device)
+            remaining = check_count("number of samples", num)
+            while remaining > 0:
+                b = min(self.batch_size, remaining)
+                queue.append((torch.full((b,), i, device=self.device), self.noise(x.expand(b, *x.shape), generator)))
+                queued, remaining = queued + b, remaining - b
+                while queued >= self.batch_size:
+                    forward(self.batch_size)
+        if queued:
+            forward(queued)
         return counts.cpu().numpy()
 
-    def predict(self, x: torch.Tensor, n: int, alpha: float, generator: torch.Generator | None = None) -> int:
-        """PREDICT: the top class of ``n`` noisy votes, or ``ABSTAIN`` (see ``predict_from_counts``)."""
+    def run(self, x: torch.Tensor, steps: Steps[T], generator: torch.Generator | None = None) -> T:
+        """Drive a sampling coroutine (``certify_steps``, ``predict_steps``) on one image."""
+        try:
+            num = next(steps)
+            while True:
+                num = steps.send(self.sample(x, num, generator))
+        except StopIteration as done:
+            return done.value
+
+    def predict(
+        self, x: torch.Tensor, n: int, alpha: float, generator: torch.Generator | None = None, *,
+        sampling: Sampling = "fixed",
+    ) -> int:
+        """PREDICT: the top class of ``n`` noisy votes, or ``ABSTAIN`` (see ``predict_from_counts``);
+        adaptive sampling stops as soon as the top class is decided (``n`` is then the maximum)."""
+        return self.run(x, self.predict_steps(n, alpha, sampling), generator)[0]
+
+    def predict_steps(self, n: int, alpha: float, sampling: Sampling = "fixed") -> Steps[tuple[int, np.ndarray]]:
+        """PREDICT as a coroutine: yields sample counts, is sent votes, returns (class, votes)."""
         check_alpha(alpha)
-        return self.predict_from_counts(self.sample(x, n, generator), alpha)
+        check_count("n", n)
+        options = as_sampling(sampling)
+        if options is None:
+            counts = yield n
+            return self.predict_from_counts(counts, alpha), counts
+        return (yield from sequential_predict(n, alpha, self.num_classes, options))
 
     @staticmethod
     def predict_from_counts(counts: np.ndarray, alpha: float) -> int:
@@ -122,14 +183,46 @@ class SmoothedClassifier:
         return int(top)
 
     def certify(
-        self, x: torch.Tensor, n0: int, n: int, alpha: float, generator: torch.Generator | None = None
+        self, x: torch.Tensor, n0: int, n: int, alpha: float, generator: torch.Generator | None = None, *,
+        sampling: Sampling = "fixed",
     ) -> Certificate:
         """CERTIFY: select the top class on ``n0`` samples, bound its probability on ``n`` fresh
-        samples at level ``alpha``, and return the certified radius of the noise's threat model."""
+        samples at level ``alpha`` (adaptive: at most ``n``), and return the certified radius of
+        the noise's threat model."""
+        return self.run(x, self.certify_steps(tuple(x.shape[-2:]), n0, n, alpha, sampling), generator)
+
+    def certify_steps(
+        self, image_size: tuple[int, int], n0: int, n: int, alpha: float, sampling: Sampling = "fixed"
+    ) -> Steps[Certificate]:
+        """CERTIFY as a coroutine for images of ``image_size`` (H, W): yields sample counts, is sent
+        votes, returns the :class:`Certificate`."""
         check_alpha(alpha)
-        top = int(self.sample(x, n0, generator).argmax())
-        counts = self.sample(x, n, generator)
-        p_lower, radius = self.noise.certify(counts, top, alpha, tuple(x.shape[-2:]), self.certificate)
+        check_count("n0", n0)
+        check_count("n", n)
+        options = as_sampling(sampling)
+        if options is None:
+            top = int((yield n0).argmax())
+            counts = yield n
+            p_lower, radius = self.noise.certify(counts, top, alpha, image_size, self.certificate)
+            count = int(counts[top])
+        else:
+            if self.certificate != self.noise.certificates[0]:
+                raise ValueError(f"adaptive sampling certifies with {self.noise.certificates[0]} only; "
+                                 f"use fixed sampling for the {self.certificate} certificate")
+            outcome = yield from sequential_certify(
+                lambda p: self.noise.radius(p, image_size), n0, n, alpha, options, self.noise.radius_step)
+            top, count, n, p_lower, radius = outcome.top, outcome.count, outcome.n, outcome.p_lower, outcome.radius
         if np.isnan(radius):
-            return Certificate(ABSTAIN, int(counts[top]), n, float(p_lower), float("nan"))
-        return Certificate(top, int(counts[top]), n, float(p_lower), float(radius))
+            return Certificate(ABSTAIN, count, n, float(p_lower), float("nan"))
+        return Certificate(top, count, n, float(p_lower), float(radius))
+
+
+def as_sampling(sampling: Sampling) -> Adaptive | None:
+    """``None`` for fixed sampling, else the :class:`Adaptive` options (``"adaptive"``: the defaults)."""
+    if isinstance(sampling, Adaptive):
+        return sampling
+    if sampling == "fixed":
+        return None
+    if sampling == "adaptive":
+        return Adaptive()
+    raise ValueError(f"unknown sampling {sampling!r}; choose one of {SAMPLINGS} or pass an Adaptive")

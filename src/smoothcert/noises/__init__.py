@@ -51,6 +51,12 @@ class Noise(Protocol):
         self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str
     ) -> tuple[float, float]: ...
 
+    # Sequential CERTIFY (smoothcert.sequential) needs the default certificate as a function of a
+    # lower bound on the top class, and the radius grid on which it stops for futility.
+    radius_step: float
+
+    def radius(self, p_lower: float, image_size: tuple[int, int]) -> float: ...
+
 
 NOISES = ("ablation", "gaussian", "none")
 

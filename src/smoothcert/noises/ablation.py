@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..certificates import CERTIFICATES, certify_counts
+from ..certificates import CERTIFICATES, certify_counts, radius_cor1
 
 ENCODINGS = ("multichannel", "mean")
 
@@ -103,6 +103,14 @@ class Ablation:
         h, w = image_size
         _, p_lower, radius = certify_counts(counts, int(counts.sum()), alpha, h * w, self.k, certificate, selected=top)
         return float(p_lower), float(radius)
+
+    radius_step: ClassVar[float] = 1.0
+    """L0 radii are integers: sequential CERTIFY stops when the next integer is out of reach."""
+
+    def radius(self, p_lower: float, image_size: tuple[int, int]) -> float:
+        """Corollary 1 (Eq. 14): the L0 radius certified by ``p_lower`` (NaN: abstain)."""
+        h, w = image_size
+        return float(radius_cor1(p_lower, h * w, self.k))
 
     def config(self) -> dict[str, Any]:
         cfg = asdict(self)

@@ -9,7 +9,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..gaussian import GAUSSIAN_CERTIFICATES, certify_gaussian, check_sigma
+from ..gaussian import (
+    GAUSSIAN_CERTIFICATES,
+    certify_gaussian,
+    check_sigma,
+    radius_cohen,
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,16 @@ class Gaussian:
         ``image_size`` is unused: the L2 radius does not depend on the dimension."""
         _, p_lower, radius = certify_gaussian(counts, int(counts.sum()), alpha, self.sigma, certificate, selected=top)
         return float(p_lower), float(radius)
+
+    @property
+    def radius_step(self) -> float:
+        """The grid (sigma / 4) on which sequential CERTIFY decides that a larger L2 radius is out
+        of reach; certified radii themselves are not rounded."""
+        return self.sigma / 4
+
+    def radius(self, p_lower: float, image_size: tuple[int, int]) -> float:
+        """Cohen et al.'s radius ``sigma * Phi^-1(p_lower)`` (NaN: abstain); ``image_size`` is unused."""
+        return float(radius_cohen(p_lower, self.sigma))
 
     def config(self) -> dict[str, Any]:
         return {"noise": "gaussian", "sigma": self.sigma}

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from ..attacks import Oracle, Pointwise, SparseRS
 from ..certificates import check_alpha
 from ..data import ImageDataset
 from ..seeding import generator
-from ..smooth import SmoothedClassifier, check_count
+from ..smooth import Sampling, SmoothedClassifier, as_sampling, check_count
 from .log import ATTACK_COLUMNS, CERTIFY_COLUMNS, PREDICT_COLUMNS, TsvLog
 
 
@@ -48,15 +50,22 @@ def run_dataset(
     n: int = 10_000,
     alpha: float = 0.05,
     seed: int = 0,
+    sampling: Sampling = "fixed",
     indices: list[int] | None = None,
     settings: dict[str, Any] | None = None,
     progress: bool = True,
+    window: int = 64,
 ) -> Path:
     """CERTIFY (``mode="certify"``) or PREDICT (``mode="predict"``) the images ``indices`` of
     ``data`` and append one row each to the TSV log ``out``; finished rows are kept and skipped.
 
-    ``settings`` (model, dataset, ...) are stored beside the log together with the sampling
-    parameters; resuming with different ones is refused.
+    ``sampling`` is ``"fixed"`` (``n`` samples) or adaptive (at most ``n``, see
+    :mod:`smoothcert.sequential`). Up to ``window`` images are in flight at once and their samples
+    share forward passes (:meth:`SmoothedClassifier.sample_many`); each image draws its noise from
+    its own stream keyed by (seed, idx), so its row does not depend on that packing. Rows are
+    written in the order of ``indices``; an image's ``time`` is its share (by samples) of the
+    forward passes it took part in. ``settings`` (model, dataset, ...) are stored beside the log
+    together with the sampling parameters; resuming with different ones is refused.
     """
     if mode not in ("certify", "predict"):
         raise ValueError(f"unknown mode {mode!r}; choose certify or predict")
@@ -64,30 +73,78 @@ def run_dataset(
     _check_indices(indices, len(data))
     check_alpha(alpha)
     check_count("n", n)
+    check_count("window", window)
+    options = as_sampling(sampling)
     if mode == "certify":
         check_count("n0", n0)
     if indices:
         smoothed.sample(data.x[indices[0]], 1)  # model/data mismatches fail here, before a log is written
     columns = CERTIFY_COLUMNS if mode == "certify" else PREDICT_COLUMNS
-    params = {"mode": mode, "n": n, "alpha": alpha, "seed": seed, "certificate": smoothed.certificate}
+    params = {"mode": mode, "n": n, "alpha": alpha, "seed": seed, "certificate": smoothed.certificate,
+              "sampling": "fixed" if options is None else {"scheme": "adaptive", **asdict(options)}}
     if mode == "certify":
         params["n0"] = n0
+    image_size = tuple(data.x.shape[-2:])
+
+    def steps(idx: int) -> Generator[int, np.ndarray, dict[str, Any]]:
+        if mode == "certify":
+            cert = yield from smoothed.certify_steps(image_size, n0, n, alpha, sampling)
+            return {"predict": cert.predict, "count": cert.count, "n": cert.n, "p_lower": cert.p_lower,
+                    "radius": cert.radius}
+        decision, counts = yield from smoothed.predict_steps(n, alpha, sampling)
+        return {"predict": decision, "count": int(counts.max()), "n": int(counts.sum())}
+
     with TsvLog(out, columns, {**(settings or {}), **params, "noise": smoothed.noise.config()}) as log:
         todo = [i for i in indices if i not in log.done]
-        for idx in tqdm(todo, desc=mode, unit="image", disable=not progress):
-            x, label = data.x[idx], int(data.y[idx])
-            g = generator(seed, idx, device=smoothed.device)
-            start = time.perf_counter()
-            if mode == "certify":
-                cert = smoothed.certify(x, n0, n, alpha, g)
-                row = {"predict": cert.predict, "count": cert.count, "n": n, "p_lower": cert.p_lower, "radius": cert.radius}
-            else:
-                counts = smoothed.sample(x, n, g)
-                row = {"predict": smoothed.predict_from_counts(counts, alpha), "count": int(counts.max()), "n": n}
-            row.update(idx=idx, label=label, correct=int(row["predict"] == label))
-            row["time"] = round(time.perf_counter() - start, 4)
+        bar = tqdm(total=len(todo), desc=mode, unit="image", disable=not progress)
+        for row in _packed(smoothed, data, todo, steps, seed, window):
             log.write(row)
+            bar.update()
+        bar.close()
     return Path(out)
+
+
+def _packed(
+    smoothed: SmoothedClassifier, data: ImageDataset, todo: list[int],
+    steps: Callable[[int], Generator[int, np.ndarray, dict[str, Any]]], seed: int, window: int,
+) -> Iterator[dict[str, Any]]:
+    """Drive the coroutines ``steps(idx)`` of up to ``window`` images at a time, every round
+    sampling all their requests together; yield the finished rows in the order of ``todo``."""
+    waiting = iter(todo)
+    active: dict[int, tuple[Generator, int, torch.Generator]] = {}  # idx -> (coroutine, request, stream)
+    seconds = dict.fromkeys(todo, 0.0)
+    finished: dict[int, dict[str, Any]] = {}
+    position = 0
+
+    def admit() -> bool:
+        idx = next(waiting, None)
+        if idx is None:
+            return False
+        coroutine = steps(idx)
+        active[idx] = (coroutine, next(coroutine), generator(seed, idx, device=smoothed.device))
+        return True
+
+    while position < len(todo):
+        while len(active) < window and sum(r for _, r, _ in active.values()) < smoothed.batch_size and admit():
+            pass
+        order = list(active)
+        start = time.perf_counter()
+        votes = smoothed.sample_many([(data.x[i], active[i][1], active[i][2]) for i in order])
+        elapsed = time.perf_counter() - start
+        total = sum(active[i][1] for i in order)
+        for i, counts in zip(order, votes, strict=True):
+            coroutine, request, stream = active[i]
+            seconds[i] += elapsed * request / total
+            try:
+                active[i] = (coroutine, coroutine.send(counts), stream)
+            except StopIteration as done:
+                del active[i]
+                label = int(data.y[i])
+                finished[i] = {**done.value, "idx": i, "label": label, "correct": int(done.value["predict"] == label),
+                               "time": round(seconds[i], 4)}
+        while position < len(todo) and todo[position] in finished:
+            yield finished.pop(todo[position])
+            position += 1
 
 
 def adversarial_path(log: str | Path) -> Path:

@@ -1,0 +1,301 @@
+"""Sequential (adaptive) sampling for CERTIFY and PREDICT at the same confidence level.
+
+Cohen et al.'s CERTIFY spends a fixed n samples on every image. The procedures here draw
+samples in growing batches and stop as soon as the answer is settled, with the same guarantee:
+the returned radius is wrong with probability at most ``alpha``. Everything in this module is
+pure numpy/scipy; :class:`smoothcert.smooth.SmoothedClassifier` feeds the procedures with votes.
+
+Two kinds of time-uniform lower (and upper) bounds on a Bernoulli mean p:
+
+* :class:`GroupSequentialCP` -- Clopper-Pearson at a fixed schedule of looks ``n_1 < ... < n_J``,
+  with ``alpha`` spent across the looks (``alpha_j``, summing to ``alpha``). Each look's bound is an
+  exact one-sided ``1 - alpha_j`` bound for its fixed sample size, so by the union bound
+  ``P(some L_j > p) <= sum_j alpha_j = alpha``; stopping early only skips looks.
+* :class:`MixtureCS` -- the Beta(1/2, 1/2) mixture confidence sequence, checked after every batch:
+  for each fixed p, ``M_t(p) = int q^S (1-q)^(t-S) dBeta(q; 1/2, 1/2) / (p^S (1-p)^(t-S))`` is a
+  nonnegative martingale with mean 1 under Bernoulli(p), so by Ville's inequality
+  ``P(exists t: M_t(p) >= 1/a) <= a``; the bound is the set of p with ``M_t(p) < 1/a``. It is
+  spent at ``alpha / 2`` and a plain Clopper-Pearson bound at ``alpha / 2`` is added at
+  ``n_max`` (union bound again), so a run that uses all samples loses little against fixed n.
+
+Upper bounds at level ``beta`` only decide when further sampling is futile; they never enter a
+certificate, so ``beta`` costs power (a radius certified later is given up), never validity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy.optimize import brentq
+from scipy.special import betainc, betaln
+from scipy.stats import binomtest
+
+from .certificates import (
+    check_alpha,
+    check_integer,
+    clopper_pearson_lower,
+    clopper_pearson_upper,
+)
+
+ABSTAIN = -1
+
+
+# ----------------------------------------------------------------------------- bounds
+
+
+def _check_samples(count: int, n: int) -> tuple[int, int]:
+    count, n = check_integer(count, "count", 0), check_integer(n, "n", 1)
+    if count > n:
+        raise ValueError(f"count={count} exceeds the number of samples n={n}")
+    return count, n
+
+
+def mixture_log_martingale(count: int, n: int, p: float) -> float:
+    """``log M_n(p)`` of the Beta(1/2, 1/2) mixture after ``count`` successes in ``n`` trials."""
+    return (betaln(count + 0.5, n - count + 0.5) - betaln(0.5, 0.5)
+            - count * math.log(p) - (n - count) * math.log1p(-p))
+
+
+def mixture_lower(count: int, n: int, alpha: float) -> float:
+    """Anytime-valid lower bound: the smallest p with ``M_n(p) < 1/alpha`` (0 when count = 0).
+
+    ``log M_n(p)`` is convex in p with its minimum (<= 0) at ``count / n``, so the bound is the
+    root of ``log M_n(p) = log(1/alpha)`` below ``count / n``."""
+    count, n = _check_samples(count, n)
+    level = math.log(1.0 / check_alpha(alpha))
+    if count == 0:
+        return 0.0
+    hat = count / n
+    if hat == 1.0:  # log M is finite at p -> 1 only when count = n: check the interval's end
+        hat = 1.0 - 1e-16
+        if mixture_log_martingale(count, n, hat) >= level:
+            return hat
+    return brentq(lambda p: mixture_log_martingale(count, n, p) - level, 1e-300, hat, xtol=1e-14, rtol=1e-14)
+
+
+def mixture_upper(count: int, n: int, alpha: float) -> float:
+    """Anytime-valid upper bound: ``1 - mixture_lower(n - count, n, alpha)`` (symmetry of the prior)."""
+    count, n = _check_samples(count, n)
+    return 1.0 - mixture_lower(n - count, n, alpha)
+
+
+def spend(alpha: float, looks: int) -> np.ndarray:
+    """Per-look levels of :class:`GroupSequentialCP`: half of ``alpha`` spread evenly over the
+    interim looks and half kept for the last one (all of it when there is a single look)."""
+    a = check_alpha(alpha)
+    looks = check_integer(looks, "looks", 1)
+    if looks == 1:
+        return np.array([a])
+    return np.array([a / (2 * (looks - 1))] * (looks - 1) + [a / 2])
+
+
+@dataclass(frozen=True)
+class GroupSequentialCP:
+    """Clopper-Pearson at looks ``first, first * growth, ...`` ending exactly at ``n_max``, with
+    ``alpha`` (and ``beta``) spent by :func:`spend`."""
+
+    first: int = 100
+    growth: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_integer(self.first, "first", 1)
+        if not self.growth > 1:
+            raise ValueError(f"growth must be > 1, got {self.growth}")
+
+    def looks(self, n_max: int) -> np.ndarray:
+        n_max = check_integer(n_max, "n_max", 1)
+        looks, n = [], float(self.first)
+        while round(n) < n_max:
+            looks.append(round(n))
+            n *= self.growth
+        if looks and n_max < looks[-1] * (1 + (self.growth - 1) / 2):
+            looks.pop()  # a last step much shorter than the others costs a look for few samples
+        return np.array([*looks, n_max], dtype=np.int64)
+
+    def lower(self, count: int, n: int, look: int, looks: int, alpha: float) -> float:
+        return float(clopper_pearson_lower(count, n, spend(alpha, looks)[look]))
+
+    def upper(self, count: int, n: int, look: int, looks: int, beta: float) -> float:
+        return float(clopper_pearson_upper(count, n, spend(beta, looks)[look]))
+
+
+@dataclass(frozen=True)
+class MixtureCS:
+    """The Beta(1/2, 1/2) mixture confidence sequence at ``alpha / 2`` after every ``step``
+    samples, joined by Clopper-Pearson at ``alpha / 2`` at the last look (``n_max``)."""
+
+    step: int = 100
+
+    def __post_init__(self) -> None:
+        check_integer(self.step, "step", 1)
+
+    def looks(self, n_max: int) -> np.ndarray:
+        n_max = check_integer(n_max, "n_max", 1)
+        return np.unique(np.minimum(np.arange(1, -(-n_max // self.step) + 1) * self.step, n_max))
+
+    def lower(self, count: int, n: int, look: int, looks: int, alpha: float) -> float:
+        bound = mixture_lower(count, n, alpha / 2)
+        if look == looks - 1:
+            bound = max(bound, float(clopper_pearson_lower(count, n, alpha / 2)))
+        return bound
+
+    def upper(self, count: int, n: int, look: int, looks: int, beta: float) -> float:
+        bound = mixture_upper(count, n, beta / 2)
+        if look == looks - 1:
+            bound = min(bound, float(clopper_pearson_upper(count, n, beta / 2)))
+        return bound
+
+
+BOUNDS = {"looks": GroupSequentialCP, "anytime": MixtureCS}
+"""The bound families by their CLI name (``--bound``)."""
+
+
+# ----------------------------------------------------------------------------- procedures
+
+
+@dataclass(frozen=True)
+class Adaptive:
+    """Options of sequential CERTIFY and PREDICT.
+
+    ``bound``: ``looks`` (:class:`GroupSequentialCP`) or ``anytime`` (:class:`MixtureCS`).
+    ``radius``: the question. ``None`` asks for the largest certified radius; a number R asks
+    "is the image certified at R?" and stops as soon as that is decided. ``beta``: level of the
+    futility (upper) bounds. ``step``: the batch after which the bounds are checked (``anytime``)
+    or the first look (``looks``, which then grows by ``growth``).
+    """
+
+    bound: str = "looks"
+    radius: float | None = None
+    beta: float = 0.05
+    step: int = 100
+    growth: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.bound not in BOUNDS:
+            raise ValueError(f"unknown bound {self.bound!r}; choose one of {tuple(BOUNDS)}")
+        check_alpha(self.beta)
+        if self.radius is not None and not (math.isfinite(self.radius) and self.radius >= 0):
+            raise ValueError(f"the target radius must be a finite number >= 0, got {self.radius!r}")
+        self.family()  # validates step and growth
+
+    def family(self) -> GroupSequentialCP | MixtureCS:
+        if self.bound == "looks":
+            return GroupSequentialCP(self.step, self.growth)
+        return MixtureCS(self.step)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What sequential CERTIFY found: the selected class ``top``, its ``count`` among the ``n``
+    estimation samples, the best lower bound ``p_lower`` of any look and its ``radius`` (NaN:
+    abstain)."""
+
+    top: int
+    count: int
+    n: int
+    p_lower: float
+    radius: float
+
+
+@lru_cache(maxsize=64)
+def best_lower(family: GroupSequentialCP | MixtureCS, n_max: int, alpha: float) -> float:
+    """The largest lower bound any run can reach (every sample a success): it fixes the cap, the
+    largest radius sequential CERTIFY can certify with at most ``n_max`` samples."""
+    looks = family.looks(n_max)
+    return max(family.lower(int(m), int(m), j, len(looks), alpha) for j, m in enumerate(looks))
+
+
+Radius = Callable[[float], float]
+"""A certificate: the radius certified by a lower bound p on the top class (NaN when none)."""
+
+
+def _level(radius: float, step: float) -> float:
+    """Which grid cell ``radius`` lies in (-1 for abstain): radii in the same cell are 'the same'."""
+    if math.isnan(radius):
+        return -1.0
+    return radius if math.isinf(radius) else float(math.floor(radius / step + 1e-9))
+
+
+def certify_steps(
+    radius: Radius, n0: int, n_max: int, alpha: float, options: Adaptive, resolution: float = 1.0
+) -> Generator[int, np.ndarray, Outcome]:
+    """Sequential CERTIFY as a coroutine: it yields how many fresh samples it needs next and is
+    sent their vote counts (num_classes,); it returns an :class:`Outcome`.
+
+    The top class comes from ``n0`` selection samples that never enter a bound. Then batches up
+    to ``n_max`` estimation samples; after each look (the bound family's schedule) it stops when
+
+    * largest radius (``options.radius is None``): the lower bound certifies the largest radius
+      any run could reach (the cap), or the upper bound at ``beta`` shows that no radius in a
+      higher cell of the grid of width ``resolution`` is reachable (futility);
+    * target radius R: the lower bound certifies R, or the upper bound shows R is out of reach.
+
+    The certificate is the largest radius certified at any look: the lower bounds hold at every
+    look simultaneously with probability >= 1 - alpha (see the module docstring).
+    """
+    check_alpha(alpha)
+    family = options.family()
+    looks = family.looks(n_max)
+    top = int(np.argmax((yield check_integer(n0, "n0", 1))))
+    cap = radius(best_lower(family, n_max, alpha))
+    count = used = 0
+    p_lower, certified = 0.0, math.nan
+    for j, look in enumerate(looks):
+        counts = yield int(look) - used
+        count, used = count + int(counts[top]), int(look)
+        p_lower = max(p_lower, family.lower(count, used, j, len(looks), alpha))
+        certified = radius(p_lower)
+        reachable = radius(family.upper(count, used, j, len(looks), options.beta))
+        if options.radius is None:
+            if certified >= cap or _level(reachable, resolution) <= _level(certified, resolution):
+                break
+        elif certified >= options.radius or not reachable >= options.radius:
+            break
+    return Outcome(top, count, used, p_lower, certified)
+
+
+def pair_log_evidence(top: int, second: int) -> float:
+    """``log`` of the e-value against "the top class is not more likely than the runner-up":
+    the uniform mixture over q in [1/2, 1] of ``(2q)^top (2(1-q))^second`` (votes for either class).
+
+    For any q <= 1/2 each ``(2q')^S (2(1-q'))^F`` with q' >= 1/2 is a nonnegative supermartingale
+    in the votes, so the mixture is one too (Ville's inequality applies). It grows with ``top``
+    and shrinks with ``second``."""
+    top, second = check_integer(top, "top", 0), check_integer(second, "second", 0)
+    tail = betainc(second + 1, top + 1, 0.5)  # P(q >= 1/2) under Beta(top + 1, second + 1)
+    if tail <= 0:
+        return -math.inf
+    return math.log(2.0) + (top + second) * math.log(2.0) + betaln(top + 1, second + 1) + math.log(tail)
+
+
+def predict_steps(
+    n_max: int, alpha: float, num_classes: int, options: Adaptive
+) -> Generator[int, np.ndarray, tuple[int, np.ndarray]]:
+    """Sequential PREDICT as a coroutine (yields sample counts, is sent votes, returns
+    ``(class or ABSTAIN, counts)``).
+
+    After every look it returns the top class when the mixture e-value of top against runner-up
+    reaches ``2 (C - 1) / alpha``; at ``n_max`` it also accepts Cohen et al.'s binomial test at
+    ``alpha / 2``. A wrong class needs, for some class a != the true top c, the e-value of a
+    against c (which is at least that against the runner-up, since c has no more votes than the
+    runner-up) to cross ``2 (C - 1) / alpha`` (probability <= alpha / (2 (C - 1)) each, Ville), or the
+    binomial test to err (<= alpha / 2, Hung & Fithian 2019): at most alpha in all.
+    """
+    a = check_alpha(alpha)
+    threshold = math.log(2 * (check_integer(num_classes, "num_classes", 2) - 1) / a)
+    counts = np.zeros(num_classes, dtype=np.int64)
+    used = 0
+    for look in options.family().looks(n_max):
+        counts = counts + (yield int(look) - used)
+        used = int(look)
+        second, top = np.argsort(counts, kind="stable")[-2:]
+        n_a, n_b = int(counts[top]), int(counts[second])
+        if pair_log_evidence(n_a, n_b) >= threshold:
+            return int(top), counts
+    if binomtest(n_a, n_a + n_b, 0.5).pvalue <= a / 2:
+        return int(top), counts
+    return ABSTAIN, counts

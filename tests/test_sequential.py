@@ -1,0 +1,255 @@
+"""Sequential CERTIFY and PREDICT (smoothcert.sequential): exact coverage of the time-uniform
+bounds by dynamic programming over binomial paths, Monte-Carlo coverage of the certificate, and
+the cap / futility / target stops on toy classifiers."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate
+from scipy.stats import binom
+from torch import nn
+
+from smoothcert.certificates import clopper_pearson_lower, delta, radius_cor1
+from smoothcert.noises import Ablation
+from smoothcert.seeding import generator
+from smoothcert.sequential import (
+    ABSTAIN,
+    Adaptive,
+    GroupSequentialCP,
+    MixtureCS,
+    certify_steps,
+    mixture_log_martingale,
+    mixture_lower,
+    mixture_upper,
+    pair_log_evidence,
+    predict_steps,
+    spend,
+)
+from smoothcert.smooth import SmoothedClassifier
+
+
+def worst_crossing(family, n_max: int, alpha: float, grid: np.ndarray) -> float:
+    """max over p in ``grid`` of P_p(some look's lower bound exceeds p), exactly: a DP over the
+    number of successes at each look, keeping only the paths that have not crossed yet."""
+    looks = family.looks(n_max)
+    lowers = [np.array([family.lower(s, int(m), j, len(looks), alpha) for s in range(m + 1)]) for j, m in enumerate(looks)]
+    worst = 0.0
+    for p in grid:
+        alive, crossed, used = np.ones(1), 0.0, 0
+        for look, lower in zip(looks, lowers):
+            alive = np.convolve(alive, binom.pmf(np.arange(look - used + 1), look - used, p))
+            used = int(look)
+            crossed += alive[lower > p].sum()
+            alive[lower > p] = 0.0
+        worst = max(worst, crossed)
+    return worst
+
+
+class EveryLookCP:
+    """Clopper-Pearson at full alpha at every look: the naive scheme that sequential testing breaks."""
+
+    def __init__(self, step: int) -> None:
+        self.family = MixtureCS(step)
+
+    def looks(self, n_max: int) -> np.ndarray:
+        return self.family.looks(n_max)
+
+    def lower(self, count, n, look, looks, alpha):
+        return float(clopper_pearson_lower(count, n, alpha))
+
+
+P_GRID = np.linspace(0.02, 0.98, 49)
+
+
+@pytest.mark.parametrize("family, n_max", [(GroupSequentialCP(4, 2.0), 64), (GroupSequentialCP(5, 1.5), 90),
+                                           (MixtureCS(1), 60), (MixtureCS(7), 120)])
+@pytest.mark.parametrize("alpha", [0.05, 0.2])
+def test_bounds_cover_exactly(family, n_max, alpha):
+    worst = worst_crossing(family, n_max, alpha, P_GRID)
+    assert worst <= alpha + 1e-12
+    assert worst > alpha / 20  # the DP sees crossings: the bound is not vacuous
+
+
+def test_the_dynamic_program_catches_a_scheme_that_does_not_spend_alpha():
+    worst = worst_crossing(EveryLookCP(1), 60, 0.05, P_GRID)
+    assert worst > 0.08  # peeking at full alpha after every sample breaks the guarantee
+
+
+def test_spending_sums_to_alpha_and_looks_end_at_n_max():
+    for looks in (1, 2, 7):
+        assert spend(0.05, looks).sum() == pytest.approx(0.05)
+    looks = GroupSequentialCP(100, 2.0).looks(10_000)
+    assert looks[0] == 100 and looks[-1] == 10_000 and np.all(np.diff(looks) > 0)
+    assert list(MixtureCS(300).looks(1000)) == [300, 600, 900, 1000]
+    assert list(GroupSequentialCP(100, 2.0).looks(50)) == [50]
+
+
+@pytest.mark.parametrize("count, n", [(1, 1), (0, 10), (7, 10), (10, 10), (950, 1000), (3, 4000)])
+def test_mixture_bound_is_the_root_of_the_martingale(count, n):
+    alpha = 0.05
+    lower, upper = mixture_lower(count, n, alpha), mixture_upper(count, n, alpha)
+    assert 0 <= lower <= count / n <= upper <= 1
+    for bound in (lower, upper):
+        if 0 < bound < 1:
+            assert mixture_log_martingale(count, n, bound) == pytest.approx(math.log(1 / alpha), abs=1e-6)
+    if count > 0:  # at the empirical mean the mixture is below 1 / alpha: p = count / n is never excluded
+        assert mixture_log_martingale(count, n, min(count / n, 1 - 1e-12)) < math.log(1 / alpha)
+
+
+def test_mixture_martingale_matches_numerical_integration():
+    count, n, p = 13, 40, 0.2
+    mixture, _ = integrate.quad(lambda q: q**count * (1 - q) ** (n - count) / (math.pi * math.sqrt(q * (1 - q))), 0, 1)
+    assert mixture_log_martingale(count, n, p) == pytest.approx(
+        math.log(mixture) - count * math.log(p) - (n - count) * math.log(1 - p), rel=1e-8)
+
+
+@pytest.mark.parametrize("top, second", [(0, 0), (5, 3), (40, 2), (10, 30)])
+def test_pair_evidence_matches_numerical_integration(top, second):
+    value, _ = integrate.quad(lambda q: 2 * (2 * q) ** top * (2 * (1 - q)) ** second, 0.5, 1)
+    assert pair_log_evidence(top, second) == pytest.approx(math.log(value), rel=1e-9, abs=1e-9)
+
+
+def run_bernoulli(steps, p_top: float, rng: np.random.Generator, classes: int = 2):
+    """Drive a coroutine with multinomial votes: class 0 with probability p_top, the rest spread."""
+    probabilities = np.array([p_top] + [(1 - p_top) / (classes - 1)] * (classes - 1))
+    try:
+        num = next(steps)
+        while True:
+            num = steps.send(rng.multinomial(num, probabilities))
+    except StopIteration as done:
+        return done.value
+
+
+D, K = 784, 45
+TAU = 0.5 + delta(np.arange(12), D, K)  # tau_r = 1/2 + Delta(r): radius r needs p > tau_r
+
+
+def cor1(p: float) -> float:
+    """Corollary 1 for d = 784, k = 45 by table look-up (the Monte-Carlo tests call it often)."""
+    r = int(np.searchsorted(TAU, p, side="left")) - 1
+    return math.nan if r < 0 else float(r)
+
+
+def test_table_radius_is_corollary_1():
+    for p in np.linspace(0.4, 1.0, 301):
+        assert cor1(p) == pytest.approx(float(radius_cor1(p, D, K)), nan_ok=True)
+
+
+OPTIONS = [Adaptive(), Adaptive(bound="anytime"), Adaptive(radius=4), Adaptive(bound="anytime", radius=4)]
+
+
+@pytest.mark.parametrize("case", range(len(OPTIONS)))
+@pytest.mark.parametrize("r", [1, 4])
+def test_sequential_certificate_is_wrong_at_most_alpha(case, r):
+    """At p = tau_r the true radius is r - 1: a certificate of r or more is wrong."""
+    alpha, runs, options = 0.1, 300, OPTIONS[case]
+    rng = np.random.default_rng(10 * r + case)
+    wrong = sum(run_bernoulli(certify_steps(cor1, 10, 2000, alpha, options), TAU[r], rng).radius >= r
+                for _ in range(runs))
+    assert wrong / runs <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
+
+
+@pytest.mark.parametrize("options", [Adaptive(), Adaptive(bound="anytime")])
+def test_sequential_certificate_has_power_above_the_threshold(options):
+    rng = np.random.default_rng(7)
+    outcomes = [run_bernoulli(certify_steps(cor1, 10, 10_000, 0.05, options), TAU[4] + 0.03, rng) for _ in range(40)]
+    assert np.mean([o.radius >= 4 for o in outcomes]) > 0.9
+    assert max(o.n for o in outcomes) <= 10_000
+
+
+def test_fixed_n_is_the_last_look_of_a_single_look_schedule():
+    """With one look the sequential procedure is Clopper-Pearson at alpha on n samples."""
+    rng = np.random.default_rng(3)
+    outcome = run_bernoulli(certify_steps(cor1, 10, 500, 0.05, Adaptive(step=500)), 0.8, rng)
+    assert outcome.n == 500
+    assert outcome.p_lower == pytest.approx(float(clopper_pearson_lower(outcome.count, 500, 0.05)))
+
+
+class Constant(nn.Module):
+    """Always votes class ``c``."""
+
+    def __init__(self, c: int = 3, classes: int = 10) -> None:
+        super().__init__()
+        self.c, self.classes = c, classes
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(torch.full((len(z),), self.c), self.classes).float()
+
+
+class KeptPixels(nn.Module):
+    """Votes how many of the first ``m`` pixels the ablation kept (multichannel: a channel is non-zero)."""
+
+    def __init__(self, m: int) -> None:
+        super().__init__()
+        self.m = m
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        kept = (z.flatten(2)[:, :, : self.m] != 0).any(1).sum(1)
+        return nn.functional.one_hot(kept, self.m + 1).float()
+
+
+def test_cap_stop_for_a_classifier_that_never_errs():
+    smoothed = SmoothedClassifier(Constant(), Ablation(45), 10, device="cpu")
+    x = torch.full((1, 28, 28), 0.5)
+    cert = smoothed.certify(x, 100, 10_000, 0.05, generator(0, 0), sampling="adaptive")
+    cap = cor1(1.0)
+    assert cap == 11  # tau_12 > 1 for d = 784, k = 45
+    assert cert.predict == 3 and cert.radius == cap and cert.count == cert.n
+    assert cert.n < 1000  # three looks (100, 200, 400) instead of 10,000 samples
+
+
+def test_futility_stops_when_no_larger_radius_is_reachable():
+    """4x4 images, k = 6: class 0 (pixel 0 ablated) has p = 10/16, above tau_0 = 1/2 but far below
+    tau_1 = 1/2 + 6/16; radius 0 is certified and the upper bound soon rules out radius 1."""
+    smoothed = SmoothedClassifier(KeptPixels(1), Ablation(6), 2, device="cpu")
+    cert = smoothed.certify(torch.full((1, 4, 4), 0.5), 100, 100_000, 0.05, generator(0, 1), sampling="adaptive")
+    assert cert.predict == 0 and cert.radius == 0
+    assert cert.n <= 800
+
+
+def test_futility_abstains_when_the_top_class_is_below_one_half():
+    """k = 8: kept pixels among the first three are 1 or 2 with p = 0.4 each: nothing is certifiable."""
+    smoothed = SmoothedClassifier(KeptPixels(3), Ablation(8), 4, device="cpu")
+    cert = smoothed.certify(torch.full((1, 4, 4), 0.5), 100, 100_000, 0.05, generator(0, 1), sampling="adaptive")
+    assert cert.predict == ABSTAIN and math.isnan(cert.radius)
+    assert cert.n <= 800
+
+
+def test_target_radius_stops_at_the_first_decisive_look():
+    smoothed = SmoothedClassifier(Constant(), Ablation(45), 10, device="cpu")
+    x = torch.full((1, 28, 28), 0.5)
+    cert = smoothed.certify(x, 100, 10_000, 0.05, generator(0, 2), sampling=Adaptive(radius=2))
+    assert cert.n == 100 and cert.radius >= 2
+    never = smoothed.certify(x, 100, 10_000, 0.05, generator(0, 2), sampling=Adaptive(radius=12))
+    assert never.n == 100 and never.radius < 12  # beyond the cap: decided "not certified" at once
+
+
+def test_sequential_predict_is_wrong_at_most_alpha():
+    """Class 0 is the true top (p = .34 vs .33 vs .33): returning another class is an error."""
+    alpha, runs = 0.1, 400
+    rng = np.random.default_rng(11)
+    wrong = 0
+    for _ in range(runs):
+        decision, _ = run_bernoulli(predict_steps(3000, alpha, 3, Adaptive()), 0.34, rng, classes=3)
+        wrong += decision not in (0, ABSTAIN)
+    assert wrong / runs <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
+
+
+def test_sequential_predict_decides_clear_images_early():
+    rng = np.random.default_rng(5)
+    decision, counts = run_bernoulli(predict_steps(10_000, 0.05, 10, Adaptive()), 0.8, rng, classes=10)
+    assert decision == 0 and counts.sum() == 100
+
+
+@pytest.mark.parametrize("bad", [dict(bound="nope"), dict(beta=0.0), dict(radius=-1.0), dict(step=0), dict(growth=1.0)])
+def test_bad_options_are_refused(bad):
+    with pytest.raises(ValueError):
+        Adaptive(**bad)
+
+
+def test_adaptive_sampling_refuses_two_bound_certificates():
+    smoothed = SmoothedClassifier(Constant(), Ablation(45), 10, certificate="cor2", device="cpu")
+    with pytest.raises(ValueError, match="cor1 only"):
+        smoothed.certify(torch.full((1, 28, 28), 0.5), 10, 100, 0.05, sampling="adaptive")
