@@ -62,13 +62,14 @@ from .noises import Ablation, Gaussian, ablate, make_noise, sample_keep_mask
 from .paper import demo, reproduce, reproduce_denoised
 from .report import read_log, summarize
 from .runner import read_adversarial, run_attack, run_dataset, select_indices
+from .sequential import Adaptive, GroupSequentialCP, MixtureCS, mixture_lower, mixture_upper
 from .smooth import ABSTAIN, Certificate, SmoothedClassifier
 from .train import RECIPES, Recipe, fit, get_recipe, train_classifier
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ABSTAIN", "Ablation", "DnCNN", "JacobianAugmentation", "denoise", "denoised_classifier",
+    "ABSTAIN", "Ablation", "Adaptive", "GroupSequentialCP", "MixtureCS", "mixture_lower", "mixture_upper", "DnCNN", "JacobianAugmentation", "denoise", "denoised_classifier",
     "reproduce_denoised", "smoothed_denoised", "train_denoiser", "ModelOracle", "Pointwise", "SmoothedOracle", "SparseRS",
     "fgsm", "make_attack", "median_attack_magnitude", "oracle_factory", "read_adversarial", "read_attack_log",
     "run_attack", "run_substitute", "soundness", "table2", "transfer_rate", "Certificate", "Consistency", "Gaussian", "ImageDataset", "METHODS", "Macer",
