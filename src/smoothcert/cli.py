@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,9 +30,9 @@ from .report import (
     summarize,
 )
 from .runner import adversarial_path, run_attack, run_dataset, select_indices
-from .seeding import DEVICES
+from .seeding import DEVICES, resolve_device
 from .smooth import SmoothedClassifier
-from .train import RECIPES, get_recipe, train_classifier
+from .train import RECIPES, describe_checkpoint, get_recipe, train_classifier
 
 
 def _add_data(p: argparse.ArgumentParser, default: str | None = "mnist5k", split: str = "test") -> None:
@@ -76,7 +78,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     train_classifier(
         args.dataset, args.out, noise=args.noise, k=args.k, encoding=args.encoding, sigma=args.sigma, recipe=recipe,
         model=args.model, method=method, seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
-        progress=not args.quiet,
+        overwrite=args.overwrite, progress=not args.quiet,
     )
     print(f"checkpoint written to {args.out}")
 
@@ -85,6 +87,7 @@ def _evaluate(args: argparse.Namespace, mode: str) -> None:
     config = read_config(args.checkpoint)
     dataset = _dataset_of(args, config)
     data = load_dataset(dataset, args.split, args.data_root)
+    _check_batch_fits(args.batch_size, max(args.n, getattr(args, "n0", 0)), (config["in_channels"], *data.image_shape[1:]))
     options = {"certificate": getattr(args, "certificate", None), "batch_size": args.batch_size, "device": args.device}
     settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split}
     if args.denoiser is not None:
@@ -98,6 +101,21 @@ def _evaluate(args: argparse.Namespace, mode: str) -> None:
     )
     summary = summarize(read_log(args.out), radii=())
     print(f"{mode}: {summary['n']} images, accuracy {100 * summary['accuracy']:.2f}%, abstained {100 * summary['abstained']:.2f}% -> {args.out}")
+
+
+def _check_batch_fits(batch_size: int, n: int, shape: tuple[int, int, int]) -> None:
+    """Refuse, before any work, a --batch-size whose batch of noisy copies alone (min(batch, n) float32
+    inputs of ``shape``) exceeds this machine's memory; smaller batches that still fail are out-of-memory errors."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): leave it to the allocator
+        return
+    copies = min(batch_size, n)
+    need = copies * shape[0] * shape[1] * shape[2] * 4
+    if need > memory:
+        raise ValueError(f"--batch-size {batch_size}: one batch of {copies:,} noisy copies of a "
+                         f"{'x'.join(map(str, shape))} input needs {need / 1e9:,.1f} GB, more than this machine's "
+                         f"{memory / 1e9:.1f} GB of memory; lower --batch-size")
 
 
 def _dataset_of(args: argparse.Namespace, config: dict) -> str:
@@ -160,7 +178,8 @@ def cmd_denoise(args: argparse.Namespace) -> None:
     out = denoise(args.classifier, args.dataset, split=args.split, method=args.method, data_fraction=args.data_fraction,
                   sigma=args.sigma, noise=args.noise, k=args.k, encoding=args.encoding, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, depth=args.depth, width=args.width, out=args.out,
-                  seed=args.seed, device=args.device, data_root=args.data_root, progress=not args.quiet)
+                  seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
+                  overwrite=args.overwrite, progress=not args.quiet)
     print(f"denoiser written to {out}; certify with: smoothcert certify --checkpoint {args.classifier} --denoiser {out} ...")
 
 
@@ -250,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")
     p.add_argument("--out", type=Path, default=Path("runs/model"), help="checkpoint directory (default runs/model)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the checkpoint in --out (refused without it)")
     p.set_defaults(func=cmd_train)
 
     for name, certify in (("certify", True), ("predict", False)):
@@ -313,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=17, help="DnCNN layers (default 17, as the papers)")
     p.add_argument("--width", type=int, default=64, help="DnCNN channels (default 64)")
     p.add_argument("--out", type=Path, default=Path("runs/denoiser"), help="denoiser checkpoint directory")
+    p.add_argument("--resume", action="store_true", help="reuse the finished denoiser in --out (same settings)")
+    p.add_argument("--overwrite", action="store_true", help="replace the denoiser in --out (refused without it)")
     _add_common(p)
     p.set_defaults(func=cmd_denoise)
 
@@ -360,19 +382,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     _add_common(p)
     p.set_defaults(func=cmd_demo)
+    for p in (parser, *sub.choices.values()):  # `smoothcert --debug train ...` and `smoothcert train ... --debug`
+        p.add_argument("--debug", action="store_true", default=False if p is parser else argparse.SUPPRESS,
+                       help="show the traceback of an error (or set SMOOTHCERT_DEBUG=1)")
     return parser
 
 
+# failures a user can cause and fix: bad or missing files and values, no memory, an unavailable device
+EXPECTED_ERRORS = (ValueError, OSError, MemoryError)
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    text = str(err)
+    return isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
+
+
+def _error_line(err: BaseException, args: argparse.Namespace) -> str:
+    """One line naming the problem (and what to do) for the message ``smoothcert: error: ...``."""
+    text = " ".join(str(err).split())
+    if _is_out_of_memory(err):
+        size = getattr(args, "batch_size", None)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return f"out of memory ({first}); lower --batch-size" + (f" (now {size})" if size else "")
+    if isinstance(err, EXPECTED_ERRORS):
+        return text or type(err).__name__
+    return (f"internal error {type(err).__name__}: {text} (a bug: re-run with --debug for the traceback and "
+            "please report it)")
+
+
+def _interrupted_note(args: argparse.Namespace) -> str:
+    """What an interruption left behind and how to continue."""
+    if args.command == "train":
+        if (args.out / "config.json").is_file():
+            return f"{args.out} holds {describe_checkpoint(args.out)}: re-run with --resume to continue it"
+        return "no epoch finished: re-run to start again"
+    if args.command in ("certify", "predict", "attack", "reproduce", "demo"):
+        return "finished work is kept: re-running the same command resumes"
+    return "nothing resumable was written: re-run to start again"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; every failure ends in one line ``smoothcert: error: ...`` (exit status 2
+    for expected errors, 1 for a bug, 130 for Ctrl-C); ``--debug`` or SMOOTHCERT_DEBUG=1 adds the traceback."""
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("SMOOTHCERT_DEBUG", "") not in ("", "0")
     try:
+        if hasattr(args, "device"):
+            resolve_device(args.device)  # an unavailable --device cuda fails before any work
         args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"smoothcert {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        print(f"smoothcert: interrupted; {_interrupted_note(args)}", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - every error becomes one line; --debug shows the traceback
+        if debug:
+            traceback.print_exc()
+        print(f"smoothcert: error: {_error_line(err, args)}", file=sys.stderr)
+        return 2 if isinstance(err, EXPECTED_ERRORS) or _is_out_of_memory(err) else 1
     return 0
 
 
