@@ -15,6 +15,7 @@ from . import paper
 from .attacks import ATTACKS, make_attack, oracle_factory
 from .attacks.substitute import run_substitute, split_seed
 from .bounds import is_attack_log, read_attack_log, summarize_attack, table2
+from .certificates import check_alpha
 from .checkpoint import read_config
 from .data import DATASETS, load_dataset
 from .denoisers import METHODS as DENOISER_METHODS
@@ -139,6 +140,9 @@ def cmd_attack(args: argparse.Namespace) -> None:
                                          n_check=args.n_check, seed=args.seed, batch_size=args.batch_size, device=args.device)
     dataset = _dataset_of(args, config)
     data = load_dataset(dataset, args.split, args.data_root)
+    pixels = data.image_shape[1] * data.image_shape[2]
+    if args.budget is not None and args.budget > pixels:  # checked here too, so no log is written
+        raise ValueError(f"--budget {args.budget} exceeds the {pixels} pixels of the {dataset} images")
     settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split,
                 "target": "model" if config["noise"]["noise"] == "none" else "smoothed"}
     if settings["target"] == "smoothed":
@@ -152,6 +156,10 @@ def cmd_attack(args: argparse.Namespace) -> None:
 
 
 def cmd_substitute(args: argparse.Namespace) -> None:
+    if args.out is not None and args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a folder; give a file name for the JSON result")
+    if args.out is not None and args.out.exists() and not args.overwrite:
+        raise ValueError(f"{args.out} already exists: replace it with --overwrite or choose another --out")
     make_oracle, config = oracle_factory(args.checkpoint, n=args.n, alpha=args.alpha, fixed=False, seed=args.seed,
                                          batch_size=args.batch_size, device=args.device)
     data = load_dataset(_dataset_of(args, config), args.split, args.data_root)
@@ -210,7 +218,18 @@ def cmd_figure(args: argparse.Namespace) -> None:
     print(f"figure written to {path}")
 
 
+def _check_positive(args: argparse.Namespace, *names: str) -> None:
+    """Long runs check their counts before starting: each given ``--name`` must be a positive integer."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+
+
 def cmd_reproduce(args: argparse.Namespace) -> None:
+    _check_positive(args, "max", "n0", "n", "epochs")
+    if args.alpha is not None:
+        check_alpha(args.alpha)
     given = {"max_images": args.max, "n0": args.n0, "n": args.n, "alpha": args.alpha, "epochs": args.epochs}
     run = {k: v for k, v in given.items() if v is not None}
     run.update(seed=args.seed, device=args.device, progress=not args.quiet)
@@ -219,6 +238,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     if args.table == "denoised":
         if "epochs" in run:
             raise ValueError("reproduce denoised has its own schedules (see paper.reproduce_denoised); drop --epochs")
+        if args.classifier is not None:
+            read_config(args.classifier)  # a given classifier must exist (without it one is trained under --out)
         paper.reproduce_denoised(**run, **({"classifier": args.classifier} if args.classifier else {}))
     elif args.table == "smoothing":
         paper.reproduce_smoothing(**run, **({"sigmas": args.sigmas} if args.sigmas else {}))
@@ -229,6 +250,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    _check_positive(args, "max", "epochs")
     paper.demo(out=args.out, epochs=args.epochs, max_images=args.max, seed=args.seed, device=args.device, progress=not args.quiet)
 
 
@@ -316,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_oracle(p)
     _add_common(p)
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (refused without it)")
     p.set_defaults(func=cmd_substitute)
 
     p = sub.add_parser("denoise", help="train a denoiser for a frozen classifier (denoised smoothing, DE-CROP)")

@@ -211,6 +211,8 @@ def train_denoiser(
     names the module whose input are the penultimate features if the classifier has no ``features``.
     """
     refuse_overwrite(out, resume, overwrite)
+    if len(train_set) == 0:
+        raise ValueError(f"{train_set.name} holds no images to train on")
     if method not in METHODS:
         raise ValueError(f"unknown denoiser method {method!r}; choose one of {METHODS}")
     if (sigma is None) == (noise is None):

@@ -199,6 +199,8 @@ def fit(
     ``overwrite=True`` (see ``refuse_overwrite``). Both refusals come before the first step.
     """
     refuse_overwrite(out, resume, overwrite)
+    if len(train_set) == 0:
+        raise ValueError(f"{train_set.name} holds no images to train on")
     method = make_method(method) if isinstance(method, str) else method
     expected = getattr(model, "in_channels", None)
     if expected is not None and noise.channels(train_set.channels) != expected:

@@ -29,6 +29,8 @@ def select_indices(size: int, skip: int = 1, max_images: int | None = None) -> l
         raise ValueError(f"--skip must be a positive integer, got {skip}")
     if max_images is not None and max_images < 1:
         raise ValueError(f"--max must be a positive integer, got {max_images}")
+    if size < 1:
+        raise ValueError("the dataset holds no images to process")
     return list(range(0, size, skip))[:max_images]
 
 
@@ -135,6 +137,8 @@ def run_attack(
     """
     indices = list(range(len(data))) if indices is None else indices
     _check_indices(indices, len(data))
+    if indices:
+        make_oracle(indices[0]).scores(data.x[indices[:1]])  # model/data mismatches fail here, before a log is written
     npz = adversarial_path(out)
     params = {"mode": "attack", "attack": type(attack).__name__, **vars(attack), "seed": seed}
     with TsvLog(out, ATTACK_COLUMNS, {**(settings or {}), **params}) as log:
