@@ -426,7 +426,7 @@ def _error_line(err: BaseException, args: argparse.Namespace) -> str:
     text = " ".join(str(err).split())
     if _is_out_of_memory(err):
         size = getattr(args, "batch_size", None)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         return f"out of memory ({first}); lower --batch-size" + (f" (now {size})" if size else "")
     if isinstance(err, EXPECTED_ERRORS):
         return text or type(err).__name__
