@@ -56,6 +56,7 @@ def world(tmp_path_factory, tiny_npz):
     (root / "broken-config" / "config.json").write_text("{not json")
     (root / "bad.tsv").write_text("idx\tlabel\tpredict\tcount\tn\tcorrect\ttime\n0\t1\tseven\t3\t10\t0\t0.1\n")
     (root / "result.json").write_text("{}")
+    (root / "header.tsv").write_text((root / "c.tsv").read_text().splitlines()[0] + "\n")
     return root
 
 
@@ -88,6 +89,7 @@ CASES = [
      "model already holds a classifier checkpoint at epoch 1 of 1: resume it with --resume"),
     ("train", "existing output (a denoiser)", [*TRAIN[:-1], "den"], "den already holds a finished denoiser (mse, 1 epochs)"),
     ("train", "existing output (a file)", [*TRAIN[:-1], "tiny.npz"], "tiny.npz is a file, not a checkpoint folder"),
+    ("train", "existing output (a file on the way)", [*TRAIN[:-1], "tiny.npz/model"], "tiny.npz is a file"),
     ("train", "contradictory flags", [*TRAIN[:-1], "model", "--resume", "--overwrite"], "choose one"),
     ("train", "missing checkpoint to resume", [*TRAIN, "--resume"], "no smoothcert checkpoint at new"),
     ("train", "wrong-kind checkpoint to resume", [*TRAIN[:-1], "den", "--resume"], "is not a smoothcert checkpoint config"),
@@ -127,6 +129,7 @@ CASES = [
     ("certify", "existing output (a checkpoint folder)", [*CERTIFY[:-1], "model"], "choose another --out"),
     # predict
     ("predict", "missing checkpoint", [*PREDICT[:2], "nowhere", *PREDICT[3:]], "no smoothcert checkpoint at nowhere"),
+    ("predict", "wrong-kind checkpoint", [*PREDICT[:2], "den", *PREDICT[3:]], "is not a smoothcert checkpoint config"),
     ("predict", "corrupt config", [*PREDICT[:2], "broken-config", *PREDICT[3:]], "corrupt smoothcert checkpoint config"),
     ("predict", "missing dataset", [*PREDICT, "--dataset", "npz:missing.npz"], "npz file not found"),
     ("predict", "wrong shape", [*PREDICT, "--dataset", "mnist5k"], "built for 8x8 images"),
@@ -170,6 +173,8 @@ CASES = [
     ("report", "wrong-kind file (binary)", ["report", "tiny.npz"], "tiny.npz: not a text log"),
     ("report", "wrong-kind file (a folder)", ["report", "model"], "log file not found: model"),
     ("report", "corrupt log", ["report", "bad.tsv"], "bad.tsv:2"),
+    ("report", "log without rows", ["report", "header.tsv"], "header.tsv: no data rows"),
+    ("report", "existing output (a folder)", ["report", "c.tsv", "--plot", "model"], "Is a directory"),
     # figure
     ("figure", "out-of-range d", ["figure", "delta", "--d", "0", "--out", "d.png"], "needs 1 <= k <= d"),
     ("figure", "out-of-range k", ["figure", "delta", "--ks", "1000", "--out", "d.png"], "got k=1000 and d=784"),
@@ -178,6 +183,8 @@ CASES = [
      "no smoothcert checkpoint at nowhere"),
     ("figure", "out-of-range index", ["figure", "samples", "--checkpoint", "model", "--index", "1000", "--out", "s.png"],
      "--index 1000 is outside the test split"),
+    ("figure", "corrupt weights", ["figure", "samples", "--checkpoint", "broken-weights", "--out", "s.png"],
+     "corrupt checkpoint file"),
     ("figure", "existing output (a folder)", ["figure", "delta", "--out", "model"], "Is a directory"),
     # reproduce
     ("reproduce", "out-of-range max", ["reproduce", "table1", "--max", "0", "--out", "new"], "--max must be a positive integer"),
@@ -190,7 +197,9 @@ CASES = [
      "no smoothcert checkpoint at nowhere"),
     ("reproduce", "wrong-kind classifier", ["reproduce", "denoised", "--classifier", "den", "--out", "new"],
      "is not a smoothcert checkpoint config"),
+    ("reproduce", "flag it does not take", ["reproduce", "denoised", "--epochs", "3", "--out", "new"], "drop --epochs"),
     # demo
+    ("demo", "existing output (a file)", ["demo", "--out", "tiny.npz"], "tiny.npz is a file, not a checkpoint folder"),
     ("demo", "out-of-range max", ["demo", "--max", "0", "--out", "new"], "--max must be a positive integer"),
     ("demo", "out-of-range epochs", ["demo", "--epochs", "0", "--out", "new"], "--epochs must be a positive integer"),
 ]

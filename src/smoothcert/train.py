@@ -158,8 +158,9 @@ def refuse_overwrite(out: str | Path | None, resume: bool, overwrite: bool) -> N
     if out is None:
         return
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} is a file, not a checkpoint folder: choose another output folder (--out)")
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)  # out or the folder it would go in
+    if existing is not None and not existing.is_dir():
+        raise ValueError(f"{existing} is a file, not a checkpoint folder: choose another output folder (--out)")
     if (out / "config.json").exists() and not (resume or overwrite):
         raise ValueError(f"{out} already holds {describe_checkpoint(out)}: resume it with --resume "
                          "(resume=True), replace it with --overwrite (overwrite=True), or choose another --out")
