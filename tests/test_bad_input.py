@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-import smoothcert.cli as cli
+from smoothcert import cli
 from smoothcert.cli import main
 from smoothcert.smooth import SmoothedClassifier
 
@@ -276,7 +276,7 @@ def test_a_bug_is_one_line_that_says_so(world, monkeypatch, capsys):
 
 def test_ctrl_c_leaves_a_resumable_run(world, tmp_path, monkeypatch, capsys):
     """Exit status 130 and a note; re-running the command (train: with --resume) finishes the run."""
-    import smoothcert.train as train
+    from smoothcert import train
 
     monkeypatch.chdir(world)
     out = tmp_path / "model"

@@ -32,7 +32,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import smoothcert
 from smoothcert.attacks import Pointwise, SmoothedOracle, SparseRS
 from smoothcert.checkpoint import load_checkpoint
 from smoothcert.cli import build_parser
@@ -42,7 +41,7 @@ from smoothcert.train import RECIPES
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TEXT = README.read_text()
-FENCED = re.compile(r"^```([^\n]*)\n(.*?)^```", re.S | re.M)
+FENCED = re.compile(r"^```([^\n]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 PYTHON_BLOCKS = [code for lang, code in FENCED.findall(TEXT) if lang.strip() == "python"]
 SHELL_BLOCKS = [code for lang, code in FENCED.findall(TEXT) if lang.strip() in ("", "bash", "sh", "shell", "console")]
 PROSE = FENCED.sub("", TEXT)
@@ -56,6 +55,7 @@ def _commands(block: str) -> list[list[str]]:
     ``python -m`` or ``torchrun -m`` launch); redirections and comments are dropped."""
     found = []
     for line in block.replace("\\\n", " ").splitlines():
+        line = re.sub(r"^\s*\$\s+", "", line)  # a console prompt
         lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
         lexer.whitespace_split = True  # punctuation_chars still splits off && ; | > (comments are dropped)
         segment: list[str] = []
@@ -100,9 +100,11 @@ def test_command_extraction():
              "# smoothcert train --out commented\n"
              "OMP_NUM_THREADS=1 nohup smoothcert certify --checkpoint m \\\n  --out c.tsv > log.txt 2>&1 &\n"
              "OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m smoothcert certify --checkpoint m --out 'a b.tsv'\n"
-             "python -m pytest -q tests/test_readme.py\n")
+             "python -m pytest -q tests/test_readme.py\n"
+             "$ smoothcert report c.tsv\n")
     assert _commands(block) == [["demo"], ["certify", "--checkpoint", "m", "--out", "c.tsv"],
-                                ["-m", "smoothcert", "certify", "--checkpoint", "m", "--out", "a b.tsv"]]
+                                ["-m", "smoothcert", "certify", "--checkpoint", "m", "--out", "a b.tsv"],
+                                ["report", "c.tsv"]]
 
 
 def test_readme_has_the_commands_under_test():
