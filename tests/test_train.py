@@ -232,3 +232,10 @@ def test_fit_never_replaces_a_checkpoint_silently(tmp_path, digits):
     assert (tmp_path / "model.safetensors").read_bytes() != weights  # replaced, as asked
     with pytest.raises(ValueError, match="is a file, not a checkpoint folder"):
         fit(_model(), Ablation(45), train, recipe, device="cpu", out=tmp_path / "model.safetensors", progress=False)
+
+
+def test_channel_mismatch_is_found_for_a_normalized_model_too(digits):
+    train, _ = digits
+    model = build_model("mnist_cnn", 3, 10, mean=[0.5] * 3, std=[0.5] * 3)  # Sequential(normalize, model)
+    with pytest.raises(ValueError, match="expects 3 input channels"):
+        fit(model, Ablation(45), train, get_recipe("fast", epochs=1), device="cpu", progress=False)

@@ -203,7 +203,7 @@ def fit(
     if len(train_set) == 0:
         raise ValueError(f"{train_set.name} holds no images to train on")
     method = make_method(method) if isinstance(method, str) else method
-    expected = getattr(model, "in_channels", None)
+    expected = getattr(model, "in_channels", getattr(model, "build_config", {}).get("in_channels"))
     if expected is not None and noise.channels(train_set.channels) != expected:
         raise ValueError(
             f"the model expects {expected} input channels but {train_set.name} under this noise "
