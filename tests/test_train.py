@@ -237,5 +237,5 @@ def test_fit_never_replaces_a_checkpoint_silently(tmp_path, digits):
 def test_channel_mismatch_is_found_for_a_normalized_model_too(digits):
     train, _ = digits
     model = build_model("mnist_cnn", 3, 10, mean=[0.5] * 3, std=[0.5] * 3)  # Sequential(normalize, model)
-    with pytest.raises(ValueError, match="expects 3 input channels"):
+    with pytest.raises(ValueError, match="the model expects 3 input channels but"):  # fit's check, before a step
         fit(model, Ablation(45), train, get_recipe("fast", epochs=1), device="cpu", progress=False)
