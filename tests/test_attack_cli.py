@@ -85,8 +85,8 @@ def test_smoothed_attack_certify_and_table2(tiny, tmp_path, capsys):
 
 
 def test_substitute_end_to_end(tiny, tmp_path, capsys):
-    out = tmp_path / "sub.json"
-    for model in (tiny["clean"], tiny["ablation"]):
+    for i, model in enumerate((tiny["clean"], tiny["ablation"])):
+        out = tmp_path / f"sub{i}.json"  # an existing result is not replaced without --overwrite
         assert main(["substitute", "--checkpoint", model, "--seed-size", "6", "--rounds", "2", "--epochs", "2",
                      "--n", "50", "--device", "cpu", "--quiet", "--out", str(out)]) == 0
         result = json.loads(out.read_text())

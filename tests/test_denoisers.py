@@ -166,14 +166,19 @@ def test_checkpoint_round_trip_reuse_and_refusal(tmp_path):
         assert torch.allclose(loaded(x), denoiser(x))
     assert saved["history"] == config["history"]
     stamp = (out / "denoiser.safetensors").stat().st_mtime_ns
-    again, _ = train_denoiser(classifier, data, sigma=0.25, epochs=2, batch_size=10, out=out, **TINY)
+    with pytest.raises(ValueError, match="already holds a finished denoiser .mse, 2 epochs.: resume it with --resume"):
+        train_denoiser(classifier, data, sigma=0.25, epochs=2, batch_size=10, out=out, **TINY)
+    again, _ = train_denoiser(classifier, data, sigma=0.25, epochs=2, batch_size=10, out=out, resume=True, **TINY)
     assert (out / "denoiser.safetensors").stat().st_mtime_ns == stamp  # reused, not retrained
     with torch.no_grad():
         assert torch.allclose(again(x), denoiser(x))
     with pytest.raises(ValueError, match="different settings.*epochs"):
-        train_denoiser(classifier, data, sigma=0.25, epochs=3, batch_size=10, out=out, **TINY)
+        train_denoiser(classifier, data, sigma=0.25, epochs=3, batch_size=10, out=out, resume=True, **TINY)
     with pytest.raises(ValueError, match="different settings.*classifier"):
-        train_denoiser(tiny_classifier(1), data, sigma=0.25, epochs=2, batch_size=10, out=out, **TINY)
+        train_denoiser(tiny_classifier(1), data, sigma=0.25, epochs=2, batch_size=10, out=out, resume=True, **TINY)
+    assert (out / "denoiser.safetensors").stat().st_mtime_ns == stamp  # refusals leave it alone
+    _, replaced = train_denoiser(classifier, data, sigma=0.25, epochs=3, batch_size=10, out=out, overwrite=True, **TINY)
+    assert load_denoiser(out)[1]["epochs"] == 3 == replaced["epochs"]
 
 
 def test_load_denoiser_errors(tmp_path):

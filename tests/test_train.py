@@ -181,3 +181,61 @@ def test_clean_training_gives_an_undefended_checkpoint(tmp_path, digits):
     assert torch.equal(Clean()(x), x)
     with pytest.raises(ValueError, match="no certificate"):
         SmoothedClassifier(model, Clean(), 10)
+
+
+def test_fit_saves_a_model_from_build_model_without_a_config(tmp_path, digits):
+    """Issue #14: the README's fit(build_model(...), ..., out=...) with no config."""
+    train, _ = digits
+    for name, extra in (("bare", {}), ("normalized", {"mean": [0.13, 0.5], "std": [0.3, 0.5]})):
+        torch.manual_seed(0)
+        model = build_model("mnist_cnn", 2, 10, **extra)
+        fit(model, Ablation(45), train, get_recipe("fast", epochs=1, batch_size=128), device="cpu",
+            out=tmp_path / name, progress=False)
+        loaded, config = load_checkpoint(tmp_path / name)
+        assert config["model"] == "mnist_cnn" and config["image_size"] == [28, 28] and config["epoch"] == 1
+        x = Ablation(45)(train.x[:8], torch.Generator().manual_seed(0))
+        assert torch.equal(model.eval()(x), loaded(x))
+
+
+def test_fit_refuses_an_unknown_module_before_the_first_step(tmp_path, digits):
+    train, _ = digits
+    calls = []
+
+    class Mine(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(2 * 28 * 28, 10)
+
+        def forward(self, x):
+            calls.append(len(x))
+            return self.fc(x.flatten(1))
+
+    with pytest.raises(ValueError, match=r"rebuild this Mine: missing \['model', 'in_channels', 'num_classes', 'image_size'\]"):
+        fit(Mine(), Ablation(45), train, get_recipe("fast", epochs=1), device="cpu", out=tmp_path / "mine", progress=False)
+    assert calls == [] and not (tmp_path / "mine").exists()
+    fit(Mine(), Ablation(45), train, get_recipe("fast", epochs=1), device="cpu", progress=False)  # without out it trains
+    assert calls
+
+
+def test_fit_never_replaces_a_checkpoint_silently(tmp_path, digits):
+    train, _ = digits
+    recipe = get_recipe("fast", epochs=1, batch_size=128)
+    fit(_model(), Ablation(45), train, recipe, device="cpu", out=tmp_path, progress=False)
+    weights = (tmp_path / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=f"{tmp_path} already holds a classifier checkpoint at epoch 1 of 1: resume it "
+                                         r"with --resume \(resume=True\), replace it with --overwrite"):
+        fit(_model(1), Ablation(45), train, recipe, device="cpu", out=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="choose one"):
+        fit(_model(1), Ablation(45), train, recipe, device="cpu", out=tmp_path, resume=True, overwrite=True, progress=False)
+    assert (tmp_path / "model.safetensors").read_bytes() == weights
+    fit(_model(1), Ablation(45), train, recipe, device="cpu", out=tmp_path, overwrite=True, progress=False)
+    assert (tmp_path / "model.safetensors").read_bytes() != weights  # replaced, as asked
+    with pytest.raises(ValueError, match="is a file, not a checkpoint folder"):
+        fit(_model(), Ablation(45), train, recipe, device="cpu", out=tmp_path / "model.safetensors", progress=False)
+
+
+def test_channel_mismatch_is_found_for_a_normalized_model_too(digits):
+    train, _ = digits
+    model = build_model("mnist_cnn", 3, 10, mean=[0.5] * 3, std=[0.5] * 3)  # Sequential(normalize, model)
+    with pytest.raises(ValueError, match="the model expects 3 input channels but"):  # fit's check, before a step
+        fit(model, Ablation(45), train, get_recipe("fast", epochs=1), device="cpu", progress=False)

@@ -62,7 +62,13 @@ from .noises import Ablation, Gaussian, ablate, make_noise, sample_keep_mask
 from .paper import demo, reproduce, reproduce_denoised
 from .report import read_log, summarize
 from .runner import read_adversarial, run_attack, run_dataset, select_indices
-from .sequential import Adaptive, GroupSequentialCP, MixtureCS, mixture_lower, mixture_upper
+from .sequential import (
+    Adaptive,
+    GroupSequentialCP,
+    MixtureCS,
+    mixture_lower,
+    mixture_upper,
+)
 from .smooth import ABSTAIN, Certificate, SmoothedClassifier
 from .train import RECIPES, Recipe, fit, get_recipe, train_classifier
 

@@ -49,7 +49,7 @@ def is_attack_log(path: str | Path) -> bool:
     """Whether ``path`` is a file whose header is the attack log's."""
     if not Path(path).is_file():
         return False
-    with Path(path).open() as f:
+    with Path(path).open(errors="replace") as f:
         return tuple(f.readline().rstrip("\n").split("\t")) == ATTACK_COLUMNS
 
 

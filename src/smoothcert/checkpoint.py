@@ -128,7 +128,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     """Rebuild the model a checkpoint describes, load its weights, return (model in eval mode, config)."""
     config = read_config(path)
     model = build_model(
-        config["model"], config["in_channels"], config["num_classes"], tuple(config["image_size"])
+        config["model"], config["in_channels"], config["num_classes"], tuple(config["image_size"]),
+        mean=config.get("mean"), std=config.get("std"),
     )
     load_weights(path, model)
     return model.to(device).eval(), config

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from . import paper
 from .attacks import ATTACKS, make_attack, oracle_factory
 from .attacks.substitute import run_substitute, split_seed
 from .bounds import is_attack_log, read_attack_log, summarize_attack, table2
+from .certificates import check_alpha
 from .checkpoint import read_config
 from .data import DATASETS, load_dataset
 from .denoisers import METHODS as DENOISER_METHODS
@@ -27,11 +30,11 @@ from .report import (
     read_log,
     summarize,
 )
-from .runner import adversarial_path, run_attack, run_dataset, select_indices
-from .seeding import DEVICES
+from .runner import WINDOW, adversarial_path, run_attack, run_dataset, select_indices
+from .seeding import DEVICES, resolve_device
 from .sequential import BOUNDS, Adaptive
 from .smooth import SAMPLINGS, Sampling, SmoothedClassifier
-from .train import RECIPES, get_recipe, train_classifier
+from .train import RECIPES, describe_checkpoint, get_recipe, train_classifier
 
 
 def _add_data(p: argparse.ArgumentParser, default: str | None = "mnist5k", split: str = "test") -> None:
@@ -89,7 +92,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     train_classifier(
         args.dataset, args.out, noise=args.noise, k=args.k, encoding=args.encoding, sigma=args.sigma, recipe=recipe,
         model=args.model, method=method, seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
-        progress=not args.quiet,
+        overwrite=args.overwrite, progress=not args.quiet,
     )
     print(f"checkpoint written to {args.out}")
 
@@ -98,6 +101,8 @@ def _evaluate(args: argparse.Namespace, mode: str) -> None:
     config = read_config(args.checkpoint)
     dataset = _dataset_of(args, config)
     data = load_dataset(dataset, args.split, args.data_root)
+    samples = WINDOW * (args.n + (_n0(args) if mode == "certify" else 0))  # the most one packed round draws
+    _check_batch_fits(args.batch_size, samples, (config["in_channels"], *data.image_shape[1:]))
     options = {"certificate": getattr(args, "certificate", None), "batch_size": args.batch_size, "device": args.device}
     settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split}
     if args.denoiser is not None:
@@ -128,6 +133,21 @@ def _n0(args: argparse.Namespace) -> int:
     return n0 if n0 is not None else 1000 if args.sampling == "fixed" else 100
 
 
+def _check_batch_fits(batch_size: int, n: int, shape: tuple[int, int, int]) -> None:
+    """Refuse, before any work, a --batch-size whose batch of noisy copies alone (min(batch, n) float32
+    inputs of ``shape``) exceeds this machine's memory; smaller batches that still fail are out-of-memory errors."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): leave it to the allocator
+        return
+    copies = min(batch_size, n)
+    need = copies * shape[0] * shape[1] * shape[2] * 4
+    if need > memory:
+        raise ValueError(f"--batch-size {batch_size}: one batch of {copies:,} noisy copies of a "
+                         f"{'x'.join(map(str, shape))} input needs {need / 1e9:,.1f} GB, more than this machine's "
+                         f"{memory / 1e9:.1f} GB of memory; lower --batch-size")
+
+
 def _dataset_of(args: argparse.Namespace, config: dict) -> str:
     dataset = args.dataset or config.get("dataset")
     if dataset is None:
@@ -149,6 +169,9 @@ def cmd_attack(args: argparse.Namespace) -> None:
                                          n_check=args.n_check, seed=args.seed, batch_size=args.batch_size, device=args.device)
     dataset = _dataset_of(args, config)
     data = load_dataset(dataset, args.split, args.data_root)
+    pixels = data.image_shape[1] * data.image_shape[2]
+    if args.budget is not None and args.budget > pixels:  # checked here too, so no log is written
+        raise ValueError(f"--budget {args.budget} exceeds the {pixels} pixels of the {dataset} images")
     settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split,
                 "target": "model" if config["noise"]["noise"] == "none" else "smoothed"}
     if settings["target"] == "smoothed":
@@ -162,6 +185,10 @@ def cmd_attack(args: argparse.Namespace) -> None:
 
 
 def cmd_substitute(args: argparse.Namespace) -> None:
+    if args.out is not None and args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a folder; give a file name for the JSON result")
+    if args.out is not None and args.out.exists() and not args.overwrite:
+        raise ValueError(f"{args.out} already exists: replace it with --overwrite or choose another --out")
     make_oracle, config = oracle_factory(args.checkpoint, n=args.n, alpha=args.alpha, fixed=False, seed=args.seed,
                                          batch_size=args.batch_size, device=args.device)
     data = load_dataset(_dataset_of(args, config), args.split, args.data_root)
@@ -188,7 +215,8 @@ def cmd_denoise(args: argparse.Namespace) -> None:
     out = denoise(args.classifier, args.dataset, split=args.split, method=args.method, data_fraction=args.data_fraction,
                   sigma=args.sigma, noise=args.noise, k=args.k, encoding=args.encoding, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, depth=args.depth, width=args.width, out=args.out,
-                  seed=args.seed, device=args.device, data_root=args.data_root, progress=not args.quiet)
+                  seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
+                  overwrite=args.overwrite, progress=not args.quiet)
     print(f"denoiser written to {out}; certify with: smoothcert certify --checkpoint {args.classifier} --denoiser {out} ...")
 
 
@@ -219,7 +247,18 @@ def cmd_figure(args: argparse.Namespace) -> None:
     print(f"figure written to {path}")
 
 
+def _check_positive(args: argparse.Namespace, *names: str) -> None:
+    """Long runs check their counts before starting: each given ``--name`` must be a positive integer."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+
+
 def cmd_reproduce(args: argparse.Namespace) -> None:
+    _check_positive(args, "max", "n0", "n", "epochs")
+    if args.alpha is not None:
+        check_alpha(args.alpha)
     given = {"max_images": args.max, "n0": args.n0, "n": args.n, "alpha": args.alpha, "epochs": args.epochs}
     run = {k: v for k, v in given.items() if v is not None}
     run.update(seed=args.seed, device=args.device, progress=not args.quiet)
@@ -228,6 +267,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     if args.table == "denoised":
         if "epochs" in run:
             raise ValueError("reproduce denoised has its own schedules (see paper.reproduce_denoised); drop --epochs")
+        if args.classifier is not None:
+            read_config(args.classifier)  # a given classifier must exist (without it one is trained under --out)
         paper.reproduce_denoised(**run, **({"classifier": args.classifier} if args.classifier else {}))
     elif args.table == "smoothing":
         paper.reproduce_smoothing(**run, **({"sigmas": args.sigmas} if args.sigmas else {}))
@@ -238,6 +279,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    _check_positive(args, "max", "epochs")
     paper.demo(out=args.out, epochs=args.epochs, max_images=args.max, seed=args.seed, device=args.device, progress=not args.quiet)
 
 
@@ -278,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")
     p.add_argument("--out", type=Path, default=Path("runs/model"), help="checkpoint directory (default runs/model)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the checkpoint in --out (refused without it)")
     p.set_defaults(func=cmd_train)
 
     for name, certify in (("certify", True), ("predict", False)):
@@ -324,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_oracle(p)
     _add_common(p)
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (refused without it)")
     p.set_defaults(func=cmd_substitute)
 
     p = sub.add_parser("denoise", help="train a denoiser for a frozen classifier (denoised smoothing, DE-CROP)")
@@ -341,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=17, help="DnCNN layers (default 17, as the papers)")
     p.add_argument("--width", type=int, default=64, help="DnCNN channels (default 64)")
     p.add_argument("--out", type=Path, default=Path("runs/denoiser"), help="denoiser checkpoint directory")
+    p.add_argument("--resume", action="store_true", help="reuse the finished denoiser in --out (same settings)")
+    p.add_argument("--overwrite", action="store_true", help="replace the denoiser in --out (refused without it)")
     _add_common(p)
     p.set_defaults(func=cmd_denoise)
 
@@ -388,19 +434,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     _add_common(p)
     p.set_defaults(func=cmd_demo)
+    for p in (parser, *sub.choices.values()):  # `smoothcert --debug train ...` and `smoothcert train ... --debug`
+        p.add_argument("--debug", action="store_true", default=False if p is parser else argparse.SUPPRESS,
+                       help="show the traceback of an error (or set SMOOTHCERT_DEBUG=1)")
     return parser
 
 
+# failures a user can cause and fix: bad or missing files and values, no memory, an unavailable device
+EXPECTED_ERRORS = (ValueError, OSError, MemoryError)
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    text = str(err)
+    return isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
+
+
+def _error_line(err: BaseException, args: argparse.Namespace) -> str:
+    """One line naming the problem (and what to do) for the message ``smoothcert: error: ...``."""
+    text = " ".join(str(err).split())
+    if _is_out_of_memory(err):
+        size = getattr(args, "batch_size", None)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        return f"out of memory ({first}); lower --batch-size" + (f" (now {size})" if size else "")
+    if isinstance(err, EXPECTED_ERRORS):
+        return text or type(err).__name__
+    return (f"internal error {type(err).__name__}: {text} (a bug: re-run with --debug for the traceback and "
+            "please report it)")
+
+
+def _interrupted_note(args: argparse.Namespace) -> str:
+    """What an interruption left behind and how to continue."""
+    if args.command == "train":
+        if (args.out / "config.json").is_file():
+            return f"{args.out} holds {describe_checkpoint(args.out)}: re-run with --resume to continue it"
+        return "no epoch finished: re-run to start again"
+    if args.command in ("certify", "predict", "attack", "reproduce", "demo"):
+        return "finished work is kept: re-running the same command resumes"
+    return "nothing resumable was written: re-run to start again"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; every failure ends in one line ``smoothcert: error: ...`` (exit status 2
+    for expected errors, 1 for a bug, 130 for Ctrl-C); ``--debug`` or SMOOTHCERT_DEBUG=1 adds the traceback."""
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("SMOOTHCERT_DEBUG", "") not in ("", "0")
     try:
+        if hasattr(args, "device"):
+            resolve_device(args.device)  # an unavailable --device cuda fails before any work
         args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"smoothcert {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        print(f"smoothcert: interrupted; {_interrupted_note(args)}", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - every error becomes one line; --debug shows the traceback
+        if debug:
+            traceback.print_exc()
+        print(f"smoothcert: error: {_error_line(err, args)}", file=sys.stderr)
+        return 2 if isinstance(err, EXPECTED_ERRORS) or _is_out_of_memory(err) else 1
     return 0
 
 

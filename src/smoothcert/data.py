@@ -49,6 +49,7 @@ import importlib.util
 import os
 import pickle
 import struct
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,8 +405,14 @@ def load_npz(path: str | Path, split: str) -> ImageDataset:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"npz file not found: {path}")
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {k: archive[k] for k in archive.files}
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array (.npy), not named arrays")
+        with archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"{path}: not a readable .npz archive ({err})") from err
     split_keys = [k for k in ("x_train", "y_train", "x_test", "y_test") if k in arrays]
     xk, yk = (f"x_{split}", f"y_{split}") if split_keys else ("x", "y")
     if xk not in arrays or yk not in arrays:
@@ -428,10 +435,20 @@ _IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 
 
+def _read_image(file: Path) -> Any:
+    """The decoded Pillow image in ``file``; ValueError naming the file if Pillow cannot read it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as img:
+            img.load()
+            return img.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:  # Pillow raises SyntaxError for some broken files
+        raise ValueError(f"{file}: not a readable image ({err})") from err
+
+
 def load_folder(path: str | Path, split: str) -> ImageDataset:
     """Images from ``PATH/<split>/<class>/`` (or ``PATH/<class>/``), read with Pillow."""
-    from PIL import Image
-
     _check_split(split)
     path = Path(path)
     if not path.is_dir():
@@ -446,16 +463,15 @@ def load_folder(path: str | Path, split: str) -> ImageDataset:
         for file in sorted(class_dir.iterdir()):
             if file.suffix.lower() not in _IMAGE_SUFFIXES or file.name.startswith("."):
                 continue
-            with Image.open(file) as img:
-                img.load()
-                if img.mode.startswith(("I", "F")):
-                    raise ValueError(f"{file}: unsupported high-bit-depth image mode {img.mode}")
-                if size is None:
-                    size = img.size
-                elif img.size != size:
-                    raise ValueError(f"{file}: size {img.size} differs from {size} of "
-                                     f"{files[0]} (all images must share one size)")
-                images.append(img.copy())
+            img = _read_image(file)
+            if img.mode.startswith(("I", "F")):
+                raise ValueError(f"{file}: unsupported high-bit-depth image mode {img.mode}")
+            if size is None:
+                size = img.size
+            elif img.size != size:
+                raise ValueError(f"{file}: size {img.size} differs from {size} of "
+                                 f"{files[0]} (all images must share one size)")
+            images.append(img)
             labels.append(label)
             files.append(file)
     if not images:

@@ -54,7 +54,7 @@ from .models import _positive_int
 from .noises import Noise, make_noise
 from .seeding import generator, resolve_device, stream_seed
 from .smooth import SmoothedClassifier
-from .train import Recipe
+from .train import Recipe, refuse_overwrite
 
 METHODS = ("mse", "stability", "mse-stability", "decrop")
 # (epochs, batch size) when not given: Salman et al. 2020 (90, 256); DE-CROP reference schedule (600, 200)
@@ -191,6 +191,8 @@ def train_denoiser(
     feature_layer: str | None = None,
     sample_params: SampleParams | None = None,
     cache_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> tuple[DnCNN, dict[str, Any]]:
     """Train a DnCNN in front of the frozen ``classifier``; returns (denoiser in eval mode, config).
@@ -201,11 +203,16 @@ def train_denoiser(
     eval mode with ``requires_grad=False`` and its weights are not changed; its flags are restored
     afterwards. ``classifier_path`` is recorded in the config beside the weights' SHA-256.
 
-    With ``out``, the checkpoint is written there; if ``out`` already holds a finished denoiser with
-    the same settings it is loaded instead of retrained, and different settings are refused.
+    With ``out``, the checkpoint is written there. A denoiser already in ``out`` is refused unless
+    ``resume=True`` (a denoiser is only written when finished, so resuming loads it instead of
+    retraining, and refuses different settings; with nothing in ``out`` it trains) or
+    ``overwrite=True`` (retrain and replace it); see ``train.refuse_overwrite``.
     DE-CROP's stage-1 samples are cached in ``cache_dir`` (default ``out/stage1``); ``feature_layer``
     names the module whose input are the penultimate features if the classifier has no ``features``.
     """
+    refuse_overwrite(out, resume, overwrite)
+    if len(train_set) == 0:
+        raise ValueError(f"{train_set.name} holds no images to train on")
     if method not in METHODS:
         raise ValueError(f"unknown denoiser method {method!r}; choose one of {METHODS}")
     if (sigma is None) == (noise is None):
@@ -233,11 +240,12 @@ def train_denoiser(
         "decrop": asdict(sample_params) if method == "decrop" else None, "feature_layer": feature_layer,
     }
     settings = json.loads(json.dumps(settings))
-    if out is not None and (Path(out) / "config.json").exists():
+    if resume and out is not None and (Path(out) / "config.json").exists():
         saved = read_denoiser_config(out)
         diff = _settings_differ(saved, settings)
         if diff:
-            raise ValueError(f"{out} holds a denoiser trained with different settings ({', '.join(diff)}); choose another out")
+            raise ValueError(f"{out} holds a denoiser trained with different settings ({', '.join(diff)}): replace it "
+                             "with --overwrite (overwrite=True) or choose another --out")
         return load_denoiser(out, device)
 
     device = resolve_device(device)
@@ -365,12 +373,16 @@ def denoise(
     seed: int = 0,
     device: str | torch.device = "auto",
     data_root: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
     """``smoothcert denoise``: train a denoiser for the classifier checkpoint ``classifier`` on
     ``split`` of ``dataset`` (default: the checkpoint's) and write it to ``out``; returns ``out``.
 
-    ``noise`` is ``gaussian`` (with ``sigma``) or ``ablation`` (with ``k`` and ``encoding``)."""
+    ``noise`` is ``gaussian`` (with ``sigma``) or ``ablation`` (with ``k`` and ``encoding``);
+    ``resume``/``overwrite`` as in ``train_denoiser``."""
+    refuse_overwrite(out, resume, overwrite)  # before loading anything
     model, cls_config = load_checkpoint(classifier)
     dataset = dataset or cls_config.get("dataset")
     if dataset is None:
@@ -380,5 +392,5 @@ def denoise(
     smoothing = make_noise(noise, k=k, encoding=encoding, train_mean=mean, sigma=sigma)
     train_denoiser(model, data, method=method, noise=smoothing, data_fraction=data_fraction, epochs=epochs,
                    batch_size=batch_size, lr=lr, depth=depth, width=width, seed=seed, device=device, out=out,
-                   classifier_path=classifier, progress=progress)
+                   classifier_path=classifier, resume=resume, overwrite=overwrite, progress=progress)
     return Path(out)

@@ -304,7 +304,8 @@ def build_model(
     ``image_size`` sets MnistCNN's flatten size; the ResNets pool globally and ignore it.
     Without ``mean``/``std`` the bare model is returned. With both, the result is
     ``nn.Sequential(normalize=Normalize(mean, std), model=model)`` so inputs stay in pixel
-    units; reach the classifier (and its ``features``) as ``result.model``.
+    units; reach the classifier (and its ``features``) as ``result.model``. The result's
+    ``build_config`` holds these arguments, so a checkpoint can rebuild it (``fit(out=...)``).
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
@@ -313,16 +314,20 @@ def build_model(
         _positive_int(num_classes, "num_classes"),
         image_size,
     )
-    if mean is None and std is None:
-        return model
-    if mean is None or std is None:
-        raise ValueError("mean and std must be given together")
-    normalize = Normalize(mean, std)
-    if normalize.num_channels != in_channels:
-        raise ValueError(
-            f"mean/std have {normalize.num_channels} channels but in_channels is {in_channels}"
-        )
-    return nn.Sequential(OrderedDict(normalize=normalize, model=model))
+    build_config = {"model": name, "in_channels": in_channels, "num_classes": num_classes,
+                    "image_size": [int(s) for s in image_size]}
+    if mean is not None or std is not None:
+        if mean is None or std is None:
+            raise ValueError("mean and std must be given together")
+        normalize = Normalize(mean, std)
+        if normalize.num_channels != in_channels:
+            raise ValueError(
+                f"mean/std have {normalize.num_channels} channels but in_channels is {in_channels}"
+            )
+        model = nn.Sequential(OrderedDict(normalize=normalize, model=model))
+        build_config.update(mean=normalize.mean.flatten().tolist(), std=normalize.std.flatten().tolist())
+    model.build_config = build_config
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

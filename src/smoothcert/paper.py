@@ -338,7 +338,7 @@ def reproduce_denoised(
     train, test = load_dataset(dataset, "train"), load_dataset(dataset, "test")
     indices = list(range(min(max_images, len(test))))
     common = {"depth": depth, "width": width, "batch_size": batch_size, "seed": seed, "device": device,
-              "classifier_path": model_dir, "progress": progress}
+              "classifier_path": model_dir, "resume": True, "progress": progress}
 
     def certify(run: str, model: torch.nn.Module, noise: Any, name: str, **sampling: Any) -> RunLog:
         smoothed = SmoothedClassifier(model, noise, base_config["num_classes"], batch_size=100, device=device)

@@ -101,7 +101,10 @@ def read_log(path: str | Path, name: str | None = None) -> RunLog:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"log file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a text log ({err})") from err
     lines = text.splitlines()
     if not lines or not lines[0].strip():
         raise ValueError(f"{path}: empty file, expected a tab-separated header line")

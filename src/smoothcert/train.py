@@ -130,6 +130,42 @@ def accuracy_under_noise(
     return correct / len(data)
 
 
+def describe_checkpoint(path: str | Path) -> str:
+    """What the folder ``path`` holds, for messages: "a classifier checkpoint at epoch 3 of 200", ..."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return "a checkpoint (an unreadable config.json)"
+    config = config if isinstance(config, dict) else {}
+    if "epoch" in config:
+        recipe = config.get("recipe")
+        total = recipe.get("epochs") if isinstance(recipe, dict) else None
+        return f"a classifier checkpoint at epoch {config['epoch']}" + (f" of {total}" if total else "")
+    if "depth" in config and "method" in config:
+        return f"a finished denoiser ({config['method']}, {config.get('epochs')} epochs)"
+    return f"a checkpoint (format {config.get('format')!r})"
+
+
+def refuse_overwrite(out: str | Path | None, resume: bool, overwrite: bool) -> None:
+    """The rule for every command that writes a checkpoint folder: never replace one silently.
+
+    ValueError if ``out`` is a file, or already holds a checkpoint (its ``config.json``) while
+    neither ``resume`` (continue it) nor ``overwrite`` (replace it) is set; call it before any work.
+    """
+    if resume and overwrite:
+        raise ValueError("resume (--resume) continues the checkpoint in the output folder and overwrite "
+                         "(--overwrite) replaces it: choose one")
+    if out is None:
+        return
+    out = Path(out)
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)  # out or the folder it would go in
+    if existing is not None and not existing.is_dir():
+        raise ValueError(f"{existing} is a file, not a checkpoint folder: choose another output folder (--out)")
+    if (out / "config.json").exists() and not (resume or overwrite):
+        raise ValueError(f"{out} already holds {describe_checkpoint(out)}: resume it with --resume "
+                         "(resume=True), replace it with --overwrite (overwrite=True), or choose another --out")
+
+
 def _check_resumable(saved: dict[str, Any], config: dict[str, Any]) -> None:
     keys = ("model", "noise", "dataset", "recipe", "method", "seed", "in_channels", "num_classes")
     diff = [k for k in keys if saved.get(k) != config.get(k)]
@@ -150,17 +186,24 @@ def fit(
     device: str | torch.device = "auto",
     out: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     config: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> list[dict[str, float]]:
     """Train ``model`` on ``noise(x)`` for ``recipe.epochs`` epochs; returns the per-epoch history.
 
     With ``out`` a checkpoint directory is written after every epoch (see ``checkpoint``), with
-    ``config`` (model description, dataset, ...) merged into its ``config.json``. ``resume=True``
-    continues from the checkpoint in ``out`` and refuses if its settings differ.
+    ``config`` (dataset, ...) merged into its ``config.json``; a model from ``build_model`` describes
+    itself (``model.build_config``), any other module needs ``config`` to name a registered model,
+    its channels, classes and image size. ``resume=True`` continues from the checkpoint in ``out``
+    and refuses if its settings differ; a checkpoint already in ``out`` is otherwise refused unless
+    ``overwrite=True`` (see ``refuse_overwrite``). Both refusals come before the first step.
     """
+    refuse_overwrite(out, resume, overwrite)
+    if len(train_set) == 0:
+        raise ValueError(f"{train_set.name} holds no images to train on")
     method = make_method(method) if isinstance(method, str) else method
-    expected = getattr(model, "in_channels", None)
+    expected = getattr(model, "in_channels", getattr(model, "build_config", {}).get("in_channels"))
     if expected is not None and noise.channels(train_set.channels) != expected:
         raise ValueError(
             f"the model expects {expected} input channels but {train_set.name} under this noise "
@@ -170,8 +213,17 @@ def fit(
     model.to(device)
     optimizer = recipe.make_optimizer(model.parameters())
     # the checkpoint records the noise to certify with (independent masks); training may share one mask per batch
-    config = {**(config or {}), "recipe": asdict(recipe), "method": method.config(), "seed": seed, "noise": noise.config()}
+    config = {**getattr(model, "build_config", {}), **(config or {}), "recipe": asdict(recipe),
+              "method": method.config(), "seed": seed, "noise": noise.config()}
     config = json.loads(json.dumps(config))  # as it reads back from config.json (tuples become lists)
+    missing = [key for key in ("model", "in_channels", "num_classes", "image_size") if key not in config]
+    if out is not None and missing:
+        raise ValueError(
+            f"fit(out=...) writes a checkpoint that load_checkpoint rebuilds, but nothing says how to rebuild this "
+            f"{type(model).__name__}: missing {missing}. Build the model with smoothcert.build_model(...), or pass "
+            "config={'model': NAME, 'in_channels': C, 'num_classes': K, 'image_size': [H, W]} naming a model of "
+            "smoothcert.models.MODELS; for a model of your own, train without out and save model.state_dict() yourself"
+        )
     if recipe.mask_per_batch and hasattr(noise, "per_batch"):
         noise = replace(noise, per_batch=True)
     history: list[dict[str, float]] = []
@@ -235,13 +287,16 @@ def train_classifier(
     device: str | torch.device = "auto",
     data_root: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> list[dict[str, float]]:
     """``smoothcert train``: build the model for ``dataset`` under the named noise, train it on the
     train split (held-out accuracy on the test split) and checkpoint every epoch into ``out``.
 
-    ``model`` defaults to the paper's MNIST CNN for 28x28 images and ResNet18 otherwise.
+    ``model`` defaults to the paper's MNIST CNN for 28x28 images and ResNet18 otherwise. A
+    checkpoint already in ``out`` is refused unless ``resume`` or ``overwrite`` (``fit``).
     """
+    refuse_overwrite(out, resume, overwrite)  # before loading any data
     train = load_dataset(dataset, "train", data_root)
     heldout = load_dataset(dataset, "test", data_root)
     mean = channel_mean(train.x) if encoding == "mean" else None
@@ -251,9 +306,6 @@ def train_classifier(
     in_channels = smoothing.channels(train.channels)
     torch.manual_seed(stream_seed(seed, MODEL_INIT_STREAM))
     net = build_model(model, in_channels, train.num_classes, train.image_shape[1:])
-    config = {
-        "model": model, "in_channels": in_channels, "num_classes": train.num_classes,
-        "image_size": list(train.image_shape[1:]), "dataset": dataset, "classes": list(train.classes),
-    }
+    config = {"dataset": dataset, "classes": list(train.classes)}
     return fit(net, smoothing, train, recipe, heldout=heldout, method=method, seed=seed, device=device,
-               out=out, resume=resume, config=config, progress=progress)
+               out=out, resume=resume, overwrite=overwrite, config=config, progress=progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .dataset import (
+           WINDOW,
            adversarial_path,
            read_adversarial,
            run_attack,
@@ -11,5 +12,5 @@ from .dataset import (
 )
 from .log import ATTACK_COLUMNS, CERTIFY_COLUMNS, PREDICT_COLUMNS, TsvLog
 
-__all__ = ["ATTACK_COLUMNS", "CERTIFY_COLUMNS", "PREDICT_COLUMNS", "TsvLog", "adversarial_path", "read_adversarial",
+__all__ = ["ATTACK_COLUMNS", "CERTIFY_COLUMNS", "PREDICT_COLUMNS", "TsvLog", "WINDOW", "adversarial_path", "read_adversarial",
            "run_attack", "run_dataset", "select_indices"]

@@ -24,6 +24,9 @@ from ..seeding import generator
 from ..smooth import Sampling, SmoothedClassifier, as_sampling, check_count
 from .log import ATTACK_COLUMNS, CERTIFY_COLUMNS, PREDICT_COLUMNS, TsvLog
 
+WINDOW = 64
+"""How many images ``run_dataset`` keeps in flight, their samples packed into shared forward passes."""
+
 
 def select_indices(size: int, skip: int = 1, max_images: int | None = None) -> list[int]:
     """Every ``skip``-th index of a dataset of ``size`` images, at most ``max_images`` of them."""
@@ -31,6 +34,8 @@ def select_indices(size: int, skip: int = 1, max_images: int | None = None) -> l
         raise ValueError(f"--skip must be a positive integer, got {skip}")
     if max_images is not None and max_images < 1:
         raise ValueError(f"--max must be a positive integer, got {max_images}")
+    if size < 1:
+        raise ValueError("the dataset holds no images to process")
     return list(range(0, size, skip))[:max_images]
 
 
@@ -54,7 +59,7 @@ def run_dataset(
     indices: list[int] | None = None,
     settings: dict[str, Any] | None = None,
     progress: bool = True,
-    window: int = 64,
+    window: int = WINDOW,
 ) -> Path:
     """CERTIFY (``mode="certify"``) or PREDICT (``mode="predict"``) the images ``indices`` of
     ``data`` and append one row each to the TSV log ``out``; finished rows are kept and skipped.
@@ -192,6 +197,8 @@ def run_attack(
     """
     indices = list(range(len(data))) if indices is None else indices
     _check_indices(indices, len(data))
+    if indices:
+        make_oracle(indices[0]).scores(data.x[indices[:1]])  # model/data mismatches fail here, before a log is written
     npz = adversarial_path(out)
     params = {"mode": "attack", "attack": type(attack).__name__, **vars(attack), "seed": seed}
     with TsvLog(out, ATTACK_COLUMNS, {**(settings or {}), **params}) as log:

@@ -1,0 +1,318 @@
+"""Issue #17: every subcommand x every kind of bad input ends in one line ``smoothcert: error: ...``
+with exit status 2, and writes or destroys nothing.
+
+The CLI runs in-process (``smoothcert.cli.main``) inside a small "world" folder the tests make:
+a tiny dataset, a trained classifier, an undefended classifier, a denoiser, a certify log and
+broken or wrong-kind files. Each case snapshots every file (content hash) and folder of the world
+before and after the command and requires them to be identical.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from smoothcert import cli
+from smoothcert.cli import main
+from smoothcert.runner import TsvLog
+from smoothcert.smooth import SmoothedClassifier
+
+QUIET = ["--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_npz):
+    root = tmp_path_factory.mktemp("world")
+    tiny_npz(root / "tiny.npz", 0, 64, 24)
+    x = np.zeros((4, 8, 8), np.float32)
+    np.savez(root / "empty.npz", x_train=x[:0], y_train=np.zeros(0, int), x_test=x[:0], y_test=np.zeros(0, int))
+    np.savez(root / "small.npz", x=np.zeros((4, 3, 3), np.float32), y=np.arange(4) % 2)  # 3x3: too small for the CNN
+    np.save(root / "single.npy", x)
+    (root / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip archive")
+    for split in ("train", "test"):
+        for label in ("left", "right"):
+            (root / "folder" / split / label).mkdir(parents=True)
+            Image.new("L", (8, 8), 200).save(root / "folder" / split / label / "0.png")
+    (root / "folder" / "train" / "right" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    common = ["--dataset", "npz:tiny.npz", "--model", "mnist_cnn", "--epochs", "1", "--batch-size", "32", *QUIET]
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(["train", *common, "--k", "16", "--out", "model"]) == 0
+        assert main(["train", *common, "--noise", "none", "--out", "clean"]) == 0
+        assert main(["denoise", "--classifier", "clean", "--epochs", "1", "--batch-size", "16", "--depth", "3",
+                     "--width", "4", "--out", "den", *QUIET]) == 0
+        assert main(["certify", "--checkpoint", "model", "--n0", "10", "--n", "20", "--max", "2", "--out", "c.tsv",
+                     *QUIET]) == 0
+    finally:
+        os.chdir(cwd)
+    shutil.copytree(root / "model", root / "broken-weights")
+    (root / "broken-weights" / "model.safetensors").write_bytes(b"garbage")
+    shutil.copytree(root / "model", root / "broken-config")
+    (root / "broken-config" / "config.json").write_text("{not json")
+    (root / "bad.tsv").write_text("idx\tlabel\tpredict\tcount\tn\tcorrect\ttime\n0\t1\tseven\t3\t10\t0\t0.1\n")
+    (root / "result.json").write_text("{}")
+    (root / "header.tsv").write_text((root / "c.tsv").read_text().splitlines()[0] + "\n")
+    return root
+
+
+def snapshot(root):
+    """Every folder and every file's content hash under ``root``."""
+    state = {}
+    for folder, dirs, files in os.walk(root):
+        for d in dirs:
+            state[os.path.relpath(os.path.join(folder, d), root)] = "folder"
+        for f in files:
+            path = os.path.join(folder, f)
+            with open(path, "rb") as handle:
+                state[os.path.relpath(path, root)] = hashlib.sha256(handle.read()).hexdigest()
+    return state
+
+
+TRAIN = ["train", "--dataset", "npz:tiny.npz", "--epochs", "1", "--out", "new"]
+CERTIFY = ["certify", "--checkpoint", "model", "--n0", "10", "--n", "20", "--max", "2", "--out", "new.tsv"]
+PREDICT = ["predict", "--checkpoint", "model", "--n", "20", "--max", "2", "--out", "new.tsv"]
+ATTACK = ["attack", "--checkpoint", "model", "--n", "20", "--max", "1", "--out", "new.tsv"]
+SUBSTITUTE = ["substitute", "--checkpoint", "model", "--seed-size", "4", "--n", "20", "--rounds", "1", "--epochs", "1"]
+DENOISE = ["denoise", "--classifier", "clean", "--epochs", "1", "--depth", "3", "--width", "4", "--out", "new"]
+NO_CUDA = not torch.cuda.is_available()
+
+# (subcommand, kind of bad input, argv, part of the message)
+CASES = [
+    # train
+    ("train", "existing output (issue #17 case 1)",
+     ["train", "--dataset", "mnist5k", "--noise", "ablation", "--k", "45", "--epochs", "1", "--out", "model"],
+     "model already holds a classifier checkpoint at epoch 1 of 1: resume it with --resume"),
+    ("train", "existing output (a denoiser)", [*TRAIN[:-1], "den"], "den already holds a finished denoiser (mse, 1 epochs)"),
+    ("train", "existing output (a file)", [*TRAIN[:-1], "tiny.npz"], "tiny.npz is a file, not a checkpoint folder"),
+    ("train", "existing output (a file on the way)", [*TRAIN[:-1], "tiny.npz/model"], "tiny.npz is a file"),
+    ("train", "contradictory flags", [*TRAIN[:-1], "model", "--resume", "--overwrite"], "choose one"),
+    ("train", "missing checkpoint to resume", [*TRAIN, "--resume"], "no smoothcert checkpoint at new"),
+    ("train", "wrong-kind checkpoint to resume", [*TRAIN[:-1], "den", "--resume"], "is not a smoothcert checkpoint config"),
+    ("train", "missing file", ["train", "--dataset", "npz:missing.npz", "--out", "new"], "npz file not found: missing.npz"),
+    ("train", "corrupt file", ["train", "--dataset", "npz:corrupt.npz", "--out", "new"], "corrupt.npz: not a readable .npz archive"),
+    ("train", "wrong-kind file", ["train", "--dataset", "npz:single.npy", "--out", "new"], "single array (.npy)"),
+    ("train", "unreadable image (issue #17 case 2)", ["train", "--dataset", "folder:folder", "--out", "new"],
+     "folder/train/right/1.png: not a readable image"),
+    ("train", "missing folder", ["train", "--dataset", "folder:nowhere", "--out", "new"], "image folder not found: nowhere"),
+    ("train", "empty dataset", ["train", "--dataset", "npz:empty.npz", "--out", "new"], "holds no images to train on"),
+    ("train", "unknown dataset", ["train", "--dataset", "svhn", "--out", "new"], "unknown dataset 'svhn'"),
+    ("train", "out-of-range k", [*TRAIN, "--k", "0"], "k must be a positive integer"),
+    ("train", "out-of-range k", [*TRAIN, "--k", "65"], "k=65 exceeds the number of pixels d=8*8=64"),
+    ("train", "out-of-range epochs", [*TRAIN[:3], "--epochs", "0", "--out", "new"], "epochs and batch size must be positive"),
+    ("train", "out-of-range learning rate", [*TRAIN, "--lr", "-1"], "learning rate must be positive"),
+    ("train", "wrong shape", ["train", "--dataset", "npz:small.npz", "--model", "mnist_cnn", "--out", "new"],
+     "MnistCNN needs images of at least 4x4"),
+    ("train", "missing parameter", [*TRAIN, "--noise", "gaussian"], "sigma"),
+    # certify
+    ("certify", "missing checkpoint", [*CERTIFY[:2], "nowhere", *CERTIFY[3:]], "no smoothcert checkpoint at nowhere"),
+    ("certify", "wrong-kind checkpoint", [*CERTIFY[:2], "den", *CERTIFY[3:]], "is not a smoothcert checkpoint config"),
+    ("certify", "wrong-kind checkpoint (a file)", [*CERTIFY[:2], "tiny.npz", *CERTIFY[3:]], "no smoothcert checkpoint at tiny.npz"),
+    ("certify", "corrupt weights", [*CERTIFY[:2], "broken-weights", *CERTIFY[3:]], "corrupt checkpoint file"),
+    ("certify", "corrupt config", [*CERTIFY[:2], "broken-config", *CERTIFY[3:]], "corrupt smoothcert checkpoint config"),
+    ("certify", "wrong-kind denoiser", [*CERTIFY, "--denoiser", "model"], "is not a denoiser checkpoint config"),
+    ("certify", "corrupt dataset", [*CERTIFY, "--dataset", "npz:corrupt.npz"], "not a readable .npz archive"),
+    ("certify", "empty dataset", [*CERTIFY, "--dataset", "npz:empty.npz"], "the dataset holds no images"),
+    ("certify", "wrong shape", [*CERTIFY, "--dataset", "mnist5k"], "MnistCNN was built for 8x8 images, got 28x28"),
+    ("certify", "out-of-range alpha", [*CERTIFY, "--alpha", "1.5"], "alpha must be in (0, 1)"),
+    ("certify", "out-of-range n", [*CERTIFY, "--n", "0"], "n must be a positive integer"),
+    ("certify", "out-of-range skip", [*CERTIFY, "--skip", "0"], "--skip must be a positive integer"),
+    ("certify", "absurd batch size (issue #17 case 3)", [*CERTIFY, "--n", "100000000000", "--batch-size", "100000000000"],
+     "more than this machine's"),
+    ("certify", "wrong certificate", [*CERTIFY, "--certificate", "cohen"], "unknown certificate 'cohen' for ablation"),
+    ("certify", "undefended model", [*CERTIFY[:2], "clean", *CERTIFY[3:]], "certify it through a denoiser"),
+    ("certify", "existing output (a log of other settings)", [*CERTIFY[:-1], "c.tsv", "--seed", "1"], "different settings (seed)"),
+    ("certify", "existing output (a checkpoint folder)", [*CERTIFY[:-1], "model"], "choose another --out"),
+    # predict
+    ("predict", "missing checkpoint", [*PREDICT[:2], "nowhere", *PREDICT[3:]], "no smoothcert checkpoint at nowhere"),
+    ("predict", "wrong-kind checkpoint", [*PREDICT[:2], "den", *PREDICT[3:]], "is not a smoothcert checkpoint config"),
+    ("predict", "corrupt config", [*PREDICT[:2], "broken-config", *PREDICT[3:]], "corrupt smoothcert checkpoint config"),
+    ("predict", "missing dataset", [*PREDICT, "--dataset", "npz:missing.npz"], "npz file not found"),
+    ("predict", "wrong shape", [*PREDICT, "--dataset", "mnist5k"], "built for 8x8 images"),
+    ("predict", "out-of-range alpha", [*PREDICT, "--alpha", "0"], "alpha must be in (0, 1)"),
+    ("predict", "out-of-range max", [*PREDICT, "--max", "0"], "--max must be a positive integer"),
+    ("predict", "out-of-range batch size", [*PREDICT, "--batch-size", "0"], "batch_size must be a positive integer"),
+    ("predict", "existing output (a certify log)", [*PREDICT[:-1], "c.tsv"], "c.tsv"),
+    # attack
+    ("attack", "missing checkpoint", [*ATTACK[:2], "nowhere", *ATTACK[3:]], "no smoothcert checkpoint at nowhere"),
+    ("attack", "corrupt weights", [*ATTACK[:2], "broken-weights", *ATTACK[3:]], "corrupt checkpoint file"),
+    ("attack", "wrong-kind checkpoint", [*ATTACK[:2], "den", *ATTACK[3:]], "is not a smoothcert checkpoint config"),
+    ("attack", "out-of-range restarts", [*ATTACK, "--restarts", "0"], "restarts must be a positive integer"),
+    ("attack", "out-of-range queries", [*ATTACK, "--max-queries", "0"], "max_queries must be a positive integer"),
+    ("attack", "out-of-range budget", [*ATTACK, "--attack", "sparse-rs", "--budget", "1000"], "--budget 1000 exceeds the 64 pixels"),
+    ("attack", "flag of the other attack", [*ATTACK, "--budget", "3"], "belong to --attack sparse-rs"),
+    ("attack", "wrong shape", [*ATTACK, "--dataset", "mnist5k"], "built for 8x8 images"),
+    ("attack", "existing output (a certify log)", [*ATTACK[:-1], "c.tsv"], "c.tsv"),
+    # substitute
+    ("substitute", "missing checkpoint", [*SUBSTITUTE[:2], "nowhere", *SUBSTITUTE[3:]], "no smoothcert checkpoint at nowhere"),
+    ("substitute", "out-of-range seed size", [*SUBSTITUTE, "--seed-size", "0"], "size must be an integer >= 1"),
+    ("substitute", "seed size beyond the data", [*SUBSTITUTE, "--seed-size", "100"], "leaves no heldout images"),
+    ("substitute", "out-of-range eps", [*SUBSTITUTE, "--eps", "2"], "eps must lie in (0, 1]"),
+    ("substitute", "out-of-range rounds", [*SUBSTITUTE, "--rounds", "0"], "rounds must be an integer >= 1"),
+    ("substitute", "existing output (a file)", [*SUBSTITUTE, "--out", "result.json"], "result.json already exists: replace it with --overwrite"),
+    ("substitute", "existing output (a folder)", [*SUBSTITUTE, "--out", "model"], "--out model is a folder"),
+    # denoise
+    ("denoise", "missing classifier", [*DENOISE[:2], "nowhere", *DENOISE[3:]], "no smoothcert checkpoint at nowhere"),
+    ("denoise", "wrong-kind classifier", [*DENOISE[:2], "den", *DENOISE[3:]], "is not a smoothcert checkpoint config"),
+    ("denoise", "existing output (a denoiser)", [*DENOISE[:-1], "den"], "den already holds a finished denoiser"),
+    ("denoise", "existing output (a classifier)", [*DENOISE[:-1], "model"], "model already holds a classifier checkpoint"),
+    ("denoise", "existing output with other settings", [*DENOISE[:-1], "den", "--resume", "--sigma", "0.5"],
+     "den holds a denoiser trained with different settings"),
+    ("denoise", "corrupt dataset", [*DENOISE, "--dataset", "npz:corrupt.npz"], "not a readable .npz archive"),
+    ("denoise", "empty dataset", [*DENOISE, "--dataset", "npz:empty.npz"], "holds no images to train on"),
+    ("denoise", "out-of-range data fraction", [*DENOISE, "--data-fraction", "0"], "data_fraction must lie in (0, 1]"),
+    ("denoise", "out-of-range sigma", [*DENOISE, "--sigma", "-1"], "sigma must be a finite number > 0"),
+    ("denoise", "out-of-range depth", [*DENOISE, "--depth", "1"], "a DnCNN needs depth >= 2"),
+    ("denoise", "wrong noise", [*DENOISE, "--noise", "none"], "Gaussian or ablation"),
+    # report
+    ("report", "missing log", ["report", "nowhere.tsv"], "log file not found: nowhere.tsv"),
+    ("report", "wrong-kind file (binary)", ["report", "tiny.npz"], "tiny.npz: not a text log"),
+    ("report", "wrong-kind file (a folder)", ["report", "model"], "log file not found: model"),
+    ("report", "corrupt log", ["report", "bad.tsv"], "bad.tsv:2"),
+    ("report", "log without rows", ["report", "header.tsv"], "header.tsv: no data rows"),
+    ("report", "existing output (a folder)", ["report", "c.tsv", "--plot", "model"], "Is a directory"),
+    # figure
+    ("figure", "out-of-range d", ["figure", "delta", "--d", "0", "--out", "d.png"], "needs 1 <= k <= d"),
+    ("figure", "out-of-range k", ["figure", "delta", "--ks", "1000", "--out", "d.png"], "got k=1000 and d=784"),
+    ("figure", "missing checkpoint", ["figure", "samples", "--out", "s.png"], "figure samples needs --checkpoint"),
+    ("figure", "missing checkpoint folder", ["figure", "samples", "--checkpoint", "nowhere", "--out", "s.png"],
+     "no smoothcert checkpoint at nowhere"),
+    ("figure", "out-of-range index", ["figure", "samples", "--checkpoint", "model", "--index", "1000", "--out", "s.png"],
+     "--index 1000 is outside the test split"),
+    ("figure", "corrupt weights", ["figure", "samples", "--checkpoint", "broken-weights", "--out", "s.png"],
+     "corrupt checkpoint file"),
+    ("figure", "existing output (a folder)", ["figure", "delta", "--out", "model"], "Is a directory"),
+    # reproduce
+    ("reproduce", "out-of-range max", ["reproduce", "table1", "--max", "0", "--out", "new"], "--max must be a positive integer"),
+    ("reproduce", "out-of-range n", ["reproduce", "table8", "--n", "0", "--out", "new"], "--n must be a positive integer"),
+    ("reproduce", "out-of-range alpha", ["reproduce", "table8", "--alpha", "3", "--out", "new"], "alpha must be in (0, 1)"),
+    ("reproduce", "out-of-range k", ["reproduce", "table1", "--ks", "0", "--max", "1", "--out", "new"], "k must be a positive integer"),
+    ("reproduce", "out-of-range sigma", ["reproduce", "smoothing", "--sigmas", "-1", "--max", "1", "--out", "new"],
+     "sigma must be a finite number > 0"),
+    ("reproduce", "missing classifier", ["reproduce", "denoised", "--classifier", "nowhere", "--out", "new"],
+     "no smoothcert checkpoint at nowhere"),
+    ("reproduce", "wrong-kind classifier", ["reproduce", "denoised", "--classifier", "den", "--out", "new"],
+     "is not a smoothcert checkpoint config"),
+    ("reproduce", "flag it does not take", ["reproduce", "denoised", "--epochs", "3", "--out", "new"], "drop --epochs"),
+    # demo
+    ("demo", "existing output (a file)", ["demo", "--out", "tiny.npz"], "tiny.npz is a file, not a checkpoint folder"),
+    ("demo", "out-of-range max", ["demo", "--max", "0", "--out", "new"], "--max must be a positive integer"),
+    ("demo", "out-of-range epochs", ["demo", "--epochs", "0", "--out", "new"], "--epochs must be a positive integer"),
+]
+# CUDA asked for on a machine without it, for every subcommand that picks a device
+CUDA_CASES = [(argv[0], "CUDA unavailable", [*argv, "--device", "cuda"], "no CUDA device is available; use --device cpu")
+              for argv in (TRAIN, CERTIFY, PREDICT, ATTACK, SUBSTITUTE, DENOISE, ["demo", "--out", "new"])]
+
+
+def run(argv, capsys):
+    """Exit status and stderr of ``smoothcert ARGV`` (quiet where the subcommand has --quiet)."""
+    quiet = [] if argv[0] == "report" else ["--quiet"]
+    code = main([*argv, *quiet])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("command", "kind", "argv", "message"),
+                         [*CASES, *[pytest.param(*c, marks=pytest.mark.skipif(not NO_CUDA, reason="CUDA present"))
+                                    for c in CUDA_CASES]],
+                         ids=[f"{c[0]}: {c[1]}" for c in (*CASES, *CUDA_CASES)])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(world, monkeypatch, capsys, command, kind, argv, message):
+    monkeypatch.chdir(world)
+    monkeypatch.delenv("SMOOTHCERT_DEBUG", raising=False)
+    before = snapshot(world)
+    code, err = run(argv, capsys)
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("smoothcert: error: "), err
+    assert message in err
+    assert snapshot(world) == before  # nothing written, nothing destroyed
+
+
+def test_every_subcommand_is_in_the_table():
+    commands = set(cli.build_parser()._subparsers._group_actions[0].choices)
+    assert commands == {case[0] for case in CASES}
+
+
+def test_out_of_memory_names_the_batch_size(world, monkeypatch, capsys):
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 313600000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.chdir(world)
+    monkeypatch.setattr(SmoothedClassifier, "sample", no_memory)
+    before = snapshot(world)
+    code, err = run([*CERTIFY, "--batch-size", "4096"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("smoothcert: error: out of memory ([enforce fail")
+    assert err.rstrip().endswith("lower --batch-size (now 4096)")
+    assert snapshot(world) == before
+
+
+def test_debug_shows_the_traceback(world, monkeypatch, capsys):
+    monkeypatch.chdir(world)
+    argv = [*CERTIFY[:2], "nowhere", *CERTIFY[3:]]
+    for debug_argv, env in (([*argv, "--debug"], None), (["--debug", *argv], None), (argv, "1")):
+        if env:
+            monkeypatch.setenv("SMOOTHCERT_DEBUG", env)
+        code, err = run(debug_argv, capsys)
+        assert code == 2
+        assert err.startswith("Traceback (most recent call last)") and "FileNotFoundError" in err
+        assert err.splitlines()[-1] == "smoothcert: error: no smoothcert checkpoint at nowhere (missing config.json)"
+
+
+def test_a_bug_is_one_line_that_says_so(world, monkeypatch, capsys):
+    def broken(args):
+        raise TypeError("unsupported operand")
+
+    monkeypatch.chdir(world)
+    monkeypatch.delenv("SMOOTHCERT_DEBUG", raising=False)
+    monkeypatch.setattr(cli, "cmd_figure", broken)
+    code, err = run(["figure", "delta", "--out", "d.png"], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert "internal error TypeError: unsupported operand" in err and "--debug" in err
+
+
+def test_ctrl_c_leaves_a_resumable_run(world, tmp_path, monkeypatch, capsys):
+    """Exit status 130 and a note; re-running the command (train: with --resume) finishes the run."""
+    from smoothcert import train
+
+    monkeypatch.chdir(world)
+    out = tmp_path / "model"
+    argv = ["train", "--dataset", "npz:tiny.npz", "--model", "mnist_cnn", "--epochs", "2", "--batch-size", "32",
+            "--device", "cpu", "--out", str(out)]
+    real_save = train.save_checkpoint
+
+    def save_then_interrupt(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
+    code, err = run(argv, capsys)
+    assert code == 130
+    assert err == f"smoothcert: interrupted; {out} holds a classifier checkpoint at epoch 1 of 2: re-run with --resume to continue it\n"
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    assert run(argv, capsys)[0] == 2  # without --resume the checkpoint is not replaced
+    assert run([*argv, "--resume"], capsys)[0] == 0
+    assert json.loads((out / "config.json").read_text())["epoch"] == 2
+
+    log = tmp_path / "c.tsv"
+    certify = [*CERTIFY[:-1], str(log), "--max", "3"]
+    real_write = TsvLog.write
+    calls = []
+
+    def write_then_interrupt(self, row):
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_write(self, row)
+
+    monkeypatch.setattr(TsvLog, "write", write_then_interrupt)
+    code, err = run(certify, capsys)
+    assert code == 130 and err == "smoothcert: interrupted; finished work is kept: re-running the same command resumes\n"
+    assert len(log.read_text().splitlines()) == 2  # header and the first image
+    monkeypatch.setattr(TsvLog, "write", real_write)
+    assert run(certify, capsys)[0] == 0
+    assert [row.split("\t")[0] for row in log.read_text().splitlines()[1:]] == ["0", "1", "2"]
