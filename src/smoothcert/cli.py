@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from . import paper
@@ -27,9 +28,12 @@ from .report import (
     read_log,
     summarize,
 )
+from .distributed import current_world, rank_device
 from .runner import adversarial_path, run_attack, run_dataset, select_indices
+from .runner.shards import Shard, merge_logs, run_sharded
 from .seeding import DEVICES
 from .smooth import SmoothedClassifier
+from .speed import AMP_DTYPES, accelerate
 from .train import RECIPES, get_recipe, train_classifier
 
 
@@ -70,6 +74,16 @@ def _add_oracle(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass (memory bound)")
 
 
+def _add_scale(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shard", type=Shard.parse, default=None, metavar="I/N",
+                   help="run only shard I of N (0-based) into OUT.shard-I-of-N.tsv, for job arrays without "
+                        "torchrun; join the shards with `smoothcert merge`")
+    p.add_argument("--compile", action="store_true", help="torch.compile the base classifier (eager if it cannot compile)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format for the base classifier")
+    p.add_argument("--amp", choices=sorted(AMP_DTYPES), default=None,
+                   help="CUDA only: autocast the base classifier to bf16 or fp16 (recorded in the log's settings)")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     method = make_method(args.method, **_method_params(args.method_param))
@@ -78,26 +92,33 @@ def cmd_train(args: argparse.Namespace) -> None:
         model=args.model, method=method, seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
         progress=not args.quiet,
     )
-    print(f"checkpoint written to {args.out}")
+    if current_world().main:
+        print(f"checkpoint written to {args.out}")
 
 
 def _evaluate(args: argparse.Namespace, mode: str) -> None:
     config = read_config(args.checkpoint)
     dataset = _dataset_of(args, config)
     data = load_dataset(dataset, args.split, args.data_root)
-    options = {"certificate": getattr(args, "certificate", None), "batch_size": args.batch_size, "device": args.device}
+    options = {"certificate": getattr(args, "certificate", None), "batch_size": args.batch_size,
+               "device": rank_device(args.device)}
     settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split}
     if args.denoiser is not None:
         smoothed = smoothed_denoised(args.checkpoint, args.denoiser, **options)
         settings["denoiser"] = str(Path(args.denoiser).resolve())
     else:
         smoothed = SmoothedClassifier.from_checkpoint(args.checkpoint, **options)
-    run_dataset(
-        smoothed, data, args.out, mode=mode, n0=getattr(args, "n0", 0), n=args.n, alpha=args.alpha, seed=args.seed,
-        indices=select_indices(len(data), args.skip, args.max), settings=settings, progress=not args.quiet,
+    smoothed.base = accelerate(smoothed.base, compile=args.compile, channels_last=args.channels_last, amp=args.amp)
+    if args.amp:
+        settings["amp"] = args.amp
+    log = run_sharded(
+        partial(run_dataset, smoothed, data, mode=mode, n0=getattr(args, "n0", 0), n=args.n, alpha=args.alpha, seed=args.seed),
+        args.out, indices=select_indices(len(data), args.skip, args.max), settings=settings, shard=args.shard,
+        progress=not args.quiet,
     )
-    summary = summarize(read_log(args.out), radii=())
-    print(f"{mode}: {summary['n']} images, accuracy {100 * summary['accuracy']:.2f}%, abstained {100 * summary['abstained']:.2f}% -> {args.out}")
+    if log is not None:  # None: a torchrun rank other than 0
+        summary = summarize(read_log(log), radii=())
+        print(f"{mode}: {summary['n']} images, accuracy {100 * summary['accuracy']:.2f}%, abstained {100 * summary['abstained']:.2f}% -> {log}")
 
 
 def _dataset_of(args: argparse.Namespace, config: dict) -> str:
@@ -118,19 +139,28 @@ def cmd_attack(args: argparse.Namespace) -> None:
         params = {"budget": args.budget, "max_queries": args.max_queries, "start": args.start_budget}
     attack = make_attack(args.attack, **{k: v for k, v in params.items() if v is not None})
     make_oracle, config = oracle_factory(args.checkpoint, n=args.n, alpha=args.alpha, fixed=not args.fresh,
-                                         n_check=args.n_check, seed=args.seed, batch_size=args.batch_size, device=args.device)
+                                         n_check=args.n_check, seed=args.seed, batch_size=args.batch_size,
+                                         device=rank_device(args.device))
     dataset = _dataset_of(args, config)
     data = load_dataset(dataset, args.split, args.data_root)
     settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split,
                 "target": "model" if config["noise"]["noise"] == "none" else "smoothed"}
     if settings["target"] == "smoothed":
         settings.update(n=args.n, n_check=args.n_check or args.n, alpha=args.alpha, fixed=not args.fresh)
-    run_attack(make_oracle, attack, data, args.out, seed=args.seed, indices=select_indices(len(data), args.skip, args.max),
-               settings=settings, progress=not args.quiet)
-    summary = summarize_attack(read_attack_log(args.out))
+    log = run_sharded(partial(run_attack, make_oracle, attack, data, seed=args.seed), args.out,
+                      indices=select_indices(len(data), args.skip, args.max), settings=settings, shard=args.shard,
+                      progress=not args.quiet)
+    if log is None:  # a torchrun rank other than 0
+        return
+    summary = summarize_attack(read_attack_log(log))
     print(f"attack: {summary['n']} images, success {100 * summary['success']:.2f}%, median L0 "
-          f"{summary['median_l0']:g}, mean queries {summary['mean_queries']:.0f} -> {args.out} "
-          f"(adversarial examples in {adversarial_path(args.out)})")
+          f"{summary['median_l0']:g}, mean queries {summary['mean_queries']:.0f} -> {log} "
+          f"(adversarial examples in {adversarial_path(log)})")
+
+
+def cmd_merge(args: argparse.Namespace) -> None:
+    out = merge_logs(args.out, args.shards)
+    print(f"merged {len(args.shards)} shard logs -> {out}")
 
 
 def cmd_substitute(args: argparse.Namespace) -> None:
@@ -262,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_sampling(p, certify)
         _add_common(p)
         p.add_argument("--out", type=Path, required=True, help="TSV log (re-running resumes it)")
+        _add_scale(p)
         p.set_defaults(func=(lambda a, m=name: _evaluate(a, m)))
 
     p = sub.add_parser("attack", help="L0 attacks on a model or its smoothed classifier (upper bounds)")
@@ -281,7 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max", type=int, default=None, help="at most N images")
     _add_common(p)
     p.add_argument("--out", type=Path, required=True, help="TSV log (re-running resumes it); examples go beside it as .npz")
+    p.add_argument("--shard", type=Shard.parse, default=None, metavar="I/N",
+                   help="run only shard I of N (0-based) into OUT.shard-I-of-N.tsv; join with `smoothcert merge`")
     p.set_defaults(func=cmd_attack)
+
+    p = sub.add_parser("merge", help="join the shard logs of a --shard I/N run into one log (refuses mixed settings)")
+    p.add_argument("shards", nargs="+", type=Path, help="the logs of shards 0..N-1 (OUT.shard-I-of-N.tsv)")
+    p.add_argument("--out", type=Path, required=True, help="the joined log (rows ordered by idx)")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("substitute", help="black-box transfer: JbDA substitute training, then FGSM")
     p.add_argument("--checkpoint", type=Path, required=True, help="the oracle: an undefended model or a smoothed one")

@@ -42,8 +42,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import (
     _load_tensors,
-    _save_tensors,
-    _write_json,
+    commit,
     load_checkpoint,
     noise_from_config,
     read_json_config,
@@ -293,12 +292,8 @@ def train_denoiser(
 
 
 def save_denoiser(path: str | Path, denoiser: DnCNN, config: dict[str, Any]) -> Path:
-    """Write ``denoiser.safetensors`` and then ``config.json`` (so a directory with a config is complete)."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    _save_tensors(path / "denoiser.safetensors", denoiser.state_dict())
-    _write_json(path / "config.json", {**config, **denoiser.config(), "format": FORMAT})
-    return path
+    """Write ``denoiser.safetensors`` and ``config.json`` as one checkpoint (``checkpoint.commit``)."""
+    return commit(path, {"denoiser.safetensors": denoiser.state_dict()}, {**config, **denoiser.config(), "format": FORMAT})
 
 
 def read_denoiser_config(path: str | Path) -> dict[str, Any]:
