@@ -2,6 +2,7 @@
 rank fails the run and the re-run resumes to the same log, DDP training writes a checkpoint that
 certifies. Each torchrun start costs several seconds, hence ``slow``."""
 
+import hashlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import pytest
 import smoothcert
 from smoothcert.checkpoint import load_checkpoint
 from smoothcert.cli import main
+from smoothcert.denoisers import load_denoiser
 from smoothcert.runner.shards import Shard
 
 pytestmark = pytest.mark.slow
@@ -103,3 +105,53 @@ def test_ddp_training_writes_a_checkpoint_that_loads_and_certifies(tiny_checkpoi
                  "--out", str(out)]) == 0
     correct = [int(line.split("\t")[7]) for line in out.read_text().splitlines()[1:]]
     assert len(correct) == 24 and sum(correct) >= 18  # the easy task is learned under DDP too
+
+
+DDP_SCRIPT = """
+import hashlib, sys
+from pathlib import Path
+import torch
+from smoothcert.checkpoint import load_checkpoint
+from smoothcert.data import load_dataset
+from smoothcert.denoisers import train_denoiser
+from smoothcert.distributed import process_group
+from smoothcert.models import build_model
+from smoothcert.noises import Ablation, Gaussian
+from smoothcert.train import fit, get_recipe
+
+def digest(module):
+    return hashlib.sha256(b"".join(t.detach().numpy().tobytes() for t in module.state_dict().values())).hexdigest()
+
+data, root = load_dataset(sys.argv[1], "train"), Path(sys.argv[2])
+config = {"model": "mnist_cnn", "num_classes": 2, "image_size": [8, 8], "dataset": "tiny"}
+with process_group() as world:
+    for method in ("noise", "consistency", "stability", "macer", "smoothadv"):
+        noise = Gaussian(0.25) if method == "smoothadv" else Ablation(16)
+        torch.manual_seed(0)
+        model = build_model("mnist_cnn", noise.channels(1), 2, (8, 8))
+        fit(model, noise, data, get_recipe("fast", epochs=1, batch_size=32), method=method, device="cpu",
+            out=root / method, config={**config, "in_channels": noise.channels(1)}, progress=False)
+        (root / f"{method}-{world.rank}.sha").write_text(digest(model))
+    denoiser, _ = train_denoiser(model, data, method="mse-stability", sigma=0.25, epochs=2, batch_size=32, depth=3,
+                                 width=8, device="cpu", out=root / "denoiser", progress=False)
+    (root / f"denoiser-{world.rank}.sha").write_text(digest(denoiser))
+"""
+
+
+def test_every_training_method_and_the_denoiser_train_under_ddp(tiny_checkpoint, tmp_path):
+    data, _ = tiny_checkpoint
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script), data,
+               str(tmp_path)]
+    run = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    for name in ("noise", "consistency", "stability", "macer", "smoothadv", "denoiser"):
+        rank0, rank1 = ((tmp_path / f"{name}-{rank}.sha").read_text() for rank in range(2))
+        assert rank0 == rank1, name  # DDP kept the replicas identical
+        saved = load_denoiser(tmp_path / name)[0] if name == "denoiser" else load_checkpoint(tmp_path / name)[0]
+        assert _digest(saved) == rank0, name  # rank 0 wrote them
+
+
+def _digest(module):
+    return hashlib.sha256(b"".join(t.detach().numpy().tobytes() for t in module.state_dict().values())).hexdigest()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from smoothcert.cli import main
@@ -121,3 +122,19 @@ def test_second_certify_is_refused_and_a_killed_holder_does_not_block(tiny_check
     assert _certify(tiny_checkpoint, out, "--max", "4") == 0  # the kernel released the dead process's lock
     assert [r.split("\t")[0] for r in _rows(out)] == ["0", "1", "2", "3"]
     assert json.loads((tmp_path / "c.tsv.json").read_text())["n"] == 200
+
+
+def test_attack_shards_merge_with_their_adversarial_examples(tiny_checkpoint, tmp_path):
+    data, model = tiny_checkpoint
+    args = ["attack", "--checkpoint", str(model), "--dataset", data, "--attack", "pointwise", "--restarts", "1",
+            "--max-queries", "30", "--n", "20", "--max", "5", "--device", "cpu", "--quiet"]
+    single, out = tmp_path / "single.tsv", tmp_path / "a.tsv"
+    assert main([*args, "--out", str(single)]) == 0
+    for i in range(2):
+        assert main([*args, "--shard", f"{i}/2", "--out", str(out)]) == 0
+    merge_logs(out, [Shard(i, 2).path(out) for i in range(2)])
+    assert _without_time(out) == _without_time(single)
+    with np.load(tmp_path / "a.npz") as merged, np.load(tmp_path / "single.npz") as whole:
+        assert sorted(merged.files) == sorted(whole.files)
+        for key in whole.files:
+            assert np.array_equal(merged[key], whole[key])

@@ -191,7 +191,8 @@ def cmd_denoise(args: argparse.Namespace) -> None:
                   sigma=args.sigma, noise=args.noise, k=args.k, encoding=args.encoding, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, depth=args.depth, width=args.width, out=args.out,
                   seed=args.seed, device=args.device, data_root=args.data_root, progress=not args.quiet)
-    print(f"denoiser written to {out}; certify with: smoothcert certify --checkpoint {args.classifier} --denoiser {out} ...")
+    if current_world().main:
+        print(f"denoiser written to {out}; certify with: smoothcert certify --checkpoint {args.classifier} --denoiser {out} ...")
 
 
 def cmd_report(args: argparse.Namespace) -> None:

@@ -34,7 +34,7 @@ from .data import ImageDataset, channel_mean, load_dataset
 from .methods import Method, make_method
 from .models import build_model
 from .noises import Noise, make_noise
-from .distributed import all_reduce_sum, barrier, current_world, process_group, rank_device
+from .distributed import all_reduce_sum, barrier, broadcast_buffers, current_world, process_group, rank_device
 from .seeding import generator, stream_seed
 from .speed import to_device
 
@@ -245,6 +245,7 @@ def fit(
             bar.write("  ".join(f"{k} {v:.4g}" for k, v in record.items()))
         if out is not None and world.main:
             save_checkpoint(out, model, {**config, "epoch": epoch + 1, "history": history}, optimizer)
+    broadcast_buffers(model)
     return history
 
 
