@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-import smoothcert.checkpoint as checkpoint
+from smoothcert import checkpoint
 from smoothcert.checkpoint import checkpoint_lock, load_checkpoint, read_config, recover
 from smoothcert.data import load_dataset
 from smoothcert.locking import InUseError
@@ -78,10 +78,9 @@ def test_recover_leaves_a_complete_checkpoint_alone(data, tmp_path):
 def test_a_training_run_locks_its_checkpoint_folder(tiny_npz, tmp_path):
     spec = tiny_npz(tmp_path / "tiny.npz", 0, 64, 8)
     out = tmp_path / "model"
-    with checkpoint_lock(out):
-        with pytest.raises(InUseError, match="checkpoint .*model is in use by another smoothcert process"):
-            train_classifier(spec, out, k=16, recipe=get_recipe("fast", epochs=1), model="mnist_cnn", device="cpu",
-                             progress=False)
+    with checkpoint_lock(out), pytest.raises(InUseError, match="checkpoint .*model is in use by another smoothcert"):
+        train_classifier(spec, out, k=16, recipe=get_recipe("fast", epochs=1), model="mnist_cnn", device="cpu",
+                         progress=False)
     assert not (out / "config.json").exists()
     train_classifier(spec, out, k=16, recipe=get_recipe("fast", epochs=1), model="mnist_cnn", device="cpu", progress=False)
     assert read_config(out)["epoch"] == 1

@@ -30,7 +30,7 @@ def test_shard_parse_select_and_path(tmp_path):
     assert Shard.parse("1/3") == Shard(1, 3) and str(Shard(1, 3)) == "1/3"
     assert Shard(1, 3).select(list(range(0, 20, 2))) == [2, 8, 14]
     shards = [Shard(i, 3).select(range(10)) for i in range(3)]
-    assert sorted(sum(shards, [])) == list(range(10))  # a partition of the selection
+    assert sorted(i for shard in shards for i in shard) == list(range(10))  # a partition of the selection
     assert Shard(0, 2).path(tmp_path / "certify.tsv") == tmp_path / "certify.shard-0-of-2.tsv"
     for bad in ("2/2", "-1/2", "1", "a/b", "0/0"):
         with pytest.raises(ValueError, match="I/N"):
@@ -103,11 +103,12 @@ def test_second_certify_is_refused_and_a_killed_holder_does_not_block(tiny_check
     out = tmp_path / "c.tsv"
     assert _certify(tiny_checkpoint, out, "--max", "2") == 0
     before = out.read_text()
+    hold = ("import sys, time, json; from smoothcert.runner import TsvLog, CERTIFY_COLUMNS; "
+            "log = TsvLog(sys.argv[1], CERTIFY_COLUMNS, json.load(open(sys.argv[1] + '.json'))); "
+            "print('locked', flush=True); time.sleep(60)")
     holder = subprocess.Popen(  # another process holding the log, e.g. a certify run in progress
-        [sys.executable, "-c", "import sys, time; from smoothcert.runner import TsvLog, CERTIFY_COLUMNS; "
-         "import json; log = TsvLog(sys.argv[1], CERTIFY_COLUMNS, json.load(open(sys.argv[1] + '.json'))); "
-         "print('locked', flush=True); time.sleep(60)", str(out)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        [sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:
         assert holder.stdout.readline().strip() == "locked"
         started = time.monotonic()

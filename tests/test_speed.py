@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-import smoothcert.speed as speed
+from smoothcert import speed
 from smoothcert.cli import main
 from smoothcert.models import build_model
 from smoothcert.speed import Accelerated, accelerate
@@ -43,7 +43,7 @@ def test_channels_last_and_bf16_autocast_run_on_cpu(model_and_inputs):
 def test_a_compile_failure_warns_and_runs_eagerly(model_and_inputs, monkeypatch):
     model, x = model_and_inputs
 
-    def broken(module):
+    def broken(module, **options):
         def run(inputs):
             raise RuntimeError("no C++ compiler found")
         return run

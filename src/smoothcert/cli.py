@@ -18,6 +18,7 @@ from .checkpoint import read_config
 from .data import DATASETS, load_dataset
 from .denoisers import METHODS as DENOISER_METHODS
 from .denoisers import denoise, smoothed_denoised
+from .distributed import current_world, rank_device
 from .methods import METHODS, make_method
 from .models import MODELS
 from .noises import ENCODINGS, NOISES, Ablation, Gaussian
@@ -28,7 +29,6 @@ from .report import (
     read_log,
     summarize,
 )
-from .distributed import current_world, rank_device
 from .runner import adversarial_path, run_attack, run_dataset, select_indices
 from .runner.shards import Shard, merge_logs, run_sharded
 from .seeding import DEVICES

@@ -52,9 +52,15 @@ from .checkpoint import (
 )
 from .data import ImageDataset, channel_mean, load_dataset
 from .decrop import DecropObjective, SampleParams, frozen, generate_samples, state_hash
+from .distributed import (
+    all_reduce_sum,
+    broadcast_buffers,
+    current_world,
+    process_group,
+    rank_device,
+)
 from .models import _positive_int
 from .noises import Noise, make_noise
-from .distributed import all_reduce_sum, broadcast_buffers, current_world, process_group, rank_device
 from .seeding import generator, resolve_device, stream_seed
 from .smooth import SmoothedClassifier
 from .train import Recipe

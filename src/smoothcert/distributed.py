@@ -22,7 +22,7 @@ import torch.distributed as dist
 from .seeding import resolve_device
 
 TIMEOUT = timedelta(minutes=30)
-"""How long a collective waits for a slow rank before failing (the longest gap between barriers)."""
+"""How long a collective of DDP training waits for a slow rank before failing."""
 
 
 @dataclass(frozen=True)
@@ -66,15 +66,15 @@ def rank_device(device: str | torch.device = "auto", world: World | None = None)
 
 
 @contextmanager
-def process_group(backend: str = "gloo") -> Iterator[World]:
+def process_group(backend: str = "gloo", timeout: timedelta = TIMEOUT) -> Iterator[World]:
     """Join the torchrun process group for the duration of the block (nothing to join without
-    torchrun); yields the ``World``. An exception in the block propagates, so the process exits
-    with its error and torchrun stops the other ranks."""
+    torchrun), collectives failing after ``timeout``; yields the ``World``. An exception in the
+    block propagates, so the process exits with its error and torchrun stops the other ranks."""
     world = current_world()
     if not world.distributed or dist.is_initialized():
         yield world
         return
-    dist.init_process_group(backend=backend, timeout=TIMEOUT)
+    dist.init_process_group(backend=backend, timeout=timeout)
     try:
         yield world
     finally:

@@ -22,8 +22,9 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 class Accelerated(nn.Module):
     """``model`` with its input in channels-last layout (``channels_last``), under autocast to
     ``amp`` ("bf16"/"fp16", meant for CUDA; on a CPU it runs but rarely helps) and compiled by
-    ``torch.compile`` (``compile``); returns float32 logits. If compilation fails, a warning
-    names the reason and the model runs eagerly from then on."""
+    ``torch.compile`` (``compile``, for inference: the weights are frozen into the graph);
+    returns float32 logits. If compilation fails, a warning names the reason and the model runs
+    eagerly from then on."""
 
     def __init__(self, model: nn.Module, *, compile: bool = False, channels_last: bool = False,
                  amp: str | None = None) -> None:
@@ -33,7 +34,9 @@ class Accelerated(nn.Module):
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         self.channels_last = channels_last
         self.amp = amp
-        self._compiled = torch.compile(self.model) if compile else None
+        # freezing: the weights become constants of the compiled graph (certification never changes
+        # them), so inductor folds them and pre-packs the convolutions
+        self._compiled = torch.compile(self.model, options={"freezing": True}) if compile else None
 
     def __getattr__(self, name: str) -> Any:
         try:

@@ -29,12 +29,26 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .checkpoint import checkpoint_lock, load_optimizer, load_weights, read_config, recover, save_checkpoint
+from .checkpoint import (
+    checkpoint_lock,
+    load_optimizer,
+    load_weights,
+    read_config,
+    recover,
+    save_checkpoint,
+)
 from .data import ImageDataset, channel_mean, load_dataset
+from .distributed import (
+    all_reduce_sum,
+    barrier,
+    broadcast_buffers,
+    current_world,
+    process_group,
+    rank_device,
+)
 from .methods import Method, make_method
 from .models import build_model
 from .noises import Noise, make_noise
-from .distributed import all_reduce_sum, barrier, broadcast_buffers, current_world, process_group, rank_device
 from .seeding import generator, stream_seed
 from .speed import to_device
 

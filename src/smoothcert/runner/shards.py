@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,10 @@ import numpy as np
 from ..distributed import barrier, current_world, process_group
 from .dataset import _write_adversarial, adversarial_path, read_adversarial
 from .log import log_lock
+
+SHARD_TIMEOUT = timedelta(days=7)
+"""How long rank 0 waits at the barrier for the other shards: ranks of a resumed run may finish hours
+apart. A rank that dies does not make the others wait: torchrun then stops every rank."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +218,7 @@ def run_sharded(run: Callable[..., Path], out: str | Path, *, indices: Sequence[
     out = Path(out)
     if shard is not None:
         return _run_shard(run, out, shard, shard.select(indices), settings, progress, kwargs)
-    with process_group("gloo") as world:
+    with process_group("gloo", SHARD_TIMEOUT) as world:
         done = set(_read_rows(out)[1]) if out.exists() else set()
         mine = [i for i in Shard(world.rank, world.size).select(indices) if i not in done]
         _run_shard(run, out, Shard(world.rank, world.size), mine, settings, progress and world.main, kwargs)
