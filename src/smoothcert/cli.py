@@ -74,14 +74,24 @@ def _add_oracle(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass (memory bound)")
 
 
-def _add_scale(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--shard", type=Shard.parse, default=None, metavar="I/N",
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _add_shard(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                    help="run only shard I of N (0-based) into OUT.shard-I-of-N.tsv, for job arrays without "
                         "torchrun; join the shards with `smoothcert merge`")
+
+
+def _add_speed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the base classifier (eager if it cannot compile)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format for the base classifier")
     p.add_argument("--amp", choices=sorted(AMP_DTYPES), default=None,
-                   help="CUDA only: autocast the base classifier to bf16 or fp16 (recorded in the log's settings)")
+                   help="autocast the base classifier to bf16 or fp16, for CUDA (recorded in the log's settings)")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -293,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_sampling(p, certify)
         _add_common(p)
         p.add_argument("--out", type=Path, required=True, help="TSV log (re-running resumes it)")
-        _add_scale(p)
+        _add_shard(p)
+        _add_speed(p)
         p.set_defaults(func=(lambda a, m=name: _evaluate(a, m)))
 
     p = sub.add_parser("attack", help="L0 attacks on a model or its smoothed classifier (upper bounds)")
@@ -313,8 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max", type=int, default=None, help="at most N images")
     _add_common(p)
     p.add_argument("--out", type=Path, required=True, help="TSV log (re-running resumes it); examples go beside it as .npz")
-    p.add_argument("--shard", type=Shard.parse, default=None, metavar="I/N",
-                   help="run only shard I of N (0-based) into OUT.shard-I-of-N.tsv; join with `smoothcert merge`")
+    _add_shard(p)
     p.set_defaults(func=cmd_attack)
 
     p = sub.add_parser("merge", help="join the shard logs of a --shard I/N run into one log (refuses mixed settings)")
