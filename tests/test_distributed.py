@@ -155,3 +155,57 @@ def test_every_training_method_and_the_denoiser_train_under_ddp(tiny_checkpoint,
 
 def _digest(module):
     return hashlib.sha256(b"".join(t.detach().numpy().tobytes() for t in module.state_dict().values())).hexdigest()
+
+
+RESUME_SCRIPT = """
+import dataclasses, sys
+from pathlib import Path
+import torch
+from smoothcert.checkpoint import load_checkpoint
+from smoothcert.data import load_dataset
+from smoothcert.distributed import process_group
+from smoothcert.models import build_model
+from smoothcert.noises import Ablation
+from smoothcert.train import Recipe, fit, get_recipe
+
+class Stop(Exception):
+    pass
+
+@dataclasses.dataclass(frozen=True)
+class StopAtEpoch1(Recipe):  # every rank stops at the start of epoch 1 (0-based): an interruption
+    def lr_at(self, epoch):
+        if epoch == 1:
+            raise Stop
+        return super().lr_at(epoch)
+
+data, root = load_dataset(sys.argv[1], "train"), Path(sys.argv[2])
+config = {"model": "mnist_cnn", "in_channels": 2, "num_classes": 2, "image_size": [8, 8], "dataset": "tiny"}
+recipe = get_recipe("fast", epochs=3, batch_size=32)
+
+def run(out, recipe, resume=False):
+    torch.manual_seed(0)
+    model = build_model("mnist_cnn", 2, 2, (8, 8))
+    fit(model, Ablation(16), data, recipe, device="cpu", out=out, resume=resume, config=config, progress=False)
+
+with process_group() as world:
+    run(root / "whole", recipe)
+    try:
+        run(root / "resumed", StopAtEpoch1(**dataclasses.asdict(recipe)))
+        raise AssertionError("not interrupted")
+    except Stop:
+        pass
+    run(root / "resumed", recipe, resume=True)
+"""
+
+
+def test_ddp_training_resumes_exactly(tiny_checkpoint, tmp_path):
+    data, _ = tiny_checkpoint
+    script = tmp_path / "resume.py"
+    script.write_text(RESUME_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script), data,
+               str(tmp_path)]
+    run = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr
+    whole, resumed = (json.loads((tmp_path / name / "config.json").read_text()) for name in ("whole", "resumed"))
+    assert resumed["history"] == whole["history"] and resumed["epoch"] == 3
+    assert _digest(load_checkpoint(tmp_path / "resumed")[0]) == _digest(load_checkpoint(tmp_path / "whole")[0])
