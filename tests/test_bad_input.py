@@ -170,6 +170,9 @@ CASES = [
     ("denoise", "out-of-range depth", [*DENOISE, "--depth", "1"], "a DnCNN needs depth >= 2"),
     ("denoise", "wrong noise", [*DENOISE, "--noise", "none"], "Gaussian or ablation"),
     # report
+    ("merge", "missing shard log", ["merge", "nowhere.tsv", "--out", "joined.tsv"], "nowhere.tsv"),
+    ("merge", "not a shard log", ["merge", "c.tsv", "--out", "joined.tsv"], "not a shard log"),
+    ("merge", "a log given twice", ["merge", "c.tsv", "c.tsv", "--out", "joined.tsv"], "given twice"),
     ("report", "missing log", ["report", "nowhere.tsv"], "log file not found: nowhere.tsv"),
     ("report", "wrong-kind file (binary)", ["report", "tiny.npz"], "tiny.npz: not a text log"),
     ("report", "wrong-kind file (a folder)", ["report", "model"], "log file not found: model"),
@@ -211,7 +214,7 @@ CUDA_CASES = [(argv[0], "CUDA unavailable", [*argv, "--device", "cuda"], "no CUD
 
 def run(argv, capsys):
     """Exit status and stderr of ``smoothcert ARGV`` (quiet where the subcommand has --quiet)."""
-    quiet = [] if argv[0] == "report" else ["--quiet"]
+    quiet = [] if argv[0] in ("report", "merge") else ["--quiet"]
     code = main([*argv, *quiet])
     return code, capsys.readouterr().err
 

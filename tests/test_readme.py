@@ -87,6 +87,7 @@ def _subparsers() -> dict[str, object]:
 def test_readme_command_line_parses(argv, capsys):
     if argv[0] == "-m":  # python -m smoothcert ... / torchrun ... -m smoothcert ...
         module, argv = argv[1], argv[2:]
+        argv = argv[1:] if argv[:1] == ["--"] else argv  # torchrun: "--" ends its own options
         runnable = module if module != "smoothcert" else "smoothcert.__main__"
         assert importlib.util.find_spec(runnable) is not None, f"`-m {module}` cannot run: no module {runnable}"
     try:

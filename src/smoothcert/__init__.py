@@ -48,6 +48,7 @@ from .gaussian import (
     radius_two_class,
 )
 from .information import mutual_information_ablation, mutual_information_lee
+from .locking import InUseError
 from .methods import (
     METHODS,
     Consistency,
@@ -62,6 +63,7 @@ from .noises import Ablation, Gaussian, ablate, make_noise, sample_keep_mask
 from .paper import demo, reproduce, reproduce_denoised
 from .report import read_log, summarize
 from .runner import read_adversarial, run_attack, run_dataset, select_indices
+from .runner.shards import Shard, merge_logs, run_sharded
 from .sequential import (
     Adaptive,
     GroupSequentialCP,
@@ -70,6 +72,7 @@ from .sequential import (
     mixture_upper,
 )
 from .smooth import ABSTAIN, Certificate, SmoothedClassifier
+from .speed import accelerate
 from .train import RECIPES, Recipe, fit, get_recipe, train_classifier
 
 __version__ = "0.1.0"
@@ -87,4 +90,5 @@ __all__ = [
     "radius_lipschitz", "radius_lp", "radius_two_class", "read_log",
     "reproduce", "run_dataset", "sample_keep_mask", "save_checkpoint", "select_indices", "summarize",
     "train_classifier",
+    "InUseError", "Shard", "accelerate", "merge_logs", "run_sharded",
 ]

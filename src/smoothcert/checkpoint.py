@@ -8,11 +8,17 @@ A checkpoint is a directory holding
   ``image_size``), how it was trained (``noise``, ``dataset``, ``recipe``, ``method``, ``seed``),
   the last finished ``epoch``, the per-epoch ``history`` and the optimizer's non-tensor state.
 
-``config.json`` is written last and atomically, so a directory whose config exists is complete.
+A checkpoint is written as a whole (``commit``): every file goes to a temporary name first,
+``config.json`` lists the SHA-256 of each tensor file (``files``), and only then are the files
+renamed into place, ``config.json`` last. Loading checks the hashes, so a kill between two renames
+(epoch e+1's weights beside epoch e's config) is refused instead of silently mixed, and
+``recover`` (run by ``--resume``) completes the interrupted renames. A training run holds
+``checkpoint.lock`` in its directory, so two runs never write one checkpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -21,9 +27,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 from torch import nn
 
+from .locking import FileLock
 from .models import build_model
 from .noises import Ablation, Clean, Gaussian, Noise
 
@@ -31,29 +38,68 @@ FORMAT = "smoothcert-checkpoint/1"
 _REQUIRED = ("format", "model", "in_channels", "num_classes", "image_size", "noise")
 
 
-def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+_STAGED = ".tmp"
 
 
-def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+def _write_durably(path: Path, data: bytes) -> None:
+    with path.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def commit(path: str | Path, tensor_files: dict[str, dict[str, torch.Tensor]], config: dict[str, Any]) -> Path:
+    """Write the safetensors files ``tensor_files`` (file name -> tensors) and ``config.json`` (with
+    ``files``: file name -> SHA-256) to the directory ``path`` as one checkpoint (see above)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    hashes = {}
+    for name, tensors in tensor_files.items():
+        data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+        _write_durably(path / (name + _STAGED), data)
+        hashes[name] = hashlib.sha256(data).hexdigest()
+    _write_durably(path / ("config.json" + _STAGED), json.dumps({**config, "files": hashes}, indent=2, sort_keys=True).encode())
+    for name in (*tensor_files, "config.json"):
+        os.replace(path / (name + _STAGED), path / name)
+    return path
+
+
+def recover(path: str | Path) -> None:
+    """Complete a ``commit`` interrupted between its renames: if a staged ``config.json`` is present
+    and every file it lists is present (staged or already renamed) with its hash, rename the rest."""
+    path = Path(path)
+    staged = path / ("config.json" + _STAGED)
+    if not staged.is_file():
+        return
+    try:
+        files = json.loads(staged.read_text())["files"]
+    except (json.JSONDecodeError, KeyError):
+        return  # killed while staging: the committed set is untouched
+    def ready(name: str) -> bool:
+        for candidate in (path / (name + _STAGED), path / name):
+            if candidate.is_file() and hashlib.sha256(candidate.read_bytes()).hexdigest() == files[name]:
+                return True
+        return False
+    if all(ready(name) for name in files):
+        for name in (*files, "config.json"):
+            if (path / (name + _STAGED)).is_file():
+                os.replace(path / (name + _STAGED), path / name)
+
+
+def checkpoint_lock(path: str | Path) -> FileLock:
+    """The lock a training run holds on its checkpoint directory ``path``."""
+    return FileLock(Path(path) / "checkpoint.lock", f"checkpoint {path}")
 
 
 def save_checkpoint(
     path: str | Path, model: nn.Module, config: dict[str, Any], optimizer: torch.optim.Optimizer | None = None
 ) -> Path:
-    """Write ``model`` (and ``optimizer``) with ``config`` to the directory ``path``."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    """Write ``model`` (and ``optimizer``) with ``config`` to the directory ``path`` as one ``commit``."""
     config = {**config, "format": FORMAT}
     missing = [k for k in _REQUIRED if k not in config]
     if missing:
         raise ValueError(f"checkpoint config lacks {missing}")
-    _save_tensors(path / "model.safetensors", model.state_dict())
+    files = {"model.safetensors": model.state_dict()}
     if optimizer is not None:
         state = optimizer.state_dict()
         tensors, scalars = {}, {}
@@ -63,10 +109,9 @@ def save_checkpoint(
                     tensors[f"{pid}.{name}"] = value
                 else:
                     scalars[f"{pid}.{name}"] = value
-        _save_tensors(path / "optimizer.safetensors", tensors)
+        files["optimizer.safetensors"] = tensors
         config["optimizer"] = {"param_groups": state["param_groups"], "scalars": scalars}
-    _write_json(path / "config.json", config)
-    return path
+    return commit(path, files, config)
 
 
 def read_json_config(path: str | Path, fmt: str, required: Sequence[str], kind: str) -> dict[str, Any]:
@@ -107,10 +152,17 @@ def noise_from_config(cfg: dict[str, Any]) -> Noise:
 
 
 def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``file``, checked against the hash its directory's config.json lists."""
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint file {file} is missing")
+    data = file.read_bytes()
+    config = file.parent / "config.json"
+    expected = (json.loads(config.read_text()).get("files") or {}).get(file.name) if config.is_file() else None
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise ValueError(f"corrupt checkpoint file {file}: its SHA-256 differs from the one {config} lists (a damaged "
+                         "file, or a save killed between two files: resuming the training completes such a save)")
     try:
-        return load_file(str(file))
+        return load(data)
     except (SafetensorError, OSError) as err:
         raise ValueError(f"corrupt checkpoint file {file}: {err}") from err
 

@@ -9,6 +9,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from . import paper
@@ -20,6 +21,7 @@ from .checkpoint import read_config
 from .data import DATASETS, load_dataset
 from .denoisers import METHODS as DENOISER_METHODS
 from .denoisers import denoise, smoothed_denoised
+from .distributed import current_world, rank_device
 from .methods import METHODS, make_method
 from .models import MODELS
 from .noises import ENCODINGS, NOISES, Ablation, Gaussian
@@ -31,9 +33,11 @@ from .report import (
     summarize,
 )
 from .runner import WINDOW, adversarial_path, run_attack, run_dataset, select_indices
+from .runner.shards import Shard, merge_logs, run_sharded
 from .seeding import DEVICES, resolve_device
 from .sequential import BOUNDS, Adaptive
 from .smooth import SAMPLINGS, Sampling, SmoothedClassifier
+from .speed import AMP_DTYPES, accelerate
 from .train import RECIPES, describe_checkpoint, get_recipe, train_classifier
 
 
@@ -86,6 +90,26 @@ def _add_oracle(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass (memory bound)")
 
 
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _add_shard(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="run only shard I of N (0-based) into OUT.shard-I-of-N.tsv, for job arrays without "
+                        "torchrun; join the shards with `smoothcert merge`")
+
+
+def _add_speed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compile", action="store_true", help="torch.compile the base classifier (eager if it cannot compile)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format for the base classifier")
+    p.add_argument("--amp", choices=sorted(AMP_DTYPES), default=None,
+                   help="autocast the base classifier to bf16 or fp16, for CUDA (recorded in the log's settings)")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     method = make_method(args.method, **_method_params(args.method_param))
@@ -94,7 +118,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         model=args.model, method=method, seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
         overwrite=args.overwrite, progress=not args.quiet,
     )
-    print(f"checkpoint written to {args.out}")
+    if current_world().main:
+        print(f"checkpoint written to {args.out}")
 
 
 def _evaluate(args: argparse.Namespace, mode: str) -> None:
@@ -103,20 +128,26 @@ def _evaluate(args: argparse.Namespace, mode: str) -> None:
     data = load_dataset(dataset, args.split, args.data_root)
     samples = WINDOW * (args.n + (_n0(args) if mode == "certify" else 0))  # the most one packed round draws
     _check_batch_fits(args.batch_size, samples, (config["in_channels"], *data.image_shape[1:]))
-    options = {"certificate": getattr(args, "certificate", None), "batch_size": args.batch_size, "device": args.device}
+    options = {"certificate": getattr(args, "certificate", None), "batch_size": args.batch_size,
+               "device": rank_device(args.device)}
     settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split}
     if args.denoiser is not None:
         smoothed = smoothed_denoised(args.checkpoint, args.denoiser, **options)
         settings["denoiser"] = str(Path(args.denoiser).resolve())
     else:
         smoothed = SmoothedClassifier.from_checkpoint(args.checkpoint, **options)
-    run_dataset(
-        smoothed, data, args.out, mode=mode, n0=_n0(args), n=args.n, alpha=args.alpha, seed=args.seed,
-        sampling=_sampling(args), indices=select_indices(len(data), args.skip, args.max), settings=settings,
+    smoothed.base = accelerate(smoothed.base, compile=args.compile, channels_last=args.channels_last, amp=args.amp)
+    if args.amp:
+        settings["amp"] = args.amp
+    log = run_sharded(
+        partial(run_dataset, smoothed, data, mode=mode, n0=_n0(args), n=args.n, alpha=args.alpha, seed=args.seed,
+                sampling=_sampling(args)),
+        args.out, indices=select_indices(len(data), args.skip, args.max), settings=settings, shard=args.shard,
         progress=not args.quiet,
     )
-    summary = summarize(read_log(args.out), radii=())
-    print(f"{mode}: {summary['n']} images, accuracy {100 * summary['accuracy']:.2f}%, abstained {100 * summary['abstained']:.2f}% -> {args.out}")
+    if log is not None:  # None: a torchrun rank other than 0
+        summary = summarize(read_log(log), radii=())
+        print(f"{mode}: {summary['n']} images, accuracy {100 * summary['accuracy']:.2f}%, abstained {100 * summary['abstained']:.2f}% -> {log}")
 
 
 def _sampling(args: argparse.Namespace) -> Sampling:
@@ -166,7 +197,8 @@ def cmd_attack(args: argparse.Namespace) -> None:
         params = {"budget": args.budget, "max_queries": args.max_queries, "start": args.start_budget}
     attack = make_attack(args.attack, **{k: v for k, v in params.items() if v is not None})
     make_oracle, config = oracle_factory(args.checkpoint, n=args.n, alpha=args.alpha, fixed=not args.fresh,
-                                         n_check=args.n_check, seed=args.seed, batch_size=args.batch_size, device=args.device)
+                                         n_check=args.n_check, seed=args.seed, batch_size=args.batch_size,
+                                         device=rank_device(args.device))
     dataset = _dataset_of(args, config)
     data = load_dataset(dataset, args.split, args.data_root)
     pixels = data.image_shape[1] * data.image_shape[2]
@@ -176,12 +208,20 @@ def cmd_attack(args: argparse.Namespace) -> None:
                 "target": "model" if config["noise"]["noise"] == "none" else "smoothed"}
     if settings["target"] == "smoothed":
         settings.update(n=args.n, n_check=args.n_check or args.n, alpha=args.alpha, fixed=not args.fresh)
-    run_attack(make_oracle, attack, data, args.out, seed=args.seed, indices=select_indices(len(data), args.skip, args.max),
-               settings=settings, progress=not args.quiet)
-    summary = summarize_attack(read_attack_log(args.out))
+    log = run_sharded(partial(run_attack, make_oracle, attack, data, seed=args.seed), args.out,
+                      indices=select_indices(len(data), args.skip, args.max), settings=settings, shard=args.shard,
+                      progress=not args.quiet)
+    if log is None:  # a torchrun rank other than 0
+        return
+    summary = summarize_attack(read_attack_log(log))
     print(f"attack: {summary['n']} images, success {100 * summary['success']:.2f}%, median L0 "
-          f"{summary['median_l0']:g}, mean queries {summary['mean_queries']:.0f} -> {args.out} "
-          f"(adversarial examples in {adversarial_path(args.out)})")
+          f"{summary['median_l0']:g}, mean queries {summary['mean_queries']:.0f} -> {log} "
+          f"(adversarial examples in {adversarial_path(log)})")
+
+
+def cmd_merge(args: argparse.Namespace) -> None:
+    out = merge_logs(args.out, args.shards)
+    print(f"merged {len(args.shards)} shard logs -> {out}")
 
 
 def cmd_substitute(args: argparse.Namespace) -> None:
@@ -217,7 +257,8 @@ def cmd_denoise(args: argparse.Namespace) -> None:
                   batch_size=args.batch_size, lr=args.lr, depth=args.depth, width=args.width, out=args.out,
                   seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
                   overwrite=args.overwrite, progress=not args.quiet)
-    print(f"denoiser written to {out}; certify with: smoothcert certify --checkpoint {args.classifier} --denoiser {out} ...")
+    if current_world().main:
+        print(f"denoiser written to {out}; certify with: smoothcert certify --checkpoint {args.classifier} --denoiser {out} ...")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -333,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_sampling(p, certify)
         _add_common(p)
         p.add_argument("--out", type=Path, required=True, help="TSV log (re-running resumes it)")
+        _add_shard(p)
+        _add_speed(p)
         p.set_defaults(func=(lambda a, m=name: _evaluate(a, m)))
 
     p = sub.add_parser("attack", help="L0 attacks on a model or its smoothed classifier (upper bounds)")
@@ -352,7 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max", type=int, default=None, help="at most N images")
     _add_common(p)
     p.add_argument("--out", type=Path, required=True, help="TSV log (re-running resumes it); examples go beside it as .npz")
+    _add_shard(p)
     p.set_defaults(func=cmd_attack)
+
+    p = sub.add_parser("merge", help="join the shard logs of a --shard I/N run into one log (refuses mixed settings)")
+    p.add_argument("shards", nargs="+", type=Path, help="the logs of shards 0..N-1 (OUT.shard-I-of-N.tsv)")
+    p.add_argument("--out", type=Path, required=True, help="the joined log (rows ordered by idx)")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("substitute", help="black-box transfer: JbDA substitute training, then FGSM")
     p.add_argument("--checkpoint", type=Path, required=True, help="the oracle: an undefended model or a smoothed one")

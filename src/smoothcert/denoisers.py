@@ -31,6 +31,7 @@ import json
 import math
 import warnings
 from collections import OrderedDict
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -38,18 +39,26 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .checkpoint import (
     _load_tensors,
-    _save_tensors,
-    _write_json,
+    checkpoint_lock,
+    commit,
     load_checkpoint,
     noise_from_config,
     read_json_config,
 )
 from .data import ImageDataset, channel_mean, load_dataset
 from .decrop import DecropObjective, SampleParams, frozen, generate_samples, state_hash
+from .distributed import (
+    all_reduce_sum,
+    broadcast_buffers,
+    current_world,
+    process_group,
+    rank_device,
+)
 from .models import _positive_int
 from .noises import Noise, make_noise
 from .seeding import generator, resolve_device, stream_seed
@@ -248,7 +257,10 @@ def train_denoiser(
                              "with --overwrite (overwrite=True) or choose another --out")
         return load_denoiser(out, device)
 
-    device = resolve_device(device)
+    world = current_world()
+    if world.distributed and method == "decrop":
+        raise ValueError("DE-CROP's domain discriminator is not trained under torchrun; run decrop in one process")
+    device = rank_device(device, world)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(stream_seed(seed, INIT_STREAM))
         denoiser = DnCNN(channels, depth, width, noise.channels(channels)).to(device)
@@ -262,7 +274,10 @@ def train_denoiser(
             x_b, x_int = generate_samples(classifier, x, labels, params=sample_params, seed=seed,
                                           cache_dir=cache_dir or (None if out is None else Path(out) / "stage1"))
             objective = DecropObjective(classifier, x, x_b, x_int, layer=feature_layer)
-        bar = tqdm(total=epochs, desc=f"denoiser ({method})", unit="epoch", disable=not progress)
+        net = denoiser  # under torchrun: DDP, each rank a slice of every batch (see train.fit)
+        if world.distributed:
+            net = DistributedDataParallel(denoiser, device_ids=[device.index] if device.type == "cuda" else None)
+        bar = tqdm(total=epochs, desc=f"denoiser ({method})", unit="epoch", disable=not (progress and world.main))
         for number, (kind, phase_epochs) in enumerate(phases):
             schedule = _schedule(phase_epochs, batch_size, lr)
             optimizer = schedule.make_optimizer(denoiser.parameters())
@@ -273,13 +288,19 @@ def train_denoiser(
                     group["lr"] = schedule.lr_at(epoch)
                 denoiser.train()
                 order = torch.randperm(len(x), generator=g, device=device)
-                total = 0.0
+                if world.distributed:
+                    g = generator(seed, TRAIN_STREAM, number, epoch, world.size, world.rank, device=device)
+                total = seen = 0.0
                 for step in range(steps):
                     idx = order[step * batch_size : (step + 1) * batch_size]
+                    if world.distributed:
+                        if len(idx) < world.size:
+                            continue
+                        idx = idx.tensor_split(world.size)[world.rank]
                     if kind == "mse":
-                        loss = F.mse_loss(denoiser(noise(x[idx], g)), x[idx])
+                        loss = F.mse_loss(net(noise(x[idx], g)), x[idx])
                     elif kind == "stability":
-                        loss = F.cross_entropy(classifier(denoiser(noise(x[idx], g))), labels[idx])
+                        loss = F.cross_entropy(classifier(net(noise(x[idx], g))), labels[idx])
                     else:
                         p = (epoch * steps + step) / (phase_epochs * steps) if kind == "decrop-stage3" else None
                         loss = objective(denoiser, idx, noise, g, p)
@@ -289,24 +310,23 @@ def train_denoiser(
                     if kind == "decrop-stage3":
                         objective.step()
                     total += loss.item() * len(idx)
-                history.append({"phase": kind, "epoch": epoch + 1, "lr": schedule.lr_at(epoch), "loss": total / len(x)})
+                    seen += len(idx)
+                total, seen = all_reduce_sum([total, seen], device)
+                history.append({"phase": kind, "epoch": epoch + 1, "lr": schedule.lr_at(epoch), "loss": total / seen})
                 bar.update()
-                bar.set_postfix(phase=kind, loss=round(total / len(x), 5))
+                bar.set_postfix(phase=kind, loss=round(total / seen, 5))
         bar.close()
+    broadcast_buffers(denoiser)
     denoiser.eval()
     config = {**settings, "history": history}
-    if out is not None:
+    if out is not None and world.main:
         save_denoiser(out, denoiser, config)
     return denoiser, config
 
 
 def save_denoiser(path: str | Path, denoiser: DnCNN, config: dict[str, Any]) -> Path:
-    """Write ``denoiser.safetensors`` and then ``config.json`` (so a directory with a config is complete)."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    _save_tensors(path / "denoiser.safetensors", denoiser.state_dict())
-    _write_json(path / "config.json", {**config, **denoiser.config(), "format": FORMAT})
-    return path
+    """Write ``denoiser.safetensors`` and ``config.json`` as one checkpoint (``checkpoint.commit``)."""
+    return commit(path, {"denoiser.safetensors": denoiser.state_dict()}, {**config, **denoiser.config(), "format": FORMAT})
 
 
 def read_denoiser_config(path: str | Path) -> dict[str, Any]:
@@ -390,7 +410,9 @@ def denoise(
     data = load_dataset(dataset, split, data_root)
     mean = channel_mean(data.x) if noise == "ablation" and encoding == "mean" else None
     smoothing = make_noise(noise, k=k, encoding=encoding, train_mean=mean, sigma=sigma)
-    train_denoiser(model, data, method=method, noise=smoothing, data_fraction=data_fraction, epochs=epochs,
-                   batch_size=batch_size, lr=lr, depth=depth, width=width, seed=seed, device=device, out=out,
-                   classifier_path=classifier, resume=resume, overwrite=overwrite, progress=progress)
+    backend = "nccl" if rank_device(device).type == "cuda" else "gloo"
+    with process_group(backend) as world, checkpoint_lock(out) if world.main else nullcontext():
+        train_denoiser(model, data, method=method, noise=smoothing, data_fraction=data_fraction, epochs=epochs,
+                       batch_size=batch_size, lr=lr, depth=depth, width=width, seed=seed, device=device, out=out,
+                       classifier_path=classifier, resume=resume, overwrite=overwrite, progress=progress)
     return Path(out)

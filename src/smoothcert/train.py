@@ -5,12 +5,20 @@ Recipes are named, frozen parameter sets: the paper's (Levine & Feizi 2020, appe
 sits at loss 2.30 for about 30 epochs before it learns). Every epoch draws its randomness from
 ``generator(seed, epoch)`` and the learning rate is a pure function of the epoch, so a run
 resumed from its last checkpoint continues exactly as if it had never stopped.
+
+Under ``torchrun`` the model is trained with DistributedDataParallel: ``batch_size`` is the
+global batch, every rank draws the same permutation from ``generator(seed, epoch)`` and takes
+its 1/WORLD_SIZE slice of each batch, with noise (and augmentation) from its own stream
+``generator(seed, epoch, TRAIN_STREAM, WORLD_SIZE, rank)``; gradients are averaged over ranks,
+so the learning rate keeps its single-process meaning, and runs are reproducible for a fixed
+world size. Rank 0 evaluates, writes the checkpoints and holds the checkpoint lock.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,14 +26,31 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .checkpoint import load_optimizer, load_weights, read_config, save_checkpoint
+from .checkpoint import (
+    checkpoint_lock,
+    load_optimizer,
+    load_weights,
+    read_config,
+    recover,
+    save_checkpoint,
+)
 from .data import ImageDataset, channel_mean, load_dataset
+from .distributed import (
+    all_reduce_sum,
+    barrier,
+    broadcast_buffers,
+    current_world,
+    process_group,
+    rank_device,
+)
 from .methods import Method, make_method
 from .models import build_model
 from .noises import Noise, make_noise
-from .seeding import generator, resolve_device, stream_seed
+from .seeding import generator, stream_seed
+from .speed import to_device
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
 MODEL_INIT_STREAM = 2**32  # initial weights come from stream (seed, MODEL_INIT_STREAM)
@@ -125,7 +150,7 @@ def accuracy_under_noise(
     device = next(model.parameters()).device
     correct = 0
     for i in range(0, len(data), batch_size):
-        x, y = data.x[i : i + batch_size].to(device), data.y[i : i + batch_size].to(device)
+        x, y = to_device(data.x[i : i + batch_size], device), to_device(data.y[i : i + batch_size], device)
         correct += int((model(noise(x, g)).argmax(1) == y).sum())
     return correct / len(data)
 
@@ -197,7 +222,8 @@ def fit(
     itself (``model.build_config``), any other module needs ``config`` to name a registered model,
     its channels, classes and image size. ``resume=True`` continues from the checkpoint in ``out``
     and refuses if its settings differ; a checkpoint already in ``out`` is otherwise refused unless
-    ``overwrite=True`` (see ``refuse_overwrite``). Both refusals come before the first step.
+    ``overwrite=True`` (see ``refuse_overwrite``). Both refusals come before the first step. Under
+    torchrun call it inside ``distributed.process_group()`` (``train_classifier`` does).
     """
     refuse_overwrite(out, resume, overwrite)
     if len(train_set) == 0:
@@ -209,7 +235,8 @@ def fit(
             f"the model expects {expected} input channels but {train_set.name} under this noise "
             f"gives {noise.channels(train_set.channels)}"
         )
-    device = resolve_device(device)
+    world = current_world()
+    device = rank_device(device, world)
     model.to(device)
     optimizer = recipe.make_optimizer(model.parameters())
     # the checkpoint records the noise to certify with (independent masks); training may share one mask per batch
@@ -230,45 +257,61 @@ def fit(
     if resume:
         if out is None:
             raise ValueError("resume needs the output directory of the interrupted run")
+        if world.main:
+            recover(out)  # complete a checkpoint save a kill interrupted
+        barrier()
         saved = read_config(out)
         _check_resumable(saved, config)
         load_weights(out, model)
         load_optimizer(out, optimizer, saved)
         history = saved.get("history", [])
     start = len(history)
-    x_all, y_all = train_set.x.to(device), train_set.y.to(device)
-    bar = tqdm(range(start, recipe.epochs), initial=start, total=recipe.epochs, desc="train", unit="epoch", disable=not progress)
+    x_all, y_all = to_device(train_set.x, device), to_device(train_set.y, device)
+    net = model
+    if world.distributed:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    bar = tqdm(range(start, recipe.epochs), initial=start, total=recipe.epochs, desc="train", unit="epoch",
+               disable=not (progress and world.main))
     for epoch in bar:
         g = generator(seed, epoch, TRAIN_STREAM, device=device)
         for group in optimizer.param_groups:
             group["lr"] = recipe.lr_at(epoch)
         model.train()
         order = torch.randperm(len(train_set), generator=g, device=device)
-        total_loss = total_correct = 0.0
+        if world.distributed:  # same permutation everywhere, noise per rank
+            g = generator(seed, epoch, TRAIN_STREAM, world.size, world.rank, device=device)
+        total_loss = total_correct = seen = 0.0
         for i in range(0, len(order), recipe.batch_size):
             idx = order[i : i + recipe.batch_size]
+            if world.distributed:
+                if len(idx) < world.size:  # a last batch too small to give every rank an image
+                    continue
+                idx = idx.tensor_split(world.size)[world.rank]
             x, y = x_all[idx], y_all[idx]
             if recipe.augment == "crop-flip":
                 x = crop_flip(x, g)
-            loss, logits = method(model, x, y, noise, g, epoch)
+            loss, logits = method(net, x, y, noise, g, epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total_loss += loss.item() * len(idx)
             total_correct += int((logits.argmax(1) == y).sum())
+            seen += len(idx)
+        total_loss, total_correct, seen = all_reduce_sum([total_loss, total_correct, seen], device)
         record = {
             "epoch": epoch + 1, "lr": recipe.lr_at(epoch),
-            "loss": total_loss / len(order), "train_acc": total_correct / len(order),
+            "loss": total_loss / seen, "train_acc": total_correct / seen,
         }
-        if heldout is not None:
+        if heldout is not None and world.main:
             eval_g = generator(seed, epoch, EVAL_STREAM, device=device)
             record["heldout_acc"] = accuracy_under_noise(model, noise, heldout, eval_g)
         history.append(record)
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
-        if progress:
+        if progress and world.main:
             bar.write("  ".join(f"{k} {v:.4g}" for k, v in record.items()))
-        if out is not None:
+        if out is not None and world.main:
             save_checkpoint(out, model, {**config, "epoch": epoch + 1, "history": history}, optimizer)
+    broadcast_buffers(model)
     return history
 
 
@@ -297,6 +340,8 @@ def train_classifier(
     checkpoint already in ``out`` is refused unless ``resume`` or ``overwrite`` (``fit``).
     """
     refuse_overwrite(out, resume, overwrite)  # before loading any data
+    if resume:
+        read_config(out)  # a missing or foreign checkpoint is refused before the lock creates anything
     train = load_dataset(dataset, "train", data_root)
     heldout = load_dataset(dataset, "test", data_root)
     mean = channel_mean(train.x) if encoding == "mean" else None
@@ -307,5 +352,7 @@ def train_classifier(
     torch.manual_seed(stream_seed(seed, MODEL_INIT_STREAM))
     net = build_model(model, in_channels, train.num_classes, train.image_shape[1:])
     config = {"dataset": dataset, "classes": list(train.classes)}
-    return fit(net, smoothing, train, recipe, heldout=heldout, method=method, seed=seed, device=device,
-               out=out, resume=resume, overwrite=overwrite, config=config, progress=progress)
+    backend = "nccl" if rank_device(device).type == "cuda" else "gloo"
+    with process_group(backend) as world, checkpoint_lock(out) if world.main else nullcontext():
+        return fit(net, smoothing, train, recipe, heldout=heldout, method=method, seed=seed, device=device,
+                   out=out, resume=resume, overwrite=overwrite, config=config, progress=progress)

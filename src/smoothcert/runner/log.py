@@ -4,6 +4,7 @@ Next to ``run.tsv`` a ``run.tsv.json`` records the settings of the run. Opening 
 checks that the settings are the same (otherwise continuing would mix two experiments in one
 file), drops a last line cut off by an interruption, and reports the finished indices, so a
 re-run appends exactly the missing rows and ends with the file an uninterrupted run writes.
+A log has one writer at a time: ``run.tsv.lock`` holds an exclusive lock while it is open.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from ..locking import FileLock
 
 CERTIFY_COLUMNS = ("idx", "label", "predict", "count", "n", "p_lower", "radius", "correct", "time")
 PREDICT_COLUMNS = ("idx", "label", "predict", "count", "n", "correct", "time")
@@ -26,6 +29,12 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def log_lock(path: str | Path) -> FileLock:
+    """The lock of the log ``path``: the file ``path`` + ``.lock`` beside it."""
+    path = Path(path)
+    return FileLock(path.with_name(path.name + ".lock"), str(path))
+
+
 class TsvLog:
     """Append-only TSV log with the given ``columns`` at ``path``; use as a context manager."""
 
@@ -35,13 +44,17 @@ class TsvLog:
         self.settings_path = self.path.with_name(self.path.name + ".json")
         self.done: set[int] = set()
         settings = json.loads(json.dumps(settings))  # normalise tuples etc. as they read back
-        if self.path.exists():
-            self._reopen(settings)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.settings_path.write_text(json.dumps(settings, indent=2, sort_keys=True))
-            self.path.write_text("\t".join(self.columns) + "\n")
-        self._file = self.path.open("a")
+        self._lock = log_lock(self.path).acquire()
+        try:
+            if self.path.exists():
+                self._reopen(settings)
+            else:
+                self.settings_path.write_text(json.dumps(settings, indent=2, sort_keys=True))
+                self.path.write_text("\t".join(self.columns) + "\n")
+            self._file = self.path.open("a")
+        except BaseException:
+            self._lock.release()
+            raise
 
     def _reopen(self, settings: dict[str, Any]) -> None:
         if not self.settings_path.exists():
@@ -72,6 +85,7 @@ class TsvLog:
 
     def close(self) -> None:
         self._file.close()
+        self._lock.release()
 
     def __enter__(self) -> TsvLog:
         return self
