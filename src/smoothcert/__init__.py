@@ -48,6 +48,7 @@ from .gaussian import (
     radius_two_class,
 )
 from .information import mutual_information_ablation, mutual_information_lee
+from .lee import certify_lee, exact_threshold, lee_threshold, max_certifiable_radius_lee, radius_lee
 from .methods import (
     METHODS,
     Consistency,
@@ -58,8 +59,8 @@ from .methods import (
     make_method,
 )
 from .models import MnistCNN, Normalize, ResNet18, ResNet50, build_model
-from .noises import Ablation, Gaussian, ablate, make_noise, sample_keep_mask
-from .paper import demo, reproduce, reproduce_denoised
+from .noises import Ablation, Gaussian, Lee, ablate, make_noise, sample_keep_mask
+from .paper import demo, reproduce, reproduce_denoised, reproduce_table7
 from .report import read_log, summarize
 from .runner import read_adversarial, run_attack, run_dataset, select_indices
 from .smooth import ABSTAIN, Certificate, SmoothedClassifier
@@ -80,4 +81,6 @@ __all__ = [
     "radius_lipschitz", "radius_lp", "radius_two_class", "read_log",
     "reproduce", "run_dataset", "sample_keep_mask", "save_checkpoint", "select_indices", "summarize",
     "train_classifier",
+    "Lee", "certify_lee", "exact_threshold", "lee_threshold", "max_certifiable_radius_lee", "radius_lee",
+    "reproduce_table7",
 ]

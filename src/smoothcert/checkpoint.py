@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .models import build_model
-from .noises import Ablation, Clean, Gaussian, Noise
+from .noises import Ablation, Clean, Gaussian, Lee, Noise
 
 FORMAT = "smoothcert-checkpoint/1"
 _REQUIRED = ("format", "model", "in_channels", "num_classes", "image_size", "noise")
@@ -101,6 +101,8 @@ def noise_from_config(cfg: dict[str, Any]) -> Noise:
         return Ablation(**cfg)
     if kind == "gaussian":
         return Gaussian(**cfg)
+    if kind == "lee":
+        return Lee(**cfg)
     if kind == "none":
         return Clean()
     raise ValueError(f"unknown noise {kind!r} in checkpoint config")
