@@ -76,7 +76,7 @@ def test_threshold_equals_brute_force_for_every_x_prime():
                 total += 1
                 agree += brute == exact_threshold(r, levels, kappa)
                 assert abs(lee_threshold(r, levels, kappa) - float(brute)) < 1e-12
-    assert agree == total == sum(k + k**2 + k**3 for k, _ in SETTINGS)  # 568 pairs
+    assert agree == total == sum(k + k**2 + k**3 for k, _ in SETTINGS)  # 429 (x, x') pairs
 
 
 def test_threshold_is_a_linear_program_optimum():
@@ -250,6 +250,12 @@ def test_train_and_certify_lee_noise_from_the_cli(tmp_path, tiny_npz):
         values = dict(zip(header, row))
         expected = radius_lee(float(values["p_lower"]), 64, 16, 0.5)
         assert (np.isnan(expected) and values["radius"] == "nan") or float(values["radius"]) == expected
+
+
+def test_denoise_refuses_lee_noise(tmp_path, capsys):
+    assert main(["denoise", "--classifier", str(tmp_path), "--noise", "lee", "--kappa", "0.2", "--out",
+                 str(tmp_path / "d")]) == 2
+    assert "not lee" in capsys.readouterr().err and not (tmp_path / "d").exists()
 
 
 def test_reproduce_table7_prints_both_smoothings_beside_the_paper(tmp_path):
