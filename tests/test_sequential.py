@@ -12,7 +12,7 @@ from scipy.stats import binom
 from torch import nn
 
 from smoothcert.certificates import clopper_pearson_lower, delta, radius_cor1
-from smoothcert.noises import Ablation
+from smoothcert.noises import Ablation, Gaussian, Lee
 from smoothcert.seeding import generator
 from smoothcert.sequential import (
     ABSTAIN,
@@ -253,3 +253,14 @@ def test_adaptive_sampling_refuses_two_bound_certificates():
     smoothed = SmoothedClassifier(Constant(), Ablation(45), 10, certificate="cor2", device="cpu")
     with pytest.raises(ValueError, match="cor1 only"):
         smoothed.certify(torch.full((1, 28, 28), 0.5), 10, 100, 0.05, sampling="adaptive")
+
+
+@pytest.mark.parametrize("noise", [Ablation(45), Gaussian(0.25), Lee(0.2)], ids=["ablation", "gaussian", "lee"])
+def test_every_certifying_noise_certifies_adaptively(noise):
+    smoothed = SmoothedClassifier(Constant(), noise, 10, device="cpu")
+    x = torch.full((1, 28, 28), 0.5)
+    cert = smoothed.certify(x, 100, 10_000, 0.05, generator(0, 3), sampling="adaptive")
+    assert cert.predict == 3 and cert.count == cert.n
+    assert cert.n < 10_000 or isinstance(noise, Gaussian)  # L0: stopped at the cap; L2 radii grow up to n_max
+    assert cert.radius == noise.radius(cert.p_lower, (28, 28))
+    assert cert.radius >= noise.radius(float(clopper_pearson_lower(10_000, 10_000, 0.025)), (28, 28)) - noise.radius_step

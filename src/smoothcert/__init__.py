@@ -48,6 +48,13 @@ from .gaussian import (
     radius_two_class,
 )
 from .information import mutual_information_ablation, mutual_information_lee
+from .lee import (
+    certify_lee,
+    exact_threshold,
+    lee_threshold,
+    max_certifiable_radius_lee,
+    radius_lee,
+)
 from .locking import InUseError
 from .methods import (
     METHODS,
@@ -59,8 +66,8 @@ from .methods import (
     make_method,
 )
 from .models import MnistCNN, Normalize, ResNet18, ResNet50, build_model
-from .noises import Ablation, Gaussian, ablate, make_noise, sample_keep_mask
-from .paper import demo, reproduce, reproduce_denoised
+from .noises import Ablation, Gaussian, Lee, ablate, make_noise, sample_keep_mask
+from .paper import demo, reproduce, reproduce_denoised, reproduce_table7
 from .report import read_log, summarize
 from .runner import read_adversarial, run_attack, run_dataset, select_indices
 from .runner.shards import Shard, merge_logs, run_sharded
@@ -91,4 +98,6 @@ __all__ = [
     "reproduce", "run_dataset", "sample_keep_mask", "save_checkpoint", "select_indices", "summarize",
     "train_classifier",
     "InUseError", "Shard", "accelerate", "merge_logs", "run_sharded",
+    "Lee", "certify_lee", "exact_threshold", "lee_threshold", "max_certifiable_radius_lee", "radius_lee",
+    "reproduce_table7",
 ]

@@ -32,7 +32,7 @@ from torch import nn
 
 from .locking import FileLock
 from .models import build_model
-from .noises import Ablation, Clean, Gaussian, Noise
+from .noises import Ablation, Clean, Gaussian, Lee, Noise
 
 FORMAT = "smoothcert-checkpoint/1"
 _REQUIRED = ("format", "model", "in_channels", "num_classes", "image_size", "noise")
@@ -146,6 +146,8 @@ def noise_from_config(cfg: dict[str, Any]) -> Noise:
         return Ablation(**cfg)
     if kind == "gaussian":
         return Gaussian(**cfg)
+    if kind == "lee":
+        return Lee(**cfg)
     if kind == "none":
         return Clean()
     raise ValueError(f"unknown noise {kind!r} in checkpoint config")

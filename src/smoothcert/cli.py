@@ -24,7 +24,7 @@ from .denoisers import denoise, smoothed_denoised
 from .distributed import current_world, rank_device
 from .methods import METHODS, make_method
 from .models import MODELS
-from .noises import ENCODINGS, NOISES, Ablation, Gaussian
+from .noises import ENCODINGS, NOISES, Ablation, Gaussian, Lee
 from .report import (
     format_table,
     plot_certified_accuracy,
@@ -58,6 +58,8 @@ def _add_noise(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=45, help="pixels kept by randomized ablation (default 45)")
     p.add_argument("--encoding", choices=ENCODINGS, default="multichannel")
     p.add_argument("--sigma", type=float, default=None, help="Gaussian noise level in [0, 1] pixel units (--noise gaussian)")
+    p.add_argument("--kappa", type=float, default=None, help="probability of keeping a channel value (--noise lee)")
+    p.add_argument("--levels", type=int, default=256, help="values per channel, K (--noise lee, default 256)")
 
 
 def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
@@ -74,8 +76,8 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
                        help="selection samples (default 1000 as the paper with fixed sampling, 100 with adaptive)")
         p.add_argument("--radius", type=float, default=None,
                        help="adaptive: only ask whether each image is certified at this radius (stops much sooner)")
-        p.add_argument("--certificate", choices=(*Ablation.certificates, *Gaussian.certificates), default=None,
-                       help="ablation: cor1 (default), cor2, jia; gaussian: cohen (default), two-class")
+        p.add_argument("--certificate", choices=(*Ablation.certificates, *Gaussian.certificates, *Lee.certificates),
+                       default=None, help="ablation: cor1 (default), cor2, jia; gaussian: cohen (default), two-class; lee: lee")
     p.add_argument("--n", type=int, default=10_000,
                    help="estimation samples (default 10000, as the paper); the maximum with adaptive sampling")
     p.add_argument("--alpha", type=float, default=0.05, help="failure probability (default 0.05, as the paper)")
@@ -114,7 +116,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     method = make_method(args.method, **_method_params(args.method_param))
     train_classifier(
-        args.dataset, args.out, noise=args.noise, k=args.k, encoding=args.encoding, sigma=args.sigma, recipe=recipe,
+        args.dataset, args.out, noise=args.noise, k=args.k, encoding=args.encoding, sigma=args.sigma, kappa=args.kappa,
+        levels=args.levels, recipe=recipe,
         model=args.model, method=method, seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
         overwrite=args.overwrite, progress=not args.quiet,
     )
@@ -252,6 +255,8 @@ def cmd_substitute(args: argparse.Namespace) -> None:
 
 
 def cmd_denoise(args: argparse.Namespace) -> None:
+    if args.noise == "lee":
+        raise ValueError("denoise trains for --noise gaussian or ablation, not lee")
     out = denoise(args.classifier, args.dataset, split=args.split, method=args.method, data_fraction=args.data_fraction,
                   sigma=args.sigma, noise=args.noise, k=args.k, encoding=args.encoding, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, depth=args.depth, width=args.width, out=args.out,
@@ -313,6 +318,9 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         paper.reproduce_denoised(**run, **({"classifier": args.classifier} if args.classifier else {}))
     elif args.table == "smoothing":
         paper.reproduce_smoothing(**run, **({"sigmas": args.sigmas} if args.sigmas else {}))
+    elif args.table == "table7":
+        chosen = {"ks": args.ks, "kappas": args.kappas, "ablation_checkpoint": args.ablation_checkpoint}
+        paper.reproduce_table7(**run, recipe=args.recipe, **{k: v for k, v in chosen.items() if v is not None})
     elif args.table == "l0-consistency":
         paper.reproduce_l0_consistency(**run, recipe=args.recipe)
     else:
@@ -459,21 +467,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_figure)
 
     p = sub.add_parser("reproduce", help="reproduce a paper table at a chosen scale, ours beside the paper's")
-    p.add_argument("table", choices=("table1", "table8", "smoothing", "l0-consistency", "denoised"),
-                   help="table1: k sweep; table8: encodings; smoothing: Gaussian training methods vs Jeong & Shin "
-                        "Table 2; l0-consistency: ablation with vs without consistency regularization; denoised: "
+    p.add_argument("table", choices=("table1", "table7", "table8", "smoothing", "l0-consistency", "denoised"),
+                   help="table1: k sweep; table7: Lee et al.'s noise vs ablation; table8: encodings; smoothing: "
+                        "Gaussian training methods vs Jeong & Shin Table 2; l0-consistency: ablation with vs without consistency regularization; denoised: "
                         "denoisers for a clean classifier (MSE, stability, DE-CROP on 1%%) and denoised ablation")
     p.add_argument("--classifier", type=Path, default=None, help="denoised: a clean classifier checkpoint to reuse "
                    "(default: train one under --out)")
-    p.add_argument("--ks", type=_int_list, default=None, help="k values for table1")
+    p.add_argument("--ks", type=_int_list, default=None, help="k values for table1 (default 10,20,45,70,100) and table7 (default 20,45)")
+    p.add_argument("--kappas", type=_float_list, default=None, help="kappa values for table7 (default 0.1,0.2,0.3)")
+    p.add_argument("--ablation-checkpoint", type=Path, default=None,
+                   help="table7: also certify this finished ablation model (e.g. the demo's k=45)")
     p.add_argument("--sigmas", type=_float_list, default=None, help="sigmas for smoothing (default 0.25,0.5)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--max", type=int, default=None, help="test images to certify per model (default 100)")
-    p.add_argument("--n0", type=int, default=None, help="default 1000 (ablation) / 100 (smoothing)")
+    p.add_argument("--n0", type=int, default=None, help="default 1000 (ablation) / 100 (smoothing, table7)")
     p.add_argument("--n", type=int, default=None, help="default 10000")
-    p.add_argument("--alpha", type=float, default=None, help="default 0.05 (ablation) / 0.001 (smoothing)")
-    p.add_argument("--out", type=Path, default=None, help="default runs/reproduce, runs/smoothing, runs/demo")
+    p.add_argument("--alpha", type=float, default=None, help="default 0.05 (ablation) / 0.001 (smoothing, table7)")
+    p.add_argument("--out", type=Path, default=None, help="default runs/reproduce, runs/smoothing, runs/table7, runs/demo")
     _add_common(p)
     p.set_defaults(func=cmd_reproduce)
 

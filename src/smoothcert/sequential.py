@@ -229,9 +229,9 @@ def certify_steps(
     The top class comes from ``n0`` selection samples that never enter a bound. Then batches up
     to ``n_max`` estimation samples; after each look (the bound family's schedule) it stops when
 
-    * largest radius (``options.radius is None``): the lower bound certifies the largest radius
-      any run could reach (the cap), or the upper bound at ``beta`` shows that no radius in a
-      higher cell of the grid of width ``resolution`` is reachable (futility);
+    * largest radius (``options.radius is None``): the lower bound certifies a radius in the grid
+      cell (width ``resolution``) of the largest radius any run could reach (the cap), or the upper
+      bound at ``beta`` shows that no radius in a higher cell is reachable (futility);
     * target radius R: the lower bound certifies R, or the upper bound shows R is out of reach.
 
     The certificate is the largest radius certified at any look: the lower bounds hold at every
@@ -251,7 +251,8 @@ def certify_steps(
         certified = radius(p_lower)
         reachable = radius(family.upper(count, used, j, len(looks), options.beta))
         if options.radius is None:
-            if certified >= cap or _level(reachable, resolution) <= _level(certified, resolution):
+            level = _level(certified, resolution)
+            if level >= _level(cap, resolution) or _level(reachable, resolution) <= level:
                 break
         elif certified >= options.radius or not reachable >= options.radius:
             break

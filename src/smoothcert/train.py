@@ -323,6 +323,8 @@ def train_classifier(
     k: int | None = 45,
     encoding: str = "multichannel",
     sigma: float | None = None,
+    kappa: float | None = None,
+    levels: int = 256,
     recipe: Recipe | str = "fast",
     model: str | None = None,
     method: Method | str = "noise",
@@ -345,7 +347,7 @@ def train_classifier(
     train = load_dataset(dataset, "train", data_root)
     heldout = load_dataset(dataset, "test", data_root)
     mean = channel_mean(train.x) if encoding == "mean" else None
-    smoothing = make_noise(noise, k=k, encoding=encoding, train_mean=mean, sigma=sigma)
+    smoothing = make_noise(noise, k=k, encoding=encoding, train_mean=mean, sigma=sigma, kappa=kappa, levels=levels)
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     model = model or ("mnist_cnn" if train.image_shape[1:] == (28, 28) else "resnet18")
     in_channels = smoothing.channels(train.channels)

@@ -14,6 +14,10 @@ considerations": ``multichannel`` maps a pixel s to (s, 1-s) and NULL to 0 on ev
 ``Gaussian`` is the isotropic Gaussian noise of Cohen, Rosenfeld & Kolter (2019), certified in
 L2 by :mod:`smoothcert.gaussian`.
 
+``Lee`` is the discrete noise of Lee, Yuan, Chang & Jaakkola (2019), the L0 baseline of Levine &
+Feizi's Table 7: keep each channel value with probability kappa, else replace it by another of
+``levels`` values; certified in L0 by :mod:`smoothcert.lee`.
+
 Each noise lists the certificates it computes in ``certificates`` (the first is the default).
 """
 
@@ -27,8 +31,9 @@ import torch
 from .ablation import ENCODINGS, Ablation, ablate, sample_keep_mask
 from .clean import Clean
 from .gaussian import Gaussian
+from .lee import Lee
 
-__all__ = ["ENCODINGS", "NOISES", "Ablation", "Clean", "Gaussian", "Noise", "ablate", "make_noise", "sample_keep_mask"]
+__all__ = ["ENCODINGS", "NOISES", "Ablation", "Clean", "Gaussian", "Lee", "Noise", "ablate", "make_noise", "sample_keep_mask"]
 
 
 class Noise(Protocol):
@@ -58,7 +63,7 @@ class Noise(Protocol):
     def radius(self, p_lower: float, image_size: tuple[int, int]) -> float: ...
 
 
-NOISES = ("ablation", "gaussian", "none")
+NOISES = ("ablation", "gaussian", "lee", "none")
 
 
 def make_noise(
@@ -68,8 +73,10 @@ def make_noise(
     encoding: str = "multichannel",
     train_mean: tuple[float, ...] | None = None,
     sigma: float | None = None,
+    kappa: float | None = None,
+    levels: int = 256,
 ) -> Noise:
-    """The noise named by the CLI flags ``--noise``/``--k``/``--encoding``/``--sigma``; the mean
+    """The noise named by the CLI flags ``--noise``/``--k``/``--encoding``/``--sigma``/``--kappa``/``--levels``; the mean
     encoding needs the training set's per-channel mean ``train_mean``.  Each kind reads only its
     own parameters (the CLI passes the others' defaults)."""
     if kind == "ablation":
@@ -80,6 +87,10 @@ def make_noise(
         if sigma is None:
             raise ValueError("gaussian noise needs --sigma")
         return Gaussian(sigma)
+    if kind == "lee":
+        if kappa is None:
+            raise ValueError("lee noise needs --kappa")
+        return Lee(kappa, levels)
     if kind == "none":
         return Clean()
     raise ValueError(f"unknown noise {kind!r}; choose one of {NOISES}")
