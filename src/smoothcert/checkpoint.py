@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .models import build_model
-from .noises import Ablation, Clean, Gaussian, Noise
+from .noises import Ablation, Bands, Clean, Gaussian, Noise, Partition
 
 FORMAT = "smoothcert-checkpoint/1"
 _REQUIRED = ("format", "model", "in_channels", "num_classes", "image_size", "noise")
@@ -103,6 +103,10 @@ def noise_from_config(cfg: dict[str, Any]) -> Noise:
         return Gaussian(**cfg)
     if kind == "none":
         return Clean()
+    if kind in ("columns", "blocks"):
+        return Bands(kind, **cfg)
+    if kind == "partition":
+        return Partition(**cfg)
     raise ValueError(f"unknown noise {kind!r} in checkpoint config")
 
 

@@ -17,6 +17,7 @@ from .checkpoint import read_config
 from .data import DATASETS, load_dataset
 from .denoisers import METHODS as DENOISER_METHODS
 from .denoisers import denoise, smoothed_denoised
+from .deterministic import DETERMINISTIC_NOISES, VOTES, DeterministicClassifier
 from .methods import METHODS, make_method
 from .models import MODELS
 from .noises import ENCODINGS, NOISES, Ablation, Gaussian
@@ -64,6 +65,12 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
     p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass (memory bound)")
 
 
+def _add_vote(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vote", choices=VOTES, default=None, help="columns/blocks/partition: each copy votes its argmax or "
+                   "every class with softmax >= --theta (default: threshold for columns/blocks, argmax for partition)")
+    p.add_argument("--theta", type=float, default=0.2, help="softmax threshold of --vote threshold (default 0.2)")
+
+
 def _add_oracle(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=1000, help="noise samples per query of a smoothed classifier (default 1000)")
     p.add_argument("--alpha", type=float, default=0.05, help="PREDICT's abstention level (default 0.05)")
@@ -74,7 +81,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     method = make_method(args.method, **_method_params(args.method_param))
     train_classifier(
-        args.dataset, args.out, noise=args.noise, k=args.k, encoding=args.encoding, sigma=args.sigma, recipe=recipe,
+        args.dataset, args.out, noise=args.noise, k=args.k, encoding=args.encoding, sigma=args.sigma, band=args.band,
+        groups=args.groups, recipe=recipe,
         model=args.model, method=method, seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
         progress=not args.quiet,
     )
@@ -87,17 +95,33 @@ def _evaluate(args: argparse.Namespace, mode: str) -> None:
     data = load_dataset(dataset, args.split, args.data_root)
     options = {"certificate": getattr(args, "certificate", None), "batch_size": args.batch_size, "device": args.device}
     settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split}
-    if args.denoiser is not None:
+    n0, n = getattr(args, "n0", 0), args.n
+    deterministic = config["noise"]["noise"] in DETERMINISTIC_NOISES
+    if not deterministic and (getattr(args, "patch", None) is not None or args.vote is not None):
+        raise ValueError("--patch and --vote belong to checkpoints trained with --noise columns, blocks or partition")
+    if deterministic:
+        smoothed = _deterministic(args, options)
+        n0 = n = smoothed.copies  # every ablation set is evaluated once
+    elif args.denoiser is not None:
         smoothed = smoothed_denoised(args.checkpoint, args.denoiser, **options)
         settings["denoiser"] = str(Path(args.denoiser).resolve())
     else:
         smoothed = SmoothedClassifier.from_checkpoint(args.checkpoint, **options)
     run_dataset(
-        smoothed, data, args.out, mode=mode, n0=getattr(args, "n0", 0), n=args.n, alpha=args.alpha, seed=args.seed,
+        smoothed, data, args.out, mode=mode, n0=n0, n=n, alpha=args.alpha, seed=args.seed,
         indices=select_indices(len(data), args.skip, args.max), settings=settings, progress=not args.quiet,
     )
     summary = summarize(read_log(args.out), radii=())
     print(f"{mode}: {summary['n']} images, accuracy {100 * summary['accuracy']:.2f}%, abstained {100 * summary['abstained']:.2f}% -> {args.out}")
+
+
+def _deterministic(args: argparse.Namespace, options: dict) -> DeterministicClassifier:
+    """The deterministic classifier of a columns/blocks/partition checkpoint with the vote flags."""
+    if args.denoiser is not None or options.get("certificate") is not None:
+        raise ValueError("a columns/blocks/partition checkpoint is certified exactly: drop --denoiser and --certificate")
+    return DeterministicClassifier.from_checkpoint(args.checkpoint, vote=args.vote, theta=args.theta,
+                                                   patch=getattr(args, "patch", None), batch_size=args.batch_size,
+                                                   device=args.device)
 
 
 def _dataset_of(args: argparse.Namespace, config: dict) -> str:
@@ -108,21 +132,30 @@ def _dataset_of(args: argparse.Namespace, config: dict) -> str:
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
+    if args.patch is not None and args.attack != "patch":
+        raise ValueError("--patch belongs to --attack patch")
     if args.attack == "pointwise":
         if args.budget is not None or args.start_budget is not None:
             raise ValueError("--budget and --start-budget belong to --attack sparse-rs")
         params = {"restarts": args.restarts, "max_queries": args.max_queries}
+    elif args.attack == "patch":
+        if args.restarts is not None or args.budget is not None or args.start_budget is not None:
+            raise ValueError("--restarts, --budget and --start-budget do not apply to --attack patch")
+        params = {"size": args.patch, "max_queries": args.max_queries}
     else:
         if args.restarts is not None:
             raise ValueError("--restarts belongs to --attack pointwise")
         params = {"budget": args.budget, "max_queries": args.max_queries, "start": args.start_budget}
     attack = make_attack(args.attack, **{k: v for k, v in params.items() if v is not None})
     make_oracle, config = oracle_factory(args.checkpoint, n=args.n, alpha=args.alpha, fixed=not args.fresh,
-                                         n_check=args.n_check, seed=args.seed, batch_size=args.batch_size, device=args.device)
+                                         n_check=args.n_check, seed=args.seed, batch_size=args.batch_size, device=args.device,
+                                         vote=args.vote, theta=args.theta)
     dataset = _dataset_of(args, config)
     data = load_dataset(dataset, args.split, args.data_root)
     settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split,
                 "target": "model" if config["noise"]["noise"] == "none" else "smoothed"}
+    if config["noise"]["noise"] in DETERMINISTIC_NOISES:
+        settings.update(target="deterministic", vote=args.vote, theta=args.theta)
     if settings["target"] == "smoothed":
         settings.update(n=args.n, n_check=args.n_check or args.n, alpha=args.alpha, fixed=not args.fresh)
     run_attack(make_oracle, attack, data, args.out, seed=args.seed, indices=select_indices(len(data), args.skip, args.max),
@@ -239,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_noise(p)
     _add_common(p)
+    p.add_argument("--band", type=int, default=None, help="band (block) size s of --noise columns|blocks (paper: 4 on MNIST)")
+    p.add_argument("--groups", type=int, default=None, help="number of pixel groups T of --noise partition")
     p.add_argument("--model", choices=sorted(MODELS), default=None, help="default: mnist_cnn for 28x28 images, else resnet18")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
     p.add_argument("--method", choices=sorted(METHODS), default="noise",
@@ -260,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "with the noise the denoiser was trained for")
         _add_data(p, default=None)
         _add_sampling(p, certify)
+        _add_vote(p)
+        if certify:
+            p.add_argument("--patch", type=int, default=None, help="columns/blocks: certify M x M patches (radius M "
+                           "or 0; default: the largest certified patch side)")
         _add_common(p)
         p.add_argument("--out", type=Path, required=True, help="TSV log (re-running resumes it)")
         p.set_defaults(func=(lambda a, m=name: _evaluate(a, m)))
@@ -269,13 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a model trained with --noise none is attacked directly, others through their smoothed PREDICT")
     p.add_argument("--attack", choices=ATTACKS, default="pointwise")
     p.add_argument("--restarts", type=int, default=None, help="pointwise: random restarts, best of R (default 10)")
-    p.add_argument("--max-queries", type=int, default=None, help="query budget per restart (pointwise, default 5000) "
-                   "or per pixel budget tried (sparse-rs, default 1000)")
+    p.add_argument("--max-queries", type=int, default=None, help="query budget per restart (pointwise, default 5000), "
+                   "per pixel budget tried (sparse-rs, default 1000) or per image (patch, default 1000)")
     p.add_argument("--budget", type=int, default=None, help="sparse-rs: fixed pixel budget (default: search the smallest)")
     p.add_argument("--start-budget", type=int, default=None, help="sparse-rs: first budget of the doubling search (default 1)")
+    p.add_argument("--patch", type=int, default=None, help="patch: side M of the square patch (default 5)")
     _add_data(p, default=None)
     _add_oracle(p)
     p.add_argument("--n-check", type=int, default=None, help="fresh samples to re-check each adversarial example (default --n)")
+    _add_vote(p)
     p.add_argument("--fresh", action="store_true", help="fresh noise every query instead of one fixed set per image")
     p.add_argument("--skip", type=int, default=1, help="use every N-th image")
     p.add_argument("--max", type=int, default=None, help="at most N images")

@@ -228,6 +228,8 @@ def train_classifier(
     k: int | None = 45,
     encoding: str = "multichannel",
     sigma: float | None = None,
+    band: int | None = None,
+    groups: int | None = None,
     recipe: Recipe | str = "fast",
     model: str | None = None,
     method: Method | str = "noise",
@@ -245,7 +247,8 @@ def train_classifier(
     train = load_dataset(dataset, "train", data_root)
     heldout = load_dataset(dataset, "test", data_root)
     mean = channel_mean(train.x) if encoding == "mean" else None
-    smoothing = make_noise(noise, k=k, encoding=encoding, train_mean=mean, sigma=sigma)
+    smoothing = make_noise(noise, k=k, encoding=encoding, train_mean=mean, sigma=sigma, band=band, groups=groups,
+                           image_size=train.image_shape[1:], seed=seed)
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     model = model or ("mnist_cnn" if train.image_shape[1:] == (28, 28) else "resnet18")
     in_channels = smoothing.channels(train.channels)

@@ -14,6 +14,11 @@ considerations": ``multichannel`` maps a pixel s to (s, 1-s) and NULL to 0 on ev
 ``Gaussian`` is the isotropic Gaussian noise of Cohen, Rosenfeld & Kolter (2019), certified in
 L2 by :mod:`smoothcert.gaussian`.
 
+``Bands`` (column/block smoothing, Levine & Feizi, NeurIPS 2020) and ``Partition`` (feature
+partition, Hammoudeh & Lowd, AAAI 2024) are deterministic: training draws one of finitely many
+ablation sets, certification enumerates all of them (``keep_masks``) in
+:class:`smoothcert.deterministic.DeterministicClassifier`.
+
 Each noise lists the certificates it computes in ``certificates`` (the first is the default).
 """
 
@@ -25,10 +30,13 @@ import numpy as np
 import torch
 
 from .ablation import ENCODINGS, Ablation, ablate, sample_keep_mask
+from .bands import Bands
 from .clean import Clean
 from .gaussian import Gaussian
+from .partition import Partition, partition_assignment
 
-__all__ = ["ENCODINGS", "NOISES", "Ablation", "Clean", "Gaussian", "Noise", "ablate", "make_noise", "sample_keep_mask"]
+__all__ = ["ENCODINGS", "NOISES", "Ablation", "Bands", "Clean", "Gaussian", "Noise", "Partition", "ablate", "make_noise",
+           "partition_assignment", "sample_keep_mask"]
 
 
 class Noise(Protocol):
@@ -52,7 +60,7 @@ class Noise(Protocol):
     ) -> tuple[float, float]: ...
 
 
-NOISES = ("ablation", "gaussian", "none")
+NOISES = ("ablation", "gaussian", "none", "columns", "blocks", "partition")
 
 
 def make_noise(
@@ -62,10 +70,15 @@ def make_noise(
     encoding: str = "multichannel",
     train_mean: tuple[float, ...] | None = None,
     sigma: float | None = None,
+    band: int | None = None,
+    groups: int | None = None,
+    image_size: tuple[int, int] | None = None,
+    seed: int = 0,
 ) -> Noise:
-    """The noise named by the CLI flags ``--noise``/``--k``/``--encoding``/``--sigma``; the mean
-    encoding needs the training set's per-channel mean ``train_mean``.  Each kind reads only its
-    own parameters (the CLI passes the others' defaults)."""
+    """The noise named by the CLI flags ``--noise``/``--k``/``--encoding``/``--sigma``/``--band``/
+    ``--groups``; the mean encoding needs the training set's per-channel mean ``train_mean``, the
+    partition the ``image_size`` and the ``seed`` of its shuffle.  Each kind reads only its own
+    parameters (the CLI passes the others' defaults)."""
     if kind == "ablation":
         if k is None:
             raise ValueError("ablation noise needs --k")
@@ -76,4 +89,12 @@ def make_noise(
         return Gaussian(sigma)
     if kind == "none":
         return Clean()
+    if kind in ("columns", "blocks"):
+        if band is None:
+            raise ValueError(f"{kind} smoothing needs --band")
+        return Bands(kind, band)
+    if kind == "partition":
+        if groups is None or image_size is None:
+            raise ValueError("partition noise needs --groups (and the image size)")
+        return Partition.create(groups, image_size, seed)
     raise ValueError(f"unknown noise {kind!r}; choose one of {NOISES}")
