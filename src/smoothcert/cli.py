@@ -236,6 +236,13 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         paper.reproduce_denoised(**run, **({"classifier": args.classifier} if args.classifier else {}))
     elif args.table == "smoothing":
         paper.reproduce_smoothing(**run, **({"sigmas": args.sigmas} if args.sigmas else {}))
+    elif args.table == "patch":
+        if {"n0", "n", "alpha"} & run.keys():
+            raise ValueError("reproduce patch certifies exactly: drop --n0, --n and --alpha")
+        paper.reproduce_patch(**run)
+    elif args.table == "partition":
+        paper.reproduce_partition(**run, **({"groups": args.groups} if args.groups else {}),
+                                  **({"classifier": args.classifier} if args.classifier else {}))
     elif args.table == "l0-consistency":
         paper.reproduce_l0_consistency(**run, recipe=args.recipe)
     else:
@@ -377,12 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_figure)
 
     p = sub.add_parser("reproduce", help="reproduce a paper table at a chosen scale, ours beside the paper's")
-    p.add_argument("table", choices=("table1", "table8", "smoothing", "l0-consistency", "denoised"),
+    p.add_argument("table", choices=("table1", "table8", "smoothing", "l0-consistency", "denoised", "patch", "partition"),
                    help="table1: k sweep; table8: encodings; smoothing: Gaussian training methods vs Jeong & Shin "
                         "Table 2; l0-consistency: ablation with vs without consistency regularization; denoised: "
-                        "denoisers for a clean classifier (MSE, stability, DE-CROP on 1%%) and denoised ablation")
-    p.add_argument("--classifier", type=Path, default=None, help="denoised: a clean classifier checkpoint to reuse "
-                   "(default: train one under --out)")
+                        "denoisers for a clean classifier (MSE, stability, DE-CROP on 1%%) and denoised ablation; patch: column "
+                        "smoothing s=4 vs 5x5 patches (Levine & Feizi 2020b); partition: partition voting vs randomized "
+                        "ablation k=45 (Hammoudeh & Lowd 2024)")
+    p.add_argument("--classifier", type=Path, default=None, help="denoised: a clean classifier checkpoint to reuse; "
+                   "partition: the k=45 ablation checkpoint to compare with (default: train one under --out)")
+    p.add_argument("--groups", type=_int_list, default=None, help="T values for partition (default 15,30,60)")
     p.add_argument("--ks", type=_int_list, default=None, help="k values for table1")
     p.add_argument("--sigmas", type=_float_list, default=None, help="sigmas for smoothing (default 0.25,0.5)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
