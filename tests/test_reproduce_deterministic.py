@@ -13,8 +13,8 @@ def tiny(tmp_path_factory, tiny_npz):
     ablation = root / "ablation"
     assert main(["train", "--dataset", data, "--model", "mnist_cnn", "--k", "16", "--epochs", "1", "--batch-size", "32",
                  "--device", "cpu", "--quiet", "--out", str(ablation)]) == 0
-    return {"small": dict(dataset=data, model="mnist_cnn", epochs=1, max_images=3, device="cpu", progress=False),
-            "ablation": ablation}
+    small = {"dataset": data, "model": "mnist_cnn", "epochs": 1, "max_images": 3, "device": "cpu", "progress": False}
+    return {"small": small, "ablation": ablation}
 
 
 def test_reproduce_patch_prints_ours_beside_the_paper(tiny, tmp_path):

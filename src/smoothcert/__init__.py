@@ -5,7 +5,9 @@ The public API mirrors the ``smoothcert`` command line; see README.md.
 """
 
 from .attacks import (
+    DeterministicOracle,
     ModelOracle,
+    PatchAttack,
     Pointwise,
     SmoothedOracle,
     SparseRS,
@@ -32,6 +34,7 @@ from .certificates import (
 )
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import ImageDataset, load_dataset
+from .deterministic import DeterministicClassifier, certified_against, partition_radius
 from .denoisers import (
     DnCNN,
     denoise,
@@ -58,8 +61,8 @@ from .methods import (
     make_method,
 )
 from .models import MnistCNN, Normalize, ResNet18, ResNet50, build_model
-from .noises import Ablation, Gaussian, ablate, make_noise, sample_keep_mask
-from .paper import demo, reproduce, reproduce_denoised
+from .noises import Ablation, Bands, Gaussian, Partition, ablate, make_noise, sample_keep_mask
+from .paper import demo, reproduce, reproduce_denoised, reproduce_partition, reproduce_patch
 from .report import read_log, summarize
 from .runner import read_adversarial, run_attack, run_dataset, select_indices
 from .smooth import ABSTAIN, Certificate, SmoothedClassifier
@@ -79,5 +82,6 @@ __all__ = [
     "mutual_information_lee", "radius_cohen", "radius_cor1", "radius_cor2", "radius_jia", "radius_jia_topk",
     "radius_lipschitz", "radius_lp", "radius_two_class", "read_log",
     "reproduce", "run_dataset", "sample_keep_mask", "save_checkpoint", "select_indices", "summarize",
-    "train_classifier",
+    "train_classifier", "Bands", "DeterministicClassifier", "DeterministicOracle", "Partition", "PatchAttack",
+    "certified_against", "partition_radius", "reproduce_partition", "reproduce_patch",
 ]

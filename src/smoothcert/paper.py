@@ -18,13 +18,13 @@ import torch
 
 from .checkpoint import load_checkpoint, read_config
 from .data import load_dataset
-from .deterministic import DeterministicClassifier
 from .denoisers import (
     KeepChannels,
     denoised_classifier,
     stratified_subset,
     train_denoiser,
 )
+from .deterministic import DeterministicClassifier
 from .gaussian import max_gaussian_radius
 from .methods import Method, make_method
 from .noises import Ablation, Gaussian, ablate, sample_keep_mask
