@@ -5,7 +5,9 @@ The public API mirrors the ``smoothcert`` command line; see README.md.
 """
 
 from .attacks import (
+    DeterministicOracle,
     ModelOracle,
+    PatchAttack,
     Pointwise,
     SmoothedOracle,
     SparseRS,
@@ -39,6 +41,7 @@ from .denoisers import (
     smoothed_denoised,
     train_denoiser,
 )
+from .deterministic import DeterministicClassifier, certified_against, partition_radius
 from .gaussian import (
     certify_gaussian,
     max_gaussian_radius,
@@ -66,8 +69,24 @@ from .methods import (
     make_method,
 )
 from .models import MnistCNN, Normalize, ResNet18, ResNet50, build_model
-from .noises import Ablation, Gaussian, Lee, ablate, make_noise, sample_keep_mask
-from .paper import demo, reproduce, reproduce_denoised, reproduce_table7
+from .noises import (
+    Ablation,
+    Bands,
+    Gaussian,
+    Lee,
+    Partition,
+    ablate,
+    make_noise,
+    sample_keep_mask,
+)
+from .paper import (
+    demo,
+    reproduce,
+    reproduce_denoised,
+    reproduce_partition,
+    reproduce_patch,
+    reproduce_table7,
+)
 from .report import read_log, summarize
 from .runner import read_adversarial, run_attack, run_dataset, select_indices
 from .runner.shards import Shard, merge_logs, run_sharded
@@ -100,4 +119,6 @@ __all__ = [
     "InUseError", "Shard", "accelerate", "merge_logs", "run_sharded",
     "Lee", "certify_lee", "exact_threshold", "lee_threshold", "max_certifiable_radius_lee", "radius_lee",
     "reproduce_table7",
+    "Bands", "DeterministicClassifier", "DeterministicOracle", "Partition", "PatchAttack",
+    "certified_against", "partition_radius", "reproduce_partition", "reproduce_patch",
 ]

@@ -32,7 +32,7 @@ from torch import nn
 
 from .locking import FileLock
 from .models import build_model
-from .noises import Ablation, Clean, Gaussian, Lee, Noise
+from .noises import Ablation, Bands, Clean, Gaussian, Lee, Noise, Partition
 
 FORMAT = "smoothcert-checkpoint/1"
 _REQUIRED = ("format", "model", "in_channels", "num_classes", "image_size", "noise")
@@ -150,6 +150,10 @@ def noise_from_config(cfg: dict[str, Any]) -> Noise:
         return Lee(**cfg)
     if kind == "none":
         return Clean()
+    if kind in ("columns", "blocks"):
+        return Bands(kind, **cfg)
+    if kind == "partition":
+        return Partition(**cfg)
     raise ValueError(f"unknown noise {kind!r} in checkpoint config")
 
 

@@ -21,6 +21,7 @@ from .checkpoint import read_config
 from .data import DATASETS, load_dataset
 from .denoisers import METHODS as DENOISER_METHODS
 from .denoisers import denoise, smoothed_denoised
+from .deterministic import DETERMINISTIC_NOISES, VOTES, DeterministicClassifier
 from .distributed import current_world, rank_device
 from .methods import METHODS, make_method
 from .models import MODELS
@@ -86,6 +87,12 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
     p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass (memory bound)")
 
 
+def _add_vote(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vote", choices=VOTES, default=None, help="columns/blocks/partition: each copy votes its argmax or "
+                   "every class with softmax >= --theta (default: threshold for columns/blocks, argmax for partition)")
+    p.add_argument("--theta", type=float, default=0.2, help="softmax threshold of --vote threshold (default 0.2)")
+
+
 def _add_oracle(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=1000, help="noise samples per query of a smoothed classifier (default 1000)")
     p.add_argument("--alpha", type=float, default=0.05, help="PREDICT's abstention level (default 0.05)")
@@ -117,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     method = make_method(args.method, **_method_params(args.method_param))
     train_classifier(
         args.dataset, args.out, noise=args.noise, k=args.k, encoding=args.encoding, sigma=args.sigma, kappa=args.kappa,
-        levels=args.levels, recipe=recipe,
+        levels=args.levels, band=args.band, groups=args.groups, recipe=recipe,
         model=args.model, method=method, seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
         overwrite=args.overwrite, progress=not args.quiet,
     )
@@ -134,7 +141,15 @@ def _evaluate(args: argparse.Namespace, mode: str) -> None:
     options = {"certificate": getattr(args, "certificate", None), "batch_size": args.batch_size,
                "device": rank_device(args.device)}
     settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split}
-    if args.denoiser is not None:
+    n0, n, sampling = _n0(args), args.n, _sampling(args)
+    deterministic = config["noise"]["noise"] in DETERMINISTIC_NOISES
+    if not deterministic and (getattr(args, "patch", None) is not None or args.vote is not None):
+        raise ValueError("--patch and --vote belong to checkpoints trained with --noise columns, blocks or partition")
+    if deterministic:
+        smoothed = _deterministic(args, options)
+        n0 = n = smoothed.copies  # every ablation set is evaluated once: exact, nothing to sample adaptively
+        sampling = "fixed"
+    elif args.denoiser is not None:
         smoothed = smoothed_denoised(args.checkpoint, args.denoiser, **options)
         settings["denoiser"] = str(Path(args.denoiser).resolve())
     else:
@@ -143,8 +158,8 @@ def _evaluate(args: argparse.Namespace, mode: str) -> None:
     if args.amp:
         settings["amp"] = args.amp
     log = run_sharded(
-        partial(run_dataset, smoothed, data, mode=mode, n0=_n0(args), n=args.n, alpha=args.alpha, seed=args.seed,
-                sampling=_sampling(args)),
+        partial(run_dataset, smoothed, data, mode=mode, n0=n0, n=n, alpha=args.alpha, seed=args.seed,
+                sampling=sampling),
         args.out, indices=select_indices(len(data), args.skip, args.max), settings=settings, shard=args.shard,
         progress=not args.quiet,
     )
@@ -182,6 +197,15 @@ def _check_batch_fits(batch_size: int, n: int, shape: tuple[int, int, int]) -> N
                          f"{memory / 1e9:.1f} GB of memory; lower --batch-size")
 
 
+def _deterministic(args: argparse.Namespace, options: dict) -> DeterministicClassifier:
+    """The deterministic classifier of a columns/blocks/partition checkpoint with the vote flags."""
+    if args.denoiser is not None or options.get("certificate") is not None:
+        raise ValueError("a columns/blocks/partition checkpoint is certified exactly: drop --denoiser and --certificate")
+    return DeterministicClassifier.from_checkpoint(args.checkpoint, vote=args.vote, theta=args.theta,
+                                                   patch=getattr(args, "patch", None), batch_size=args.batch_size,
+                                                   device=args.device)
+
+
 def _dataset_of(args: argparse.Namespace, config: dict) -> str:
     dataset = args.dataset or config.get("dataset")
     if dataset is None:
@@ -190,10 +214,16 @@ def _dataset_of(args: argparse.Namespace, config: dict) -> str:
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
+    if args.patch is not None and args.attack != "patch":
+        raise ValueError("--patch belongs to --attack patch")
     if args.attack == "pointwise":
         if args.budget is not None or args.start_budget is not None:
             raise ValueError("--budget and --start-budget belong to --attack sparse-rs")
         params = {"restarts": args.restarts, "max_queries": args.max_queries}
+    elif args.attack == "patch":
+        if args.restarts is not None or args.budget is not None or args.start_budget is not None:
+            raise ValueError("--restarts, --budget and --start-budget do not apply to --attack patch")
+        params = {"size": args.patch, "max_queries": args.max_queries}
     else:
         if args.restarts is not None:
             raise ValueError("--restarts belongs to --attack pointwise")
@@ -201,7 +231,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
     attack = make_attack(args.attack, **{k: v for k, v in params.items() if v is not None})
     make_oracle, config = oracle_factory(args.checkpoint, n=args.n, alpha=args.alpha, fixed=not args.fresh,
                                          n_check=args.n_check, seed=args.seed, batch_size=args.batch_size,
-                                         device=rank_device(args.device))
+                                         device=rank_device(args.device), vote=args.vote, theta=args.theta)
     dataset = _dataset_of(args, config)
     data = load_dataset(dataset, args.split, args.data_root)
     pixels = data.image_shape[1] * data.image_shape[2]
@@ -209,6 +239,8 @@ def cmd_attack(args: argparse.Namespace) -> None:
         raise ValueError(f"--budget {args.budget} exceeds the {pixels} pixels of the {dataset} images")
     settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split,
                 "target": "model" if config["noise"]["noise"] == "none" else "smoothed"}
+    if config["noise"]["noise"] in DETERMINISTIC_NOISES:
+        settings.update(target="deterministic", vote=args.vote, theta=args.theta)
     if settings["target"] == "smoothed":
         settings.update(n=args.n, n_check=args.n_check or args.n, alpha=args.alpha, fixed=not args.fresh)
     log = run_sharded(partial(run_attack, make_oracle, attack, data, seed=args.seed), args.out,
@@ -321,6 +353,13 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     elif args.table == "table7":
         chosen = {"ks": args.ks, "kappas": args.kappas, "ablation_checkpoint": args.ablation_checkpoint}
         paper.reproduce_table7(**run, recipe=args.recipe, **{k: v for k, v in chosen.items() if v is not None})
+    elif args.table == "patch":
+        if {"n0", "n", "alpha"} & run.keys():
+            raise ValueError("reproduce patch certifies exactly: drop --n0, --n and --alpha")
+        paper.reproduce_patch(**run)
+    elif args.table == "partition":
+        paper.reproduce_partition(**run, **({"groups": args.groups} if args.groups else {}),
+                                  **({"classifier": args.classifier} if args.classifier else {}))
     elif args.table == "l0-consistency":
         paper.reproduce_l0_consistency(**run, recipe=args.recipe)
     else:
@@ -358,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_noise(p)
     _add_common(p)
+    p.add_argument("--band", type=int, default=None, help="band (block) size s of --noise columns|blocks (paper: 4 on MNIST)")
+    p.add_argument("--groups", type=int, default=None, help="number of pixel groups T of --noise partition")
     p.add_argument("--model", choices=sorted(MODELS), default=None, help="default: mnist_cnn for 28x28 images, else resnet18")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
     p.add_argument("--method", choices=sorted(METHODS), default="noise",
@@ -380,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "with the noise the denoiser was trained for")
         _add_data(p, default=None)
         _add_sampling(p, certify)
+        _add_vote(p)
+        if certify:
+            p.add_argument("--patch", type=int, default=None, help="columns/blocks: certify M x M patches (radius M "
+                           "or 0; default: the largest certified patch side)")
         _add_common(p)
         p.add_argument("--out", type=Path, required=True, help="TSV log (re-running resumes it)")
         _add_shard(p)
@@ -391,13 +436,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a model trained with --noise none is attacked directly, others through their smoothed PREDICT")
     p.add_argument("--attack", choices=ATTACKS, default="pointwise")
     p.add_argument("--restarts", type=int, default=None, help="pointwise: random restarts, best of R (default 10)")
-    p.add_argument("--max-queries", type=int, default=None, help="query budget per restart (pointwise, default 5000) "
-                   "or per pixel budget tried (sparse-rs, default 1000)")
+    p.add_argument("--max-queries", type=int, default=None, help="query budget per restart (pointwise, default 5000), "
+                   "per pixel budget tried (sparse-rs, default 1000) or per image (patch, default 1000)")
     p.add_argument("--budget", type=int, default=None, help="sparse-rs: fixed pixel budget (default: search the smallest)")
     p.add_argument("--start-budget", type=int, default=None, help="sparse-rs: first budget of the doubling search (default 1)")
+    p.add_argument("--patch", type=int, default=None, help="patch: side M of the square patch (default 5)")
     _add_data(p, default=None)
     _add_oracle(p)
     p.add_argument("--n-check", type=int, default=None, help="fresh samples to re-check each adversarial example (default --n)")
+    _add_vote(p)
     p.add_argument("--fresh", action="store_true", help="fresh noise every query instead of one fixed set per image")
     p.add_argument("--skip", type=int, default=1, help="use every N-th image")
     p.add_argument("--max", type=int, default=None, help="at most N images")
@@ -467,12 +514,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_figure)
 
     p = sub.add_parser("reproduce", help="reproduce a paper table at a chosen scale, ours beside the paper's")
-    p.add_argument("table", choices=("table1", "table7", "table8", "smoothing", "l0-consistency", "denoised"),
+    p.add_argument("table", choices=("table1", "table7", "table8", "smoothing", "l0-consistency", "denoised", "patch",
+                                      "partition"),
                    help="table1: k sweep; table7: Lee et al.'s noise vs ablation; table8: encodings; smoothing: "
-                        "Gaussian training methods vs Jeong & Shin Table 2; l0-consistency: ablation with vs without consistency regularization; denoised: "
-                        "denoisers for a clean classifier (MSE, stability, DE-CROP on 1%%) and denoised ablation")
-    p.add_argument("--classifier", type=Path, default=None, help="denoised: a clean classifier checkpoint to reuse "
-                   "(default: train one under --out)")
+                        "Gaussian training methods vs Jeong & Shin Table 2; l0-consistency: ablation with vs without "
+                        "consistency regularization; denoised: denoisers for a clean classifier (MSE, stability, "
+                        "DE-CROP on 1%%) and denoised ablation; patch: column smoothing s=4 vs 5x5 patches (Levine & "
+                        "Feizi 2020b); partition: partition voting vs randomized ablation k=45 (Hammoudeh & Lowd 2024)")
+    p.add_argument("--classifier", type=Path, default=None, help="denoised: a clean classifier checkpoint to reuse; "
+                   "partition: the k=45 ablation checkpoint to compare with (default: train one under --out)")
+    p.add_argument("--groups", type=_int_list, default=None, help="T values for partition (default 15,30,60)")
     p.add_argument("--ks", type=_int_list, default=None, help="k values for table1 (default 10,20,45,70,100) and table7 (default 20,45)")
     p.add_argument("--kappas", type=_float_list, default=None, help="kappa values for table7 (default 0.1,0.2,0.3)")
     p.add_argument("--ablation-checkpoint", type=Path, default=None,

@@ -325,6 +325,8 @@ def train_classifier(
     sigma: float | None = None,
     kappa: float | None = None,
     levels: int = 256,
+    band: int | None = None,
+    groups: int | None = None,
     recipe: Recipe | str = "fast",
     model: str | None = None,
     method: Method | str = "noise",
@@ -347,7 +349,8 @@ def train_classifier(
     train = load_dataset(dataset, "train", data_root)
     heldout = load_dataset(dataset, "test", data_root)
     mean = channel_mean(train.x) if encoding == "mean" else None
-    smoothing = make_noise(noise, k=k, encoding=encoding, train_mean=mean, sigma=sigma, kappa=kappa, levels=levels)
+    smoothing = make_noise(noise, k=k, encoding=encoding, train_mean=mean, sigma=sigma, kappa=kappa, levels=levels,
+                           band=band, groups=groups, image_size=train.image_shape[1:], seed=seed)
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     model = model or ("mnist_cnn" if train.image_shape[1:] == (28, 28) else "resnet18")
     in_channels = smoothing.channels(train.channels)

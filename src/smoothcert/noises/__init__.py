@@ -18,6 +18,11 @@ L2 by :mod:`smoothcert.gaussian`.
 Feizi's Table 7: keep each channel value with probability kappa, else replace it by another of
 ``levels`` values; certified in L0 by :mod:`smoothcert.lee`.
 
+``Bands`` (column/block smoothing, Levine & Feizi, NeurIPS 2020) and ``Partition`` (feature
+partition, Hammoudeh & Lowd, AAAI 2024) are deterministic: training draws one of finitely many
+ablation sets, certification enumerates all of them (``keep_masks``) in
+:class:`smoothcert.deterministic.DeterministicClassifier`.
+
 Each noise lists the certificates it computes in ``certificates`` (the first is the default).
 """
 
@@ -29,11 +34,14 @@ import numpy as np
 import torch
 
 from .ablation import ENCODINGS, Ablation, ablate, sample_keep_mask
+from .bands import Bands
 from .clean import Clean
 from .gaussian import Gaussian
 from .lee import Lee
+from .partition import Partition, partition_assignment
 
-__all__ = ["ENCODINGS", "NOISES", "Ablation", "Clean", "Gaussian", "Lee", "Noise", "ablate", "make_noise", "sample_keep_mask"]
+__all__ = ["ENCODINGS", "NOISES", "Ablation", "Bands", "Clean", "Gaussian", "Lee", "Noise", "Partition", "ablate",
+           "make_noise", "partition_assignment", "sample_keep_mask"]
 
 
 class Noise(Protocol):
@@ -63,7 +71,7 @@ class Noise(Protocol):
     def radius(self, p_lower: float, image_size: tuple[int, int]) -> float: ...
 
 
-NOISES = ("ablation", "gaussian", "lee", "none")
+NOISES = ("ablation", "gaussian", "lee", "none", "columns", "blocks", "partition")
 
 
 def make_noise(
@@ -75,10 +83,15 @@ def make_noise(
     sigma: float | None = None,
     kappa: float | None = None,
     levels: int = 256,
+    band: int | None = None,
+    groups: int | None = None,
+    image_size: tuple[int, int] | None = None,
+    seed: int = 0,
 ) -> Noise:
-    """The noise named by the CLI flags ``--noise``/``--k``/``--encoding``/``--sigma``/``--kappa``/``--levels``; the mean
-    encoding needs the training set's per-channel mean ``train_mean``.  Each kind reads only its
-    own parameters (the CLI passes the others' defaults)."""
+    """The noise named by the CLI flags ``--noise``/``--k``/``--encoding``/``--sigma``/``--kappa``/
+    ``--levels``/``--band``/``--groups``; the mean encoding needs the training set's per-channel
+    mean ``train_mean``, the partition the ``image_size`` and the ``seed`` of its shuffle.  Each
+    kind reads only its own parameters (the CLI passes the others' defaults)."""
     if kind == "ablation":
         if k is None:
             raise ValueError("ablation noise needs --k")
@@ -93,4 +106,12 @@ def make_noise(
         return Lee(kappa, levels)
     if kind == "none":
         return Clean()
+    if kind in ("columns", "blocks"):
+        if band is None:
+            raise ValueError(f"{kind} smoothing needs --band")
+        return Bands(kind, band)
+    if kind == "partition":
+        if groups is None or image_size is None:
+            raise ValueError("partition noise needs --groups (and the image size)")
+        return Partition.create(groups, image_size, seed)
     raise ValueError(f"unknown noise {kind!r}; choose one of {NOISES}")

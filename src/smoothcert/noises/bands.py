@@ -1,0 +1,97 @@
+"""Structured ablation for patch attacks: column and block smoothing (Levine & Feizi, NeurIPS 2020,
+"(De)Randomized Smoothing for Certifiable Defense against Patch Attacks", Section 3).
+
+A *band* of width s keeps the columns j, j+1, ..., j+s-1 (mod W) and ablates every other pixel; a
+*block* keeps the s x s square of rows i..i+s-1 (mod H) and columns j..j+s-1 (mod W). Bands and
+blocks wrap around the image edge, so there are exactly W bands and H*W blocks and every pixel
+lies in exactly s bands (s^2 blocks). NULL is encoded as in randomized ablation (multichannel:
+a kept pixel v becomes (v, 1-v), an ablated one 0).
+
+Training ablates each image to one uniformly random band (block); certification enumerates all
+of them (:class:`smoothcert.deterministic.DeterministicClassifier`). An m x m patch intersects
+at most Delta = min(m+s-1, W) bands, or min(m+s-1, H) * min(m+s-1, W) blocks (``patch_delta``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from .ablation import ablate
+
+SHAPES = ("columns", "blocks")
+
+
+def _kept_range(start: torch.Tensor, s: int, size: int) -> torch.Tensor:
+    """(N, size) booleans: position p is kept iff (p - start) mod size < s, for each start in ``start``."""
+    return (torch.arange(size, device=start.device) - start[:, None]) % size < s
+
+
+@dataclass(frozen=True)
+class Bands:
+    """Column (``shape="columns"``) or block (``shape="blocks"``) smoothing with band size ``band`` (s)."""
+
+    shape: str
+    band: int
+    certificates: ClassVar[tuple[str, ...]] = ()
+    default_vote: ClassVar[str] = "threshold"  # Levine & Feizi count every class with softmax >= theta
+
+    def __post_init__(self) -> None:
+        if self.shape not in SHAPES:
+            raise ValueError(f"unknown band shape {self.shape!r}; choose one of {SHAPES}")
+        if isinstance(self.band, bool) or not isinstance(self.band, (int, np.integer)) or self.band < 1:
+            raise ValueError(f"--band must be a positive integer, got {self.band!r}")
+        object.__setattr__(self, "band", int(self.band))
+
+    def _check_size(self, h: int, w: int) -> None:
+        if self.band > w or (self.shape == "blocks" and self.band > h):
+            raise ValueError(f"band size {self.band} exceeds the image size {h}x{w}")
+
+    def channels(self, data_channels: int) -> int:
+        return 2 * data_channels
+
+    def keep_masks(self, h: int, w: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """All ablation sets, (N, h*w) booleans: band j (N = W, start column j) or block (i, j)
+        (N = H*W, row-major)."""
+        self._check_size(h, w)
+        cols = _kept_range(torch.arange(w, device=device), self.band, w)  # (W, w)
+        if self.shape == "columns":
+            return cols[:, None, :].expand(w, h, w).reshape(w, h * w)
+        rows = _kept_range(torch.arange(h, device=device), self.band, h)  # (H, h)
+        return (rows[:, None, :, None] & cols[None, :, None, :]).reshape(h * w, h * w)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Each image ablated to one uniformly random band (block): the training noise."""
+        b, _, h, w = x.shape
+        self._check_size(h, w)
+        col = _kept_range(torch.randint(0, w, (b,), generator=generator, device=x.device), self.band, w)
+        if self.shape == "columns":
+            keep = col[:, None, :].expand(b, h, w)
+        else:
+            row = _kept_range(torch.randint(0, h, (b,), generator=generator, device=x.device), self.band, h)
+            keep = row[:, :, None] & col[:, None, :]
+        return ablate(x, keep.reshape(b, h * w))
+
+    def patch_delta(self, m: int, image_size: tuple[int, int]) -> int:
+        """Delta: the most ablation sets an m x m patch can intersect (0 for m = 0)."""
+        if m == 0:
+            return 0
+        h, w = image_size
+        span = m + self.band - 1
+        return min(span, w) if self.shape == "columns" else min(span, h) * min(span, w)
+
+    def check_certificate(self, name: str | None) -> None:
+        raise ValueError(f"{self.shape} smoothing is deterministic: certify it with DeterministicClassifier "
+                         "(smoothcert certify does so for such checkpoints), not by sampling")
+
+    def certify(
+        self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str = ""
+    ) -> tuple[float, float]:
+        self.check_certificate(certificate)
+        raise AssertionError("unreachable")
+
+    def config(self) -> dict[str, Any]:
+        return {"noise": self.shape, "band": self.band}
