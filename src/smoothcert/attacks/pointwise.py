@@ -59,15 +59,16 @@ class Pointwise(_L0Attack):
     decision-based, in whole pixels.
 
     Each restart starts from the sparsest adversarial salt-and-pepper noise found in ``steps``
-    draws of adapted density (:meth:`_start`). Then rounds of two phases: *reset passes* visit the perturbed pixels in a random order and reset
-    each one whose reset keeps the input adversarial, until a pass resets nothing; a *search pass*
-    moves every remaining pixel (all channels together) towards its original value by a binary
-    search of ``search_steps`` queries on the segment between the two, keeping the adversarial end.
-    Moving pixels towards the original changes the image the next reset passes start from, so
-    rounds repeat until a whole round neither resets nor moves a pixel (``search_steps=0``: reset
-    passes only). Every query counts against ``max_queries`` per restart; the smallest confirmed
-    result of ``restarts`` restarts is returned, where a restart whose final image fails the fresh
-    re-check offers earlier images (:func:`_back_off`).
+    draws of adapted density (:meth:`_start`). Then rounds of two phases: *reset passes* visit
+    the perturbed pixels in a random order and reset each one whose reset keeps the input
+    adversarial, until a pass resets nothing; a *search pass* moves every remaining pixel (all
+    channels together) towards its original value by a binary search of ``search_steps`` queries
+    on the segment between the two, keeping the adversarial end. Moving pixels towards the
+    original changes the image the next reset passes start from, so rounds repeat until a whole
+    round neither resets nor moves a pixel (``search_steps=0``: reset passes only). Every query
+    counts against ``max_queries`` per restart; the smallest confirmed result of ``restarts``
+    restarts is returned, where a restart whose final image fails the fresh re-check offers
+    earlier images (:func:`_back_off`).
     """
 
     restarts: int = 10
