@@ -1,6 +1,7 @@
 """Attack speed against a smoothed classifier (issue 5).
 
 Run: python benchmarks/bench_attacks.py [--checkpoint runs/demo/k45/model] [--threads 1] [--images 3]
+     [--start-steps 20]
 
 ``SmoothedOracle(fixed=True)`` reuses one set of n ablations per image and re-evaluates only the
 draws that keep a changed pixel. For one Pointwise restart per image this reports the queries,
@@ -31,6 +32,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--start-steps", type=int, default=20,
+                        help="salt-and-pepper draws of the Pointwise start (dense queries: few against a smoothed oracle)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.checkpoint:
@@ -56,7 +59,7 @@ def main() -> None:
         rows = 0
         oracle = SmoothedOracle(smoothed, args.n, key=(0, idx))
         start = time.perf_counter()
-        Pointwise(restarts=1)(oracle, x, label, key=(0, idx))
+        Pointwise(restarts=1, steps=args.start_steps)(oracle, x, label, key=(0, idx))
         elapsed = time.perf_counter() - start
         full_rows, full_time = oracle.queries * args.n, oracle.queries * one_vote
         print(f"{idx:5d}  {oracle.queries:7d}  {rows:8d}  {full_rows:12d}  {1 - rows / full_rows:5.1%}  "

@@ -37,7 +37,7 @@ def _rows(path):
 
 def test_attack_log_and_examples_agree(tiny, tmp_path):
     out = tmp_path / "a.tsv"
-    assert _attack(tiny["clean"], out, "--restarts", "2", "--max-queries", "500") == 0
+    assert _attack(tiny["clean"], out, "--restarts", "2", "--start-steps", "50", "--max-queries", "300") == 0
     rows = _rows(out)
     assert tuple(rows[0]) == ATTACK_COLUMNS and len(rows) == 13
     saved = read_adversarial(out)
@@ -68,13 +68,13 @@ def test_attack_resumes_without_losing_or_duplicating_rows(tiny, tmp_path):
 
 def test_smoothed_attack_certify_and_table2(tiny, tmp_path, capsys):
     attack, cert = tmp_path / "s.tsv", tmp_path / "c.tsv"
-    assert _attack(tiny["ablation"], attack, "--restarts", "1", "--n", "100", "--max", "4") == 0
+    assert _attack(tiny["ablation"], attack, "--restarts", "1", "--start-steps", "30", "--n", "100", "--max", "4") == 0
     settings = json.loads((tmp_path / "s.tsv.json").read_text())
     assert settings["target"] == "smoothed" and settings["n"] == 100 and settings["fixed"] is True
     assert main(["certify", "--checkpoint", tiny["ablation"], "--n0", "20", "--n", "200", "--max", "4",
                  "--device", "cpu", "--quiet", "--out", str(cert)]) == 0
     undefended = tmp_path / "u.tsv"
-    assert _attack(tiny["clean"], undefended, "--restarts", "1", "--max", "4") == 0
+    assert _attack(tiny["clean"], undefended, "--restarts", "1", "--start-steps", "30", "--max", "4") == 0
     capsys.readouterr()
     assert main(["report", str(cert), str(attack), str(undefended), "--radii", "0,1"]) == 0
     out = capsys.readouterr().out
@@ -98,6 +98,8 @@ def test_substitute_end_to_end(tiny, tmp_path, capsys):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--attack", "sparse-rs", "--restarts", "2"], "--restarts belongs to --attack pointwise"),
+    (["--attack", "sparse-rs", "--search-steps", "0"], "--search-steps belongs to --attack pointwise"),
+    (["--search-steps", "-1"], "search_steps must be a non-negative integer"),
     (["--budget", "3"], "--budget and --start-budget belong to --attack sparse-rs"),
     (["--restarts", "0"], "restarts must be a positive integer"),
     (["--alpha", "2"], "alpha"),

@@ -15,6 +15,7 @@ from smoothcert.attacks import (
     make_attack,
 )
 from smoothcert.attacks.oracles import FIXED_STREAM
+from smoothcert.attacks.pointwise import _Restart
 from smoothcert.noises import Ablation, Gaussian, ablate, sample_keep_mask
 from smoothcert.seeding import generator
 from smoothcert.smooth import ABSTAIN, SmoothedClassifier
@@ -105,6 +106,70 @@ def test_restarts_are_seeded_and_best_of_r():
         assert torch.equal(a.x_adv, b.x_adv) and a.queries == b.queries
 
 
+class _Exact(nn.Module):
+    """Class 1 iff at least ``m`` SECRET pixels are exactly 1: no point strictly between a pixel's
+    original (0) and adversarial value (1) is adversarial, so the binary search never moves one."""
+
+    def __init__(self, m: int) -> None:
+        super().__init__()
+        self.m = m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        full = (x.flatten(1)[:, SECRET] == 1.0).sum(1).float()
+        return torch.stack([torch.zeros_like(full), full - self.m + 0.5], dim=1)
+
+
+class _Band(nn.Module):
+    """On a 1x2x2 image with pixels a = 0 and b = 1: class 1 iff (a > 1/2 and b > 1/2) or
+    3/10 < b < 7/10. From black, salt-and-pepper needs both a and b (salt b = 1 alone is outside
+    the band) and neither reset is adversarial; only after the binary search moves b into the
+    band can a be reset: the minimal L0 is 1, the reset passes alone end at 2."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.flatten(1)[:, 0], x.flatten(1)[:, 1]
+        fooled = ((a > 0.5) & (b > 0.5)) | ((b > 0.3) & (b < 0.7))
+        return torch.stack([torch.zeros_like(a), 2 * fooled.float() - 1], dim=1)
+
+
+def test_binary_search_moves_a_pixel_to_the_edge_and_counts_its_queries():
+    x = torch.zeros(1, 4, 4)
+    oracle = ModelOracle(Threshold(1), 2, device="cpu")
+    run = _Restart(oracle, x, 0, max_queries=100)
+    start = x.clone()
+    start.view(16)[[SECRET[0], 0]] = torch.tensor([1.0, 0.6])  # a SECRET pixel and an irrelevant one
+    run.accept(start)
+    assert Pointwise(search_steps=7)._search_pass(run, torch.Generator().manual_seed(0))
+    assert run.used == oracle.queries == 2 * 7  # 7 queries per perturbed pixel
+    # bright means > 1/2: bisection on [0, 1] ends at 1/2 + 2^-7; the irrelevant pixel at 0.6 * 2^-7
+    assert run.adv.view(16)[SECRET[0]] == 0.5 + 2**-7
+    assert run.adv.view(16)[0] == pytest.approx(0.6 * 2**-7)
+    assert l0_pixels(run.adv, x) == 2  # the search lowers values, never L0 by itself
+
+
+def test_full_loop_finds_the_minimum_the_reset_passes_miss():
+    x = torch.zeros(1, 2, 2)
+    for seed in range(5):
+        full = Pointwise(restarts=1)(ModelOracle(_Band(), 2, device="cpu"), x, 0, key=(seed,))
+        reset_only = Pointwise(restarts=1, search_steps=0)(ModelOracle(_Band(), 2, device="cpu"), x, 0, key=(seed,))
+        assert (full.success, full.l0, reset_only.l0) == (True, 1.0, 2.0)
+        assert 0.3 < float(full.x_adv.view(4)[1]) < 0.7 and full.x_adv.view(4)[0] == 0
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_a_round_that_improves_nothing_stops(m):
+    x = torch.zeros(1, 4, 4)
+
+    def run(search_steps):
+        oracle = ModelOracle(_Exact(m), 2, device="cpu")
+        return Pointwise(restarts=1, search_steps=search_steps)(oracle, x, 0, key=(0, 3)), oracle
+
+    (full, oracle), (reset_only, _) = run(10), run(0)
+    assert full.l0 == reset_only.l0 == m and torch.equal(full.x_adv, reset_only.x_adv)
+    # the same start and reset passes, then one search pass over the m pixels that moves nothing: stop
+    assert full.queries - reset_only.queries == 10 * m
+    assert full.queries == oracle.queries
+
+
 class _Rejecting(ModelOracle):
     """A model oracle whose fresh re-check rejects candidates with fewer than ``minimum`` pixels."""
 
@@ -123,8 +188,9 @@ def test_recheck_rejects_unconfirmed_candidates_and_backs_off():
     x = torch.zeros(1, 4, 4)
     oracle = _Rejecting(Threshold(2), minimum=3)
     result = Pointwise(restarts=1)(oracle, x, 0, key=(1,))
-    # the reduction ends at 2 pixels (rejected); one reset earlier the image had 3 pixels
-    assert oracle.checked == [2, 3]
+    # the reduction ends at 2 pixels, moved to the edge by the search pass (rejected); then the
+    # first image with 2 pixels (rejected); then the first image with 3 pixels
+    assert oracle.checked == [2, 2, 3]
     assert result.success and result.l0 == 3 and result.decision == 1
     oracle = _Rejecting(Threshold(2), minimum=99)
     result = Pointwise(restarts=3)(oracle, x, 0)
@@ -220,9 +286,31 @@ def test_smoothed_attack_result_is_confirmed_with_fresh_samples():
     assert smoothed.sample(x, 2000, generator(10))[1] / 2000 < 0.05
 
 
+def test_sparse_rs_swaps_follow_the_authors_schedule():
+    # fra31/sparse-rs, RSAttack.p_selection for norm='L0' with resc_schedule: at step it the
+    # fraction is p_init / {2, 4, 5, 6, 8, 10, 12, 15, 20} by it / n_queries * 10,000 in
+    # (0, 50], (50, 200], (200, 500], ..., (8000, inf); swapped pixels max(int(p * eps), 1)
+    attack = SparseRS(max_queries=10000, p_init=0.3)
+    steps = [1, 50, 51, 200, 201, 500, 501, 1000, 1001, 2000, 2001, 4000, 4001, 6000, 6001, 8000, 8001, 9999]
+    assert [attack.swaps(it, 200) for it in steps] == [30, 30, 15, 15, 12, 12, 10, 10, 7, 7, 6, 6, 5, 5, 4, 4, 3, 3]
+    assert attack.swaps(1, 5) == 1 and attack.swaps(9999, 5) == 1  # at least one pixel
+    short = SparseRS(max_queries=100, p_init=0.3)  # rescaled: step 1 is 1% of the run, past 0.5%
+    assert [short.swaps(it, 200) for it in (1, 2, 3, 5, 6, 10, 11, 81)] == [15, 15, 12, 12, 10, 10, 7, 3]
+
+
+def test_sparse_rs_single_new_pixel_gets_a_new_colour():
+    g = torch.Generator().manual_seed(0)
+    for current in (torch.zeros(1, 1), torch.ones(1, 1), torch.tensor([[0.0], [1.0], [1.0]])):
+        assert all(not torch.equal(SparseRS._colours(current, g), current) for _ in range(50))
+    draws = [SparseRS._colours(torch.zeros(1, 2), g) for _ in range(50)]
+    assert any(torch.equal(d, torch.zeros(1, 2)) for d in draws)  # only a single pixel is redrawn
+
+
 def test_bad_parameters_and_inputs():
     with pytest.raises(ValueError, match="restarts"):
         Pointwise(restarts=0)
+    with pytest.raises(ValueError, match="search_steps"):
+        Pointwise(search_steps=-1)
     with pytest.raises(ValueError, match="p_init"):
         SparseRS(p_init=1.5)
     with pytest.raises(ValueError, match="budget"):

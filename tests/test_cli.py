@@ -161,7 +161,7 @@ def test_adaptive_sampling_is_the_default_and_recorded(tiny, tmp_path):
     out = tmp_path / "a.tsv"
     assert _certify(tiny, out, "--step", "50") == 0
     settings = json.loads((tmp_path / "a.tsv.json").read_text())
-    assert settings["sampling"] == {"scheme": "adaptive", "bound": "looks", "radius": None, "beta": 0.05,
+    assert settings["sampling"] == {"scheme": "adaptive", "bound": "looks", "radius": None, "beta": 0.2,
                                     "step": 50, "growth": 2.0}
     used = [int(r[4]) for r in _rows(out)[1:]]
     assert all(n in (50, 100, 200) for n in used)  # the looks of the schedule, at most --n

@@ -71,7 +71,8 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
                    help="adaptive: looks = Clopper-Pearson at doubling looks (default), "
                         "anytime = mixture confidence sequence after every --step samples")
     p.add_argument("--step", type=int, default=100, help="adaptive: first look (looks) or batch between looks (anytime)")
-    p.add_argument("--beta", type=float, default=0.05, help="adaptive: level of the futility bound (power only, default 0.05)")
+    p.add_argument("--beta", type=float, default=0.2,
+                   help="adaptive: level of the per-look futility bound (costs power, never validity; default 0.2)")
     if certify:
         p.add_argument("--n0", type=int, default=None,
                        help="selection samples (default 1000 as the paper with fixed sampling, 100 with adaptive)")
@@ -219,14 +220,17 @@ def cmd_attack(args: argparse.Namespace) -> None:
     if args.attack == "pointwise":
         if args.budget is not None or args.start_budget is not None:
             raise ValueError("--budget and --start-budget belong to --attack sparse-rs")
-        params = {"restarts": args.restarts, "max_queries": args.max_queries}
+        params = {"restarts": args.restarts, "max_queries": args.max_queries, "steps": args.start_steps,
+                  "search_steps": args.search_steps}
     elif args.attack == "patch":
-        if args.restarts is not None or args.budget is not None or args.start_budget is not None:
-            raise ValueError("--restarts, --budget and --start-budget do not apply to --attack patch")
+        if any(getattr(args, f) is not None for f in ("restarts", "budget", "start_budget", "start_steps", "search_steps")):
+            raise ValueError("--restarts, --budget, --start-budget, --start-steps and --search-steps do not apply to "
+                             "--attack patch")
         params = {"size": args.patch, "max_queries": args.max_queries}
     else:
-        if args.restarts is not None:
-            raise ValueError("--restarts belongs to --attack pointwise")
+        for flag in ("restarts", "start_steps", "search_steps"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')} belongs to --attack pointwise")
         params = {"budget": args.budget, "max_queries": args.max_queries, "start": args.start_budget}
     attack = make_attack(args.attack, **{k: v for k, v in params.items() if v is not None})
     make_oracle, config = oracle_factory(args.checkpoint, n=args.n, alpha=args.alpha, fixed=not args.fresh,
@@ -436,6 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a model trained with --noise none is attacked directly, others through their smoothed PREDICT")
     p.add_argument("--attack", choices=ATTACKS, default="pointwise")
     p.add_argument("--restarts", type=int, default=None, help="pointwise: random restarts, best of R (default 10)")
+    p.add_argument("--start-steps", type=int, default=None,
+                   help="pointwise: salt-and-pepper draws of each restart's start (default 1000)")
+    p.add_argument("--search-steps", type=int, default=None,
+                   help="pointwise: binary-search queries per pixel and round (default 10; 0: reset passes only)")
     p.add_argument("--max-queries", type=int, default=None, help="query budget per restart (pointwise, default 5000), "
                    "per pixel budget tried (sparse-rs, default 1000) or per image (patch, default 1000)")
     p.add_argument("--budget", type=int, default=None, help="sparse-rs: fixed pixel budget (default: search the smallest)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from dataclasses import dataclass
 
 import torch
@@ -13,91 +13,170 @@ from .base import AttackResult, _best_confirmed, _L0Attack, l0_pixels
 from .oracles import ATTACK_STREAM, Oracle
 
 
+class _Spent(Exception):
+    """A restart's query budget is used up."""
+
+
+class _Restart:
+    """One restart's state: the current adversarial image, every image accepted so far (``path``)
+    and the queries used; ``adversarial`` is the only way to query the oracle."""
+
+    def __init__(self, oracle: Oracle, x: torch.Tensor, label: int, max_queries: int) -> None:
+        self.oracle, self.x, self.label, self.max_queries = oracle, x, label, max_queries
+        self.used = 0
+        self.path: list[torch.Tensor] = []
+
+    def adversarial(self, candidate: torch.Tensor) -> bool:
+        """Whether the oracle is fooled by ``candidate`` (one counted query); ``_Spent`` past the budget."""
+        if self.used >= self.max_queries:
+            raise _Spent
+        self.used += 1
+        return int(self.oracle.decide(self.oracle.scores(candidate[None]))[0]) != self.label
+
+    def accept(self, adv: torch.Tensor) -> None:
+        self.path.append(adv)
+
+    @property
+    def adv(self) -> torch.Tensor:
+        return self.path[-1]
+
+    def perturbed(self, g: torch.Generator) -> list[int]:
+        """The pixels where the current image differs from the original, in a random order."""
+        changed = (self.adv != self.x).any(0).flatten().nonzero().squeeze(1)
+        return changed[torch.randperm(len(changed), generator=g)].tolist()
+
+    def with_pixel(self, i: int, value: torch.Tensor) -> torch.Tensor:
+        """The current image with pixel ``i`` (all channels) set to ``value`` (C,)."""
+        c, h, w = self.x.shape
+        trial = self.adv.clone()
+        trial.view(c, h * w)[:, i] = value
+        return trial
+
+
 @dataclass(frozen=True)
 class Pointwise(_L0Attack):
-    """Pointwise attack (Schott et al. 2019), decision-based, in whole pixels.
+    """Pointwise attack (Schott et al. 2019, Section 5; Foolbox's ``PointwiseAttack``),
+    decision-based, in whole pixels.
 
-    Each restart draws a salt-and-pepper pattern and raises its density in ``steps`` steps (the
-    perturbed sets are nested; a new pattern follows density 1) until the oracle is fooled, then
-    visits the perturbed pixels in a random order, resetting each one whose reset keeps the input
-    adversarial, until a pass resets nothing. ``max_queries`` bounds each restart; the smallest confirmed result of ``restarts``
-    restarts is returned, where a restart whose final image fails the fresh re-check offers the
-    images of 1, 2, 4, ... resets before it. No L2 bisection: it lowers L2, not L0.
+    Each restart starts from the sparsest adversarial salt-and-pepper noise found in ``steps``
+    draws of adapted density (:meth:`_start`). Then rounds of two phases: *reset passes* visit
+    the perturbed pixels in a random order and reset each one whose reset keeps the input
+    adversarial, until a pass resets nothing; a *search pass* moves every remaining pixel (all
+    channels together) towards its original value by a binary search of ``search_steps`` queries
+    on the segment between the two, keeping the adversarial end. Moving pixels towards the
+    original changes the image the next reset passes start from, so rounds repeat until a whole
+    round neither resets nor moves a pixel (``search_steps=0``: reset passes only). Every query
+    counts against ``max_queries`` per restart; the smallest confirmed result of ``restarts``
+    restarts is returned, where a restart whose final image fails the fresh re-check offers
+    earlier images (:func:`_back_off`).
     """
 
     restarts: int = 10
-    steps: int = 100
+    steps: int = 1000
+    search_steps: int = 10
     max_queries: int = 5000
 
     def __post_init__(self) -> None:
         for name in ("restarts", "steps", "max_queries"):
             check_count(name, getattr(self, name))
+        if isinstance(self.search_steps, bool) or not isinstance(self.search_steps, int) or self.search_steps < 0:
+            raise ValueError(f"search_steps must be a non-negative integer, got {self.search_steps!r}")
 
-    def _start(
-        self, x: torch.Tensor, adversarial: Callable[[torch.Tensor], bool | None], g: torch.Generator
-    ) -> torch.Tensor | None:
-        """Salt-and-pepper noise of growing density on nested pixel sets; a new pattern after density 1."""
+    def _start(self, run: _Restart, g: torch.Generator) -> None:
+        """Salt-and-pepper noise (Foolbox's ``SaltAndPepperNoiseAttack`` in whole pixels, smallest
+        L0 instead of L2): ``steps`` fresh draws whose density ``p`` rises by even steps; after each
+        smaller adversarial draw ``p`` restarts from half its value and rises at most to 1.2 times
+        it, in the steps left. Every smaller adversarial draw is accepted; draws that cannot beat
+        the best so far are not queried."""
+        x = run.x
         c, h, w = x.shape
         flat = x.reshape(c, h * w)
+        low, high, p, step = 0.0, 1.0, 0.0, 1.0 / self.steps
+        best = math.inf
+        for i in range(self.steps):
+            p = min(p + step, high)
+            u = torch.rand(h * w, generator=g)
+            candidate = flat.clone()
+            candidate[:, u >= 1 - p / 2] = 1.0
+            candidate[:, u < p / 2] = 0.0
+            candidate = candidate.view(c, h, w)
+            size = l0_pixels(candidate, x)
+            if 0 < size < best and run.adversarial(candidate):
+                run.accept(candidate)
+                best, low, high = size, p / 2, min(1.2 * p, 1.0)
+                step = (high - low) / (self.steps - i)
+                p = low
+            elif p >= high:
+                p = low
+
+    @staticmethod
+    def _reset_passes(run: _Restart, g: torch.Generator) -> bool:
+        """Reset passes until one resets nothing; whether any pixel was reset."""
+        flat = run.x.flatten(1)
+        any_reset = False
         while True:
-            order = torch.rand(h * w, generator=g)
-            salt = torch.rand(h * w, generator=g) < 0.5
-            previous = None
-            for step in range(1, self.steps + 1):
-                mask = order < step / self.steps
-                candidate = flat.clone()
-                candidate[:, mask & salt] = 1.0
-                candidate[:, mask & ~salt] = 0.0
-                candidate = candidate.view(c, h, w)
-                if l0_pixels(candidate, x) == 0 or (previous is not None and torch.equal(candidate, previous)):
-                    continue
-                previous = candidate
-                verdict = adversarial(candidate)
-                if verdict is None:
-                    return None
-                if verdict:
-                    return candidate
+            reset = False
+            for i in run.perturbed(g):
+                trial = run.with_pixel(i, flat[:, i])
+                if run.adversarial(trial):
+                    run.accept(trial)
+                    reset = True
+            if not reset:
+                return any_reset
+            any_reset = True
+
+    def _search_pass(self, run: _Restart, g: torch.Generator) -> bool:
+        """Binary search of every perturbed pixel between its original value (t = 0, taken as not
+        adversarial: the reset passes failed there) and its current one (t = 1, adversarial);
+        the pixel ends at the smallest adversarial t found. Whether any pixel moved."""
+        flat = run.x.flatten(1)
+        moved = False
+        for i in run.perturbed(g):
+            original, current = flat[:, i], run.adv.flatten(1)[:, i].clone()
+            low, high, best = 0.0, 1.0, None
+            for _ in range(self.search_steps):
+                middle = (low + high) / 2
+                trial = run.with_pixel(i, original + middle * (current - original))
+                if run.adversarial(trial):
+                    high, best = middle, trial
+                else:
+                    low = middle
+            if best is not None:
+                run.accept(best)
+                moved = True
+        return moved
 
     def _restart(self, oracle: Oracle, x: torch.Tensor, label: int, g: torch.Generator) -> list[torch.Tensor]:
         """The accepted adversarial images of one restart, from the start to the most reduced."""
-        c, h, w = x.shape
-        d = h * w
-        flat = x.reshape(c, d)
-        used = 0
-
-        def adversarial(candidate: torch.Tensor) -> bool | None:
-            """Whether the oracle is fooled; None once the query budget is spent."""
-            nonlocal used
-            if used >= self.max_queries:
-                return None
-            used += 1
-            return int(oracle.decide(oracle.scores(candidate[None]))[0]) != label
-
-        adv = self._start(x, adversarial, g)
-        if adv is None:
-            return []
-        path = [adv]
-        while used < self.max_queries:
-            changed = (adv != x).any(0).flatten().nonzero().squeeze(1)
-            reset_any = False
-            for i in changed[torch.randperm(len(changed), generator=g)].tolist():
-                trial = adv.clone()
-                trial.view(c, d)[:, i] = flat[:, i]
-                verdict = adversarial(trial)
-                if verdict is None:
+        run = _Restart(oracle, x, label, self.max_queries)
+        try:
+            self._start(run, g)
+            while run.path:
+                self._reset_passes(run, g)
+                if self.search_steps == 0 or not self._search_pass(run, g):
                     break
-                if verdict:
-                    adv, reset_any = trial, True
-                    path.append(adv)
-            if not reset_any:
-                break
-        return path
+        except _Spent:
+            pass
+        return run.path
 
     def attack(self, oracle: Oracle, x: torch.Tensor, label: int, key: tuple[int, ...], spent: int) -> AttackResult:
         found = []
         for r in range(self.restarts):
-            path = self._restart(oracle, x, label, generator(*key, ATTACK_STREAM, r))
-            # back-off candidates: the reduction ends where one more reset loses the (possibly lucky)
-            # verdict, so fresh samples may reject it; the images 1, 2, 4, ... resets earlier are safer
-            found += [path[-1 - back] for back in (0, *(2**i for i in range(len(path).bit_length()))) if back < len(path)]
+            found += _back_off(self._restart(oracle, x, label, generator(*key, ATTACK_STREAM, r)), x)
         return _best_confirmed(oracle, x, label, found, spent)
+
+
+def _back_off(path: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
+    """Candidates of one restart for the fresh re-check: its final image, then the first image
+    that reached its L0 and L0 + 1, 2, 4, ... pixels. The reduction ends where one more step loses
+    the (possibly lucky) verdict, and the search pass moves pixels to the edge of it, so fresh
+    samples may reject the final image; the earlier images are safer."""
+    if not path:
+        return []
+    first: dict[int, torch.Tensor] = {}
+    for adv in path:
+        first.setdefault(l0_pixels(adv, x), adv)
+    final = l0_pixels(path[-1], x)
+    earlier = [first[final + back] for back in (0, *(2**i for i in range(len(first).bit_length())))
+               if final + back in first]
+    return [path[-1], *(adv for adv in earlier if adv is not path[-1])]

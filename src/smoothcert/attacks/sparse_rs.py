@@ -15,18 +15,21 @@ from .oracles import ATTACK_STREAM, Oracle
 
 @dataclass(frozen=True)
 class SparseRS(_L0Attack):
-    """Sparse-RS-style L0 random search (Croce et al. 2022), score-based.
+    """Sparse-RS L0 random search (Croce et al. 2022, Algorithm 1 and Section 3.1), score-based.
 
-    With a budget of ``b`` pixels: start from ``b`` random pixels set to random corners of the
-    colour cube, then repeatedly swap ``t`` perturbed pixels for ``t`` new ones (new random
-    values) and keep the swap when the margin (score of the true class minus the best other) does
-    not grow; ``t`` starts at ``p_init * b`` and halves on the schedule of Croce et al. (after
-    0.1%, 0.5%, 2%, 5%, 10%, 20%, 40%, 60%, 80% of ``max_queries``). ``budget=None`` searches the
-    smallest budget: doubling ``start``, 2 ``start``, ... until a success, then ``bisect``
-    bisection steps; each budget tried gets ``max_queries``. An adversarial candidate counts only
-    once ``confirm`` (fresh samples for a smoothed oracle) accepts it; a rejected one is kept as
-    the search state. The reported L0 counts the pixels actually changed (a random value may
-    equal the original).
+    As in the authors' code (github.com/fra31/sparse-rs, ``RSAttack`` with ``norm='L0'``): with a
+    budget of ``b`` pixels, start from ``b`` random pixels, each channel set to 0 or 1 at random;
+    each step resets ``t`` of the perturbed pixels to their original values and perturbs ``t``
+    new ones (random corners of the colour cube; for ``t = 1`` a colour different from the
+    pixel's current one), and keeps the change when the margin loss (score of the true class
+    minus the best other) strictly falls or the oracle is fooled. ``t = max(floor(p * b), 1)``
+    with ``p = p_init / 2`` from the first step on, then ``p_init`` divided by 4, 5, 6, 8, 10, 12,
+    15, 20 after 0.5%, 2%, 5%, 10%, 20%, 40%, 60%, 80% of ``max_queries`` (their ``p_selection``
+    schedule rescaled to the budget). ``budget=None`` searches the smallest budget: doubling
+    ``start``, 2 ``start``, ... until a success, then ``bisect`` bisection steps; each budget
+    tried gets ``max_queries``. An adversarial candidate counts only once ``confirm`` (fresh
+    samples for a smoothed oracle) accepts it; a rejected one is kept as the search state. The
+    reported L0 counts the pixels actually changed (a random corner may equal the original).
     """
 
     budget: int | None = None
@@ -35,7 +38,8 @@ class SparseRS(_L0Attack):
     bisect: int = 3
     start: int = 1
 
-    _HALVINGS = (0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
+    # (end of the phase in 1/10,000 of max_queries, divisor of p_init); after the last: 20
+    _SCHEDULE = ((0, 1), (50, 2), (200, 4), (500, 5), (1000, 6), (2000, 8), (4000, 10), (6000, 12), (8000, 15))
 
     def __post_init__(self) -> None:
         if self.budget is not None:
@@ -48,9 +52,20 @@ class SparseRS(_L0Attack):
             raise ValueError(f"bisect must be a non-negative integer, got {self.bisect!r}")
 
     def swaps(self, query: int, budget: int) -> int:
-        """Pixels swapped at ``query``: ``p_init * budget`` halved at each passed milestone, at least 1."""
-        halvings = sum(query > f * self.max_queries for f in self._HALVINGS)
-        return max(1, round(self.p_init * budget / 2**halvings))
+        """Pixels swapped at step ``query`` (1, 2, ...): ``max(floor(p * budget), 1)`` with ``p`` on
+        the authors' schedule."""
+        progress = int(query / self.max_queries * 10000)
+        divisor = next((div for end, div in self._SCHEDULE if progress <= end), 20)
+        return max(int(self.p_init / divisor * budget), 1)
+
+    @staticmethod
+    def _colours(current: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Random corners of the colour cube for the (C, t) pixels ``current``; a single new pixel
+        gets a colour different from its current one, as in the authors' code."""
+        while True:
+            colours = torch.randint(0, 2, current.shape, generator=g).float()
+            if current.shape[1] > 1 or not torch.equal(colours, current):
+                return colours
 
     def search(
         self, oracle: Oracle, x: torch.Tensor, label: int, budget: int, g: torch.Generator
@@ -78,18 +93,19 @@ class SparseRS(_L0Attack):
                 take = torch.randperm(d - budget, generator=g)[:t]
                 cand_in, cand_out, cand_values = inside.clone(), outside.clone(), values.clone()
                 cand_in[drop], cand_out[take] = outside[take], inside[drop]
-                cand_values[:, drop] = torch.randint(0, 2, (c, t), generator=g).float()
+                cand_values[:, drop] = self._colours(flat[:, outside[take]], g)
             candidate = flat.clone()
             candidate[:, cand_in] = cand_values
             candidate = candidate.view(c, h, w)
             scores = oracle.scores(candidate[None])
             margin = float(_margin(scores, label)[0])
-            if int(oracle.decide(scores)[0]) != label:
+            fooled = int(oracle.decide(scores)[0]) != label
+            if fooled:
                 ok, decision = oracle.confirm(candidate, label)
                 if ok:
                     return candidate, decision
-            if margin <= best_margin:
-                best_margin, inside, outside, values = margin, cand_in, cand_out, cand_values
+            if margin < best_margin or fooled:
+                best_margin, inside, outside, values = min(margin, best_margin), cand_in, cand_out, cand_values
         return None
 
     def attack(self, oracle: Oracle, x: torch.Tensor, label: int, key: tuple[int, ...], spent: int) -> AttackResult:
