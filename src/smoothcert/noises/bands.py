@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .ablation import ablate
+from .clean import Unsampled
 
 SHAPES = ("columns", "blocks")
 
@@ -31,12 +32,11 @@ def _kept_range(start: torch.Tensor, s: int, size: int) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Bands:
+class Bands(Unsampled):
     """Column (``shape="columns"``) or block (``shape="blocks"``) smoothing with band size ``band`` (s)."""
 
     shape: str
     band: int
-    certificates: ClassVar[tuple[str, ...]] = ()
     default_vote: ClassVar[str] = "threshold"  # Levine & Feizi count every class with softmax >= theta
 
     def __post_init__(self) -> None:
@@ -83,15 +83,10 @@ class Bands:
         span = m + self.band - 1
         return min(span, w) if self.shape == "columns" else min(span, h) * min(span, w)
 
-    def check_certificate(self, name: str | None) -> None:
-        raise ValueError(f"{self.shape} smoothing is deterministic: certify it with DeterministicClassifier "
-                         "(smoothcert certify does so for such checkpoints), not by sampling")
-
-    def certify(
-        self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str = ""
-    ) -> tuple[float, float]:
-        self.check_certificate(certificate)
-        raise AssertionError("unreachable")
+    @property
+    def refusal(self) -> str:
+        return (f"{self.shape} smoothing is deterministic: certify it with DeterministicClassifier "
+                "(smoothcert certify does so for such checkpoints), not by sampling")
 
     def config(self) -> dict[str, Any]:
         return {"noise": self.shape, "band": self.band}

@@ -23,6 +23,7 @@ import torch
 
 from ..seeding import stream_seed
 from .ablation import ablate
+from .clean import Unsampled
 
 PARTITION_STREAM = 7  # the shuffle comes from stream (seed, PARTITION_STREAM)
 
@@ -38,7 +39,7 @@ def partition_assignment(d: int, groups: int, seed: int) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class Partition:
+class Partition(Unsampled):
     """Partition voting over ``groups`` disjoint pixel groups; ``assignment[p]`` is pixel p's group
     (row-major over ``image_size``). Build it with :meth:`create`."""
 
@@ -46,7 +47,6 @@ class Partition:
     image_size: tuple[int, int]
     assignment: tuple[int, ...]
     seed: int = 0
-    certificates: ClassVar[tuple[str, ...]] = ()
     default_vote: ClassVar[str] = "argmax"  # Hammoudeh & Lowd: each copy votes its argmax
 
     @classmethod
@@ -90,15 +90,10 @@ class Partition:
         groups = torch.tensor(self.assignment, device=x.device)
         return ablate(x, groups[None, :] == chosen[:, None])
 
-    def check_certificate(self, name: str | None) -> None:
-        raise ValueError("partition voting is deterministic: certify it with DeterministicClassifier "
-                         "(smoothcert certify does so for such checkpoints), not by sampling")
-
-    def certify(
-        self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str = ""
-    ) -> tuple[float, float]:
-        self.check_certificate(certificate)
-        raise AssertionError("unreachable")
+    @property
+    def refusal(self) -> str:
+        return ("partition voting is deterministic: certify it with DeterministicClassifier "
+                "(smoothcert certify does so for such checkpoints), not by sampling")
 
     def config(self) -> dict[str, Any]:
         return {"noise": "partition", "groups": self.groups, "image_size": list(self.image_size),
