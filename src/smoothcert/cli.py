@@ -71,8 +71,9 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
                    help="adaptive: looks = Clopper-Pearson at doubling looks (default), "
                         "anytime = mixture confidence sequence after every --step samples")
     p.add_argument("--step", type=int, default=100, help="adaptive: first look (looks) or batch between looks (anytime)")
-    p.add_argument("--beta", type=float, default=0.2,
-                   help="adaptive: level of the per-look futility bound (costs power, never validity; default 0.2)")
+    p.add_argument("--beta", type=float, default=None,
+                   help="adaptive: level of the per-look futility bound (costs power, never validity; "
+                        "default 0.2, or 0.05 with --radius)")
     if certify:
         p.add_argument("--n0", type=int, default=None,
                        help="selection samples (default 1000 as the paper with fixed sampling, 100 with adaptive)")

@@ -157,20 +157,23 @@ class Adaptive:
     ``bound``: ``looks`` (:class:`GroupSequentialCP`) or ``anytime`` (:class:`MixtureCS`).
     ``radius``: the question. ``None`` asks for the largest certified radius; a number R asks
     "is the image certified at R?" and stops as soon as that is decided. ``beta``: level of the
-    futility (upper) bound at each look (power only; 0.2 gave mean samples below half of fixed n
-    at an ACR within 0.05 in a simulation on the demo model's vote shares, BENCHMARKS.md). ``step``: the batch after which the bounds are checked (``anytime``)
+    futility (upper) bound at each look, power only; ``None`` takes 0.2 for the largest radius and
+    0.05 for a target radius (on the demo model's vote shares these kept certified accuracy within
+    1 point of fixed n at under half its samples, and under a tenth for a target; BENCHMARKS.md). ``step``: the batch after which the bounds are checked (``anytime``)
     or the first look (``looks``, which then grows by ``growth``).
     """
 
     bound: str = "looks"
     radius: float | None = None
-    beta: float = 0.2
+    beta: float | None = None
     step: int = 100
     growth: float = 2.0
 
     def __post_init__(self) -> None:
         if self.bound not in BOUNDS:
             raise ValueError(f"unknown bound {self.bound!r}; choose one of {tuple(BOUNDS)}")
+        if self.beta is None:
+            object.__setattr__(self, "beta", 0.2 if self.radius is None else 0.05)
         check_alpha(self.beta)
         if self.radius is not None and not (math.isfinite(self.radius) and self.radius >= 0):
             raise ValueError(f"the target radius must be a finite number >= 0, got {self.radius!r}")
