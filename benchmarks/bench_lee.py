@@ -10,23 +10,15 @@ Run: python benchmarks/bench_lee.py [--threads 1]
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
+from bench_certify import (
+    best_of,  # the same timing helper (benchmarks/ is on the path when run as a script)
+)
 
 from smoothcert.lee import radius_lee
 from smoothcert.noises import Ablation, Lee
-
-
-def best_of(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
