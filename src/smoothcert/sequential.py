@@ -121,7 +121,6 @@ class GroupSequentialCP:
         return float(clopper_pearson_lower(count, n, spend(alpha, looks)[look]))
 
 
-
 @dataclass(frozen=True)
 class MixtureCS:
     """The Beta(1/2, 1/2) mixture confidence sequence at ``alpha / 2`` after every ``step``
