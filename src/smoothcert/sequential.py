@@ -157,9 +157,9 @@ class Adaptive:
     ``radius``: the question. ``None`` asks for the largest certified radius; a number R asks
     "is the image certified at R?" and stops as soon as that is decided. ``beta``: level of the
     futility (upper) bound at each look, power only; ``None`` takes 0.2 for the largest radius and
-    0.05 for a target radius (on the demo model's vote shares these kept certified accuracy within
-    1 point of fixed n at under half its samples, and under a tenth for a target; BENCHMARKS.md). ``step``: the batch after which the bounds are checked (``anytime``)
-    or the first look (``looks``, which then grows by ``growth``).
+    0.05 for a target radius (chosen on the demo model's vote shares, BENCHMARKS.md). ``step``:
+    the batch after which the bounds are checked (``anytime``) or the first look (``looks``,
+    which then grows by ``growth``).
     """
 
     bound: str = "looks"
