@@ -138,13 +138,17 @@ with process_group() as world:
 """
 
 
-def test_every_training_method_and_the_denoiser_train_under_ddp(tiny_checkpoint, tmp_path):
-    data, _ = tiny_checkpoint
-    script = tmp_path / "ddp.py"
-    script.write_text(DDP_SCRIPT)
+def _torchrun_script(source: str, data: str, root) -> subprocess.CompletedProcess:
+    """Run the Python ``source`` as a script on 2 torchrun ranks with arguments ``data root``."""
+    script = root / "script.py"
+    script.write_text(source)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script), data,
-               str(tmp_path)]
-    run = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600, check=False)
+               str(root)]
+    return subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_every_training_method_and_the_denoiser_train_under_ddp(tiny_checkpoint, tmp_path):
+    run = _torchrun_script(DDP_SCRIPT, tiny_checkpoint[0], tmp_path)
     assert run.returncode == 0, run.stderr
     for name in ("noise", "consistency", "stability", "macer", "smoothadv", "denoiser"):
         rank0, rank1 = ((tmp_path / f"{name}-{rank}.sha").read_text() for rank in range(2))
@@ -199,12 +203,7 @@ with process_group() as world:
 
 
 def test_ddp_training_resumes_exactly(tiny_checkpoint, tmp_path):
-    data, _ = tiny_checkpoint
-    script = tmp_path / "resume.py"
-    script.write_text(RESUME_SCRIPT)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script), data,
-               str(tmp_path)]
-    run = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600, check=False)
+    run = _torchrun_script(RESUME_SCRIPT, tiny_checkpoint[0], tmp_path)
     assert run.returncode == 0, run.stderr
     whole, resumed = (json.loads((tmp_path / name / "config.json").read_text()) for name in ("whole", "resumed"))
     assert resumed["history"] == whole["history"] and resumed["epoch"] == 3

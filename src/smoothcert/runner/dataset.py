@@ -91,7 +91,7 @@ def run_dataset(
         params["n0"] = n0
     image_size = tuple(data.x.shape[-2:])
 
-    def steps(idx: int) -> Generator[int, np.ndarray, dict[str, Any]]:
+    def steps() -> Generator[int, np.ndarray, dict[str, Any]]:
         if mode == "certify":
             cert = yield from smoothed.certify_steps(image_size, n0, n, alpha, sampling)
             return {"predict": cert.predict, "count": cert.count, "n": cert.n, "p_lower": cert.p_lower,
@@ -111,9 +111,9 @@ def run_dataset(
 
 def _packed(
     smoothed: SmoothedClassifier, data: ImageDataset, todo: list[int],
-    steps: Callable[[int], Generator[int, np.ndarray, dict[str, Any]]], seed: int, window: int,
+    steps: Callable[[], Generator[int, np.ndarray, dict[str, Any]]], seed: int, window: int,
 ) -> Iterator[dict[str, Any]]:
-    """Drive the coroutines ``steps(idx)`` of up to ``window`` images at a time, every round
+    """Drive the coroutines ``steps()`` of up to ``window`` images at a time, every round
     sampling all their requests together; yield the finished rows in the order of ``todo``."""
     waiting = iter(todo)
     active: dict[int, tuple[Generator, int, torch.Generator]] = {}  # idx -> (coroutine, request, stream)
@@ -125,7 +125,7 @@ def _packed(
         idx = next(waiting, None)
         if idx is None:
             return False
-        coroutine = steps(idx)
+        coroutine = steps()
         active[idx] = (coroutine, next(coroutine), generator(seed, idx, device=smoothed.device))
         return True
 
