@@ -139,6 +139,20 @@ def test_consistency_gradient_flows_through_p_hat():
     assert model[1].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("method", [NoiseAugmentation(label_smoothing=0.2), Consistency(m=1, lam=0, eta=0, label_smoothing=0.2)])
+def test_label_smoothing_is_the_mix_of_cross_entropy_and_the_uniform_target(method) -> None:
+    x, y = synthetic()
+    model = linear(1)
+    loss, logits = method(model, x, y, Gaussian(0.25), gen(2), 0)
+    log_p = logits.double().log_softmax(-1).detach().numpy()
+    ce = -log_p[np.arange(len(y)), y.numpy()].mean()
+    uniform = -log_p.mean()
+    assert loss.item() == pytest.approx(0.8 * ce + 0.2 * uniform, rel=1e-5)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="label_smoothing"):
+            NoiseAugmentation(label_smoothing=bad)
+
+
 def test_consistency_m1_reduces_to_noise_augmentation_plus_entropy():
     x, y = synthetic(6)
     noise = NOISES["ablation"]
@@ -322,7 +336,7 @@ def test_config_round_trip(name, params):
 
 
 def test_defaults_from_the_papers():
-    assert Consistency().config() == {"method": "consistency", "m": 2, "lam": 10.0, "eta": 0.5}
+    assert Consistency().config() == {"method": "consistency", "m": 2, "lam": 10.0, "eta": 0.5, "label_smoothing": 0.0}
     assert Stability().lam == 2.0
     assert Macer().config() == {"method": "macer", "m": 16, "beta": 16.0, "gamma": 8.0, "lam": 16.0, "deferred_epochs": 0}
     assert SmoothAdv().config() == {"method": "smoothadv", "epsilon": 0.5, "steps": 10, "m": 4, "warmup_epochs": 10}
@@ -346,7 +360,7 @@ def test_defaults_from_the_papers():
         ("smoothadv", {"m": 0}, "m must be"),
         ("smoothadv", {"warmup_epochs": -1}, "warmup_epochs"),
         ("noise", {"lam": 1.0}, "unknown parameter"),
-        ("consistency", {"sigma": 0.5}, r"valid parameters: \['m', 'lam', 'eta'\]"),
+        ("consistency", {"sigma": 0.5}, r"valid parameters: \['m', 'lam', 'eta', 'label_smoothing'\]"),
         ("mixup", {}, "unknown training method 'mixup'; choose one of"),
     ],
 )

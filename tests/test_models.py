@@ -74,6 +74,14 @@ def test_mnist_cnn_matches_table_9() -> None:
     assert model.features(x).shape == (3, 100)
 
 
+def test_mnist_cnn_wide_doubles_the_convolutions() -> None:
+    model = build_model("mnist_cnn_wide", 2, 10)
+    assert [m.out_channels for m in model.conv if isinstance(m, nn.Conv2d)] == [128, 256]
+    assert model.hidden[0].in_features == 2 * 6272 and model(torch.rand(2, 2, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="width"):
+        MnistCNN(2, 10, width=0)
+
+
 def test_mnist_cnn_other_image_size() -> None:
     model = MnistCNN(1, 4, image_size=(32, 20))
     assert count_parameters(model) == _expected_mnist_params(1, 4, 32, 20)
@@ -251,7 +259,7 @@ def test_normalize_channel_mismatch() -> None:
 
 
 def test_models_registry() -> None:
-    assert set(MODELS) == {"mnist_cnn", "resnet18", "resnet50"}
+    assert set(MODELS) == {"mnist_cnn", "mnist_cnn_wide", "resnet18", "resnet50"}
 
 
 def test_build_model_plain() -> None:
@@ -277,7 +285,7 @@ def test_build_model_with_normalization() -> None:
 
 
 def test_build_model_errors() -> None:
-    with pytest.raises(ValueError, match="mnist_cnn, resnet18, resnet50"):
+    with pytest.raises(ValueError, match="mnist_cnn, mnist_cnn_wide, resnet18, resnet50"):
         build_model("vgg16", 3, 10)
     for bad in (0, -1, 2.5, True, "3"):
         with pytest.raises(ValueError, match="in_channels must be a positive integer"):

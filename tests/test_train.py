@@ -1,17 +1,18 @@
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from smoothcert.checkpoint import load_checkpoint, read_config, save_checkpoint
+from smoothcert.checkpoint import TRAINING_WEIGHTS, load_checkpoint, load_weights, read_config, save_checkpoint
 from smoothcert.data import load_mnist5k
 from smoothcert.models import build_model
 from smoothcert.noises import Ablation
+from smoothcert.augment import affine, augment, crop_flip, elastic
 from smoothcert.train import (
     RECIPES,
     Recipe,
-    crop_flip,
     fit,
     get_recipe,
     train_classifier,
@@ -69,6 +70,42 @@ def test_crop_flip_moves_pixels_without_changing_them():
         assert len(vals) >= 6 * 6 * 3  # at most `pad` rows/columns lost per side
 
 
+def test_affine_and_elastic_without_displacement_are_the_identity():
+    x = torch.rand(3, 2, 12, 10)
+    g = torch.Generator().manual_seed(0)
+    assert torch.allclose(affine(x, g, degrees=0, shift=0, scale=0), x, atol=1e-6)
+    assert torch.allclose(elastic(x, g, alpha=0), x, atol=1e-6)
+
+
+def test_affine_shift_moves_a_digit_by_whole_pixels_at_most_the_bound():
+    x = torch.zeros(64, 1, 16, 16)
+    x[:, :, 7, 7] = 1.0
+    g = torch.Generator().manual_seed(1)
+    out = affine(x, g, degrees=0, shift=2, scale=0)
+    ys, xs = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    mass = out.sum((1, 2, 3))
+    cy, cx = (out[:, 0] * ys).sum((1, 2)) / mass, (out[:, 0] * xs).sum((1, 2)) / mass
+    assert torch.allclose(mass, torch.ones(64), atol=1e-4)  # bilinear shifts keep the ink
+    assert ((cy - 7).abs() <= 2 + 1e-4).all() and ((cx - 7).abs() <= 2 + 1e-4).all()
+    assert (cx - 7).abs().max() > 1  # the bound is used, not just tiny moves
+
+
+@pytest.mark.parametrize("name", ["affine", "elastic", "affine+elastic", "crop-flip"])
+def test_augmentations_keep_shape_range_and_are_seeded(name):
+    x = load_mnist5k("train").x[:8]
+    a = augment(x, name, torch.Generator().manual_seed(3))
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, augment(x, name, torch.Generator().manual_seed(3)))
+    assert not torch.equal(a, x) and not torch.equal(a, augment(x, name, torch.Generator().manual_seed(4)))
+
+
+def test_unknown_augmentation_and_bad_ema_are_refused():
+    with pytest.raises(ValueError, match="unknown augmentation 'blur' in 'affine\\+blur'"):
+        get_recipe("fast", augment="affine+blur")
+    with pytest.raises(ValueError, match="ema must be a decay"):
+        get_recipe("fast", ema=1.0)
+
+
 def test_short_training_lowers_loss_and_beats_chance(digits):
     train, test = digits
     # k=300 of 784 pixels learns within a few dozen steps; k=45 first sits at loss 2.30 (feasibility notes)
@@ -79,12 +116,14 @@ def test_short_training_lowers_loss_and_beats_chance(digits):
     assert history[-1]["heldout_acc"] > 0.3  # chance is 0.1
 
 
-def test_resume_continues_exactly(tmp_path, digits, monkeypatch):
-    """Two epochs in one go equal one epoch, an interruption, and a resumed second epoch."""
+@pytest.mark.parametrize("extra", [{}, {"ema": 0.9, "augment": "affine+elastic"}])
+def test_resume_continues_exactly(tmp_path, digits, monkeypatch, extra):
+    """Two epochs in one go equal one epoch, an interruption, and a resumed second epoch (with
+    weight averaging: both the averaged and the trained weights carry over)."""
     import smoothcert.train as train_module
 
     train, test = digits
-    recipe = get_recipe("paper-mnist", **SMALL)
+    recipe = get_recipe("paper-mnist", **SMALL, **extra)
     whole = _model()
     h_whole = fit(whole, Ablation(45), train, recipe, heldout=test, device="cpu", out=tmp_path / "a", config=_config(), progress=False)
 
@@ -107,6 +146,41 @@ def test_resume_continues_exactly(tmp_path, digits, monkeypatch):
         assert torch.equal(value, resumed.state_dict()[key]), key
 
 
+def test_ema_saves_and_returns_the_moving_average(tmp_path, digits):
+    train, _ = digits
+    one_step = get_recipe("fast", epochs=1, batch_size=len(train), ema=0.75)
+    start, plain = _model(), _model()
+    fit(plain, Ablation(45), train, replace(one_step, ema=0.0), device="cpu", progress=False)
+    averaged = _model()
+    fit(averaged, Ablation(45), train, one_step, device="cpu", out=tmp_path, config=_config(), progress=False)
+    for name, value in averaged.state_dict().items():  # one step: 0.75 * start + 0.25 * trained
+        assert torch.allclose(value, 0.75 * start.state_dict()[name] + 0.25 * plain.state_dict()[name], atol=1e-6), name
+    loaded, _ = load_checkpoint(tmp_path)
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in averaged.state_dict().items())
+    trained = _model(seed=5)
+    load_weights(tmp_path, trained, TRAINING_WEIGHTS)
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in plain.state_dict().items())
+
+
+def test_validation_split_is_cut_from_the_train_split(tmp_path):
+    full = load_mnist5k("train")
+    rest, held = full.holdout(300)
+    assert (len(rest), len(held)) == (3700, 300)
+    fingerprint = torch.rand(784, dtype=torch.float64)  # the two parts together are the split, each image once
+    def keys(*parts):
+        return torch.cat([p.x.flatten(1).double() @ fingerprint + 1000 * p.y for p in parts]).sort().values
+    assert torch.equal(keys(rest, held), keys(full))
+    again_rest, again_held = full.holdout(300)
+    assert torch.equal(again_held.x, held.x) and torch.equal(again_rest.y, rest.y)
+    assert len(set(held.y.tolist())) == 10  # a random draw, not one class block
+    for n in (0, 4000, 2.5):
+        with pytest.raises(ValueError, match="validation split needs"):
+            full.holdout(n)
+    train_classifier("mnist5k", tmp_path, k=45, recipe=get_recipe("fast", epochs=1, batch_size=512), validation=300,
+                     device="cpu", progress=False)
+    assert read_config(tmp_path)["validation"] == 300
+
+
 def test_resume_refuses_different_settings(tmp_path, digits):
     train, _ = digits
     recipe = get_recipe("fast", epochs=1, batch_size=128)
@@ -117,6 +191,23 @@ def test_resume_refuses_different_settings(tmp_path, digits):
         fit(_model(), Ablation(45), train, recipe, device="cpu", out=tmp_path, config=_config(), resume=True, seed=1, progress=False)
     with pytest.raises(FileNotFoundError, match="no smoothcert checkpoint"):
         fit(_model(), Ablation(45), train, recipe, device="cpu", out=tmp_path / "none", config=_config(), resume=True, progress=False)
+
+
+def test_a_checkpoint_from_before_new_settings_still_resumes(tmp_path, digits):
+    train, _ = digits
+    recipe = get_recipe("fast", epochs=2, batch_size=256)
+    fit(_model(), Ablation(45), train, replace(recipe, epochs=1), device="cpu", out=tmp_path, config=_config(),
+        progress=False)
+    path = tmp_path / "config.json"
+    config = json.loads(path.read_text())  # as an older version wrote it: no ema, label_smoothing, validation
+    del config["recipe"]["ema"], config["method"]["label_smoothing"]
+    config["recipe"]["epochs"] = 2
+    path.write_text(json.dumps(config))
+    assert len(fit(_model(), Ablation(45), train, recipe, device="cpu", out=tmp_path, config=_config(), resume=True,
+                   progress=False)) == 2
+    with pytest.raises(ValueError, match="recipe"):
+        fit(_model(), Ablation(45), train, replace(recipe, epochs=3, ema=0.5), device="cpu", out=tmp_path,
+            config=_config(), resume=True, progress=False)
 
 
 def test_checkpoint_round_trip_is_exact(tmp_path, digits):

@@ -35,6 +35,7 @@ from .models import build_model
 from .noises import Ablation, Bands, Clean, Gaussian, Lee, Noise, Partition
 
 FORMAT = "smoothcert-checkpoint/1"
+TRAINING_WEIGHTS = "training.safetensors"
 _REQUIRED = ("format", "model", "in_channels", "num_classes", "image_size", "noise")
 
 
@@ -92,14 +93,19 @@ def checkpoint_lock(path: str | Path) -> FileLock:
 
 
 def save_checkpoint(
-    path: str | Path, model: nn.Module, config: dict[str, Any], optimizer: torch.optim.Optimizer | None = None
+    path: str | Path, model: nn.Module, config: dict[str, Any], optimizer: torch.optim.Optimizer | None = None,
+    training: nn.Module | None = None,
 ) -> Path:
-    """Write ``model`` (and ``optimizer``) with ``config`` to the directory ``path`` as one ``commit``."""
+    """Write ``model`` (and ``optimizer``) with ``config`` to the directory ``path`` as one ``commit``.
+    ``training``: the weights being trained when ``model`` is their average (``training.safetensors``,
+    read back by ``load_weights(..., file=TRAINING_WEIGHTS)`` to resume)."""
     config = {**config, "format": FORMAT}
     missing = [k for k in _REQUIRED if k not in config]
     if missing:
         raise ValueError(f"checkpoint config lacks {missing}")
     files = {"model.safetensors": model.state_dict()}
+    if training is not None:
+        files[TRAINING_WEIGHTS] = training.state_dict()
     if optimizer is not None:
         state = optimizer.state_dict()
         tensors, scalars = {}, {}
@@ -173,9 +179,10 @@ def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"corrupt checkpoint file {file}: {err}") from err
 
 
-def load_weights(path: str | Path, model: nn.Module) -> None:
-    """Load ``model.safetensors`` into ``model``; a mismatch is a ValueError, not a partial load."""
-    file = Path(path) / "model.safetensors"
+def load_weights(path: str | Path, model: nn.Module, file: str = "model.safetensors") -> None:
+    """Load the weights ``file`` of the checkpoint ``path`` into ``model``; a mismatch is a
+    ValueError, not a partial load."""
+    file = Path(path) / file
     try:
         model.load_state_dict(_load_tensors(file))
     except RuntimeError as err:

@@ -127,7 +127,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     train_classifier(
         args.dataset, args.out, noise=args.noise, k=args.k, encoding=args.encoding, sigma=args.sigma, kappa=args.kappa,
         levels=args.levels, band=args.band, groups=args.groups, recipe=recipe,
-        model=args.model, method=method, seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
+        model=args.model, method=method, seed=args.seed, device=args.device, data_root=args.data_root,
+        validation=args.validation, resume=args.resume,
         overwrite=args.overwrite, progress=not args.quiet,
     )
     if current_world().main:
@@ -413,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
     p.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")
+    p.add_argument("--validation", type=int, default=0, metavar="N",
+                   help="hold out N training images (a fixed draw) for the held-out accuracy instead of the test split")
     p.add_argument("--out", type=Path, default=Path("runs/model"), help="checkpoint directory (default runs/model)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the checkpoint in --out (refused without it)")

@@ -157,6 +157,16 @@ class ImageDataset:
                 indices = indices.long()
         return ImageDataset(self.x[indices], self.y[indices], self.classes, self.name)
 
+    def holdout(self, n: int) -> tuple[ImageDataset, ImageDataset]:
+        """(the rest, ``n`` held-out images) for validation: the held-out ones are the first ``n``
+        of one fixed random permutation, the same for every training seed, both in dataset order."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 < n < len(self):
+            raise ValueError(f"a validation split needs 0 < n < {len(self)} images of {self.name}, got {n!r}")
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(0))
+        held = torch.zeros(len(self), dtype=torch.bool)
+        held[order[:n]] = True
+        return self.subset(~held), self.subset(held)
+
 
 def default_root() -> Path:
     """Data directory: ``$SMOOTHCERT_DATA`` if set, else ``~/.cache/smoothcert/data``."""

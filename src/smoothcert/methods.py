@@ -73,6 +73,12 @@ def _validate(
         object.__setattr__(method, name, float(value))
 
 
+def _check_label_smoothing(method: Any) -> None:
+    _validate(method, {}, nonnegative=("label_smoothing",))
+    if method.label_smoothing >= 1:
+        raise ValueError(f"{method.name}: label_smoothing must lie in [0, 1), got {method.label_smoothing!r}")
+
+
 class _Config:
     """``config()`` for the method dataclasses: the name plus every field."""
 
@@ -140,15 +146,20 @@ def macer_hinge(logits: torch.Tensor, y: torch.Tensor, beta: float, gamma: float
 @dataclass(frozen=True)
 class NoiseAugmentation(_Config):
     """Cross-entropy of the base classifier on one noisy copy of every image: Gaussian data
-    augmentation (Cohen et al. 2019) and the training of Levine & Feizi (2020)."""
+    augmentation (Cohen et al. 2019) and the training of Levine & Feizi (2020). ``label_smoothing``
+    (Szegedy et al. 2016) mixes the one-hot target with the uniform distribution."""
 
+    label_smoothing: float = 0.0
     name: ClassVar[str] = "noise"
+
+    def __post_init__(self) -> None:
+        _check_label_smoothing(self)
 
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: Noise, generator: torch.Generator, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         logits = model(noise(x, generator))
-        return F.cross_entropy(logits, y), logits
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits
 
 
 @dataclass(frozen=True)
@@ -160,21 +171,25 @@ class Consistency(_Config):
     Defaults m=2, lam=10 (MNIST sigma=0.25; the paper uses 5 for sigma=0.5 and 1), eta=0.5. This
     is the paper's form; the reference code's ``xent`` variant sets eta = lam. With ``m=1`` the
     KL term vanishes identically (p_hat = p_1), leaving CE + eta * H: allowed, but not consistency.
+    With ``lam = eta = 0`` it is plain cross-entropy on m noisy draws of every image per step.
+    ``label_smoothing`` as in ``NoiseAugmentation``, on the CE term.
     """
 
     m: int = 2
     lam: float = 10.0
     eta: float = 0.5
+    label_smoothing: float = 0.0
     name: ClassVar[str] = "consistency"
 
     def __post_init__(self) -> None:
         _validate(self, {"m": 1}, nonnegative=("lam", "eta"))
+        _check_label_smoothing(self)
 
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: Noise, generator: torch.Generator, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         logits = model(noisy_copies(noise, x, self.m, generator)).view(len(x), self.m, -1)
-        ce = F.cross_entropy(logits.flatten(0, 1), y.repeat_interleave(self.m))
+        ce = F.cross_entropy(logits.flatten(0, 1), y.repeat_interleave(self.m), label_smoothing=self.label_smoothing)
         log_p_hat = log_mean_softmax(logits)
         entropy = -(log_p_hat.exp() * log_p_hat).sum(-1)
         loss = ce + self.lam * consistency_kl(logits).mean() + self.eta * entropy.mean()

@@ -118,7 +118,8 @@ class MnistCNN(_ImageClassifier):
     """MNIST base classifier of appendix Table 9 (supplement Table 1).
 
     Conv(in->64, 4x4, stride 2, pad 1)+ReLU, Conv(64->128, 4x4, s2, p1)+ReLU, Flatten,
-    FC 500+ReLU, FC 100+ReLU, FC ``num_classes``. The flatten size follows from
+    FC 500+ReLU, FC 100+ReLU, FC ``num_classes``; ``width`` multiplies the convolution channels
+    (``mnist_cnn_wide``: 2). The flatten size follows from
     ``image_size`` (6272 = 128*7*7 for 28x28); ``features`` returns the 100-d ReLU output.
     The table's final SoftMax is left out: the model returns logits. Weights use He (Kaiming)
     normal initialisation: with PyTorch's default init, training on ablated inputs (~6% of the
@@ -126,9 +127,10 @@ class MnistCNN(_ImageClassifier):
     """
 
     def __init__(
-        self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (28, 28)
+        self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (28, 28), width: int = 1
     ) -> None:
         super().__init__(in_channels, num_classes)
+        width = _positive_int(width, "width")
         if len(image_size) != 2:
             raise ValueError(f"image_size must be (height, width), got {image_size!r}")
         self.image_size = (
@@ -139,14 +141,14 @@ class MnistCNN(_ImageClassifier):
         if out_h < 1 or out_w < 1:
             raise ValueError(f"MnistCNN needs images of at least 4x4, got {self.image_size}")
         self.conv = nn.Sequential(
-            nn.Conv2d(self.in_channels, 64, kernel_size=4, stride=2, padding=1),
+            nn.Conv2d(self.in_channels, 64 * width, kernel_size=4, stride=2, padding=1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(64, 128, kernel_size=4, stride=2, padding=1),
+            nn.Conv2d(64 * width, 128 * width, kernel_size=4, stride=2, padding=1),
             nn.ReLU(inplace=True),
             nn.Flatten(),
         )
         self.hidden = nn.Sequential(
-            nn.Linear(128 * out_h * out_w, 500),
+            nn.Linear(128 * width * out_h * out_w, 500),
             nn.ReLU(inplace=True),
             nn.Linear(500, 100),
             nn.ReLU(inplace=True),
@@ -285,6 +287,7 @@ class ResNet50(_ResNet):
 
 MODELS: dict[str, Callable[[int, int, tuple[int, int]], nn.Module]] = {
     "mnist_cnn": MnistCNN,
+    "mnist_cnn_wide": lambda in_channels, num_classes, image_size: MnistCNN(in_channels, num_classes, image_size, 2),
     "resnet18": lambda in_channels, num_classes, _image_size: ResNet18(in_channels, num_classes),
     "resnet50": lambda in_channels, num_classes, _image_size: ResNet50(in_channels, num_classes),
 }

@@ -16,20 +16,21 @@ world size. Rank 0 evaluates, writes the checkpoints and holds the checkpoint lo
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .checkpoint import (
+    TRAINING_WEIGHTS,
     checkpoint_lock,
     load_optimizer,
     load_weights,
@@ -37,6 +38,7 @@ from .checkpoint import (
     recover,
     save_checkpoint,
 )
+from .augment import augment, check_augment
 from .data import ImageDataset, channel_mean, load_dataset
 from .distributed import (
     all_reduce_sum,
@@ -46,7 +48,7 @@ from .distributed import (
     process_group,
     rank_device,
 )
-from .methods import Method, make_method
+from .methods import METHODS, Method, make_method
 from .models import build_model
 from .noises import Noise, make_noise
 from .seeding import generator, stream_seed
@@ -59,7 +61,9 @@ MODEL_INIT_STREAM = 2**32  # initial weights come from stream (seed, MODEL_INIT_
 @dataclass(frozen=True)
 class Recipe:
     """An optimisation schedule. ``milestones`` multiply the lr by ``gamma`` (step schedule);
-    ``schedule="cosine"`` anneals it to 0 over ``epochs`` instead."""
+    ``schedule="cosine"`` anneals it to 0 over ``epochs`` instead. ``augment`` names the data
+    augmentation (``smoothcert.augment``); ``ema`` > 0 keeps an exponential moving average of the
+    weights with that decay per step, which is what is evaluated and saved."""
 
     name: str
     epochs: int
@@ -73,6 +77,7 @@ class Recipe:
     gamma: float = 0.1
     mask_per_batch: bool = False
     augment: str = "none"
+    ema: float = 0.0
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -84,8 +89,9 @@ class Recipe:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose sgd or adam")
         if self.schedule not in ("step", "cosine"):
             raise ValueError(f"unknown schedule {self.schedule!r}; choose step or cosine")
-        if self.augment not in ("none", "crop-flip"):
-            raise ValueError(f"unknown augmentation {self.augment!r}; choose none or crop-flip")
+        check_augment(self.augment)
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be a decay in [0, 1) (0: no weight averaging), got {self.ema}")
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate during 0-based ``epoch``."""
@@ -126,19 +132,6 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
     return replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})
-
-
-def crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop after zero padding by ``pad`` and random horizontal flip, per image."""
-    b, c, h, w = x.shape
-    dev = x.device
-    shift_y, shift_x = torch.randint(0, 2 * pad + 1, (2, b, 1), generator=g, device=dev)
-    rows = (shift_y + torch.arange(h, device=dev)).view(b, 1, h, 1)
-    cols = (shift_x + torch.arange(w, device=dev)).view(b, 1, 1, w)
-    batch, chan = torch.arange(b, device=dev).view(b, 1, 1, 1), torch.arange(c, device=dev).view(1, c, 1, 1)
-    out = F.pad(x, (pad, pad, pad, pad))[batch, chan, rows, cols]
-    flip = torch.rand(b, generator=g, device=dev) < 0.5
-    return torch.where(flip.view(b, 1, 1, 1), out.flip(3), out)
 
 
 @torch.no_grad()
@@ -191,8 +184,18 @@ def refuse_overwrite(out: str | Path | None, resume: bool, overwrite: bool) -> N
                          "(resume=True), replace it with --overwrite (overwrite=True), or choose another --out")
 
 
+def _field_defaults(cls: type) -> dict[str, Any]:
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
 def _check_resumable(saved: dict[str, Any], config: dict[str, Any]) -> None:
-    keys = ("model", "noise", "dataset", "recipe", "method", "seed", "in_channels", "num_classes")
+    # settings added in later versions take their defaults in older checkpoints
+    saved, config = {"validation": 0, **saved}, {"validation": 0, **config}
+    if isinstance(saved.get("recipe"), dict):
+        saved["recipe"] = {**_field_defaults(Recipe), **saved["recipe"]}
+    if isinstance(saved.get("method"), dict) and saved["method"].get("method") in METHODS:
+        saved["method"] = {**_field_defaults(METHODS[saved["method"]["method"]]), **saved["method"]}
+    keys = ("model", "noise", "dataset", "validation", "recipe", "method", "seed", "in_channels", "num_classes")
     diff = [k for k in keys if saved.get(k) != config.get(k)]
     if diff:
         details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {config.get(k)!r}" for k in diff)
@@ -262,9 +265,13 @@ def fit(
         barrier()
         saved = read_config(out)
         _check_resumable(saved, config)
-        load_weights(out, model)
+        load_weights(out, model, TRAINING_WEIGHTS if recipe.ema else "model.safetensors")
         load_optimizer(out, optimizer, saved)
         history = saved.get("history", [])
+    # the weights evaluated and saved: the moving average of the trained ones with recipe.ema
+    average = copy.deepcopy(model) if recipe.ema else model
+    if resume and recipe.ema:
+        load_weights(out, average)
     start = len(history)
     x_all, y_all = to_device(train_set.x, device), to_device(train_set.y, device)
     net = model
@@ -288,12 +295,14 @@ def fit(
                     continue
                 idx = idx.tensor_split(world.size)[world.rank]
             x, y = x_all[idx], y_all[idx]
-            if recipe.augment == "crop-flip":
-                x = crop_flip(x, g)
+            if recipe.augment != "none":
+                x = augment(x, recipe.augment, g)
             loss, logits = method(net, x, y, noise, g, epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if recipe.ema:
+                _update_average(average, model, recipe.ema)
             total_loss += loss.item() * len(idx)
             total_correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)
@@ -304,15 +313,29 @@ def fit(
         }
         if heldout is not None and world.main:
             eval_g = generator(seed, epoch, EVAL_STREAM, device=device)
-            record["heldout_acc"] = accuracy_under_noise(model, noise, heldout, eval_g)
+            record["heldout_acc"] = accuracy_under_noise(average, noise, heldout, eval_g)
         history.append(record)
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
         if progress and world.main:
             bar.write("  ".join(f"{k} {v:.4g}" for k, v in record.items()))
         if out is not None and world.main:
-            save_checkpoint(out, model, {**config, "epoch": epoch + 1, "history": history}, optimizer)
+            save_checkpoint(out, average, {**config, "epoch": epoch + 1, "history": history}, optimizer,
+                            training=model if recipe.ema else None)
     broadcast_buffers(model)
+    if recipe.ema:
+        model.load_state_dict(average.state_dict())
     return history
+
+
+@torch.no_grad()
+def _update_average(average: nn.Module, model: nn.Module, decay: float) -> None:
+    """One step of the exponential moving average ``average = decay * average + (1 - decay) * model``
+    over parameters and floating-point buffers (integer buffers are copied)."""
+    for avg, new in zip([*average.parameters(), *average.buffers()], [*model.parameters(), *model.buffers()]):
+        if avg.is_floating_point():
+            avg.lerp_(new, 1 - decay)
+        else:
+            avg.copy_(new)
 
 
 def train_classifier(
@@ -333,12 +356,15 @@ def train_classifier(
     seed: int = 0,
     device: str | torch.device = "auto",
     data_root: str | Path | None = None,
+    validation: int = 0,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
 ) -> list[dict[str, float]]:
     """``smoothcert train``: build the model for ``dataset`` under the named noise, train it on the
-    train split (held-out accuracy on the test split) and checkpoint every epoch into ``out``.
+    train split and checkpoint every epoch into ``out``. The held-out accuracy is measured on the
+    test split, or with ``validation`` = N on N digits cut from the train split
+    (``ImageDataset.holdout``) and not trained on, so that choosing a recipe never looks at the test split.
 
     ``model`` defaults to the paper's MNIST CNN for 28x28 images and ResNet18 otherwise. A
     checkpoint already in ``out`` is refused unless ``resume`` or ``overwrite`` (``fit``).
@@ -347,7 +373,10 @@ def train_classifier(
     if resume:
         read_config(out)  # a missing or foreign checkpoint is refused before the lock creates anything
     train = load_dataset(dataset, "train", data_root)
-    heldout = load_dataset(dataset, "test", data_root)
+    if validation:
+        train, heldout = train.holdout(validation)
+    else:
+        heldout = load_dataset(dataset, "test", data_root)
     mean = channel_mean(train.x) if encoding == "mean" else None
     smoothing = make_noise(noise, k=k, encoding=encoding, train_mean=mean, sigma=sigma, kappa=kappa, levels=levels,
                            band=band, groups=groups, image_size=train.image_shape[1:], seed=seed)
@@ -356,7 +385,7 @@ def train_classifier(
     in_channels = smoothing.channels(train.channels)
     torch.manual_seed(stream_seed(seed, MODEL_INIT_STREAM))
     net = build_model(model, in_channels, train.num_classes, train.image_shape[1:])
-    config = {"dataset": dataset, "classes": list(train.classes)}
+    config = {"dataset": dataset, "classes": list(train.classes), "validation": validation}
     backend = "nccl" if rank_device(device).type == "cuda" else "gloo"
     with process_group(backend) as world, checkpoint_lock(out) if world.main else nullcontext():
         return fit(net, smoothing, train, recipe, heldout=heldout, method=method, seed=seed, device=device,

@@ -1,0 +1,126 @@
+"""Screening training recipes for the k = 45 ablation classifier on mnist5k (issue 12).
+
+Run: python benchmarks/bench_recipe.py --out runs/recipe [--epochs 60] [--only NAME ...]
+
+Every variant trains with ``train_classifier(..., validation=1000)``: 1,000 of the 4,000 training
+digits are held out (``ImageDataset.holdout``, a fixed draw) and never trained on; the test split
+is not read. On the held-out digits it measures the base classifier under ``--draws`` ablations
+per digit:
+
+- ``base_acc``: accuracy on single ablations (the screening number of the issue);
+- ``vote_acc``: digits whose true class gets more than half of the draws (what smoothed
+  accuracy approaches);
+- ``median_p``: the median over digits of the fraction of draws voting for the true class
+  (0 for a digit whose vote is lost), and ``proxy_median``: the Corollary 1 radius at that value,
+  a point estimate of the median certified radius without any confidence bound, for ranking only.
+
+One row per variant is appended to ``OUT/screen.tsv`` as it finishes; variants already there are
+skipped, so an interrupted screen resumes. Checkpoints go to ``OUT/<variant>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from smoothcert.checkpoint import load_checkpoint, noise_from_config
+from smoothcert.data import load_dataset
+from smoothcert.methods import make_method
+from smoothcert.seeding import generator
+from smoothcert.train import get_recipe, train_classifier
+
+# name -> (recipe overrides, method and its parameters, model); "base" is the demo's recipe
+VARIANTS: dict[str, dict[str, Any]] = {
+    "base": {},
+    "affine": {"recipe": {"augment": "affine"}},
+    "elastic": {"recipe": {"augment": "elastic"}},
+    "affine+elastic": {"recipe": {"augment": "affine+elastic"}},
+    "wide": {"model": "mnist_cnn_wide"},
+    "draws4": {"method": ("consistency", {"m": 4, "lam": 0.0, "eta": 0.0})},
+    "consistency": {"method": ("consistency", {"m": 2, "lam": 10.0, "eta": 0.5})},
+    "consistency-lam1": {"method": ("consistency", {"m": 2, "lam": 1.0, "eta": 0.0})},
+    "label-smoothing": {"method": ("noise", {"label_smoothing": 0.1})},
+    "ema": {"recipe": {"ema": 0.999}},
+    "batch64": {"recipe": {"batch_size": 64}},
+}
+COLUMNS = ["variant", "epochs", "base_acc", "vote_acc", "median_p", "proxy_median", "train_seconds"]
+
+
+def parse_variant(name: str) -> dict[str, Any]:
+    """A variant of ``VARIANTS`` or several joined by ``,`` (later entries win; augmentations join)."""
+    spec: dict[str, Any] = {"recipe": {}}
+    for part in name.split(","):
+        if part not in VARIANTS:
+            raise SystemExit(f"unknown variant {part!r}; choose from {sorted(VARIANTS)} (join with ',')")
+        for key, value in VARIANTS[part].items():
+            if key == "recipe":
+                if "augment" in value and "augment" in spec["recipe"]:
+                    value = {**value, "augment": spec["recipe"]["augment"] + "+" + value["augment"]}
+                spec["recipe"] = {**spec["recipe"], **value}
+            else:
+                spec[key] = value
+    return spec
+
+
+@torch.no_grad()
+def screen(checkpoint: Path, draws: int, seed: int) -> dict[str, float]:
+    """The held-out numbers of the module docstring for the checkpoint's validation digits."""
+    model, config = load_checkpoint(checkpoint)
+    noise = noise_from_config(config["noise"])
+    _, held = load_dataset(config["dataset"], "train").holdout(config["validation"])
+    g = generator(seed, 7)
+    correct = torch.zeros(len(held))
+    for _ in range(draws):
+        for i in range(0, len(held), 500):
+            x, y = held.x[i : i + 500], held.y[i : i + 500]
+            correct[i : i + 500] += (model(noise(x, g)).argmax(1) == y).float()
+    p = correct / draws
+    median_p = statistics.median(float(v) if v > 0.5 else 0.0 for v in p)
+    proxy = noise.radius(median_p, held.image_shape[1:]) if median_p > 0.5 else float("nan")
+    return {"base_acc": float(p.mean()), "vote_acc": float((p > 0.5).float().mean()), "median_p": median_p,
+            "proxy_median": proxy}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--draws", type=int, default=100, help="ablations per held-out digit")
+    parser.add_argument("--validation", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="+", default=list(VARIANTS), help="variants, e.g. base affine,ema")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    table = args.out / "screen.tsv"
+    done = set()
+    if table.exists():
+        done = {(row["variant"], int(row["epochs"])) for row in csv.DictReader(table.open(), delimiter="\t")}
+    else:
+        args.out.mkdir(parents=True, exist_ok=True)
+        table.write_text("\t".join(COLUMNS) + "\n")
+    for name in args.only:
+        if (name, args.epochs) in done:
+            continue
+        spec = parse_variant(name)
+        method_name, params = spec.get("method", ("noise", {}))
+        folder = args.out / f"{name}-e{args.epochs}"
+        start = time.perf_counter()
+        train_classifier("mnist5k", folder, noise="ablation", k=45, recipe=get_recipe("fast", epochs=args.epochs,
+                         **spec["recipe"]), model=spec.get("model"), method=make_method(method_name, **params),
+                         seed=args.seed, device="cpu", validation=args.validation, overwrite=True, progress=False)
+        seconds = time.perf_counter() - start
+        row = {"variant": name, "epochs": args.epochs, **screen(folder, args.draws, args.seed), "train_seconds": seconds}
+        with table.open("a") as f:
+            f.write("\t".join(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS) + "\n")
+        print("  ".join(f"{c}={row[c]:.4g}" if isinstance(row[c], float) else f"{c}={row[c]}" for c in COLUMNS),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
