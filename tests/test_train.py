@@ -70,6 +70,19 @@ def test_crop_flip_moves_pixels_without_changing_them():
         assert len(vals) >= 6 * 6 * 3  # at most `pad` rows/columns lost per side
 
 
+def test_a_recipe_names_its_training_method(tmp_path, digits):
+    from smoothcert.methods import Consistency
+
+    recipe = get_recipe("mnist-ablation", epochs=1, batch_size=256)
+    assert recipe.make_method() == Consistency(m=4, lam=1.0, eta=0.0)
+    assert recipe.make_method(lam=2.0) == Consistency(m=4, lam=2.0, eta=0.0)
+    assert get_recipe("fast").make_method().name == "noise"
+    fit(_model(), Ablation(45), digits[0], recipe, device="cpu", out=tmp_path, config=_config(), progress=False)
+    assert read_config(tmp_path)["method"] == Consistency(m=4, lam=1.0, eta=0.0).config()
+    with pytest.raises(ValueError, match="unknown parameter"):
+        Recipe("x", 1, 1, method="noise", method_params=(("lam", 1.0),))
+
+
 def test_affine_and_elastic_without_displacement_are_the_identity():
     x = torch.rand(3, 2, 12, 10)
     g = torch.Generator().manual_seed(0)

@@ -123,7 +123,8 @@ def _add_speed(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    method = make_method(args.method, **_method_params(args.method_param))
+    params = _method_params(args.method_param)
+    method = recipe.make_method(**params) if args.method is None else make_method(args.method, **params)
     train_classifier(
         args.dataset, args.out, noise=args.noise, k=args.k, encoding=args.encoding, sigma=args.sigma, kappa=args.kappa,
         levels=args.levels, band=args.band, groups=args.groups, recipe=recipe,
@@ -407,10 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", type=int, default=None, help="number of pixel groups T of --noise partition")
     p.add_argument("--model", choices=sorted(MODELS), default=None, help="default: mnist_cnn for 28x28 images, else resnet18")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
-    p.add_argument("--method", choices=sorted(METHODS), default="noise",
-                   help="noise (augmentation), consistency, stability, macer, smoothadv (Gaussian only)")
+    p.add_argument("--method", choices=sorted(METHODS), default=None,
+                   help="noise (augmentation), consistency, stability, macer, smoothadv (Gaussian only); "
+                        "default: the recipe's (noise for all but mnist-ablation)")
     p.add_argument("--method-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a method hyperparameter, e.g. lam=5 (repeatable; defaults from the papers)")
+                   help="a method hyperparameter, e.g. lam=5 (repeatable; defaults from the papers or the recipe)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
     p.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")
