@@ -100,6 +100,8 @@ def test_substitute_end_to_end(tiny, tmp_path, capsys):
     (["--attack", "sparse-rs", "--restarts", "2"], "--restarts belongs to --attack pointwise"),
     (["--attack", "sparse-rs", "--search-steps", "0"], "--search-steps belongs to --attack pointwise"),
     (["--search-steps", "-1"], "search_steps must be a non-negative integer"),
+    (["--attack", "sparse-rs", "--kicks", "0"], "--kicks belongs to --attack pointwise"),
+    (["--kicks", "-1"], "kicks must be a non-negative integer"),
     (["--budget", "3"], "--budget and --start-budget belong to --attack sparse-rs"),
     (["--restarts", "0"], "restarts must be a positive integer"),
     (["--alpha", "2"], "alpha"),

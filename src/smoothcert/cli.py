@@ -222,14 +222,15 @@ def cmd_attack(args: argparse.Namespace) -> None:
         if args.budget is not None or args.start_budget is not None:
             raise ValueError("--budget and --start-budget belong to --attack sparse-rs")
         params = {"restarts": args.restarts, "max_queries": args.max_queries, "steps": args.start_steps,
-                  "search_steps": args.search_steps}
+                  "search_steps": args.search_steps, "kicks": args.kicks}
     elif args.attack == "patch":
-        if any(getattr(args, f) is not None for f in ("restarts", "budget", "start_budget", "start_steps", "search_steps")):
-            raise ValueError("--restarts, --budget, --start-budget, --start-steps and --search-steps do not apply to "
-                             "--attack patch")
+        if any(getattr(args, f) is not None
+               for f in ("restarts", "budget", "start_budget", "start_steps", "search_steps", "kicks")):
+            raise ValueError("--restarts, --budget, --start-budget, --start-steps, --search-steps and --kicks do not "
+                             "apply to --attack patch")
         params = {"size": args.patch, "max_queries": args.max_queries}
     else:
-        for flag in ("restarts", "start_steps", "search_steps"):
+        for flag in ("restarts", "start_steps", "search_steps", "kicks"):
             if getattr(args, flag) is not None:
                 raise ValueError(f"--{flag.replace('_', '-')} belongs to --attack pointwise")
         params = {"budget": args.budget, "max_queries": args.max_queries, "start": args.start_budget}
@@ -445,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pointwise: salt-and-pepper draws of each restart's start (default 1000)")
     p.add_argument("--search-steps", type=int, default=None,
                    help="pointwise: binary-search queries per pixel and round (default 10; 0: reset passes only)")
+    p.add_argument("--kicks", type=int, default=None,
+                   help="pointwise: iterated-local-search steps per restart (default 20; 0: Foolbox's algorithm)")
     p.add_argument("--max-queries", type=int, default=None, help="query budget per restart (pointwise, default 5000), "
                    "per pixel budget tried (sparse-rs, default 1000) or per image (patch, default 1000)")
     p.add_argument("--budget", type=int, default=None, help="sparse-rs: fixed pixel budget (default: search the smallest)")
