@@ -66,9 +66,19 @@ def test_attack_resumes_without_losing_or_duplicating_rows(tiny, tmp_path):
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_smoothed_attack_with_sequential_predict(tiny, tmp_path):
+    out = tmp_path / "a.tsv"
+    assert _attack(tiny["ablation"], out, "--sampling", "adaptive", "--restarts", "1", "--start-steps", "30",
+                   "--kicks", "1", "--n", "200", "--max", "2") == 0
+    settings = json.loads((tmp_path / "a.tsv.json").read_text())
+    assert settings["sampling"] == "adaptive" and settings["kicks"] == 1
+    assert len(_rows(out)) == 3
+
+
 def test_smoothed_attack_certify_and_table2(tiny, tmp_path, capsys):
     attack, cert = tmp_path / "s.tsv", tmp_path / "c.tsv"
-    assert _attack(tiny["ablation"], attack, "--restarts", "1", "--start-steps", "30", "--n", "100", "--max", "4") == 0
+    assert _attack(tiny["ablation"], attack, "--restarts", "1", "--start-steps", "30", "--kicks", "2", "--n", "100",
+                   "--max", "4") == 0
     settings = json.loads((tmp_path / "s.tsv.json").read_text())
     assert settings["target"] == "smoothed" and settings["n"] == 100 and settings["fixed"] is True
     assert main(["certify", "--checkpoint", tiny["ablation"], "--n0", "20", "--n", "200", "--max", "4",

@@ -228,6 +228,32 @@ def test_fixed_ablation_votes_are_cached_exactly():
     assert oracle.queries == 12 + 8
 
 
+def test_adaptive_queries_are_sequential_predict_on_the_fixed_ablations():
+    smoothed = SmoothedClassifier(_Brightness(5), Ablation(5), 2, batch_size=64, device="cpu")  # votes near 50/50
+    oracle = SmoothedOracle(smoothed, n=3000, alpha=0.05, key=(0, 4), sampling="adaptive")
+    keep = sample_keep_mask(3000, 36, 5, generator(0, 4, FIXED_STREAM), "cpu")
+    g = torch.Generator().manual_seed(0)
+    x, used = torch.rand(1, 6, 6, generator=g), set()
+    for step in range(16):
+        if step:  # change a few pixels, as attacks do
+            pixels = torch.randperm(36, generator=g)[: 1 + step % 3]
+            x = x.clone()
+            x.view(1, 36)[:, pixels] = torch.rand(1, len(pixels), generator=g)
+        votes = smoothed.base(ablate(x.expand(3000, 1, 6, 6), keep)).argmax(1)  # every fixed draw, uncached
+        steps, seen = smoothed.predict_steps(3000, 0.05, "adaptive"), 0
+        try:  # sequential PREDICT fed the draws in order
+            num = next(steps)
+            while True:
+                block = torch.bincount(votes[seen:seen + num], minlength=2).numpy()
+                seen, num = seen + num, steps.send(block)
+        except StopIteration as done:
+            decision, counts = done.value
+        scores = oracle.scores(x[None])
+        assert np.array_equal(scores[0].long().numpy(), counts) and int(oracle.decide(scores)[0]) == decision
+        used.add(int(counts.sum()))
+    assert len(used) > 2 and min(used) < 3000  # queries stopped at different looks
+
+
 def test_fixed_noise_is_the_same_every_query_and_fresh_noise_is_not():
     smoothed = _ablation_smoothed()
     x = torch.rand(1, 6, 6, generator=torch.Generator().manual_seed(2))

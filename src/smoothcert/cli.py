@@ -237,7 +237,8 @@ def cmd_attack(args: argparse.Namespace) -> None:
     attack = make_attack(args.attack, **{k: v for k, v in params.items() if v is not None})
     make_oracle, config = oracle_factory(args.checkpoint, n=args.n, alpha=args.alpha, fixed=not args.fresh,
                                          n_check=args.n_check, seed=args.seed, batch_size=args.batch_size,
-                                         device=rank_device(args.device), vote=args.vote, theta=args.theta)
+                                         device=rank_device(args.device), vote=args.vote, theta=args.theta,
+                                         sampling=args.sampling)
     dataset = _dataset_of(args, config)
     data = load_dataset(dataset, args.split, args.data_root)
     pixels = data.image_shape[1] * data.image_shape[2]
@@ -248,7 +249,8 @@ def cmd_attack(args: argparse.Namespace) -> None:
     if config["noise"]["noise"] in DETERMINISTIC_NOISES:
         settings.update(target="deterministic", vote=args.vote, theta=args.theta)
     if settings["target"] == "smoothed":
-        settings.update(n=args.n, n_check=args.n_check or args.n, alpha=args.alpha, fixed=not args.fresh)
+        settings.update(n=args.n, n_check=args.n_check or args.n, alpha=args.alpha, fixed=not args.fresh,
+                        sampling=args.sampling)
     log = run_sharded(partial(run_attack, make_oracle, attack, data, seed=args.seed), args.out,
                       indices=select_indices(len(data), args.skip, args.max), settings=settings, shard=args.shard,
                       progress=not args.quiet)
@@ -458,6 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-check", type=int, default=None, help="fresh samples to re-check each adversarial example (default --n)")
     _add_vote(p)
     p.add_argument("--fresh", action="store_true", help="fresh noise every query instead of one fixed set per image")
+    p.add_argument("--sampling", choices=SAMPLINGS, default="fixed",
+                   help="smoothed: fixed (default): PREDICT on --n samples per query; adaptive: sequential "
+                        "PREDICT, at most --n samples, stopping once the answer is settled (as certify)")
     p.add_argument("--skip", type=int, default=1, help="use every N-th image")
     p.add_argument("--max", type=int, default=None, help="at most N images")
     _add_common(p)
