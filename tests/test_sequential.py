@@ -23,8 +23,8 @@ from smoothcert.sequential import (
     mixture_log_martingale,
     mixture_lower,
     mixture_upper,
-    predict_decision,
     pair_log_evidence,
+    predict_decision,
     predict_steps,
     spend,
 )
