@@ -66,9 +66,19 @@ def test_attack_resumes_without_losing_or_duplicating_rows(tiny, tmp_path):
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_smoothed_attack_with_sequential_predict(tiny, tmp_path):
+    out = tmp_path / "a.tsv"
+    assert _attack(tiny["ablation"], out, "--sampling", "adaptive", "--restarts", "1", "--start-steps", "30",
+                   "--kicks", "1", "--n", "200", "--max", "2") == 0
+    settings = json.loads((tmp_path / "a.tsv.json").read_text())
+    assert settings["sampling"] == "adaptive" and settings["kicks"] == 1
+    assert len(_rows(out)) == 3
+
+
 def test_smoothed_attack_certify_and_table2(tiny, tmp_path, capsys):
     attack, cert = tmp_path / "s.tsv", tmp_path / "c.tsv"
-    assert _attack(tiny["ablation"], attack, "--restarts", "1", "--start-steps", "30", "--n", "100", "--max", "4") == 0
+    assert _attack(tiny["ablation"], attack, "--restarts", "1", "--start-steps", "30", "--kicks", "2", "--n", "100",
+                   "--max", "4") == 0
     settings = json.loads((tmp_path / "s.tsv.json").read_text())
     assert settings["target"] == "smoothed" and settings["n"] == 100 and settings["fixed"] is True
     assert main(["certify", "--checkpoint", tiny["ablation"], "--n0", "20", "--n", "200", "--max", "4",
@@ -100,6 +110,8 @@ def test_substitute_end_to_end(tiny, tmp_path, capsys):
     (["--attack", "sparse-rs", "--restarts", "2"], "--restarts belongs to --attack pointwise"),
     (["--attack", "sparse-rs", "--search-steps", "0"], "--search-steps belongs to --attack pointwise"),
     (["--search-steps", "-1"], "search_steps must be a non-negative integer"),
+    (["--attack", "sparse-rs", "--kicks", "0"], "--kicks belongs to --attack pointwise"),
+    (["--kicks", "-1"], "kicks must be a non-negative integer"),
     (["--budget", "3"], "--budget and --start-budget belong to --attack sparse-rs"),
     (["--restarts", "0"], "restarts must be a positive integer"),
     (["--alpha", "2"], "alpha"),

@@ -15,7 +15,7 @@ from smoothcert.attacks import (
     make_attack,
 )
 from smoothcert.attacks.oracles import FIXED_STREAM
-from smoothcert.attacks.pointwise import _Restart
+from smoothcert.attacks.pointwise import _Restart, _Spent
 from smoothcert.noises import Ablation, Gaussian, ablate, sample_keep_mask
 from smoothcert.seeding import generator
 from smoothcert.smooth import ABSTAIN, SmoothedClassifier
@@ -228,6 +228,32 @@ def test_fixed_ablation_votes_are_cached_exactly():
     assert oracle.queries == 12 + 8
 
 
+def test_adaptive_queries_are_sequential_predict_on_the_fixed_ablations():
+    smoothed = SmoothedClassifier(_Brightness(5), Ablation(5), 2, batch_size=64, device="cpu")  # votes near 50/50
+    oracle = SmoothedOracle(smoothed, n=3000, alpha=0.05, key=(0, 4), sampling="adaptive")
+    keep = sample_keep_mask(3000, 36, 5, generator(0, 4, FIXED_STREAM), "cpu")
+    g = torch.Generator().manual_seed(0)
+    x, used = torch.rand(1, 6, 6, generator=g), set()
+    for step in range(16):
+        if step:  # change a few pixels, as attacks do
+            pixels = torch.randperm(36, generator=g)[: 1 + step % 3]
+            x = x.clone()
+            x.view(1, 36)[:, pixels] = torch.rand(1, len(pixels), generator=g)
+        votes = smoothed.base(ablate(x.expand(3000, 1, 6, 6), keep)).argmax(1)  # every fixed draw, uncached
+        steps, seen = smoothed.predict_steps(3000, 0.05, "adaptive"), 0
+        try:  # sequential PREDICT fed the draws in order
+            num = next(steps)
+            while True:
+                block = torch.bincount(votes[seen:seen + num], minlength=2).numpy()
+                seen, num = seen + num, steps.send(block)
+        except StopIteration as done:
+            decision, counts = done.value
+        scores = oracle.scores(x[None])
+        assert np.array_equal(scores[0].long().numpy(), counts) and int(oracle.decide(scores)[0]) == decision
+        used.add(int(counts.sum()))
+    assert len(used) > 2 and min(used) < 3000  # queries stopped at different looks
+
+
 def test_fixed_noise_is_the_same_every_query_and_fresh_noise_is_not():
     smoothed = _ablation_smoothed()
     x = torch.rand(1, 6, 6, generator=torch.Generator().manual_seed(2))
@@ -311,6 +337,10 @@ def test_bad_parameters_and_inputs():
         Pointwise(restarts=0)
     with pytest.raises(ValueError, match="search_steps"):
         Pointwise(search_steps=-1)
+    with pytest.raises(ValueError, match="kicks"):
+        Pointwise(kicks=-1)
+    with pytest.raises(ValueError, match="kick must be a positive integer"):
+        Pointwise(kick=0)
     with pytest.raises(ValueError, match="p_init"):
         SparseRS(p_init=1.5)
     with pytest.raises(ValueError, match="budget"):
@@ -328,3 +358,63 @@ def test_bad_parameters_and_inputs():
     with pytest.raises(ValueError, match="alpha"):
         SmoothedOracle(_ablation_smoothed(), alpha=1.5)
     assert isinstance(Pointwise(restarts=1)(oracle, torch.zeros(1, 4, 4), 0), AttackResult)
+
+
+class _Either(nn.Module):
+    """Class 1 iff SECRET pixels 1 and 5 are both bright or pixel 15 is: from {1, 5} no single
+    reset is adversarial (1-minimal, 2 pixels), but the minimum is {15}."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bright = x.flatten(1) > 0.5
+        fooled = (bright[:, 1] & bright[:, 5]) | bright[:, 15]
+        return torch.stack([torch.zeros(len(x)), 2 * fooled.float() - 1], dim=1)
+
+
+def _restart_from(pixels, max_queries=10_000):
+    x = torch.zeros(1, 4, 4)
+    oracle = ModelOracle(_Either(), 2, device="cpu")
+    run = _Restart(oracle, x, 0, max_queries=max_queries)
+    start = x.clone()
+    start.view(16)[pixels] = 1.0
+    run.accept(start)
+    return run, oracle
+
+
+def test_kicks_escape_a_one_minimal_set_and_never_increase_l0():
+    run, oracle = _restart_from([1, 5])
+    g = torch.Generator().manual_seed(0)
+    Pointwise._reset_passes(run, g)
+    assert l0_pixels(run.adv, run.x) == 2  # the reset passes alone are stuck
+    attack, sizes = Pointwise(kick=5), []
+    for _ in range(30):
+        attack._kick(run, g)
+        sizes.append(l0_pixels(run.adv, run.x))
+        assert int(oracle.decide(oracle.scores(run.adv[None]))[0]) == 1  # always adversarial
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] == 1  # never larger; ends at {15}
+    assert run.adv.view(16).nonzero().squeeze(1).tolist() == [15]
+
+
+def test_a_kick_cut_short_by_the_budget_restores_the_image_before_it():
+    run, _ = _restart_from([1, 5])
+    before = run.adv
+    run.max_queries = run.used + 1  # the kicked image is queried, its reset passes are not
+    with pytest.raises(_Spent):
+        Pointwise(kick=5)._kick(run, torch.Generator().manual_seed(0))
+    assert run.adv is before and l0_pixels(run.path[-2], run.x) == 7  # kicked, then restored
+
+
+def test_kicks_respect_the_budget_and_are_seeded():
+    x = torch.zeros(1, 4, 4)
+
+    def run(kicks, max_queries=10_000, key=(0, 2)):
+        oracle = ModelOracle(_Either(), 2, device="cpu")
+        return Pointwise(restarts=1, kicks=kicks, max_queries=max_queries)(oracle, x, 0, key=key), oracle
+
+    (none, _), (many, oracle) = run(0), run(500)
+    assert many.l0 == 1 <= none.l0 and many.queries == oracle.queries
+    assert many.queries > none.queries  # the kicks cost queries
+    again, _ = run(500)
+    assert torch.equal(again.x_adv, many.x_adv) and again.queries == many.queries
+    capped, oracle = run(500, max_queries=60)
+    confirmed = 1 if capped.success else 0  # the model oracle confirms by one more query
+    assert capped.queries == oracle.queries == 1 + 60 + confirmed  # the clean image, the budget, the check

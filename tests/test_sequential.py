@@ -24,6 +24,7 @@ from smoothcert.sequential import (
     mixture_lower,
     mixture_upper,
     pair_log_evidence,
+    predict_decision,
     predict_steps,
     spend,
 )
@@ -241,6 +242,17 @@ def test_sequential_predict_decides_clear_images_early():
     rng = np.random.default_rng(5)
     decision, counts = run_bernoulli(predict_steps(10_000, 0.05, 10, Adaptive()), 0.8, rng, classes=10)
     assert decision == 0 and counts.sum() == 100
+
+
+def test_predict_decision_is_what_sequential_predict_returned():
+    rng = np.random.default_rng(8)
+    seen = set()
+    for p_top in (0.34, 0.36, 0.4, 0.45, 0.8):
+        for _ in range(20):
+            decision, counts = run_bernoulli(predict_steps(3000, 0.05, 3, Adaptive()), p_top, rng, classes=3)
+            assert predict_decision(counts, 0.05, 3) == decision
+            seen.add((decision, counts.sum() == 3000))
+    assert {(ABSTAIN, True), (0, True), (0, False)} <= seen  # abstained, decided at n_max, decided early
 
 
 @pytest.mark.parametrize("bad", [dict(bound="nope"), dict(beta=0.0), dict(radius=-1.0), dict(step=0), dict(growth=1.0)])

@@ -224,21 +224,23 @@ def cmd_attack(args: argparse.Namespace) -> None:
         if args.budget is not None or args.start_budget is not None:
             raise ValueError("--budget and --start-budget belong to --attack sparse-rs")
         params = {"restarts": args.restarts, "max_queries": args.max_queries, "steps": args.start_steps,
-                  "search_steps": args.search_steps}
+                  "search_steps": args.search_steps, "kicks": args.kicks}
     elif args.attack == "patch":
-        if any(getattr(args, f) is not None for f in ("restarts", "budget", "start_budget", "start_steps", "search_steps")):
-            raise ValueError("--restarts, --budget, --start-budget, --start-steps and --search-steps do not apply to "
-                             "--attack patch")
+        if any(getattr(args, f) is not None
+               for f in ("restarts", "budget", "start_budget", "start_steps", "search_steps", "kicks")):
+            raise ValueError("--restarts, --budget, --start-budget, --start-steps, --search-steps and --kicks do not "
+                             "apply to --attack patch")
         params = {"size": args.patch, "max_queries": args.max_queries}
     else:
-        for flag in ("restarts", "start_steps", "search_steps"):
+        for flag in ("restarts", "start_steps", "search_steps", "kicks"):
             if getattr(args, flag) is not None:
                 raise ValueError(f"--{flag.replace('_', '-')} belongs to --attack pointwise")
         params = {"budget": args.budget, "max_queries": args.max_queries, "start": args.start_budget}
     attack = make_attack(args.attack, **{k: v for k, v in params.items() if v is not None})
     make_oracle, config = oracle_factory(args.checkpoint, n=args.n, alpha=args.alpha, fixed=not args.fresh,
                                          n_check=args.n_check, seed=args.seed, batch_size=args.batch_size,
-                                         device=rank_device(args.device), vote=args.vote, theta=args.theta)
+                                         device=rank_device(args.device), vote=args.vote, theta=args.theta,
+                                         sampling=args.sampling)
     dataset = _dataset_of(args, config)
     data = load_dataset(dataset, args.split, args.data_root)
     pixels = data.image_shape[1] * data.image_shape[2]
@@ -249,7 +251,8 @@ def cmd_attack(args: argparse.Namespace) -> None:
     if config["noise"]["noise"] in DETERMINISTIC_NOISES:
         settings.update(target="deterministic", vote=args.vote, theta=args.theta)
     if settings["target"] == "smoothed":
-        settings.update(n=args.n, n_check=args.n_check or args.n, alpha=args.alpha, fixed=not args.fresh)
+        settings.update(n=args.n, n_check=args.n_check or args.n, alpha=args.alpha, fixed=not args.fresh,
+                        sampling=args.sampling)
     log = run_sharded(partial(run_attack, make_oracle, attack, data, seed=args.seed), args.out,
                       indices=select_indices(len(data), args.skip, args.max), settings=settings, shard=args.shard,
                       progress=not args.quiet)
@@ -450,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pointwise: salt-and-pepper draws of each restart's start (default 1000)")
     p.add_argument("--search-steps", type=int, default=None,
                    help="pointwise: binary-search queries per pixel and round (default 10; 0: reset passes only)")
+    p.add_argument("--kicks", type=int, default=None,
+                   help="pointwise: iterated-local-search steps per restart (default 20; 0: Foolbox's algorithm)")
     p.add_argument("--max-queries", type=int, default=None, help="query budget per restart (pointwise, default 5000), "
                    "per pixel budget tried (sparse-rs, default 1000) or per image (patch, default 1000)")
     p.add_argument("--budget", type=int, default=None, help="sparse-rs: fixed pixel budget (default: search the smallest)")
@@ -460,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-check", type=int, default=None, help="fresh samples to re-check each adversarial example (default --n)")
     _add_vote(p)
     p.add_argument("--fresh", action="store_true", help="fresh noise every query instead of one fixed set per image")
+    p.add_argument("--sampling", choices=SAMPLINGS, default="fixed",
+                   help="smoothed: fixed (default): PREDICT on --n samples per query; adaptive: sequential "
+                        "PREDICT, at most --n samples, stopping once the answer is settled (as certify)")
     p.add_argument("--skip", type=int, default=1, help="use every N-th image")
     p.add_argument("--max", type=int, default=None, help="at most N images")
     _add_common(p)

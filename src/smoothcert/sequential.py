@@ -282,17 +282,33 @@ def predict_steps(
     runner-up) to cross ``2 (C - 1) / alpha`` (probability <= alpha / (2 (C - 1)) each, Ville), or the
     binomial test to err (<= alpha / 2, Hung & Fithian 2019): at most alpha in all.
     """
-    a = check_alpha(alpha)
-    threshold = math.log(2 * (check_integer(num_classes, "num_classes", 2) - 1) / a)
+    check_alpha(alpha)
     counts = np.zeros(num_classes, dtype=np.int64)
     used = 0
     for look in options.family().looks(n_max):
         counts = counts + (yield int(look) - used)
         used = int(look)
-        second, top = np.argsort(counts, kind="stable")[-2:]
-        n_a, n_b = int(counts[top]), int(counts[second])
-        if pair_log_evidence(n_a, n_b) >= threshold:
-            return int(top), counts
-    if binomtest(n_a, n_a + n_b, 0.5).pvalue <= a / 2:
-        return int(top), counts
-    return ABSTAIN, counts
+        if _settled(counts, alpha, num_classes) is not None:
+            break
+    return predict_decision(counts, alpha, num_classes), counts
+
+
+def _settled(counts: np.ndarray, alpha: float, num_classes: int) -> int | None:
+    """The top class if its mixture e-value against the runner-up reaches ``2 (C - 1) / alpha``."""
+    threshold = math.log(2 * (check_integer(num_classes, "num_classes", 2) - 1) / alpha)
+    second, top = np.argsort(counts, kind="stable")[-2:]
+    return int(top) if pair_log_evidence(int(counts[top]), int(counts[second])) >= threshold else None
+
+
+def predict_decision(counts: np.ndarray, alpha: float, num_classes: int) -> int:
+    """What :func:`predict_steps` returns with the ``counts`` it stopped at: the top class if its
+    e-value settled it, else (all ``n_max`` samples drawn) the top class if Cohen et al.'s
+    binomial test at ``alpha / 2`` rejects a tie with the runner-up, else ``ABSTAIN``. A function
+    of the final counts alone, since sampling stops at the first look that settles."""
+    a = check_alpha(alpha)
+    settled = _settled(counts, a, num_classes)
+    if settled is not None:
+        return settled
+    second, top = np.argsort(counts, kind="stable")[-2:]
+    n_a, n_b = int(counts[top]), int(counts[second])
+    return int(top) if binomtest(n_a, n_a + n_b, 0.5).pvalue <= a / 2 else ABSTAIN

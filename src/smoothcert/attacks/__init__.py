@@ -33,7 +33,7 @@ import torch
 from ..checkpoint import load_checkpoint, noise_from_config
 from ..deterministic import DeterministicClassifier
 from ..noises import Bands, Clean, Partition
-from ..smooth import SmoothedClassifier
+from ..smooth import Sampling, SmoothedClassifier
 from .base import AttackResult, l0_pixels
 from .oracles import DeterministicOracle, ModelOracle, Oracle, SmoothedOracle
 from .patch import PatchAttack
@@ -49,12 +49,13 @@ __all__ = ["ATTACKS", "AttackResult", "DeterministicOracle", "ModelOracle", "Ora
 def oracle_factory(
     checkpoint: str | Path, *, n: int = 1000, alpha: float = 0.05, fixed: bool = True, n_check: int | None = None,
     seed: int = 0, batch_size: int = 1000, device: str | torch.device = "auto", vote: str | None = None,
-    theta: float = 0.2,
+    theta: float = 0.2, sampling: Sampling = "fixed",
 ) -> tuple[Callable[[int], Oracle], dict[str, Any]]:
     """``(make_oracle, config)`` for a ``smoothcert train`` checkpoint: ``make_oracle(idx)`` is a fresh
     oracle for image ``idx``: the model itself when it was trained without noise (undefended), the
     exact vote (``vote``, ``theta``) of a columns/blocks/partition model, else its smoothed
-    classifier queried through PREDICT with noise streams keyed by (seed, idx)."""
+    classifier queried through PREDICT (``sampling``: fixed or sequential) with noise streams keyed
+    by (seed, idx)."""
     model, config = load_checkpoint(checkpoint)
     noise = noise_from_config(config["noise"])
     num_classes = config["num_classes"]
@@ -65,7 +66,8 @@ def oracle_factory(
                                              theta=theta, batch_size=batch_size, device=device)
         return (lambda idx: DeterministicOracle(classifier)), config
     smoothed = SmoothedClassifier(model, noise, num_classes, batch_size=batch_size, device=device)
-    return (lambda idx: SmoothedOracle(smoothed, n, alpha, fixed=fixed, key=(seed, idx), n_check=n_check)), config
+    return (lambda idx: SmoothedOracle(smoothed, n, alpha, fixed=fixed, key=(seed, idx), n_check=n_check,
+                                       sampling=sampling)), config
 
 
 def make_attack(name: str, **params: float | int | None) -> Pointwise | SparseRS | PatchAttack:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -12,7 +13,8 @@ from ..certificates import check_alpha
 from ..deterministic import DeterministicClassifier
 from ..noises import Ablation, ablate, sample_keep_mask
 from ..seeding import generator, resolve_device
-from ..smooth import SmoothedClassifier, check_count
+from ..sequential import predict_decision
+from ..smooth import Sampling, SmoothedClassifier, as_sampling, check_count
 
 ATTACK_STREAM, FIXED_STREAM, FRESH_STREAM, RECHECK_STREAM = 3, 4, 5, 6
 
@@ -70,47 +72,61 @@ class SmoothedOracle:
     ``fixed=True`` reuses one set of ``n`` noise draws, seeded by ``key``, for every query; for
     ablation the base classifier's vote on each draw is cached and only the draws that keep a
     changed pixel are re-evaluated (exactly the same votes, several times fewer forward passes).
-    ``fixed=False`` draws fresh noise per query. ``confirm`` always uses fresh samples
-    (``n_check``, default ``n``).
+    ``fixed=False`` draws fresh noise per query. ``sampling="adaptive"`` (or an
+    :class:`~smoothcert.sequential.Adaptive`) makes every query the sequential PREDICT of
+    :func:`smoothcert.sequential.predict_steps` with at most ``n`` samples: it stops at the first
+    look that settles the top class, and with fixed ablations only the draws up to that look are
+    evaluated. ``confirm`` always uses fresh samples (``n_check``, default ``n``) and the same
+    ``sampling``.
     """
 
     def __init__(self, smoothed: SmoothedClassifier, n: int = 1000, alpha: float = 0.05, *, fixed: bool = True,
-                 key: tuple[int, ...] = (0,), n_check: int | None = None) -> None:
+                 key: tuple[int, ...] = (0,), n_check: int | None = None, sampling: Sampling = "fixed") -> None:
         self.smoothed, self.alpha, self.fixed, self.key = smoothed, alpha, fixed, tuple(key)
         self.n = check_count("n", n)
         self.n_check = check_count("n_check", n if n_check is None else n_check)
         check_alpha(alpha)
+        self.sampling, self._adaptive = sampling, as_sampling(sampling) is not None
         self.num_classes = smoothed.num_classes
         self.queries = 0
         self.checks = 0
         self._fresh = generator(*self.key, FRESH_STREAM, device=smoothed.device)
         self._keep: torch.Tensor | None = None
-        self._cache: list[tuple[torch.Tensor, torch.Tensor]] = []  # (image, votes), most recent last
+        self._cache: list[tuple[torch.Tensor, torch.Tensor]] = []  # (image, votes; -1 unknown), most recent last
 
     @torch.inference_mode()
-    def _cached_ablation_votes(self, x: torch.Tensor) -> torch.Tensor:
-        """Votes on the fixed ablations, re-evaluating only the draws that keep a pixel in which
-        ``x`` differs from the closer of the last two images used (attacks alternate between an
-        accepted image and one-pixel trials around it)."""
+    def _cached_ablation_counts(self, x: torch.Tensor) -> np.ndarray:
+        """PREDICT's vote counts on the fixed ablations. Votes start from those of the closer of
+        the last two images used (attacks alternate between an accepted image and one-pixel trials
+        around it), less the draws that keep a pixel in which ``x`` differs; draws are evaluated
+        only when PREDICT's sampling reaches them and their vote is not known."""
         noise, device = self.smoothed.noise, self.smoothed.device
         c, h, w = x.shape
         if self._keep is None:
             g = generator(*self.key, FIXED_STREAM, device=device)
             self._keep = sample_keep_mask(self.n, h * w, noise.k, g, device)
-        votes = torch.empty(self.n, dtype=torch.long, device=device)
-        rows = torch.arange(self.n, device=device)
+        votes, base = torch.full((self.n,), -1, dtype=torch.long, device=device), None
         for j, (image, cached) in enumerate(self._cache):
-            stale = self._keep[:, (x != image).any(0).flatten()].any(1).nonzero().squeeze(1)
-            if len(stale) < len(rows):
-                votes, rows, base = cached.clone(), stale, j
-        for i in range(0, len(rows), self.smoothed.batch_size):
-            chunk = rows[i:i + self.smoothed.batch_size]
-            inputs = ablate(x.expand(len(chunk), c, h, w), self._keep[chunk], noise.encoding, noise.mean)
-            votes[chunk] = self.smoothed.base(inputs).argmax(1)
-        if len(rows) < self.n:  # the image we started from stays cached: it was just used
+            known = cached.masked_fill(self._keep[:, (x != image).any(0).flatten()].any(1), -1)
+            if (known >= 0).sum() > (votes >= 0).sum():
+                votes, base = known, j
+        steps = self.smoothed.predict_steps(self.n, self.alpha, self.sampling)
+        used, num = 0, next(steps)
+        try:
+            while True:
+                missing = (votes[used:used + num] < 0).nonzero().squeeze(1) + used
+                for i in range(0, len(missing), self.smoothed.batch_size):
+                    chunk = missing[i:i + self.smoothed.batch_size]
+                    inputs = ablate(x.expand(len(chunk), c, h, w), self._keep[chunk], noise.encoding, noise.mean)
+                    votes[chunk] = self.smoothed.base(inputs).argmax(1)
+                block = torch.bincount(votes[used:used + num], minlength=self.num_classes).cpu().numpy()
+                used, num = used + num, steps.send(block)
+        except StopIteration as done:
+            counts = done.value[1]
+        if base is not None:  # the image we started from stays cached: it was just used
             self._cache.append(self._cache.pop(base))
         self._cache = [*self._cache[-1:], (x.clone(), votes)]
-        return torch.bincount(votes, minlength=self.num_classes)
+        return counts
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Vote counts (B, num_classes) of the base classifier over the noise draws."""
@@ -118,14 +134,19 @@ class SmoothedOracle:
         for image in x.to(self.smoothed.device):
             self.queries += 1
             if self.fixed and isinstance(self.smoothed.noise, Ablation):
-                rows.append(self._cached_ablation_votes(image).cpu())
+                rows.append(torch.from_numpy(self._cached_ablation_counts(image)))
             else:
                 g = generator(*self.key, FIXED_STREAM, device=self.smoothed.device) if self.fixed else self._fresh
-                rows.append(torch.from_numpy(self.smoothed.sample(image, self.n, g)))
+                steps = self.smoothed.predict_steps(self.n, self.alpha, self.sampling)
+                rows.append(torch.from_numpy(self.smoothed.run(image, steps, g)[1]))
         return torch.stack(rows).float()
 
     def decide(self, scores: torch.Tensor) -> torch.Tensor:
+        """PREDICT's answer on the vote counts ``scores`` returned (for adaptive sampling, the
+        counts it stopped at determine the answer: :func:`smoothcert.sequential.predict_decision`)."""
         counts = scores.long().numpy()
+        if self._adaptive:
+            return torch.tensor([predict_decision(row, self.alpha, self.num_classes) for row in counts])
         return torch.tensor([self.smoothed.predict_from_counts(row, self.alpha) for row in counts])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,7 +157,7 @@ class SmoothedOracle:
         """(adversarial?, decision) of PREDICT on ``x`` with ``n_check`` fresh samples."""
         g = generator(*self.key, RECHECK_STREAM, self.checks, device=self.smoothed.device)
         self.checks += 1
-        decision = self.smoothed.predict(x, self.n_check, self.alpha, g)
+        decision = self.smoothed.predict(x, self.n_check, self.alpha, g, sampling=self.sampling)
         return decision != label, decision
 
 
