@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 
-from smoothcert.checkpoint import load_checkpoint, noise_from_config
-from smoothcert.data import load_dataset
+from smoothcert.checkpoint import load_checkpoint, noise_from_config, read_config
+from smoothcert.data import ImageDataset, load_dataset
 from smoothcert.methods import make_method
 from smoothcert.report import read_log, summarize
 from smoothcert.runner import run_dataset
@@ -79,12 +79,17 @@ def parse_variant(name: str) -> dict[str, Any]:
     return spec
 
 
+def held_out(config: dict[str, Any]) -> ImageDataset:
+    """The validation digits a ``train_classifier(..., validation=N)`` checkpoint never trained on."""
+    return load_dataset(config["dataset"], "train").holdout(config["validation"])[1]
+
+
 @torch.no_grad()
 def screen(checkpoint: Path, draws: int, seed: int) -> dict[str, float]:
     """The held-out numbers of the module docstring for the checkpoint's validation digits."""
     model, config = load_checkpoint(checkpoint)
     noise = noise_from_config(config["noise"])
-    _, held = load_dataset(config["dataset"], "train").holdout(config["validation"])
+    held = held_out(config)
     g = generator(seed, 7)
     correct = torch.zeros(len(held))
     for _ in range(draws):
@@ -100,8 +105,7 @@ def screen(checkpoint: Path, draws: int, seed: int) -> dict[str, float]:
 
 def certify_validation(checkpoint: Path, images: int, seed: int) -> dict[str, float]:
     """Median certified radius and certified accuracy at 8 on the first ``images`` held-out digits."""
-    config = load_checkpoint(checkpoint)[1]
-    _, held = load_dataset(config["dataset"], "train").holdout(config["validation"])
+    held = held_out(read_config(checkpoint))
     log = run_dataset(SmoothedClassifier.from_checkpoint(checkpoint, device="cpu"), held.subset(range(images)),
                       checkpoint / "certify-validation.tsv", n0=1000, n=10_000, alpha=0.05, seed=seed,
                       sampling="adaptive", progress=False)

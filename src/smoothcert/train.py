@@ -311,8 +311,7 @@ def fit(
                     continue
                 idx = idx.tensor_split(world.size)[world.rank]
             x, y = x_all[idx], y_all[idx]
-            if recipe.augment != "none":
-                x = augment(x, recipe.augment, g)
+            x = augment(x, recipe.augment, g)
             loss, logits = method(net, x, y, noise, g, epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
