@@ -49,6 +49,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "elastic": {"recipe": {"augment": "elastic"}},
     "affine+elastic": {"recipe": {"augment": "affine+elastic"}},
     "wide": {"model": "mnist_cnn_wide"},
+    "bn": {"model": "mnist_cnn_bn"},
     "draws4": {"method": ("consistency", {"m": 4, "lam": 0.0, "eta": 0.0})},
     "consistency": {"method": ("consistency", {"m": 2, "lam": 10.0, "eta": 0.5})},
     "consistency-lam1": {"method": ("consistency", {"m": 2, "lam": 1.0, "eta": 0.0})},
@@ -57,6 +58,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ema": {"recipe": {"ema": 0.995}},
     "batch64": {"recipe": {"batch_size": 64}},
     "lr3e-3": {"recipe": {"lr": 3e-3}},
+    "lr5e-4": {"recipe": {"lr": 5e-4}},
+    "batch256": {"recipe": {"batch_size": 256}},
     "stability": {"method": ("stability", {"lam": 2.0})},
 }
 COLUMNS = ["variant", "epochs", "base_acc", "vote_acc", "median_p", "proxy_median", "train_seconds", "cert_median",

@@ -82,6 +82,18 @@ def test_mnist_cnn_wide_doubles_the_convolutions() -> None:
         MnistCNN(2, 10, width=0)
 
 
+def test_mnist_cnn_bn_normalises_every_hidden_layer() -> None:
+    model = build_model("mnist_cnn_bn", 2, 10)
+    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    assert [m.num_features for m in norms] == [64, 128, 500, 100]
+    x = torch.rand(4, 2, 28, 28)
+    model.train()
+    model(x)  # updates the running statistics
+    model.eval()
+    assert model(x).shape == (4, 10)
+    assert torch.allclose(model(x[:1]), model(x)[:1], atol=1e-5)  # eval mode: an image's output does not depend on its batch
+
+
 def test_mnist_cnn_other_image_size() -> None:
     model = MnistCNN(1, 4, image_size=(32, 20))
     assert count_parameters(model) == _expected_mnist_params(1, 4, 32, 20)
@@ -259,7 +271,7 @@ def test_normalize_channel_mismatch() -> None:
 
 
 def test_models_registry() -> None:
-    assert set(MODELS) == {"mnist_cnn", "mnist_cnn_wide", "resnet18", "resnet50"}
+    assert set(MODELS) == {"mnist_cnn", "mnist_cnn_bn", "mnist_cnn_wide", "resnet18", "resnet50"}
 
 
 def test_build_model_plain() -> None:
@@ -285,7 +297,7 @@ def test_build_model_with_normalization() -> None:
 
 
 def test_build_model_errors() -> None:
-    with pytest.raises(ValueError, match="mnist_cnn, mnist_cnn_wide, resnet18, resnet50"):
+    with pytest.raises(ValueError, match="mnist_cnn, mnist_cnn_bn, mnist_cnn_wide, resnet18, resnet50"):
         build_model("vgg16", 3, 10)
     for bad in (0, -1, 2.5, True, "3"):
         with pytest.raises(ValueError, match="in_channels must be a positive integer"):

@@ -119,7 +119,8 @@ class MnistCNN(_ImageClassifier):
 
     Conv(in->64, 4x4, stride 2, pad 1)+ReLU, Conv(64->128, 4x4, s2, p1)+ReLU, Flatten,
     FC 500+ReLU, FC 100+ReLU, FC ``num_classes``; ``width`` multiplies the convolution channels
-    (``mnist_cnn_wide``: 2). The flatten size follows from
+    (``mnist_cnn_wide``: 2) and ``batch_norm`` puts batch normalisation before every hidden ReLU
+    (``mnist_cnn_bn``; not in the paper). The flatten size follows from
     ``image_size`` (6272 = 128*7*7 for 28x28); ``features`` returns the 100-d ReLU output.
     The table's final SoftMax is left out: the model returns logits. Weights use He (Kaiming)
     normal initialisation: with PyTorch's default init, training on ablated inputs (~6% of the
@@ -127,7 +128,8 @@ class MnistCNN(_ImageClassifier):
     """
 
     def __init__(
-        self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (28, 28), width: int = 1
+        self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (28, 28), width: int = 1,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__(in_channels, num_classes)
         width = _positive_int(width, "width")
@@ -140,18 +142,21 @@ class MnistCNN(_ImageClassifier):
         out_h, out_w = (_conv_out(_conv_out(s)) for s in self.image_size)
         if out_h < 1 or out_w < 1:
             raise ValueError(f"MnistCNN needs images of at least 4x4, got {self.image_size}")
+        def activation(norm: type[nn.Module], size: int) -> list[nn.Module]:
+            return [norm(size), nn.ReLU(inplace=True)] if batch_norm else [nn.ReLU(inplace=True)]
+
         self.conv = nn.Sequential(
             nn.Conv2d(self.in_channels, 64 * width, kernel_size=4, stride=2, padding=1),
-            nn.ReLU(inplace=True),
+            *activation(nn.BatchNorm2d, 64 * width),
             nn.Conv2d(64 * width, 128 * width, kernel_size=4, stride=2, padding=1),
-            nn.ReLU(inplace=True),
+            *activation(nn.BatchNorm2d, 128 * width),
             nn.Flatten(),
         )
         self.hidden = nn.Sequential(
             nn.Linear(128 * width * out_h * out_w, 500),
-            nn.ReLU(inplace=True),
+            *activation(nn.BatchNorm1d, 500),
             nn.Linear(500, 100),
-            nn.ReLU(inplace=True),
+            *activation(nn.BatchNorm1d, 100),
         )
         self.fc = nn.Linear(100, self.num_classes)
         for layer in self.modules():
@@ -288,6 +293,8 @@ class ResNet50(_ResNet):
 MODELS: dict[str, Callable[[int, int, tuple[int, int]], nn.Module]] = {
     "mnist_cnn": MnistCNN,
     "mnist_cnn_wide": lambda in_channels, num_classes, image_size: MnistCNN(in_channels, num_classes, image_size, 2),
+    "mnist_cnn_bn": lambda in_channels, num_classes, image_size: MnistCNN(in_channels, num_classes, image_size,
+                                                                         batch_norm=True),
     "resnet18": lambda in_channels, num_classes, _image_size: ResNet18(in_channels, num_classes),
     "resnet50": lambda in_channels, num_classes, _image_size: ResNet50(in_channels, num_classes),
 }
