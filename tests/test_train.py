@@ -215,6 +215,7 @@ def test_a_checkpoint_from_before_new_settings_still_resumes(tmp_path, digits):
     config = json.loads(path.read_text())  # as an older version wrote it: no ema, label_smoothing, validation
     del config["recipe"]["ema"], config["method"]["label_smoothing"]
     config["recipe"]["epochs"] = 2
+    config["recipe"]["source"] = "an earlier wording"
     path.write_text(json.dumps(config))
     assert len(fit(_model(), Ablation(45), train, recipe, device="cpu", out=tmp_path, config=_config(), resume=True,
                    progress=False)) == 2
