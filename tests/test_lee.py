@@ -252,11 +252,6 @@ def test_train_and_certify_lee_noise_from_the_cli(tmp_path, tiny_npz):
         assert (np.isnan(expected) and values["radius"] == "nan") or float(values["radius"]) == expected
 
 
-def test_denoise_refuses_lee_noise(tmp_path, capsys):
-    assert main(["denoise", "--classifier", str(tmp_path), "--noise", "lee", "--kappa", "0.2", "--out",
-                 str(tmp_path / "d")]) == 2
-    assert "not lee" in capsys.readouterr().err and not (tmp_path / "d").exists()
-
 
 def test_reproduce_table7_prints_both_smoothings_beside_the_paper(tmp_path):
     small = {"epochs": 1, "max_images": 3, "n0": 10, "n": 50, "alpha": 0.05, "device": "cpu", "progress": False}

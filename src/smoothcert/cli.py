@@ -297,8 +297,6 @@ def cmd_substitute(args: argparse.Namespace) -> None:
 
 
 def cmd_denoise(args: argparse.Namespace) -> None:
-    if args.noise == "lee":
-        raise ValueError("denoise trains for --noise gaussian or ablation, not lee")
     out = denoise(args.classifier, args.dataset, split=args.split, method=args.method, data_fraction=args.data_fraction,
                   sigma=args.sigma, noise=args.noise, k=args.k, encoding=args.encoding, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, depth=args.depth, width=args.width, out=args.out,

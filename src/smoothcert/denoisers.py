@@ -402,6 +402,8 @@ def denoise(
 
     ``noise`` is ``gaussian`` (with ``sigma``) or ``ablation`` (with ``k`` and ``encoding``);
     ``resume``/``overwrite`` as in ``train_denoiser``."""
+    if noise not in ("gaussian", "ablation"):
+        raise ValueError(f"denoise trains for --noise gaussian or ablation, not {noise}")
     refuse_overwrite(out, resume, overwrite)  # before loading anything
     model, cls_config = load_checkpoint(classifier)
     dataset = dataset or cls_config.get("dataset")
