@@ -168,7 +168,7 @@ CASES = [
     ("denoise", "out-of-range data fraction", [*DENOISE, "--data-fraction", "0"], "data_fraction must lie in (0, 1]"),
     ("denoise", "out-of-range sigma", [*DENOISE, "--sigma", "-1"], "sigma must be a finite number > 0"),
     ("denoise", "out-of-range depth", [*DENOISE, "--depth", "1"], "a DnCNN needs depth >= 2"),
-    ("denoise", "wrong noise", [*DENOISE, "--noise", "none"], "Gaussian or ablation"),
+    ("denoise", "wrong noise", [*DENOISE, "--noise", "none"], "gaussian or ablation, not none"),
     # report
     ("merge", "missing shard log", ["merge", "nowhere.tsv", "--out", "joined.tsv"], "nowhere.tsv"),
     ("merge", "not a shard log", ["merge", "c.tsv", "--out", "joined.tsv"], "not a shard log"),

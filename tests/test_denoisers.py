@@ -5,7 +5,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from smoothcert.cli import main
 from smoothcert.checkpoint import save_checkpoint
 from smoothcert.data import ImageDataset
 from smoothcert.decrop import state_hash
@@ -258,9 +257,3 @@ def test_reproduce_denoised_small_run_resumes(tmp_path, capsys):
     stamp = (tmp_path / "decrop-small" / "denoiser" / "denoiser.safetensors").stat().st_mtime_ns
     assert reproduce_denoised(out=tmp_path, **small) == text
     assert (tmp_path / "decrop-small" / "denoiser" / "denoiser.safetensors").stat().st_mtime_ns == stamp
-
-
-@pytest.mark.parametrize("noise", ["lee", "none", "columns", "blocks", "partition"])
-def test_denoise_refuses_noises_without_a_denoiser(tmp_path, capsys, noise):
-    assert main(["denoise", "--classifier", str(tmp_path), "--noise", noise, "--out", str(tmp_path / "d")]) == 2
-    assert f"not {noise}" in capsys.readouterr().err and not (tmp_path / "d").exists()
