@@ -124,7 +124,7 @@ CASES = [
     ("certify", "out-of-range skip", [*CERTIFY, "--skip", "0"], "--skip must be a positive integer"),
     ("certify", "absurd batch size (issue #17 case 3)", [*CERTIFY, "--n", "100000000000", "--batch-size", "100000000000"],
      "more than this machine's"),
-    ("certify", "wrong certificate", [*CERTIFY, "--certificate", "cohen"], "unknown certificate 'cohen' for ablation"),
+    ("certify", "wrong certificate", [*CERTIFY, "--certificate", "cohen"], "unknown certificate 'cohen' for ablation noise"),
     ("certify", "undefended model", [*CERTIFY[:2], "clean", *CERTIFY[3:]], "certify it through a denoiser"),
     ("certify", "existing output (a log of other settings)", [*CERTIFY[:-1], "c.tsv", "--seed", "1"], "different settings (seed)"),
     ("certify", "existing output (a checkpoint folder)", [*CERTIFY[:-1], "model"], "choose another --out"),

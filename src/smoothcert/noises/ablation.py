@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..certificates import CERTIFICATES, certify_counts, radius_cor1
+from .sampled import Sampled
 
 ENCODINGS = ("multichannel", "mean")
 
@@ -56,7 +57,7 @@ def ablate(
 
 
 @dataclass(frozen=True)
-class Ablation:
+class Ablation(Sampled):
     """Randomized ablation keeping ``k`` pixels (Levine & Feizi 2020).
 
     ``per_batch=True`` draws one mask for the whole minibatch (the paper's training choice);
@@ -67,6 +68,8 @@ class Ablation:
     encoding: str = "multichannel"
     mean: tuple[float, ...] | None = None
     per_batch: bool = False
+    kind: ClassVar[str] = "ablation"
+    # certifies L0 radii by Corollary 1 (``cor1``), Corollary 2 (``cor2``) or Jia et al. (``jia``)
     certificates: ClassVar[tuple[str, ...]] = CERTIFICATES
 
     def __post_init__(self) -> None:
@@ -90,11 +93,6 @@ class Ablation:
         rows = 1 if self.per_batch else b
         keep = sample_keep_mask(rows, d, self.k, generator, x.device).expand(b, d)
         return ablate(x, keep, self.encoding, self.mean)
-
-    def check_certificate(self, name: str) -> None:
-        """Ablation certifies L0 radii by Corollary 1 (``cor1``), Corollary 2 (``cor2``) or Jia et al. (``jia``)."""
-        if name not in CERTIFICATES:
-            raise ValueError(f"unknown certificate {name!r} for ablation; choose one of {CERTIFICATES}")
 
     def certify(
         self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str = "cor1"

@@ -15,10 +15,11 @@ from ..gaussian import (
     check_sigma,
     radius_cohen,
 )
+from .sampled import Sampled
 
 
 @dataclass(frozen=True)
-class Gaussian:
+class Gaussian(Sampled):
     """Isotropic Gaussian noise ``x + N(0, sigma^2 I)`` (Cohen, Rosenfeld & Kolter 2019).
 
     Added in [0, 1] pixel space and not clamped, as in Cohen et al.: any input normalisation is
@@ -27,6 +28,8 @@ class Gaussian:
     """
 
     sigma: float
+    kind: ClassVar[str] = "gaussian"
+    # certifies L2 radii by Cohen et al.'s CERTIFY (``cohen``) or Theorem 1 with p_B (``two-class``)
     certificates: ClassVar[tuple[str, ...]] = GAUSSIAN_CERTIFICATES
 
     def __post_init__(self) -> None:
@@ -37,11 +40,6 @@ class Gaussian:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return x + self.sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-
-    def check_certificate(self, name: str) -> None:
-        """Gaussian noise certifies L2 radii by Cohen et al.'s CERTIFY (``cohen``) or Theorem 1 with p_B (``two-class``)."""
-        if name not in self.certificates:
-            raise ValueError(f"unknown certificate {name!r} for gaussian noise; choose one of {self.certificates}")
 
     def certify(
         self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str = "cohen"

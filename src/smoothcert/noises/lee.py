@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from ..lee import LEE_CERTIFICATES, certify_lee, check_kappa, check_levels, radius_lee
+from .sampled import Sampled
 
 
 @dataclass(frozen=True)
-class Lee:
+class Lee(Sampled):
     """Keep each channel value with probability ``kappa``, else resample it uniformly among the
     other ``levels - 1`` values of the quantisation ``{0, 1/(levels-1), ..., 1}`` (Lee et al. 2019).
 
@@ -30,6 +31,8 @@ class Lee:
 
     kappa: float
     levels: int = 256
+    kind: ClassVar[str] = "lee"
+    # certifies L0 radii by Lee et al.'s tight Neyman-Pearson certificate (``lee``)
     certificates: ClassVar[tuple[str, ...]] = LEE_CERTIFICATES
 
     def __post_init__(self) -> None:
@@ -46,11 +49,6 @@ class Lee:
         offset = torch.randint(1, self.levels, x.shape, generator=generator, device=x.device)
         noisy = torch.where(keep, value, (value + offset) % self.levels)
         return noisy.to(x.dtype) / top
-
-    def check_certificate(self, name: str) -> None:
-        """Lee et al.'s noise certifies L0 radii by their tight Neyman-Pearson certificate (``lee``)."""
-        if name not in self.certificates:
-            raise ValueError(f"unknown certificate {name!r} for lee noise; choose one of {self.certificates}")
 
     def certify(
         self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str = "lee"
