@@ -142,6 +142,7 @@ class MnistCNN(_ImageClassifier):
         out_h, out_w = (_conv_out(_conv_out(s)) for s in self.image_size)
         if out_h < 1 or out_w < 1:
             raise ValueError(f"MnistCNN needs images of at least 4x4, got {self.image_size}")
+
         def activation(norm: type[nn.Module], size: int) -> list[nn.Module]:
             return [norm(size), nn.ReLU(inplace=True)] if batch_norm else [nn.ReLU(inplace=True)]
 

@@ -204,16 +204,19 @@ def _field_defaults(cls: type) -> dict[str, Any]:
     return json.loads(json.dumps({f.name: f.default for f in fields(cls) if f.default is not MISSING}))
 
 
+def _comparable(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's settings as resuming compares them: settings added in later versions take their
+    defaults (older checkpoints lack them), and a recipe's ``source`` only describes it."""
+    run = {"validation": 0, **run}
+    if isinstance(run.get("recipe"), dict):
+        run["recipe"] = {**_field_defaults(Recipe), **run["recipe"], "source": None}
+    if isinstance(run.get("method"), dict) and run["method"].get("method") in METHODS:
+        run["method"] = {**_field_defaults(METHODS[run["method"]["method"]]), **run["method"]}
+    return run
+
+
 def _check_resumable(saved: dict[str, Any], config: dict[str, Any]) -> None:
-    # settings added in later versions take their defaults in older checkpoints; a recipe's
-    # ``source`` describes it and may be reworded without changing the run
-    saved, config = {"validation": 0, **saved}, {"validation": 0, **config}
-    if isinstance(saved.get("recipe"), dict):
-        saved["recipe"] = {**_field_defaults(Recipe), **saved["recipe"], "source": None}
-    if isinstance(config.get("recipe"), dict):
-        config["recipe"] = {**config["recipe"], "source": None}
-    if isinstance(saved.get("method"), dict) and saved["method"].get("method") in METHODS:
-        saved["method"] = {**_field_defaults(METHODS[saved["method"]["method"]]), **saved["method"]}
+    saved, config = _comparable(saved), _comparable(config)
     keys = ("model", "noise", "dataset", "validation", "recipe", "method", "seed", "in_channels", "num_classes")
     diff = [k for k in keys if saved.get(k) != config.get(k)]
     if diff:
@@ -243,10 +246,11 @@ def fit(
     ``config`` (dataset, ...) merged into its ``config.json``; a model from ``build_model`` describes
     itself (``model.build_config``), any other module needs ``config`` to name a registered model,
     its channels, classes and image size. ``method`` None trains with the recipe's method. With
-    ``recipe.ema`` the model ends with (and the checkpoint holds) the averaged weights. ``resume=True`` continues from the checkpoint in ``out``
-    and refuses if its settings differ; a checkpoint already in ``out`` is otherwise refused unless
-    ``overwrite=True`` (see ``refuse_overwrite``). Both refusals come before the first step. Under
-    torchrun call it inside ``distributed.process_group()`` (``train_classifier`` does).
+    ``recipe.ema`` the model ends with (and the checkpoint holds) the averaged weights.
+    ``resume=True`` continues from the checkpoint in ``out`` and refuses if its settings differ; a
+    checkpoint already in ``out`` is otherwise refused unless ``overwrite=True`` (see
+    ``refuse_overwrite``). Both refusals come before the first step. Under torchrun call it inside
+    ``distributed.process_group()`` (``train_classifier`` does).
     """
     refuse_overwrite(out, resume, overwrite)
     if len(train_set) == 0:

@@ -112,6 +112,6 @@ class Ablation(Sampled):
 
     def config(self) -> dict[str, Any]:
         cfg = asdict(self)
-        cfg["noise"] = "ablation"
+        cfg["noise"] = self.kind
         cfg["mean"] = list(self.mean) if self.mean is not None else None
         return cfg

@@ -60,4 +60,4 @@ class Gaussian(Sampled):
         return float(radius_cohen(p_lower, self.sigma))
 
     def config(self) -> dict[str, Any]:
-        return {"noise": "gaussian", "sigma": self.sigma}
+        return {"noise": self.kind, "sigma": self.sigma}

@@ -72,4 +72,4 @@ class Lee(Sampled):
         return float(radius_lee(p_lower, h * w, self.levels, self.kappa))
 
     def config(self) -> dict[str, Any]:
-        return {"noise": "lee", "kappa": self.kappa, "levels": self.levels}
+        return {"noise": self.kind, "kappa": self.kappa, "levels": self.levels}
