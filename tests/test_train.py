@@ -77,10 +77,22 @@ def test_a_recipe_names_its_training_method(tmp_path, digits):
     assert recipe.make_method() == Consistency(m=4, lam=1.0, eta=0.0)
     assert recipe.make_method(lam=2.0) == Consistency(m=4, lam=2.0, eta=0.0)
     assert get_recipe("fast").make_method().name == "noise"
+    assert (recipe.model, get_recipe("fast").model) == ("mnist_cnn_bn", None)
     fit(_model(), Ablation(45), digits[0], recipe, device="cpu", out=tmp_path, config=_config(), progress=False)
     assert read_config(tmp_path)["method"] == Consistency(m=4, lam=1.0, eta=0.0).config()
     with pytest.raises(ValueError, match="unknown parameter"):
         Recipe("x", 1, 1, method="noise", method_params=(("lam", 1.0),))
+
+
+def test_a_recipe_names_its_model_unless_one_is_given(tiny_npz, tmp_path):
+    spec = tiny_npz(tmp_path / "tiny.npz", 0, 64, 8)
+    recipe = get_recipe("fast", epochs=1, model="mnist_cnn_bn")
+    train_classifier(spec, tmp_path / "recipe", k=16, recipe=recipe, device="cpu", progress=False)
+    assert read_config(tmp_path / "recipe")["model"] == "mnist_cnn_bn"
+    train_classifier(spec, tmp_path / "given", k=16, recipe=recipe, model="mnist_cnn", device="cpu", progress=False)
+    assert read_config(tmp_path / "given")["model"] == "mnist_cnn"
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        get_recipe("fast", model="nope")
 
 
 def test_affine_and_elastic_without_displacement_are_the_identity():
