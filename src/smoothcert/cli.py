@@ -407,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--band", type=int, default=None, help="band (block) size s of --noise columns|blocks (paper: 4 on MNIST)")
     p.add_argument("--groups", type=int, default=None, help="number of pixel groups T of --noise partition")
-    p.add_argument("--model", choices=sorted(MODELS), default=None, help="default: the recipe's (mnist_cnn_bn for mnist-ablation), else mnist_cnn for 28x28 images, resnet18 for others")
+    p.add_argument("--model", choices=sorted(MODELS), default=None, help="default: the recipe's model if it names one, else mnist_cnn for 28x28 images and resnet18 for others")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
     p.add_argument("--method", choices=sorted(METHODS), default=None,
                    help="noise (augmentation), consistency, stability, macer, smoothadv (Gaussian only); "

@@ -302,6 +302,12 @@ MODELS: dict[str, Callable[[int, int, tuple[int, int]], nn.Module]] = {
 """Model factories ``(in_channels, num_classes, image_size) -> nn.Module`` by name."""
 
 
+def check_model(name: str) -> None:
+    """ValueError naming the choices unless ``name`` is registered in :data:`MODELS`."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+
+
 def build_model(
     name: str,
     in_channels: int,
@@ -318,8 +324,7 @@ def build_model(
     units; reach the classifier (and its ``features``) as ``result.model``. The result's
     ``build_config`` holds these arguments, so a checkpoint can rebuild it (``fit(out=...)``).
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    check_model(name)
     model = MODELS[name](
         _positive_int(in_channels, "in_channels"),
         _positive_int(num_classes, "num_classes"),

@@ -49,7 +49,7 @@ from .distributed import (
     rank_device,
 )
 from .methods import METHODS, Method, make_method
-from .models import MODELS, build_model
+from .models import build_model, check_model
 from .noises import Noise, make_noise
 from .seeding import generator, stream_seed
 from .speed import to_device
@@ -98,8 +98,8 @@ class Recipe:
         self.make_method()  # an unknown method or parameter fails here
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema must be a decay in [0, 1) (0: no weight averaging), got {self.ema}")
-        if self.model is not None and self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; available: {', '.join(sorted(MODELS))}")
+        if self.model is not None:
+            check_model(self.model)
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate during 0-based ``epoch``."""
