@@ -8,8 +8,10 @@ is not read. On the held-out digits it measures the base classifier under ``--dr
 per digit:
 
 - ``base_acc``: accuracy on single ablations (the screening number of the issue);
-- ``vote_acc``: digits whose true class gets more than half of the draws (what smoothed
-  accuracy approaches);
+- ``vote_acc``: digits whose true class gets more than half of the draws (the digits that get
+  a certificate as the draws grow);
+- ``plurality_acc``: digits whose true class gets the most draws (what smoothed PREDICT accuracy
+  approaches: PREDICT returns the most frequent class once it is significant);
 - ``median_p``: the median over digits of the fraction of draws voting for the true class
   (0 for a digit whose vote is lost), and ``proxy_median``: the Corollary 1 radius at that value,
   a point estimate of the median certified radius without any confidence bound, for ranking only.
@@ -19,7 +21,8 @@ n <= 10,000, alpha = 0.05) into ``OUT/<variant>/certify-validation.tsv``, and ``
 ``cert_acc8`` (certified accuracy at radius 8) join the row: the confirmation of a candidate.
 
 One row per variant is appended to ``OUT/screen.tsv`` as it finishes; variants already there are
-skipped, so an interrupted screen resumes. Checkpoints go to ``OUT/<variant>/``.
+skipped, so an interrupted screen resumes. Checkpoints go to ``OUT/<variant>/``. ``--rescreen``
+measures variants already trained again and prints their rows without training or writing.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ from smoothcert.data import ImageDataset, load_dataset
 from smoothcert.methods import make_method
 from smoothcert.report import read_log, summarize
 from smoothcert.runner import run_dataset
-from smoothcert.smooth import SmoothedClassifier
 from smoothcert.seeding import generator
+from smoothcert.smooth import SmoothedClassifier
 from smoothcert.train import get_recipe, train_classifier
 
 # name -> (recipe overrides, method and its parameters, model); "base" is the demo's recipe
@@ -63,8 +66,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "batch256": {"recipe": {"batch_size": 256}},
     "stability": {"method": ("stability", {"lam": 2.0})},
 }
-COLUMNS = ["variant", "epochs", "base_acc", "vote_acc", "median_p", "proxy_median", "train_seconds", "cert_median",
-           "cert_acc8"]
+COLUMNS = ["variant", "epochs", "base_acc", "vote_acc", "plurality_acc", "median_p", "proxy_median", "train_seconds",
+           "cert_median", "cert_acc8"]
 
 
 def parse_variant(name: str) -> dict[str, Any]:
@@ -95,15 +98,16 @@ def screen(checkpoint: Path, draws: int, seed: int) -> dict[str, float]:
     noise = noise_from_config(config["noise"])
     held = held_out(config)
     g = generator(seed, 7)
-    correct = torch.zeros(len(held))
+    votes = torch.zeros(len(held), held.num_classes)
     for _ in range(draws):
         for i in range(0, len(held), 500):
-            x, y = held.x[i : i + 500], held.y[i : i + 500]
-            correct[i : i + 500] += (model(noise(x, g)).argmax(1) == y).float()
-    p = correct / draws
+            labels = model(noise(held.x[i : i + 500], g)).argmax(1)
+            votes[i : i + 500] += torch.nn.functional.one_hot(labels, held.num_classes).float()
+    p = votes[torch.arange(len(held)), held.y] / draws
     median_p = statistics.median(float(v) if v > 0.5 else 0.0 for v in p)
     proxy = noise.radius(median_p, held.image_shape[1:]) if median_p > 0.5 else float("nan")
-    return {"base_acc": float(p.mean()), "vote_acc": float((p > 0.5).float().mean()), "median_p": median_p,
+    return {"base_acc": float(p.mean()), "vote_acc": float((p > 0.5).float().mean()),
+            "plurality_acc": float((votes.argmax(1) == held.y).float().mean()), "median_p": median_p,
             "proxy_median": proxy}
 
 
@@ -126,12 +130,26 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--certify", type=int, default=0, metavar="N", help="also certify N held-out digits")
     parser.add_argument("--only", nargs="+", default=list(VARIANTS), help="variants, e.g. base affine,ema")
+    parser.add_argument("--rescreen", action="store_true", help="measure variants already trained again, print only")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.rescreen:
+        for name in args.only:
+            folder = args.out / f"{name}-e{args.epochs}"
+            if not (folder / "config.json").is_file():
+                raise SystemExit(f"{folder} holds no trained variant: train it first (without --rescreen)")
+            row = {"variant": name, "epochs": args.epochs, **screen(folder, args.draws, args.seed)}
+            print("  ".join(f"{c}={v:.4g}" if isinstance(v, float) else f"{c}={v}" for c, v in row.items()), flush=True)
+        return
     table = args.out / "screen.tsv"
     done = set()
     if table.exists():
-        done = {(row["variant"], int(row["epochs"])) for row in csv.DictReader(table.open(), delimiter="\t")}
+        with table.open() as f:
+            reader = csv.DictReader(f, delimiter="\t")
+            if reader.fieldnames != COLUMNS:
+                raise SystemExit(f"{table} has the columns of an older version of this script: move it away or "
+                                 "choose another --out")
+            done = {(row["variant"], int(row["epochs"])) for row in reader}
     else:
         args.out.mkdir(parents=True, exist_ok=True)
         table.write_text("\t".join(COLUMNS) + "\n")
