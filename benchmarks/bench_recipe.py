@@ -22,7 +22,8 @@ n <= 10,000, alpha = 0.05) into ``OUT/<variant>/certify-validation.tsv``, and ``
 
 One row per variant is appended to ``OUT/screen.tsv`` as it finishes; variants already there are
 skipped, so an interrupted screen resumes. Checkpoints go to ``OUT/<variant>/``. ``--rescreen``
-measures variants already trained again and prints their rows without training or writing.
+measures variants already trained again and prints their rows without training or writing;
+``--ensemble CHECKPOINT ...`` measures the ensemble of trained checkpoints (softmax averaged).
 """
 
 from __future__ import annotations
@@ -92,16 +93,22 @@ def held_out(config: dict[str, Any]) -> ImageDataset:
 
 
 @torch.no_grad()
-def screen(checkpoint: Path, draws: int, seed: int) -> dict[str, float]:
-    """The held-out numbers of the module docstring for the checkpoint's validation digits."""
-    model, config = load_checkpoint(checkpoint)
+def screen(checkpoints: Path | list[Path], draws: int, seed: int) -> dict[str, float]:
+    """The held-out numbers of the module docstring for the checkpoint's validation digits; for several
+    checkpoints (trained on the same split), those of their ensemble, which averages their softmax outputs."""
+    checkpoints = [checkpoints] if isinstance(checkpoints, Path) else checkpoints
+    models = [load_checkpoint(c)[0] for c in checkpoints]
+    config = read_config(checkpoints[0])
+    if any(read_config(c)["validation"] != config["validation"] for c in checkpoints):
+        raise SystemExit(f"{', '.join(map(str, checkpoints))} were not trained with the same validation split")
     noise = noise_from_config(config["noise"])
     held = held_out(config)
     g = generator(seed, 7)
     votes = torch.zeros(len(held), held.num_classes)
     for _ in range(draws):
         for i in range(0, len(held), 500):
-            labels = model(noise(held.x[i : i + 500], g)).argmax(1)
+            z = noise(held.x[i : i + 500], g)
+            labels = torch.stack([model(z).softmax(1) for model in models]).mean(0).argmax(1)
             votes[i : i + 500] += torch.nn.functional.one_hot(labels, held.num_classes).float()
     p = votes[torch.arange(len(held)), held.y] / draws
     median_p = statistics.median(float(v) if v > 0.5 else 0.0 for v in p)
@@ -131,8 +138,15 @@ def main() -> None:
     parser.add_argument("--certify", type=int, default=0, metavar="N", help="also certify N held-out digits")
     parser.add_argument("--only", nargs="+", default=list(VARIANTS), help="variants, e.g. base affine,ema")
     parser.add_argument("--rescreen", action="store_true", help="measure variants already trained again, print only")
+    parser.add_argument("--ensemble", nargs="+", type=Path, metavar="CHECKPOINT",
+                        help="measure the ensemble of these trained checkpoints, print only")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.ensemble:
+        row = screen(args.ensemble, args.draws, args.seed)
+        print("ensemble of " + " + ".join(map(str, args.ensemble)) + ": "
+              + "  ".join(f"{c}={v:.4g}" for c, v in row.items()), flush=True)
+        return
     if args.rescreen:
         for name in args.only:
             folder = args.out / f"{name}-e{args.epochs}"
