@@ -93,13 +93,12 @@ def held_out(config: dict[str, Any]) -> ImageDataset:
 
 
 @torch.no_grad()
-def screen(checkpoints: Path | list[Path], draws: int, seed: int) -> dict[str, float]:
-    """The held-out numbers of the module docstring for the checkpoint's validation digits; for several
-    checkpoints (trained on the same split), those of their ensemble, which averages their softmax outputs."""
-    checkpoints = [checkpoints] if isinstance(checkpoints, Path) else checkpoints
-    models = [load_checkpoint(c)[0] for c in checkpoints]
-    config = read_config(checkpoints[0])
-    if any(read_config(c)["validation"] != config["validation"] for c in checkpoints):
+def screen(checkpoints: list[Path], draws: int, seed: int) -> dict[str, float]:
+    """The held-out numbers of the module docstring for the validation digits of the checkpoints (trained
+    on the same split); several checkpoints are measured as their ensemble, which averages their softmax outputs."""
+    models, configs = zip(*(load_checkpoint(c) for c in checkpoints))
+    config = configs[0]
+    if any(c["validation"] != config["validation"] for c in configs):
         raise SystemExit(f"{', '.join(map(str, checkpoints))} were not trained with the same validation split")
     noise = noise_from_config(config["noise"])
     held = held_out(config)
@@ -128,6 +127,10 @@ def certify_validation(checkpoint: Path, images: int, seed: int) -> dict[str, fl
     return {"cert_median": float(summary["median"]), "cert_acc8": summary["certified_accuracy"][8.0]}
 
 
+def _format(row: dict[str, Any]) -> str:
+    return "  ".join(f"{c}={v:.4g}" if isinstance(v, float) else f"{c}={v}" for c, v in row.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -143,17 +146,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.ensemble:
-        row = screen(args.ensemble, args.draws, args.seed)
-        print("ensemble of " + " + ".join(map(str, args.ensemble)) + ": "
-              + "  ".join(f"{c}={v:.4g}" for c, v in row.items()), flush=True)
+        print(f"ensemble of {' + '.join(map(str, args.ensemble))}: "
+              + _format(screen(args.ensemble, args.draws, args.seed)), flush=True)
         return
     if args.rescreen:
         for name in args.only:
             folder = args.out / f"{name}-e{args.epochs}"
             if not (folder / "config.json").is_file():
                 raise SystemExit(f"{folder} holds no trained variant: train it first (without --rescreen)")
-            row = {"variant": name, "epochs": args.epochs, **screen(folder, args.draws, args.seed)}
-            print("  ".join(f"{c}={v:.4g}" if isinstance(v, float) else f"{c}={v}" for c, v in row.items()), flush=True)
+            print(_format({"variant": name, "epochs": args.epochs, **screen([folder], args.draws, args.seed)}), flush=True)
         return
     table = args.out / "screen.tsv"
     done = set()
@@ -178,14 +179,13 @@ def main() -> None:
                          **spec["recipe"]), model=spec.get("model"), method=make_method(method_name, **params),
                          seed=args.seed, device="cpu", validation=args.validation, overwrite=True, progress=False)
         seconds = time.perf_counter() - start
-        row = {"variant": name, "epochs": args.epochs, **screen(folder, args.draws, args.seed), "train_seconds": seconds,
+        row = {"variant": name, "epochs": args.epochs, **screen([folder], args.draws, args.seed), "train_seconds": seconds,
                "cert_median": float("nan"), "cert_acc8": float("nan")}
         if args.certify:
             row.update(certify_validation(folder, args.certify, args.seed))
         with table.open("a") as f:
             f.write("\t".join(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS) + "\n")
-        print("  ".join(f"{c}={row[c]:.4g}" if isinstance(row[c], float) else f"{c}={row[c]}" for c in COLUMNS),
-              flush=True)
+        print(_format({c: row[c] for c in COLUMNS}), flush=True)
 
 
 if __name__ == "__main__":
