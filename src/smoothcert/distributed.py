@@ -69,7 +69,9 @@ def rank_device(device: str | torch.device = "auto", world: World | None = None)
 def process_group(backend: str = "gloo", timeout: timedelta = TIMEOUT) -> Iterator[World]:
     """Join the torchrun process group for the duration of the block (nothing to join without
     torchrun), collectives failing after ``timeout``; yields the ``World``. An exception in the
-    block propagates, so the process exits with its error and torchrun stops the other ranks."""
+    block propagates, so the process exits with its error and torchrun stops the other ranks. A block
+    that succeeds waits for every rank before leaving the group: a rank tearing down its connections
+    while another still holds them (rank 0 saving a checkpoint) can abort in gloo."""
     world = current_world()
     if not world.distributed or dist.is_initialized():
         yield world
@@ -77,6 +79,7 @@ def process_group(backend: str = "gloo", timeout: timedelta = TIMEOUT) -> Iterat
     dist.init_process_group(backend=backend, timeout=timeout)
     try:
         yield world
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
