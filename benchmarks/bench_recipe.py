@@ -22,7 +22,8 @@ n <= 10,000, alpha = 0.05) into ``OUT/<variant>/certify-validation.tsv``, and ``
 
 One row per variant is appended to ``OUT/screen.tsv`` as it finishes; variants already there are
 skipped, so an interrupted screen resumes. Checkpoints go to ``OUT/<variant>/``. ``--rescreen``
-measures variants already trained again and prints their rows without training or writing;
+measures variants already trained again and prints their rows without training or writing to the
+table (with ``--certify N`` it extends their certification log to the first N held-out digits);
 ``--ensemble CHECKPOINT ...`` measures the ensemble of trained checkpoints (softmax averaged).
 """
 
@@ -134,17 +135,21 @@ def _format(row: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="the screen's folder (not needed with --ensemble)")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--draws", type=int, default=100, help="ablations per held-out digit")
     parser.add_argument("--validation", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--certify", type=int, default=0, metavar="N", help="also certify N held-out digits")
     parser.add_argument("--only", nargs="+", default=list(VARIANTS), help="variants, e.g. base affine,ema")
-    parser.add_argument("--rescreen", action="store_true", help="measure variants already trained again, print only")
+    parser.add_argument("--rescreen", action="store_true",
+                        help="measure variants already trained again, print only (with --certify N: extend "
+                             "their certification to the first N held-out digits)")
     parser.add_argument("--ensemble", nargs="+", type=Path, metavar="CHECKPOINT",
                         help="measure the ensemble of these trained checkpoints, print only")
     args = parser.parse_args()
+    if args.out is None and not args.ensemble:
+        parser.error("--out is required (except with --ensemble)")
     torch.set_num_threads(1)
     if args.ensemble:
         print(f"ensemble of {' + '.join(map(str, args.ensemble))}: "
@@ -155,7 +160,10 @@ def main() -> None:
             folder = args.out / f"{name}-e{args.epochs}"
             if not (folder / "config.json").is_file():
                 raise SystemExit(f"{folder} holds no trained variant: train it first (without --rescreen)")
-            print(_format({"variant": name, "epochs": args.epochs, **screen([folder], args.draws, args.seed)}), flush=True)
+            row = {"variant": name, "epochs": args.epochs, **screen([folder], args.draws, args.seed)}
+            if args.certify:
+                row.update(certify_validation(folder, args.certify, args.seed))
+            print(_format(row), flush=True)
         return
     table = args.out / "screen.tsv"
     done = set()
