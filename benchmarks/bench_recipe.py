@@ -58,7 +58,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "draws4": {"method": ("consistency", {"m": 4, "lam": 0.0, "eta": 0.0})},
     "consistency": {"method": ("consistency", {"m": 2, "lam": 10.0, "eta": 0.5})},
     "consistency-lam1": {"method": ("consistency", {"m": 2, "lam": 1.0, "eta": 0.0})},
-    "mnist-ablation": {"method": ("consistency", {"m": 4, "lam": 1.0, "eta": 0.0})},
+    "consistency-m4": {"method": ("consistency", {"m": 4, "lam": 1.0, "eta": 0.0})},
     "consistency-m8": {"method": ("consistency", {"m": 8, "lam": 1.0, "eta": 0.0})},
     "consistency-m4-lam0.5": {"method": ("consistency", {"m": 4, "lam": 0.5, "eta": 0.0})},
     "label-smoothing": {"method": ("noise", {"label_smoothing": 0.1})},

@@ -74,12 +74,12 @@ def test_a_recipe_names_its_training_method(tmp_path, digits):
     from smoothcert.methods import Consistency
 
     recipe = get_recipe("mnist-ablation", epochs=1, batch_size=256)
-    assert recipe.make_method() == Consistency(m=4, lam=1.0, eta=0.0)
+    assert recipe.make_method() == Consistency(m=4, lam=0.5, eta=0.0)
     assert recipe.make_method(lam=2.0) == Consistency(m=4, lam=2.0, eta=0.0)
     assert get_recipe("fast").make_method().name == "noise"
     assert (recipe.model, get_recipe("fast").model) == ("mnist_cnn_bn", None)
     fit(_model(), Ablation(45), digits[0], recipe, device="cpu", out=tmp_path, config=_config(), progress=False)
-    assert read_config(tmp_path)["method"] == Consistency(m=4, lam=1.0, eta=0.0).config()
+    assert read_config(tmp_path)["method"] == Consistency(m=4, lam=0.5, eta=0.0).config()
     with pytest.raises(ValueError, match="unknown parameter"):
         Recipe("x", 1, 1, method="noise", method_params=(("lam", 1.0),))
 
