@@ -129,6 +129,14 @@ def certify_validation(checkpoint: Path, images: int, seed: int) -> dict[str, fl
     return {"cert_median": float(summary["median"]), "cert_acc8": summary["certified_accuracy"][8.0]}
 
 
+def measure(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """A trained variant's row: the held-out screen, and its certification when ``--certify`` asks for it."""
+    row = {"variant": name, "epochs": args.epochs, **screen([folder], args.draws, args.seed)}
+    if args.certify:
+        row.update(certify_validation(folder, args.certify, args.seed))
+    return row
+
+
 def _format(row: dict[str, Any]) -> str:
     return "  ".join(f"{c}={v:.4g}" if isinstance(v, float) else f"{c}={v}" for c, v in row.items())
 
@@ -160,10 +168,7 @@ def main() -> None:
             folder = args.out / f"{name}-e{args.epochs}"
             if not (folder / "config.json").is_file():
                 raise SystemExit(f"{folder} holds no trained variant: train it first (without --rescreen)")
-            row = {"variant": name, "epochs": args.epochs, **screen([folder], args.draws, args.seed)}
-            if args.certify:
-                row.update(certify_validation(folder, args.certify, args.seed))
-            print(_format(row), flush=True)
+            print(_format(measure(name, folder, args)), flush=True)
         return
     table = args.out / "screen.tsv"
     done = set()
@@ -188,10 +193,8 @@ def main() -> None:
                          **spec["recipe"]), model=spec.get("model"), method=make_method(method_name, **params),
                          seed=args.seed, device="cpu", validation=args.validation, overwrite=True, progress=False)
         seconds = time.perf_counter() - start
-        row = {"variant": name, "epochs": args.epochs, **screen([folder], args.draws, args.seed), "train_seconds": seconds,
-               "cert_median": float("nan"), "cert_acc8": float("nan")}
-        if args.certify:
-            row.update(certify_validation(folder, args.certify, args.seed))
+        row = {"cert_median": float("nan"), "cert_acc8": float("nan"), **measure(name, folder, args),
+               "train_seconds": seconds}
         with table.open("a") as f:
             f.write("\t".join(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS) + "\n")
         print(_format({c: row[c] for c in COLUMNS}), flush=True)
