@@ -51,6 +51,7 @@ from smoothcert.train import get_recipe, train_classifier
 VARIANTS: dict[str, dict[str, Any]] = {
     "base": {},
     "affine": {"recipe": {"augment": "affine"}},
+    "affine-until0.75": {"recipe": {"augment": "affine", "augment_until": 0.75}},
     "elastic": {"recipe": {"augment": "elastic"}},
     "affine+elastic": {"recipe": {"augment": "affine+elastic"}},
     "wide": {"model": "mnist_cnn_wide"},

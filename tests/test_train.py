@@ -129,6 +129,23 @@ def test_unknown_augmentation_and_bad_ema_are_refused():
         get_recipe("fast", augment="affine+blur")
     with pytest.raises(ValueError, match="ema must be a decay"):
         get_recipe("fast", ema=1.0)
+    for until in (0.0, 1.5):
+        with pytest.raises(ValueError, match="augment_until must be a fraction of the epochs in \\(0, 1\\]"):
+            get_recipe("fast", augment="affine", augment_until=until)
+
+
+@pytest.mark.parametrize("until, augmented_epochs", [(1.0, [0, 1, 2, 3]), (0.75, [0, 1, 2]), (0.5, [0, 1])])
+def test_augment_until_augments_only_the_first_epochs(digits, monkeypatch, until, augmented_epochs):
+    import smoothcert.train as train_module
+
+    train, _ = digits
+    calls = []
+    monkeypatch.setattr(train_module, "augment", lambda x, name, g: calls.append(name) or x)
+    recipe = get_recipe("fast", epochs=4, batch_size=256, augment="affine", augment_until=until)
+    fit(_model(), Ablation(45), train, recipe, device="cpu", progress=False)
+    batches = len(train) // 256
+    assert [e for e in range(4) if recipe.augments(e)] == augmented_epochs
+    assert calls == ["affine"] * (batches * len(augmented_epochs))
 
 
 def test_short_training_lowers_loss_and_beats_chance(digits):

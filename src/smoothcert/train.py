@@ -62,7 +62,8 @@ MODEL_INIT_STREAM = 2**32  # initial weights come from stream (seed, MODEL_INIT_
 class Recipe:
     """An optimisation schedule. ``milestones`` multiply the lr by ``gamma`` (step schedule);
     ``schedule="cosine"`` anneals it to 0 over ``epochs`` instead. ``augment`` names the data
-    augmentation (``smoothcert.augment``); ``ema`` > 0 keeps an exponential moving average of the
+    augmentation (``smoothcert.augment``), applied during the first ``augment_until`` fraction of the
+    epochs (1: all of them; below 1 the last epochs train on the images as they are); ``ema`` > 0 keeps an exponential moving average of the
     weights with that decay per step, which is what is evaluated and saved. ``method`` and
     ``method_params`` name the training method (``smoothcert.methods``) and ``model`` the
     architecture (``smoothcert.models``; None: the dataset's default) used when none is given."""
@@ -79,6 +80,7 @@ class Recipe:
     gamma: float = 0.1
     mask_per_batch: bool = False
     augment: str = "none"
+    augment_until: float = 1.0
     ema: float = 0.0
     method: str = "noise"
     method_params: tuple[tuple[str, float], ...] = ()
@@ -95,6 +97,8 @@ class Recipe:
         if self.schedule not in ("step", "cosine"):
             raise ValueError(f"unknown schedule {self.schedule!r}; choose step or cosine")
         check_augment(self.augment)
+        if not 0 < self.augment_until <= 1:
+            raise ValueError(f"augment_until must be a fraction of the epochs in (0, 1], got {self.augment_until}")
         self.make_method()  # an unknown method or parameter fails here
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema must be a decay in [0, 1) (0: no weight averaging), got {self.ema}")
@@ -106,6 +110,10 @@ class Recipe:
         if self.schedule == "cosine":
             return 0.5 * self.lr * (1 + math.cos(math.pi * epoch / self.epochs))
         return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
+
+    def augments(self, epoch: int) -> bool:
+        """Whether 0-based ``epoch`` trains on augmented images."""
+        return epoch < self.augment_until * self.epochs
 
     def make_method(self, **overrides: Any) -> Method:
         """The recipe's training method, its parameters updated by ``overrides``."""
@@ -323,7 +331,8 @@ def fit(
                     continue
                 idx = idx.tensor_split(world.size)[world.rank]
             x, y = x_all[idx], y_all[idx]
-            x = augment(x, recipe.augment, g)
+            if recipe.augments(epoch):
+                x = augment(x, recipe.augment, g)
             loss, logits = method(net, x, y, noise, g, epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
