@@ -119,8 +119,8 @@ def screen(checkpoints: list[Path], draws: int, seed: int) -> dict[str, float]:
             votes[i : i + 500] += torch.nn.functional.one_hot(labels, held.num_classes).float()
     p = votes[torch.arange(len(held)), held.y] / draws
     median_p = statistics.median(float(v) if v > 0.5 else 0.0 for v in p)
-    radius = getattr(noise, "radius", None)  # the clean variant has no certificate
-    proxy = radius(median_p, held.image_shape[1:]) if radius and median_p > 0.5 else float("nan")
+    certified = noise.certificates and median_p > 0.5  # the clean variant has no certificate
+    proxy = noise.radius(median_p, held.image_shape[1:]) if certified else float("nan")
     return {"base_acc": float(p.mean()), "vote_acc": float((p > 0.5).float().mean()),
             "plurality_acc": float((votes.argmax(1) == held.y).float().mean()), "median_p": median_p,
             "proxy_median": proxy}
@@ -196,9 +196,10 @@ def main() -> None:
         method_name, params = spec.get("method", ("noise", {}))
         folder = args.out / f"{name}-e{args.epochs}"
         start = time.perf_counter()
-        train_classifier("mnist5k", folder, noise=spec.get("noise", "ablation"), k=45, recipe=get_recipe("fast", epochs=args.epochs,
-                         **spec["recipe"]), model=spec.get("model"), method=make_method(method_name, **params),
-                         seed=args.seed, device="cpu", validation=args.validation, overwrite=True, progress=False)
+        recipe = get_recipe("fast", epochs=args.epochs, **spec["recipe"])
+        train_classifier("mnist5k", folder, noise=spec.get("noise", "ablation"), k=45, recipe=recipe,
+                         model=spec.get("model"), method=make_method(method_name, **params), seed=args.seed,
+                         device="cpu", validation=args.validation, overwrite=True, progress=False)
         seconds = time.perf_counter() - start
         row = {"cert_median": float("nan"), "cert_acc8": float("nan"), **measure(name, folder, args),
                "train_seconds": seconds}

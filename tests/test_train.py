@@ -124,7 +124,7 @@ def test_augmentations_keep_shape_range_and_are_seeded(name):
     assert not torch.equal(a, x) and not torch.equal(a, augment(x, name, torch.Generator().manual_seed(4)))
 
 
-def test_unknown_augmentation_and_bad_ema_are_refused():
+def test_unknown_augmentation_bad_ema_and_bad_augment_until_are_refused():
     with pytest.raises(ValueError, match="unknown augmentation 'blur' in 'affine\\+blur'"):
         get_recipe("fast", augment="affine+blur")
     with pytest.raises(ValueError, match="ema must be a decay"):
