@@ -65,9 +65,9 @@ class Recipe:
     augmentation (``smoothcert.augment``), applied during the first ``augment_until`` fraction of
     the epochs (1: all of them; below 1 the last epochs train on the images as they are); ``ema``
     > 0 keeps an exponential moving average of the weights with that decay per step, which is what
-    is evaluated and saved. ``method`` and
-    ``method_params`` name the training method (``smoothcert.methods``) and ``model`` the
-    architecture (``smoothcert.models``; None: the dataset's default) used when none is given."""
+    is evaluated and saved. ``method`` and ``method_params`` name the training method
+    (``smoothcert.methods``) and ``model`` the architecture (``smoothcert.models``; None: the
+    dataset's default) used when none is given."""
 
     name: str
     epochs: int
