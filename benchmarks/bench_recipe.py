@@ -18,7 +18,9 @@ per digit:
 
 The ``clean`` variant trains and measures without noise (every draw is the same digit): its
 ``base_acc`` is the accuracy of an ordinary classifier on the held-out digits, the ceiling the
-smoothed classifier is compared with.
+smoothed classifier is compared with. The ``distill`` variant trains by distillation from the
+classifier checkpoint ``--teacher`` (e.g. a ``clean`` variant: it must have been trained on the
+same validation split, or the held-out digits leak into training).
 
 With ``--certify N`` the first N held-out digits are also certified (adaptive sampling, n0 = 1,000,
 n <= 10,000, alpha = 0.05) into ``OUT/<variant>/certify-validation.tsv``, and ``cert_median`` and
@@ -74,6 +76,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "batch256": {"recipe": {"batch_size": 256}},
     "stability": {"method": ("stability", {"lam": 2.0})},
     "clean": {"noise": "none"},
+    "distill": {"method": ("distillation", {"m": 4, "lam": 0.5})},  # the teacher comes from --teacher
 }
 COLUMNS = ["variant", "epochs", "base_acc", "vote_acc", "plurality_acc", "median_p", "proxy_median", "train_seconds",
            "cert_median", "cert_acc8"]
@@ -156,6 +159,7 @@ def main() -> None:
     parser.add_argument("--validation", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--certify", type=int, default=0, metavar="N", help="also certify N held-out digits")
+    parser.add_argument("--teacher", type=Path, help="the teacher checkpoint of the distill variant")
     parser.add_argument("--only", nargs="+", default=list(VARIANTS), help="variants, e.g. base affine,ema")
     parser.add_argument("--rescreen", action="store_true",
                         help="measure variants already trained again, print only (with --certify N: extend "
@@ -194,6 +198,13 @@ def main() -> None:
             continue
         spec = parse_variant(name)
         method_name, params = spec.get("method", ("noise", {}))
+        if method_name == "distillation":
+            if args.teacher is None:
+                raise SystemExit(f"variant {name} distills: name its teacher checkpoint with --teacher")
+            if read_config(args.teacher).get("validation") != args.validation:
+                raise SystemExit(f"the teacher {args.teacher} was not trained on this validation split "
+                                 f"(--validation {args.validation}): its held-out digits would leak")
+            params = {**params, "teacher": str(args.teacher)}
         folder = args.out / f"{name}-e{args.epochs}"
         start = time.perf_counter()
         recipe = get_recipe("fast", epochs=args.epochs, **spec["recipe"])

@@ -146,6 +146,23 @@ def test_gaussian_noise_with_a_training_method_end_to_end(tiny, tmp_path):
         assert np.isnan(radius) or 0 < radius <= 0.25 * 2.33
 
 
+def test_distillation_from_a_teacher_checkpoint(tiny, tmp_path, capsys):
+    """--method-param takes the teacher's folder as text; the student (ablation, 2 channels) learns from an
+    ordinary classifier (noise none, 1 channel), and its checkpoint records the teacher."""
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    common = ["--dataset", tiny["data"], "--model", "mnist_cnn", "--epochs", "1", "--batch-size", "32", "--device",
+              "cpu", "--quiet"]
+    assert main(["train", *common, "--noise", "none", "--out", str(teacher)]) == 0
+    assert main(["train", *common, "--k", "16", "--method", "distillation", "--method-param", f"teacher={teacher}",
+                 "--method-param", "weight=0.7", "--method-param", "m=2", "--out", str(student)]) == 0
+    method = json.loads((student / "config.json").read_text())["method"]
+    assert method == {"method": "distillation", "teacher": str(teacher), "weight": 0.7, "temperature": 2.0,
+                      "m": 2, "lam": 0.5}
+    assert main(["train", *common, "--method", "distillation", "--method-param", f"teacher={tmp_path / 'none'}",
+                 "--out", str(tmp_path / "s2")]) == 2
+    assert "none" in capsys.readouterr().err
+
+
 def test_method_errors(tiny, tmp_path, capsys):
     base = ["train", "--dataset", tiny["data"], "--model", "mnist_cnn", "--epochs", "1", "--device", "cpu", "--quiet",
             "--out", str(tmp_path / "m")]

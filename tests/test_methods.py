@@ -12,22 +12,26 @@ from scipy.stats import norm
 from torch import nn
 from torch.distributions import Categorical, kl_divergence
 
+from smoothcert.checkpoint import save_checkpoint
 from smoothcert.methods import (
     METHODS,
     Consistency,
+    Distillation,
     Macer,
     NoiseAugmentation,
     SmoothAdv,
     Stability,
     clean_input,
     consistency_kl,
+    distillation_kl,
     macer_hinge,
     make_method,
     method_from_config,
     noisy_copies,
     stability_kl,
 )
-from smoothcert.noises import Ablation, Gaussian
+from smoothcert.models import build_model
+from smoothcert.noises import Ablation, Clean, Gaussian
 
 K = 3  # classes
 SIDE = 4  # images are 1 x 4 x 4, d = 16
@@ -68,6 +72,22 @@ NOISES = {"ablation": Ablation(8), "gaussian": Gaussian(0.25)}
 
 def model_for(noise, seed: int = 0) -> nn.Module:
     return linear(noise.channels(1), seed)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> str:
+    """A checkpoint of an ordinary classifier (noise none) for 1 x 4 x 4 images, fitted a little to ``synthetic``."""
+    torch.manual_seed(1)
+    model = build_model("mnist_cnn", 1, K, (SIDE, SIDE))
+    x, y = synthetic(12)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(20):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    path = tmp_path_factory.mktemp("teacher") / "model"
+    save_checkpoint(path, model.eval(), {**model.build_config, "noise": Clean().config()})
+    return str(path)
 
 
 def independent_kl(p: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -283,6 +303,53 @@ def test_smoothadv_refuses_ablation():
         SmoothAdv()(model_for(noise), x, y, noise, gen(), 0)
 
 
+def test_distillation_kl_against_torch_distributions():
+    g = gen(3)
+    t, s = torch.randn(5, K, generator=g), torch.randn(5, K, generator=g)
+    for temperature in (1.0, 2.0, 4.0):
+        expected = temperature**2 * independent_kl((t / temperature).softmax(-1), s / temperature)
+        torch.testing.assert_close(distillation_kl(t, s, temperature), expected)
+    assert distillation_kl(t, t, 2.0).abs().max() < 1e-6
+
+
+def test_distillation_without_teacher_weight_is_consistency(teacher):
+    x, y = synthetic(6)
+    noise = Ablation(8)
+    model = model_for(noise)
+    distill, _ = Distillation(teacher, weight=0.0, m=3, lam=0.7)(model, x, y, noise, gen(4), 0)
+    consistency, _ = Consistency(m=3, lam=0.7, eta=0.0)(model, x, y, noise, gen(4), 0)
+    torch.testing.assert_close(distill, consistency)
+
+
+def test_distillation_targets_are_the_teachers_on_the_clean_image(teacher):
+    """weight 1, lam 0: the loss is T^2 KL from the teacher's softmax on x (its own input format: the
+    teacher was trained without noise) to the student's on each ablated copy, computed here with scipy."""
+    x, y = synthetic(6)
+    noise = Ablation(8)  # the student sees two channels, the teacher one
+    model = model_for(noise)
+    method = Distillation(teacher, weight=1.0, temperature=3.0, m=2, lam=0.0)
+    loss, _ = method(model, x, y, noise, gen(5), 0)
+    teacher_model = build_model("mnist_cnn", 1, K, (SIDE, SIDE))
+    teacher_model.load_state_dict(method._teacher[0].state_dict())
+    with torch.no_grad():
+        t = teacher_model.eval()(x).double().numpy()
+        s = model(noisy_copies(noise, x, 2, gen(5))).double().numpy()
+    p, q = softmax(t / 3.0, axis=1).repeat(2, axis=0), softmax(s / 3.0, axis=1)
+    assert float(loss.detach()) == pytest.approx(9.0 * float(np.mean(np.sum(p * np.log(p / q), axis=1))), rel=1e-5)
+    assert not any(w.requires_grad for w in method._teacher[0].parameters())
+
+
+def test_distillation_refuses_a_missing_teacher_or_other_classes(teacher, tmp_path):
+    with pytest.raises(ValueError, match="teacher must name a classifier checkpoint"):
+        make_method("distillation")
+    with pytest.raises((ValueError, FileNotFoundError), match="nowhere"):
+        make_method("distillation", teacher=str(tmp_path / "nowhere"))
+    x = torch.rand(4, 1, SIDE, SIDE)
+    five_classes = nn.Sequential(nn.Flatten(), nn.Linear(2 * SIDE * SIDE, 5))
+    with pytest.raises(ValueError, match="teacher .* has 3 classes, the model 5"):
+        Distillation(teacher)(five_classes, x, torch.zeros(4, dtype=torch.long), Ablation(8), gen(), 0)
+
+
 # --- training ------------------------------------------------------------------------------------
 
 SMALL = {
@@ -291,16 +358,17 @@ SMALL = {
     "stability": {},
     "macer": {"m": 4, "lam": 1.0},
     "smoothadv": {"epsilon": 0.25, "steps": 2, "m": 2, "warmup_epochs": 0},
+    "distillation": {"m": 2, "lam": 1.0},
 }
 CASES = [(m, n) for m in METHODS for n in NOISES if not (m == "smoothadv" and n == "ablation")]
 
 
 @pytest.mark.parametrize("name,noise_name", CASES)
-def test_loss_decreases_under_sgd(name, noise_name):
+def test_loss_decreases_under_sgd(name, noise_name, teacher):
     x, y = synthetic(12)
     noise = NOISES[noise_name]
     model = model_for(noise)
-    method = make_method(name, **SMALL[name])
+    method = make_method(name, **SMALL[name], **({"teacher": teacher} if name == "distillation" else {}))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     before, _ = method(model, x, y, noise, gen(100), 5)
     for step in range(15):
@@ -324,9 +392,11 @@ def test_loss_decreases_under_sgd(name, noise_name):
         ("stability", {"lam": 1.5}),
         ("macer", {"m": 8, "beta": 4.0, "gamma": 2, "lam": 6.0, "deferred_epochs": 30}),
         ("smoothadv", {"epsilon": 1.0, "steps": 4, "m": 8, "warmup_epochs": 5}),
+        ("distillation", {"weight": 0.25, "temperature": 4.0, "m": 3, "lam": 0.0}),
     ],
 )
-def test_config_round_trip(name, params):
+def test_config_round_trip(name, params, teacher):
+    params = {**params, "teacher": teacher} if name == "distillation" else params
     method = make_method(name, **params)
     cfg = method.config()
     assert cfg["method"] == name
@@ -367,6 +437,17 @@ def test_defaults_from_the_papers():
 def test_bad_parameters_rejected(name, params, match):
     with pytest.raises(ValueError, match=match):
         make_method(name, **params)
+
+
+@pytest.mark.parametrize(
+    "params,match",
+    [({"weight": 1.5}, r"weight must lie in \[0, 1\]"), ({"weight": -0.1}, "weight"),
+     ({"temperature": 0.0}, "temperature must be a finite number > 0"), ({"m": 0}, "m must be"),
+     ({"lam": -1.0}, "lam"), ({"_teacher": None}, "unknown parameter")],
+)
+def test_bad_distillation_parameters_rejected(teacher, params, match):
+    with pytest.raises(ValueError, match=match):
+        make_method("distillation", teacher=teacher, **params)
 
 
 def test_config_without_method_rejected():

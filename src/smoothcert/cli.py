@@ -379,13 +379,19 @@ def cmd_demo(args: argparse.Namespace) -> None:
     paper.demo(out=args.out, epochs=args.epochs, max_images=args.max, seed=args.seed, device=args.device, progress=not args.quiet)
 
 
-def _method_params(pairs: list[str]) -> dict[str, float]:
-    params = {}
+def _method_params(pairs: list[str]) -> dict[str, float | str]:
+    """--method-param KEY=VALUE pairs: integers, reals, else text (e.g. teacher=PATH)."""
+    params: dict[str, float | str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ValueError(f"--method-param expects KEY=VALUE, got {pair!r}")
-        params[key.strip()] = float(value) if "." in value or "e" in value.lower() else int(value)
+        for parse in (int, float, str):
+            try:
+                params[key.strip()] = parse(value)
+                break
+            except ValueError:
+                continue
     return params
 
 
@@ -410,10 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=sorted(MODELS), default=None, help="default: the recipe's model if it names one, else mnist_cnn for 28x28 images and resnet18 for others")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
     p.add_argument("--method", choices=sorted(METHODS), default=None,
-                   help="noise (augmentation), consistency, stability, macer, smoothadv (Gaussian only); "
-                        "default: the recipe's (noise for all but mnist-ablation)")
+                   help="noise (augmentation), consistency, stability, macer, smoothadv (Gaussian only), "
+                        "distillation (needs --method-param teacher=CHECKPOINT); default: the recipe's "
+                        "(noise for all but mnist-ablation)")
     p.add_argument("--method-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a method hyperparameter, e.g. lam=5 (repeatable; defaults from the papers or the recipe)")
+                   help="a method hyperparameter, e.g. lam=5 or teacher=runs/clean (repeatable; defaults from the "
+                        "papers or the recipe)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
     p.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")

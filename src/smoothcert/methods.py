@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import load_checkpoint, noise_from_config
 from .noises import Ablation, Clean, Gaussian, Noise, ablate
 
 _P_CLAMP = 1e-6
@@ -125,6 +127,13 @@ def stability_kl(clean_logits: torch.Tensor, noisy_logits: torch.Tensor) -> torc
     """KL(softmax(f(x)) || softmax(f(x + delta))) per image; (B, K), (B, K) -> (B,)."""
     log_clean = clean_logits.log_softmax(-1)
     return (log_clean.exp() * (log_clean - noisy_logits.log_softmax(-1))).sum(-1)
+
+
+def distillation_kl(teacher_logits: torch.Tensor, logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 KL(softmax(t / T) || softmax(s / T)) per input (Hinton et al. 2015); (N, K), (N, K) -> (N,).
+    The factor T^2 keeps its gradients on the scale of the cross-entropy's as T changes."""
+    log_t = (teacher_logits / temperature).log_softmax(-1)
+    return temperature**2 * (log_t.exp() * (log_t - (logits / temperature).log_softmax(-1))).sum(-1)
 
 
 def macer_hinge(logits: torch.Tensor, y: torch.Tensor, beta: float, gamma: float, scale: float) -> torch.Tensor:
@@ -329,7 +338,65 @@ class SmoothAdv(_Config):
         return loss, logits.view(len(x), self.m, -1)[:, 0]
 
 
-METHODS: dict[str, type] = {cls.name: cls for cls in (NoiseAugmentation, Consistency, Stability, Macer, SmoothAdv)}
+@dataclass(frozen=True)
+class Distillation(_Config):
+    """Consistency regularization (:class:`Consistency`, eta = 0) whose cross-entropy targets come
+    partly from a teacher that sees the image without noise (knowledge distillation, Hinton et al.
+    2015; the teacher sees the same augmented view as the student, Beyer et al. 2022).
+
+    loss = mean over the m copies of [(1 - weight) CE(f(noisy copy), y)
+    + weight T^2 KL(softmax(t(x) / T) || softmax(f(noisy copy) / T))] + lam * consistency KL,
+    with t(x) the teacher's logits on the clean input in its own format (:func:`clean_input` of the
+    noise it was trained with: an ordinary classifier trained with noise ``none`` sees x itself).
+    ``teacher`` is a classifier checkpoint folder (``smoothcert train``), loaded once, in eval mode and
+    without gradients; the training noise of the student does not matter for it.
+    """
+
+    teacher: str = ""
+    weight: float = 0.5
+    temperature: float = 2.0
+    m: int = 4
+    lam: float = 0.5
+    name: ClassVar[str] = "distillation"
+    _teacher: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.teacher, (str, Path)) or not str(self.teacher):
+            raise ValueError(f"{self.name}: teacher must name a classifier checkpoint folder, got {self.teacher!r}")
+        object.__setattr__(self, "teacher", str(self.teacher))
+        _validate(self, {"m": 1}, nonnegative=("lam",), positive=("temperature",))
+        _validate(self, {}, nonnegative=("weight",))
+        if self.weight > 1:
+            raise ValueError(f"{self.name}: weight must lie in [0, 1], got {self.weight!r}")
+        try:
+            model, config = load_checkpoint(self.teacher)
+        except (OSError, ValueError) as err:
+            raise type(err)(f"{self.name}: cannot load the teacher: {err}") from err
+        object.__setattr__(self, "_teacher", (model.requires_grad_(False), noise_from_config(config["noise"])))
+
+    def config(self) -> dict[str, Any]:
+        return {"method": self.name, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}
+
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: Noise, generator: torch.Generator, epoch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        teacher, teacher_noise = self._teacher
+        with torch.no_grad():
+            teacher_logits = teacher.to(x.device)(clean_input(teacher_noise, x))
+        logits = model(noisy_copies(noise, x, self.m, generator)).view(len(x), self.m, -1)
+        if teacher_logits.shape[-1] != logits.shape[-1]:
+            raise ValueError(f"the teacher {self.teacher} has {teacher_logits.shape[-1]} classes, the model "
+                             f"{logits.shape[-1]}")
+        flat = logits.flatten(0, 1)
+        ce = F.cross_entropy(flat, y.repeat_interleave(self.m))
+        kd = distillation_kl(teacher_logits.repeat_interleave(self.m, 0), flat, self.temperature).mean()
+        loss = (1 - self.weight) * ce + self.weight * kd + self.lam * consistency_kl(logits).mean()
+        return loss, logits[:, 0]
+
+
+METHODS: dict[str, type] = {
+    cls.name: cls for cls in (NoiseAugmentation, Consistency, Stability, Macer, SmoothAdv, Distillation)
+}
 
 
 def make_method(name: str, **params: Any) -> Method:
@@ -337,7 +404,7 @@ def make_method(name: str, **params: Any) -> Method:
     if name not in METHODS:
         raise ValueError(f"unknown training method {name!r}; choose one of {sorted(METHODS)}")
     cls = METHODS[name]
-    valid = [f.name for f in fields(cls)]
+    valid = [f.name for f in fields(cls) if f.init]
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} for method {name!r}; valid parameters: {valid}")

@@ -214,7 +214,7 @@ def refuse_overwrite(out: str | Path | None, resume: bool, overwrite: bool) -> N
 
 def _field_defaults(cls: type) -> dict[str, Any]:
     """A dataclass's field defaults as they read back from config.json."""
-    return json.loads(json.dumps({f.name: f.default for f in fields(cls) if f.default is not MISSING}))
+    return json.loads(json.dumps({f.name: f.default for f in fields(cls) if f.init and f.default is not MISSING}))
 
 
 def _comparable(run: dict[str, Any]) -> dict[str, Any]:
