@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -82,12 +82,12 @@ def _check_label_smoothing(method: Any) -> None:
 
 
 class _Config:
-    """``config()`` for the method dataclasses: the name plus every field."""
+    """``config()`` for the method dataclasses: the name plus every parameter (field set at construction)."""
 
     name: ClassVar[str]
 
     def config(self) -> dict[str, Any]:
-        return {"method": self.name, **asdict(self)}  # type: ignore[call-overload]
+        return {"method": self.name, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}  # type: ignore[arg-type]
 
 
 def clean_input(noise: Noise, x: torch.Tensor) -> torch.Tensor:
@@ -364,8 +364,7 @@ class Distillation(_Config):
         if not isinstance(self.teacher, (str, Path)) or not str(self.teacher):
             raise ValueError(f"{self.name}: teacher must name a classifier checkpoint folder, got {self.teacher!r}")
         object.__setattr__(self, "teacher", str(self.teacher))
-        _validate(self, {"m": 1}, nonnegative=("lam",), positive=("temperature",))
-        _validate(self, {}, nonnegative=("weight",))
+        _validate(self, {"m": 1}, nonnegative=("lam", "weight"), positive=("temperature",))
         if self.weight > 1:
             raise ValueError(f"{self.name}: weight must lie in [0, 1], got {self.weight!r}")
         try:
@@ -373,9 +372,6 @@ class Distillation(_Config):
         except (OSError, ValueError) as err:
             raise type(err)(f"{self.name}: cannot load the teacher: {err}") from err
         object.__setattr__(self, "_teacher", (model.requires_grad_(False), noise_from_config(config["noise"])))
-
-    def config(self) -> dict[str, Any]:
-        return {"method": self.name, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}
 
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: Noise, generator: torch.Generator, epoch: int
