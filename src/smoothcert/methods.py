@@ -87,7 +87,7 @@ class _Config:
     name: ClassVar[str]
 
     def config(self) -> dict[str, Any]:
-        return {"method": self.name, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}  # type: ignore[arg-type]
+        return {"method": self.name, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}
 
 
 def clean_input(noise: Noise, x: torch.Tensor) -> torch.Tensor:
