@@ -386,13 +386,18 @@ def _method_params(pairs: list[str]) -> dict[str, float | str]:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ValueError(f"--method-param expects KEY=VALUE, got {pair!r}")
-        for parse in (int, float, str):
-            try:
-                params[key.strip()] = parse(value)
-                break
-            except ValueError:
-                continue
+        params[key.strip()] = _number_or_text(value)
     return params
+
+
+def _number_or_text(value: str) -> float | str:
+    """``value`` as an int, else a float, else as it is."""
+    for parse in (int, float):
+        try:
+            return parse(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _int_list(text: str) -> list[int]:
