@@ -62,6 +62,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "affine+elastic": {"recipe": {"augment": "affine+elastic"}},
     "wide": {"model": "mnist_cnn_wide"},
     "bn": {"model": "mnist_cnn_bn"},
+    "interp": {"model": "mnist_cnn_interp"},
     "draws4": {"method": ("consistency", {"m": 4, "lam": 0.0, "eta": 0.0})},
     "consistency": {"method": ("consistency", {"m": 2, "lam": 10.0, "eta": 0.5})},
     "consistency-lam1": {"method": ("consistency", {"m": 2, "lam": 1.0, "eta": 0.0})},

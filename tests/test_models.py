@@ -3,10 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from torch import nn
+
+from smoothcert.noises.ablation import ablate, sample_keep_mask
 
 from smoothcert.models import (
     MODELS,
+    Interpolate,
     MnistCNN,
     Normalize,
     ResNet18,
@@ -94,6 +98,68 @@ def test_mnist_cnn_bn_normalises_every_hidden_layer() -> None:
     assert torch.allclose(model(x[:1]), model(x)[:1], atol=1e-5)  # eval mode: an image's output does not depend on its batch
 
 
+@pytest.mark.parametrize("colours", [1, 3])
+def test_interpolate_is_normalized_convolution(colours: int) -> None:
+    # Independent formula: scipy's Gaussian filter (zero outside the image, kernel radius 3 sigma)
+    # of the kept values over that of the mask, per colour channel.
+    g = torch.Generator().manual_seed(colours)
+    x = torch.rand(3, colours, 28, 20, generator=g)
+    keep = sample_keep_mask(3, 28 * 20, 45, g)
+    out = Interpolate(2 * colours)(ablate(x, keep))
+    assert out.shape == (3, 2 * colours + 3 * colours, 28, 20)
+    torch.testing.assert_close(out[:, : 2 * colours], ablate(x, keep), rtol=0, atol=0)
+    mask = keep.view(3, 1, 28, 20).double().expand(-1, colours, -1, -1).numpy()
+    for i, sigma in enumerate((1.0, 2.0, 4.0)):
+        def blur(a: np.ndarray) -> np.ndarray:
+            return ndimage.gaussian_filter(a, sigma=(0, 0, sigma, sigma), mode="constant", truncate=3.0)
+        den = blur(mask)
+        expected = np.where(den > 1e-6, blur(x.double().numpy() * mask) / np.maximum(den, 1e-6), 0.0)
+        got = out[:, 2 * colours + i * colours : 2 * colours + (i + 1) * colours].double().numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_interpolate_fills_in_a_single_kept_pixel() -> None:
+    keep = torch.zeros(1, 28 * 28, dtype=torch.bool)
+    keep[0, 14 * 28 + 14] = True
+    out = Interpolate(2)(ablate(torch.full((1, 1, 28, 28), 0.3), keep))[0]
+    for channel, radius in zip(out[2:], (3, 6, 12)):  # 0.3 within 3 sigma of (14, 14), 0 beyond
+        near = torch.zeros(28, 28, dtype=torch.bool)
+        near[max(0, 14 - radius) : 15 + radius, max(0, 14 - radius) : 15 + radius] = True
+        torch.testing.assert_close(channel[near], torch.full((int(near.sum()),), 0.3))
+        assert (channel[~near] == 0).all()
+
+
+def test_mnist_cnn_interp_reads_only_kept_pixels() -> None:
+    # The certificate's premise: the base classifier sees nothing of an ablated pixel.
+    model = build_model("mnist_cnn_interp", 2, 10).eval()
+    g = torch.Generator().manual_seed(0)
+    keep = sample_keep_mask(4, 784, 45, g)
+    x = torch.rand(4, 1, 28, 28, generator=g)
+    other = torch.where(keep.view(4, 1, 28, 28), x, torch.rand(4, 1, 28, 28, generator=g))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ablate(x, keep)), model(ablate(other, keep)), rtol=0, atol=0)
+        assert not torch.equal(model(ablate(x, keep)), model(ablate(x, ~keep)))
+    assert model.conv[0].in_channels == 5
+
+
+def test_interpolate_refuses_other_inputs() -> None:
+    with pytest.raises(ValueError, match="multichannel ablation encoding .2C channels., got 3"):
+        Interpolate(3)
+    with pytest.raises(ValueError, match="sigmas > 0"):
+        Interpolate(2, sigmas=(1.0, 0.0))
+    with pytest.raises(ValueError, match="sigmas > 0"):
+        Interpolate(2, sigmas=())
+    model = build_model("mnist_cnn_interp", 2, 10)
+    with pytest.raises(ValueError, match="multichannel ablation encoding"):
+        model(torch.rand(2, 2, 28, 28))  # e.g. Gaussian noise on a 2-channel image
+    with pytest.raises(ValueError, match="multichannel ablation encoding"):
+        build_model("mnist_cnn_interp", 1, 10)  # the mean encoding, or no ablation
+    normalized = build_model("mnist_cnn_interp", 2, 10, mean=[0.5, 0.5], std=[0.3, 0.3])
+    keep = sample_keep_mask(2, 784, 45)
+    with pytest.raises(ValueError, match="in pixel units"):
+        normalized(ablate(torch.rand(2, 1, 28, 28), keep))
+
+
 def test_mnist_cnn_other_image_size() -> None:
     model = MnistCNN(1, 4, image_size=(32, 20))
     assert count_parameters(model) == _expected_mnist_params(1, 4, 32, 20)
@@ -165,12 +231,13 @@ def test_eval_mode_is_deterministic(
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_gradients_reach_first_layer(name: str) -> None:
     size = 28 if name == "mnist_cnn" else 32
-    model = build_model(name, 3, 5, image_size=(size, size))
+    model = build_model(name, 2, 5, image_size=(size, size))
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     # Only the first layer's weight needs a gradient: the signal must still cross every layer.
     for p in model.parameters():
         p.requires_grad_(p is first_conv.weight)
-    x = torch.rand(2, 3, size, size, requires_grad=True)
+    keep = sample_keep_mask(2, size * size, 100, torch.Generator().manual_seed(0))
+    x = ablate(torch.rand(2, 1, size, size), keep).requires_grad_()  # every model reads this encoding
     nn.functional.cross_entropy(model(x), torch.tensor([0, 4])).backward()
     assert first_conv.weight.grad is not None
     assert first_conv.weight.grad.abs().sum() > 0
@@ -271,7 +338,7 @@ def test_normalize_channel_mismatch() -> None:
 
 
 def test_models_registry() -> None:
-    assert set(MODELS) == {"mnist_cnn", "mnist_cnn_bn", "mnist_cnn_wide", "resnet18", "resnet50"}
+    assert set(MODELS) == {"mnist_cnn", "mnist_cnn_bn", "mnist_cnn_interp", "mnist_cnn_wide", "resnet18", "resnet50"}
 
 
 def test_build_model_plain() -> None:
@@ -297,7 +364,7 @@ def test_build_model_with_normalization() -> None:
 
 
 def test_build_model_errors() -> None:
-    with pytest.raises(ValueError, match="mnist_cnn, mnist_cnn_bn, mnist_cnn_wide, resnet18, resnet50"):
+    with pytest.raises(ValueError, match="mnist_cnn, mnist_cnn_bn, mnist_cnn_interp, mnist_cnn_wide, resnet18, resnet50"):
         build_model("vgg16", 3, 10)
     for bad in (0, -1, 2.5, True, "3"):
         with pytest.raises(ValueError, match="in_channels must be a positive integer"):
