@@ -364,7 +364,8 @@ def test_build_model_with_normalization() -> None:
 
 
 def test_build_model_errors() -> None:
-    with pytest.raises(ValueError, match="mnist_cnn, mnist_cnn_bn, mnist_cnn_interp, mnist_cnn_wide, resnet18, resnet50"):
+    names = "mnist_cnn, mnist_cnn_bn, mnist_cnn_interp, mnist_cnn_wide, resnet18, resnet50"
+    with pytest.raises(ValueError, match=names):
         build_model("vgg16", 3, 10)
     for bad in (0, -1, 2.5, True, "3"):
         with pytest.raises(ValueError, match="in_channels must be a positive integer"):
