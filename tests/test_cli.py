@@ -146,6 +146,22 @@ def test_gaussian_noise_with_a_training_method_end_to_end(tiny, tmp_path):
         assert np.isnan(radius) or 0 < radius <= 0.25 * 2.33
 
 
+def test_interpolating_model_end_to_end_and_refused_without_multichannel_ablation(tiny, tmp_path, capsys):
+    common = ["--dataset", tiny["data"], "--model", "mnist_cnn_interp", "--epochs", "1", "--batch-size", "32",
+              "--device", "cpu", "--quiet"]
+    model = tmp_path / "interp"
+    assert main(["train", *common, "--k", "16", "--out", str(model)]) == 0
+    assert json.loads((model / "config.json").read_text())["model"] == "mnist_cnn_interp"
+    out = tmp_path / "i.tsv"
+    assert main(["certify", "--checkpoint", str(model), "--n0", "20", "--n", "200", "--max", "4", "--device", "cpu",
+                 "--quiet", "--out", str(out)]) == 0
+    assert len(_rows(out)) == 5
+    for extra in (["--noise", "gaussian", "--sigma", "0.25"], ["--k", "16", "--encoding", "mean"]):
+        assert main(["train", *common, *extra, "--out", str(tmp_path / "refused")]) == 2
+        assert "multichannel ablation encoding" in capsys.readouterr().err
+        assert not (tmp_path / "refused" / "model.safetensors").exists()
+
+
 def test_distillation_from_a_teacher_checkpoint(tiny, tmp_path, capsys):
     """--method-param takes the teacher's folder as text; the student (ablation, 2 channels) learns from an
     ordinary classifier (noise none, 1 channel), and its checkpoint records the teacher."""
