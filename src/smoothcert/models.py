@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 __all__ = [
     "MODELS",
+    "Interpolate",
     "MnistCNN",
     "Normalize",
     "ResNet18",
