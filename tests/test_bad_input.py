@@ -92,6 +92,7 @@ CASES = [
     ("train", "existing output (a file)", [*TRAIN[:-1], "tiny.npz"], "tiny.npz is a file, not a checkpoint folder"),
     ("train", "existing output (a file on the way)", [*TRAIN[:-1], "tiny.npz/model"], "tiny.npz is a file"),
     ("train", "contradictory flags", [*TRAIN[:-1], "model", "--resume", "--overwrite"], "choose one"),
+    ("train", "unknown augmentation", [*TRAIN, "--augment", "affine+blur"], "unknown augmentation 'blur' in 'affine+blur'"),
     ("train", "missing checkpoint to resume", [*TRAIN, "--resume"], "no smoothcert checkpoint at new"),
     ("train", "wrong-kind checkpoint to resume", [*TRAIN[:-1], "den", "--resume"], "is not a smoothcert checkpoint config"),
     ("train", "missing file", ["train", "--dataset", "npz:missing.npz", "--out", "new"], "npz file not found: missing.npz"),

@@ -146,6 +146,13 @@ def test_gaussian_noise_with_a_training_method_end_to_end(tiny, tmp_path):
         assert np.isnan(radius) or 0 < radius <= 0.25 * 2.33
 
 
+def test_train_augment_overrides_the_recipe(tiny, tmp_path):
+    model = tmp_path / "augmented"
+    assert main(["train", "--dataset", tiny["data"], "--model", "mnist_cnn", "--k", "16", "--epochs", "1",
+                 "--augment", "affine+elastic", "--device", "cpu", "--quiet", "--out", str(model)]) == 0
+    assert json.loads((model / "config.json").read_text())["recipe"]["augment"] == "affine+elastic"
+
+
 def test_interpolating_model_end_to_end_and_refused_without_multichannel_ablation(tiny, tmp_path, capsys):
     common = ["--dataset", tiny["data"], "--model", "mnist_cnn_interp", "--epochs", "1", "--batch-size", "32",
               "--device", "cpu", "--quiet"]

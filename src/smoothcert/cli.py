@@ -122,7 +122,7 @@ def _add_speed(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment)
     params = _method_params(args.method_param)
     method = recipe.make_method(**params) if args.method is None else make_method(args.method, **params)
     train_classifier(
@@ -430,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
     p.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")
+    p.add_argument("--augment", default=None, metavar="SPEC",
+                   help="override the recipe's data augmentation: none, crop-flip, affine, elastic, or several "
+                        "joined by '+' (e.g. affine+elastic)")
     p.add_argument("--validation", type=int, default=0, metavar="N",
                    help="hold out N training images (a fixed draw) for the held-out accuracy instead of the test split")
     p.add_argument("--out", type=Path, default=Path("runs/model"), help="checkpoint directory (default runs/model)")
