@@ -53,18 +53,24 @@ def affine(x: torch.Tensor, g: torch.Generator, degrees: float = 10.0, shift: fl
     return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False).clamp(0, 1)
 
 
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Every channel of ``x`` (B, C, H, W) convolved with a Gaussian of ``sigma`` pixels, truncated
+    at ceil(3 sigma) and normalised to sum 1, zero outside the image (separable: rows, then columns)."""
+    radius = math.ceil(3 * sigma)
+    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    c = x.shape[1]
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
+
+
 def elastic(x: torch.Tensor, g: torch.Generator, alpha: float = 34.0, sigma: float = 4.0) -> torch.Tensor:
     """Elastic distortion (Simard et al. 2003, Section 2): per-pixel displacements drawn uniformly
     from [-1, 1], smoothed by a Gaussian of ``sigma`` pixels and scaled by ``alpha`` pixels; the
     paper's MNIST values are the defaults."""
     b, _, h, w = x.shape
-    radius = int(math.ceil(3 * sigma))
-    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    field = 2 * torch.rand(b * 2, 1, h, w, generator=g, device=x.device, dtype=x.dtype) - 1
-    field = F.conv2d(F.pad(field, (radius, radius, 0, 0)), kernel.view(1, 1, 1, -1))
-    field = F.conv2d(F.pad(field, (0, 0, radius, radius)), kernel.view(1, 1, -1, 1))
+    field = gaussian_blur(2 * torch.rand(b * 2, 1, h, w, generator=g, device=x.device, dtype=x.dtype) - 1, sigma)
     dx, dy = (alpha * field).view(b, 2, h, w).unbind(1)
     ys, xs = torch.meshgrid(torch.arange(h, device=x.device, dtype=x.dtype),
                             torch.arange(w, device=x.device, dtype=x.dtype), indexing="ij")

@@ -12,14 +12,14 @@ representation) and ``forward(x) = self.fc(self.features(x))``; outputs are logi
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from .augment import gaussian_blur
 
 __all__ = [
     "MODELS",
@@ -134,10 +134,6 @@ class Interpolate(nn.Module):
         self.in_channels, self.sigmas = in_channels, tuple(float(s) for s in sigmas)
         if not self.sigmas or min(self.sigmas) <= 0:
             raise ValueError(f"Interpolate needs one or more sigmas > 0, got {sigmas!r}")
-        for i, sigma in enumerate(self.sigmas):
-            t = torch.arange(-math.ceil(3 * sigma), math.ceil(3 * sigma) + 1, dtype=torch.float32)
-            kernel = torch.exp(-(t**2) / (2 * sigma**2))
-            self.register_buffer(f"kernel{i}", kernel / kernel.sum())
 
     @property
     def out_channels(self) -> int:
@@ -153,11 +149,8 @@ class Interpolate(nn.Module):
             )
         both = torch.cat((z[:, :c], mask), 1)
         out = [z]
-        for i in range(len(self.sigmas)):
-            kernel = getattr(self, f"kernel{i}")
-            r = kernel.numel() // 2
-            blur = F.conv2d(both, kernel.view(1, 1, 1, -1).expand(2 * c, 1, 1, -1), padding=(0, r), groups=2 * c)
-            blur = F.conv2d(blur, kernel.view(1, 1, -1, 1).expand(2 * c, 1, -1, 1), padding=(r, 0), groups=2 * c)
+        for sigma in self.sigmas:
+            blur = gaussian_blur(both, sigma)
             out.append(blur[:, :c] / blur[:, c:].clamp_min(1e-6))
         return torch.cat(out, 1)
 
