@@ -158,6 +158,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--draws", type=int, default=100, help="ablations per held-out digit")
     parser.add_argument("--validation", type=int, default=1000)
+    parser.add_argument("--max-images", type=int, default=None, metavar="N",
+                        help="train on the first N of the digits left after the validation cut (a learning curve's "
+                             "point; the variant's row and folder get the suffix @N)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--certify", type=int, default=0, metavar="N", help="also certify N held-out digits")
     parser.add_argument("--teacher", type=Path, help="the teacher checkpoint of the distill variant")
@@ -176,7 +179,8 @@ def main() -> None:
               + _format(screen(args.ensemble, args.draws, args.seed)), flush=True)
         return
     if args.rescreen:
-        for name in args.only:
+        for variant in args.only:
+            name = variant if args.max_images is None else f"{variant}@{args.max_images}"
             folder = args.out / f"{name}-e{args.epochs}"
             if not (folder / "config.json").is_file():
                 raise SystemExit(f"{folder} holds no trained variant: train it first (without --rescreen)")
@@ -194,10 +198,11 @@ def main() -> None:
     else:
         args.out.mkdir(parents=True, exist_ok=True)
         table.write_text("\t".join(COLUMNS) + "\n")
-    for name in args.only:
+    for variant in args.only:
+        name = variant if args.max_images is None else f"{variant}@{args.max_images}"
         if (name, args.epochs) in done:
             continue
-        spec = parse_variant(name)
+        spec = parse_variant(variant)
         method_name, params = spec.get("method", ("noise", {}))
         if method_name == "distillation":
             if args.teacher is None:
@@ -211,7 +216,8 @@ def main() -> None:
         recipe = get_recipe("fast", epochs=args.epochs, **spec["recipe"])
         train_classifier("mnist5k", folder, noise=spec.get("noise", "ablation"), k=45, recipe=recipe,
                          model=spec.get("model"), method=make_method(method_name, **params), seed=args.seed,
-                         device="cpu", validation=args.validation, overwrite=True, progress=False)
+                         device="cpu", validation=args.validation, max_images=args.max_images, overwrite=True,
+                         progress=False)
         seconds = time.perf_counter() - start
         row = {"cert_median": float("nan"), "cert_acc8": float("nan"), **measure(name, folder, args),
                "train_seconds": seconds}

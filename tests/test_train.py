@@ -223,6 +223,29 @@ def test_validation_split_is_cut_from_the_train_split(tmp_path):
     assert read_config(tmp_path)["validation"] == 300
 
 
+def test_max_images_trains_on_the_first_digits_left_after_the_validation_cut(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr("smoothcert.train.fit", lambda net, noise, train, *args, **kwargs: seen.append(train))
+    train_classifier("mnist5k", tmp_path / "a", k=45, validation=300, max_images=500, device="cpu", progress=False)
+    rest, _ = load_mnist5k("train").holdout(300)
+    assert torch.equal(seen[0].x, rest.x[:500]) and torch.equal(seen[0].y, rest.y[:500])
+    for n in (0, -1, True, 2.5):
+        with pytest.raises(ValueError, match="must be positive"):
+            train_classifier("mnist5k", tmp_path / "b", max_images=n, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="has 3700 training images after the validation cut of 300"):
+        train_classifier("mnist5k", tmp_path / "c", validation=300, max_images=3701, device="cpu", progress=False)
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_resume_refuses_a_different_number_of_training_images(tmp_path):
+    recipe = get_recipe("fast", epochs=1, batch_size=512)
+    train_classifier("mnist5k", tmp_path, recipe=recipe, validation=300, max_images=200, device="cpu", progress=False)
+    assert read_config(tmp_path)["max_images"] == 200
+    with pytest.raises(ValueError, match="max_images: checkpoint 200 vs now 300"):
+        train_classifier("mnist5k", tmp_path, recipe=replace(recipe, epochs=2), validation=300, max_images=300,
+                         device="cpu", resume=True, progress=False)
+
+
 def test_resume_refuses_different_settings(tmp_path, digits):
     train, _ = digits
     recipe = get_recipe("fast", epochs=1, batch_size=128)

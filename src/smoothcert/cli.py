@@ -129,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         args.dataset, args.out, noise=args.noise, k=args.k, encoding=args.encoding, sigma=args.sigma, kappa=args.kappa,
         levels=args.levels, band=args.band, groups=args.groups, recipe=recipe,
         model=args.model, method=method, seed=args.seed, device=args.device, data_root=args.data_root,
-        validation=args.validation, resume=args.resume,
+        validation=args.validation, max_images=args.max, resume=args.resume,
         overwrite=args.overwrite, progress=not args.quiet,
     )
     if current_world().main:
@@ -435,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "joined by '+' (e.g. affine+elastic)")
     p.add_argument("--validation", type=int, default=0, metavar="N",
                    help="hold out N training images (a fixed draw) for the held-out accuracy instead of the test split")
+    p.add_argument("--max", type=int, default=None, metavar="N",
+                   help="train on the first N training images (after --validation's cut), e.g. for a learning curve")
     p.add_argument("--out", type=Path, default=Path("runs/model"), help="checkpoint directory (default runs/model)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the checkpoint in --out (refused without it)")

@@ -220,7 +220,7 @@ def _field_defaults(cls: type) -> dict[str, Any]:
 def _comparable(run: dict[str, Any]) -> dict[str, Any]:
     """A run's settings as resuming compares them: settings added in later versions take their
     defaults (older checkpoints lack them), and a recipe's ``source`` only describes it."""
-    run = {"validation": 0, **run}
+    run = {"validation": 0, "max_images": None, **run}
     if isinstance(run.get("recipe"), dict):
         run["recipe"] = {**_field_defaults(Recipe), **run["recipe"], "source": None}
     if isinstance(run.get("method"), dict) and run["method"].get("method") in METHODS:
@@ -230,7 +230,8 @@ def _comparable(run: dict[str, Any]) -> dict[str, Any]:
 
 def _check_resumable(saved: dict[str, Any], config: dict[str, Any]) -> None:
     saved, config = _comparable(saved), _comparable(config)
-    keys = ("model", "noise", "dataset", "validation", "recipe", "method", "seed", "in_channels", "num_classes")
+    keys = ("model", "noise", "dataset", "validation", "max_images", "recipe", "method", "seed", "in_channels",
+            "num_classes")
     diff = [k for k in keys if saved.get(k) != config.get(k)]
     if diff:
         details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {config.get(k)!r}" for k in diff)
@@ -394,6 +395,7 @@ def train_classifier(
     device: str | torch.device = "auto",
     data_root: str | Path | None = None,
     validation: int = 0,
+    max_images: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -402,10 +404,13 @@ def train_classifier(
     train split and checkpoint every epoch into ``out``. The held-out accuracy is measured on the
     test split, or with ``validation`` = N on N digits cut from the train split
     (``ImageDataset.holdout``) and not trained on, so that choosing a recipe never looks at the test split.
+    ``max_images`` = N trains on the first N of the training digits left (a learning curve's point).
 
     ``model`` defaults to the recipe's, else the paper's MNIST CNN for 28x28 images and ResNet18. A
     checkpoint already in ``out`` is refused unless ``resume`` or ``overwrite`` (``fit``).
     """
+    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
+        raise ValueError(f"the number of training images (max_images) must be positive, got {max_images!r}")
     refuse_overwrite(out, resume, overwrite)  # before loading any data
     if resume:
         read_config(out)  # a missing or foreign checkpoint is refused before the lock creates anything
@@ -414,6 +419,11 @@ def train_classifier(
         train, heldout = train.holdout(validation)
     else:
         heldout = load_dataset(dataset, "test", data_root)
+    if max_images is not None:
+        if max_images > len(train):
+            raise ValueError(f"cannot train on the first {max_images} images: {dataset} has {len(train)} training images"
+                             + (f" after the validation cut of {validation}" if validation else ""))
+        train = train.subset(range(max_images))
     mean = channel_mean(train.x) if encoding == "mean" else None
     smoothing = make_noise(noise, k=k, encoding=encoding, train_mean=mean, sigma=sigma, kappa=kappa, levels=levels,
                            band=band, groups=groups, image_size=train.image_shape[1:], seed=seed)
@@ -422,7 +432,7 @@ def train_classifier(
     in_channels = smoothing.channels(train.channels)
     torch.manual_seed(stream_seed(seed, MODEL_INIT_STREAM))
     net = build_model(model, in_channels, train.num_classes, train.image_shape[1:])
-    config = {"dataset": dataset, "classes": list(train.classes), "validation": validation}
+    config = {"dataset": dataset, "classes": list(train.classes), "validation": validation, "max_images": max_images}
     backend = "nccl" if rank_device(device).type == "cuda" else "gloo"
     with process_group(backend) as world, checkpoint_lock(out) if world.main else nullcontext():
         return fit(net, smoothing, train, recipe, heldout=heldout, method=method, seed=seed, device=device,
