@@ -153,12 +153,13 @@ def test_train_augment_overrides_the_recipe(tiny, tmp_path):
     assert json.loads((model / "config.json").read_text())["recipe"]["augment"] == "affine+elastic"
 
 
-def test_interpolating_model_end_to_end_and_refused_without_multichannel_ablation(tiny, tmp_path, capsys):
-    common = ["--dataset", tiny["data"], "--model", "mnist_cnn_interp", "--epochs", "1", "--batch-size", "32",
+@pytest.mark.parametrize("name", ["mnist_cnn_interp", "mnist_pixel_transformer"])
+def test_kept_pixel_models_end_to_end_and_refused_without_multichannel_ablation(name, tiny, tmp_path, capsys):
+    common = ["--dataset", tiny["data"], "--model", name, "--epochs", "1", "--batch-size", "32",
               "--device", "cpu", "--quiet"]
-    model = tmp_path / "interp"
+    model = tmp_path / "model"
     assert main(["train", *common, "--k", "16", "--out", str(model)]) == 0
-    assert json.loads((model / "config.json").read_text())["model"] == "mnist_cnn_interp"
+    assert json.loads((model / "config.json").read_text())["model"] == name
     out = tmp_path / "i.tsv"
     assert main(["certify", "--checkpoint", str(model), "--n0", "20", "--n", "200", "--max", "4", "--device", "cpu",
                  "--quiet", "--out", str(out)]) == 0

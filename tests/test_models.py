@@ -13,6 +13,7 @@ from smoothcert.models import (
     Interpolate,
     MnistCNN,
     Normalize,
+    PixelTransformer,
     ResNet18,
     ResNet50,
     build_model,
@@ -160,6 +161,54 @@ def test_interpolate_refuses_other_inputs() -> None:
         normalized(ablate(torch.rand(2, 1, 28, 28), keep))
 
 
+@pytest.mark.parametrize("colours", [1, 3])
+def test_pixel_transformer_reads_only_kept_pixels(colours: int) -> None:
+    # The certificate's premise: the base classifier sees nothing of an ablated pixel.
+    model = build_model("mnist_pixel_transformer", 2 * colours, 10, image_size=(28, 20)).eval()
+    g = torch.Generator().manual_seed(colours)
+    keep = sample_keep_mask(4, 28 * 20, 45, g)
+    x = torch.rand(4, colours, 28, 20, generator=g)
+    other = torch.where(keep.view(4, 1, 28, 20), x, torch.rand(4, colours, 28, 20, generator=g))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ablate(x, keep)), model(ablate(other, keep)), rtol=0, atol=0)
+        assert not torch.allclose(model(ablate(x, keep)), model(ablate(x, ~keep)))
+        moved = keep.view(4, 28, 20).roll(1, dims=1).flatten(1)  # same values, other positions
+        assert not torch.allclose(model(ablate(x, keep)), model(ablate(x.roll(1, dims=3), moved)))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_pixel_transformer_ignores_its_batch(training: bool) -> None:
+    # Images with fewer kept pixels are padded inside a batch: the padding must not reach any output.
+    model = build_model("mnist_pixel_transformer", 2, 10).train(training)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 28, 28, generator=g)
+    keep = torch.zeros(3, 784, dtype=torch.bool)
+    keep[0] = sample_keep_mask(1, 784, 45, g)[0]
+    keep[1, [5, 400, 783]] = True
+    z = ablate(x, keep)  # 45, 3 and no kept pixels
+    with torch.no_grad():
+        together = model(z)
+        for i in range(3):
+            torch.testing.assert_close(together[i : i + 1], model(z[i : i + 1]), rtol=1e-5, atol=1e-5)
+    assert torch.isfinite(together).all()  # no kept pixel at all: the features are 0, the logits fc's bias
+
+
+def test_pixel_transformer_refuses_other_inputs() -> None:
+    with pytest.raises(ValueError, match="multichannel ablation encoding .2C channels., got 1"):
+        build_model("mnist_pixel_transformer", 1, 10)
+    model = build_model("mnist_pixel_transformer", 2, 10)
+    with pytest.raises(ValueError, match="multichannel ablation encoding"):
+        model(torch.rand(2, 2, 28, 28))  # e.g. Gaussian noise on a 2-channel image
+    with pytest.raises(ValueError, match="built for 28x28 images, got 32x32"):
+        model(torch.zeros(2, 2, 32, 32))
+    with pytest.raises(ValueError, match="image_size must be"):
+        PixelTransformer(2, 10, image_size=(28,))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="dim must be a multiple of heads, got dim=90, heads=4"):
+        PixelTransformer(2, 10, dim=90)
+    with pytest.raises(ValueError, match="depth must be a positive integer"):
+        PixelTransformer(2, 10, depth=0)
+
+
 def test_mnist_cnn_other_image_size() -> None:
     model = MnistCNN(1, 4, image_size=(32, 20))
     assert count_parameters(model) == _expected_mnist_params(1, 4, 32, 20)
@@ -232,7 +281,7 @@ def test_eval_mode_is_deterministic(
 def test_gradients_reach_first_layer(name: str) -> None:
     size = 28 if name == "mnist_cnn" else 32
     model = build_model(name, 2, 5, image_size=(size, size))
-    first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    first_conv = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))  # the first layer
     # Only the first layer's weight needs a gradient: the signal must still cross every layer.
     for p in model.parameters():
         p.requires_grad_(p is first_conv.weight)
@@ -338,7 +387,8 @@ def test_normalize_channel_mismatch() -> None:
 
 
 def test_models_registry() -> None:
-    assert set(MODELS) == {"mnist_cnn", "mnist_cnn_bn", "mnist_cnn_interp", "mnist_cnn_wide", "resnet18", "resnet50"}
+    assert set(MODELS) == {"mnist_cnn", "mnist_cnn_bn", "mnist_cnn_interp", "mnist_cnn_wide", "mnist_pixel_transformer",
+                           "resnet18", "resnet50"}
 
 
 def test_build_model_plain() -> None:
@@ -364,7 +414,7 @@ def test_build_model_with_normalization() -> None:
 
 
 def test_build_model_errors() -> None:
-    names = "mnist_cnn, mnist_cnn_bn, mnist_cnn_interp, mnist_cnn_wide, resnet18, resnet50"
+    names = "mnist_cnn, mnist_cnn_bn, mnist_cnn_interp, mnist_cnn_wide, mnist_pixel_transformer, resnet18, resnet50"
     with pytest.raises(ValueError, match=names):
         build_model("vgg16", 3, 10)
     for bad in (0, -1, 2.5, True, "3"):

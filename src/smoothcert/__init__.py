@@ -68,7 +68,7 @@ from .methods import (
     Stability,
     make_method,
 )
-from .models import Interpolate, MnistCNN, Normalize, ResNet18, ResNet50, build_model
+from .models import Interpolate, MnistCNN, Normalize, PixelTransformer, ResNet18, ResNet50, build_model
 from .noises import (
     Ablation,
     Bands,
@@ -108,7 +108,7 @@ __all__ = [
     "reproduce_denoised", "smoothed_denoised", "train_denoiser", "ModelOracle", "Pointwise", "SmoothedOracle", "SparseRS",
     "fgsm", "make_attack", "median_attack_magnitude", "oracle_factory", "read_adversarial", "read_attack_log",
     "run_attack", "run_substitute", "soundness", "table2", "transfer_rate", "Certificate", "Consistency", "Gaussian", "ImageDataset", "METHODS", "Macer",
-    "Interpolate", "MnistCNN", "NoiseAugmentation", "Normalize", "RECIPES", "Recipe", "ResNet18", "ResNet50",
+    "Interpolate", "MnistCNN", "NoiseAugmentation", "Normalize", "PixelTransformer", "RECIPES", "Recipe", "ResNet18", "ResNet50",
     "SmoothAdv", "SmoothedClassifier", "Stability", "ablate", "build_model", "certify_gaussian", "class_bounds",
     "clopper_pearson_lower", "clopper_pearson_upper", "delta", "demo", "fit", "get_recipe",
     "load_checkpoint", "load_dataset", "make_method", "make_noise", "max_certifiable_radius", "max_gaussian_radius", "mutual_information_ablation",

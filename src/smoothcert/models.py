@@ -1,6 +1,7 @@
 """Base classifiers for the certificates (Levine & Feizi 2020, appendix Tables 9-12).
 
 * :class:`MnistCNN` - the MNIST network of appendix Table 9 (Table 1 of the supplement).
+* :class:`PixelTransformer` - a transformer over the kept pixels of an ablated image (not in the paper).
 * :class:`ResNet18` - "pytorch-cifar" ResNet18 used for CIFAR-10 (3x3 stem, no max-pool).
 * :class:`ResNet50` - ImageNet ResNet50 (7x7 stride-2 stem + max-pool, Bottleneck blocks).
 
@@ -26,6 +27,7 @@ __all__ = [
     "Interpolate",
     "MnistCNN",
     "Normalize",
+    "PixelTransformer",
     "ResNet18",
     "ResNet50",
     "build_model",
@@ -82,11 +84,18 @@ class _ImageClassifier(nn.Module):
     """Common interface: input checks, ``features`` and ``forward = fc(features(x))``."""
 
     fc: nn.Linear
+    image_size: tuple[int, int] | None = None  # set by models built for one image size
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
         self.in_channels = _positive_int(in_channels, "in_channels")
         self.num_classes = _positive_int(num_classes, "num_classes")
+
+    def _set_image_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        if len(image_size) != 2:
+            raise ValueError(f"image_size must be (height, width), got {image_size!r}")
+        self.image_size = (_positive_int(image_size[0], "image height"), _positive_int(image_size[1], "image width"))
+        return self.image_size
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4:
@@ -98,6 +107,11 @@ class _ImageClassifier(nn.Module):
             raise ValueError(
                 f"{type(self).__name__} expects {self.in_channels} input channels, "
                 f"got {x.shape[1]} (input shape {tuple(x.shape)})"
+            )
+        if self.image_size is not None and tuple(x.shape[2:]) != self.image_size:
+            raise ValueError(
+                f"{type(self).__name__} was built for {self.image_size[0]}x{self.image_size[1]} images, "
+                f"got {x.shape[2]}x{x.shape[3]}"
             )
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,6 +125,27 @@ class _ImageClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits, shape ``(N, num_classes)``."""
         return self.fc(self.features(x))
+
+
+def _check_multichannel(in_channels: int, who: str) -> None:
+    if in_channels % 2:
+        raise ValueError(f"{who} reads the multichannel ablation encoding (2C channels), got {in_channels} channels")
+
+
+def _kept_mask(z: torch.Tensor, who: str) -> torch.Tensor:
+    """The kept-pixel mask, shape ``(N, C, H, W)``, of a batch in the ``multichannel`` ablation encoding.
+
+    Its two halves (``x`` and ``1 - x`` on kept pixels, 0 on ablated ones) sum to the mask; a
+    ValueError naming ``who`` refuses any other input (Gaussian noise, a ``Normalize`` in front).
+    """
+    c = z.shape[1] // 2
+    mask = z[:, :c] + z[:, c:]
+    if ((mask - mask.clamp(0, 1).round()).abs() > 1e-4).any():
+        raise ValueError(
+            f"{who} expects the multichannel ablation encoding (x and 1 - x on kept pixels, 0 on "
+            "ablated ones, in pixel units): train it with --noise ablation --encoding multichannel"
+        )
+    return mask
 
 
 class Interpolate(nn.Module):
@@ -127,10 +162,7 @@ class Interpolate(nn.Module):
 
     def __init__(self, in_channels: int, sigmas: Sequence[float] = (1.0, 2.0, 4.0)) -> None:
         super().__init__()
-        if in_channels % 2:
-            raise ValueError(
-                f"Interpolate reads the multichannel ablation encoding (2C channels), got {in_channels} channels"
-            )
+        _check_multichannel(in_channels, "Interpolate")
         self.in_channels, self.sigmas = in_channels, tuple(float(s) for s in sigmas)
         if not self.sigmas or min(self.sigmas) <= 0:
             raise ValueError(f"Interpolate needs one or more sigmas > 0, got {sigmas!r}")
@@ -141,12 +173,7 @@ class Interpolate(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         c = self.in_channels // 2
-        mask = z[:, :c] + z[:, c:]
-        if ((mask - mask.clamp(0, 1).round()).abs() > 1e-4).any():
-            raise ValueError(
-                "Interpolate expects the multichannel ablation encoding (x and 1 - x on kept pixels, 0 on "
-                "ablated ones, in pixel units): train it with --noise ablation --encoding multichannel"
-            )
+        mask = _kept_mask(z, "Interpolate")
         both = torch.cat((z[:, :c], mask), 1)
         out = [z]
         for sigma in self.sigmas:
@@ -183,13 +210,7 @@ class MnistCNN(_ImageClassifier):
         self.interpolate = layer if layer is not None else nn.Identity()
         conv_in = layer.out_channels if layer is not None else in_channels
         width = _positive_int(width, "width")
-        if len(image_size) != 2:
-            raise ValueError(f"image_size must be (height, width), got {image_size!r}")
-        self.image_size = (
-            _positive_int(image_size[0], "image height"),
-            _positive_int(image_size[1], "image width"),
-        )
-        out_h, out_w = (_conv_out(_conv_out(s)) for s in self.image_size)
+        out_h, out_w = (_conv_out(_conv_out(s)) for s in self._set_image_size(image_size))
         if out_h < 1 or out_w < 1:
             raise ValueError(f"MnistCNN needs images of at least 4x4, got {self.image_size}")
 
@@ -215,16 +236,51 @@ class MnistCNN(_ImageClassifier):
                 nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
                 nn.init.zeros_(layer.bias)
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        super()._check_input(x)
-        if tuple(x.shape[2:]) != self.image_size:
-            raise ValueError(
-                f"MnistCNN was built for {self.image_size[0]}x{self.image_size[1]} images, "
-                f"got {x.shape[2]}x{x.shape[3]}"
-            )
-
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         return self.hidden(self.conv(self.interpolate(x)))
+
+
+class PixelTransformer(_ImageClassifier):
+    """A transformer over the kept pixels: the ablated image read as a set of k tokens (not in the paper).
+
+    Under ablation the input is k (position, value) pairs, so the model embeds each kept pixel
+    (its encoded value through a linear layer, plus learned row and column embeddings), runs a
+    pre-norm transformer encoder over these tokens alone and averages them into ``features``
+    (``dim``-d). Ablated pixels are never read, as in smoothed vision transformers, which drop
+    the ablated tokens (Salman et al. 2022); the certificate holds as for any base classifier.
+    Reads the ``multichannel`` encoding only (``mnist_pixel_transformer``).
+    """
+
+    def __init__(
+        self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (28, 28), dim: int = 96,
+        depth: int = 4, heads: int = 4,
+    ) -> None:
+        super().__init__(in_channels, num_classes)
+        _check_multichannel(in_channels, "PixelTransformer")
+        height, width = self._set_image_size(image_size)
+        dim, depth, heads = (_positive_int(v, n) for v, n in ((dim, "dim"), (depth, "depth"), (heads, "heads")))
+        if dim % heads:
+            raise ValueError(f"dim must be a multiple of heads, got dim={dim}, heads={heads}")
+        self.embed = nn.Linear(in_channels, dim)
+        self.row = nn.Parameter(0.02 * torch.randn(height, dim))
+        self.column = nn.Parameter(0.02 * torch.randn(width, dim))
+        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, self.num_classes)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        mask = _kept_mask(x, "PixelTransformer")[:, 0].flatten(1)  # a colour pixel is one unit
+        tokens = max(int(mask.sum(1).max()), 1)
+        order = torch.sort(mask, dim=1, descending=True, stable=True).indices[:, :tokens]  # kept first
+        kept = mask.gather(1, order) > 0.5
+        values = x.flatten(2).transpose(1, 2).gather(1, order[..., None].expand(-1, -1, x.shape[1]))
+        width = self.column.shape[0]
+        h = self.embed(values) + self.row[order // width] + self.column[order % width]
+        padding = ~kept
+        padding[:, 0] = False  # an image without kept pixels attends to one padding token, not to none (NaN)
+        h = self.norm(self.encoder(h, src_key_padding_mask=padding))
+        return (h * kept[..., None]).sum(1) / kept.sum(1, keepdim=True).clamp_min(1)
 
 
 def _conv_bn(in_planes: int, planes: int, kernel: int, stride: int = 1) -> list[nn.Module]:
@@ -348,6 +404,7 @@ MODELS: dict[str, Callable[[int, int, tuple[int, int]], nn.Module]] = {
                                                                          batch_norm=True),
     "mnist_cnn_interp": lambda in_channels, num_classes, image_size: MnistCNN(
         in_channels, num_classes, image_size, batch_norm=True, interpolate=True),
+    "mnist_pixel_transformer": PixelTransformer,
     "resnet18": lambda in_channels, num_classes, _image_size: ResNet18(in_channels, num_classes),
     "resnet50": lambda in_channels, num_classes, _image_size: ResNet50(in_channels, num_classes),
 }
