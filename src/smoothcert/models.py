@@ -272,8 +272,8 @@ class PixelTransformer(_ImageClassifier):
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         mask = _kept_mask(x, "PixelTransformer")[:, 0].flatten(1)  # a colour pixel is one unit
         tokens = max(int(mask.sum(1).max()), 1)
-        order = torch.sort(mask, dim=1, descending=True, stable=True).indices[:, :tokens]  # kept first
-        kept = mask.gather(1, order) > 0.5
+        ranked, order = torch.sort(mask, dim=1, descending=True, stable=True)  # kept first
+        kept, order = ranked[:, :tokens] > 0.5, order[:, :tokens]
         values = x.flatten(2).transpose(1, 2).gather(1, order[..., None].expand(-1, -1, x.shape[1]))
         width = self.column.shape[0]
         h = self.embed(values) + self.row[order // width] + self.column[order % width]
