@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from smoothcert.data import load_dataset
-from smoothcert.report import average_certified_radius, certified_accuracy, read_log
+from smoothcert.reports import average_certified_radius, certified_accuracy, read_log
 from smoothcert.runner import run_dataset
-from smoothcert.sequential import Adaptive
-from smoothcert.smooth import SmoothedClassifier
+from smoothcert.certificates.sequential import Adaptive
+from smoothcert.classifiers.smoothed import SmoothedClassifier
 
 
 def main() -> None:

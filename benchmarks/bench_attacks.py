@@ -21,8 +21,8 @@ from smoothcert.attacks import Pointwise, SmoothedOracle
 from smoothcert.data import load_dataset
 from smoothcert.models import build_model
 from smoothcert.noises import Ablation
-from smoothcert.seeding import generator
-from smoothcert.smooth import SmoothedClassifier
+from smoothcert.runtime.seeding import generator
+from smoothcert.classifiers.smoothed import SmoothedClassifier
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ import torch
 from smoothcert.certificates import certify_counts
 from smoothcert.models import build_model
 from smoothcert.noises import Ablation
-from smoothcert.seeding import generator
-from smoothcert.smooth import SmoothedClassifier
+from smoothcert.runtime.seeding import generator
+from smoothcert.classifiers.smoothed import SmoothedClassifier
 
 
 def best_of(fn, repeats: int) -> float:

@@ -18,11 +18,11 @@ import time
 import torch
 
 from smoothcert.data import load_dataset
-from smoothcert.deterministic import DeterministicClassifier
+from smoothcert.classifiers.deterministic import DeterministicClassifier
 from smoothcert.models import build_model
 from smoothcert.noises import Ablation, Bands, Partition
-from smoothcert.seeding import generator
-from smoothcert.smooth import SmoothedClassifier
+from smoothcert.runtime.seeding import generator
+from smoothcert.classifiers.smoothed import SmoothedClassifier
 
 
 def seconds_per_image(certify, images) -> float:

@@ -30,9 +30,9 @@ import torch
 
 import smoothcert
 from smoothcert.runner.shards import Shard
-from smoothcert.seeding import generator
-from smoothcert.smooth import SmoothedClassifier
-from smoothcert.speed import Accelerated
+from smoothcert.runtime.seeding import generator
+from smoothcert.classifiers.smoothed import SmoothedClassifier
+from smoothcert.runtime.speed import Accelerated
 
 SRC = str(Path(smoothcert.__file__).resolve().parents[1])
 

@@ -45,7 +45,7 @@ import torch
 from smoothcert.attacks import AttackResult, ModelOracle, Pointwise, SparseRS, l0_pixels
 from smoothcert.checkpoint import load_checkpoint
 from smoothcert.data import load_dataset
-from smoothcert.seeding import stream_seed
+from smoothcert.runtime.seeding import stream_seed
 
 
 class Batcher:

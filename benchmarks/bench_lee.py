@@ -17,7 +17,7 @@ from bench_certify import (
     best_of,  # the same timing helper (benchmarks/ is on the path when run as a script)
 )
 
-from smoothcert.lee import radius_lee
+from smoothcert.certificates.lee import radius_lee
 from smoothcert.noises import Ablation, Lee
 
 

@@ -44,14 +44,15 @@ from typing import Any
 
 import torch
 
-from smoothcert.checkpoint import load_checkpoint, noise_from_config, read_config
+from smoothcert.checkpoint import load_checkpoint, read_config
+from smoothcert.noises import noise_from_config
 from smoothcert.data import ImageDataset, load_dataset
-from smoothcert.methods import make_method
-from smoothcert.report import read_log, summarize
+from smoothcert.training.methods import make_method
+from smoothcert.reports import read_log, summarize
 from smoothcert.runner import run_dataset
-from smoothcert.seeding import generator
-from smoothcert.smooth import SmoothedClassifier
-from smoothcert.train import get_recipe, train_classifier
+from smoothcert.runtime.seeding import generator
+from smoothcert.classifiers.smoothed import SmoothedClassifier
+from smoothcert.training import get_recipe, train_classifier
 
 # name -> (recipe overrides, method and its parameters, model); "base" is the demo's recipe
 VARIANTS: dict[str, dict[str, Any]] = {

@@ -22,7 +22,7 @@ def tiny_npz():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, tiny_npz):
     """(dataset spec, checkpoint dir) of an ablation (k = 16) MNIST CNN trained 2 epochs on tiny_npz's 8x8 task."""
-    from smoothcert.train import get_recipe, train_classifier
+    from smoothcert.training import get_recipe, train_classifier
 
     root = tmp_path_factory.mktemp("tiny_checkpoint")
     data = tiny_npz(root / "tiny.npz", 0, 256, 24)

@@ -112,7 +112,7 @@ def test_substitute_end_to_end(tiny, tmp_path, capsys):
     (["--search-steps", "-1"], "search_steps must be a non-negative integer"),
     (["--attack", "sparse-rs", "--kicks", "0"], "--kicks belongs to --attack pointwise"),
     (["--kicks", "-1"], "kicks must be a non-negative integer"),
-    (["--budget", "3"], "--budget and --start-budget belong to --attack sparse-rs"),
+    (["--budget", "3"], "--budget belongs to --attack sparse-rs"),
     (["--restarts", "0"], "restarts must be a positive integer"),
     (["--alpha", "2"], "alpha"),
 ])

@@ -17,8 +17,8 @@ from smoothcert.attacks import (
 from smoothcert.attacks.oracles import FIXED_STREAM
 from smoothcert.attacks.pointwise import _Restart, _Spent
 from smoothcert.noises import Ablation, Gaussian, ablate, sample_keep_mask
-from smoothcert.seeding import generator
-from smoothcert.smooth import ABSTAIN, SmoothedClassifier
+from smoothcert.runtime.seeding import generator
+from smoothcert.classifiers.smoothed import ABSTAIN, SmoothedClassifier
 
 SECRET = [1, 5, 6, 10, 15]  # pixels of a 4x4 image
 

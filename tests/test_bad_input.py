@@ -20,7 +20,7 @@ from PIL import Image
 from smoothcert import cli
 from smoothcert.cli import main
 from smoothcert.runner import TsvLog
-from smoothcert.smooth import SmoothedClassifier
+from smoothcert.classifiers.smoothed import SmoothedClassifier
 
 QUIET = ["--device", "cpu", "--quiet"]
 
@@ -149,7 +149,7 @@ CASES = [
     ("attack", "out-of-range restarts", [*ATTACK, "--restarts", "0"], "restarts must be a positive integer"),
     ("attack", "out-of-range queries", [*ATTACK, "--max-queries", "0"], "max_queries must be a positive integer"),
     ("attack", "out-of-range budget", [*ATTACK, "--attack", "sparse-rs", "--budget", "1000"], "--budget 1000 exceeds the 64 pixels"),
-    ("attack", "flag of the other attack", [*ATTACK, "--budget", "3"], "belong to --attack sparse-rs"),
+    ("attack", "flag of the other attack", [*ATTACK, "--budget", "3"], "belongs to --attack sparse-rs"),
     ("attack", "wrong shape", [*ATTACK, "--dataset", "mnist5k"], "built for 8x8 images"),
     ("attack", "existing output (a certify log)", [*ATTACK[:-1], "c.tsv"], "c.tsv"),
     # substitute
@@ -172,7 +172,7 @@ CASES = [
     ("denoise", "out-of-range data fraction", [*DENOISE, "--data-fraction", "0"], "data_fraction must lie in (0, 1]"),
     ("denoise", "out-of-range sigma", [*DENOISE, "--sigma", "-1"], "sigma must be a finite number > 0"),
     ("denoise", "out-of-range depth", [*DENOISE, "--depth", "1"], "a DnCNN needs depth >= 2"),
-    ("denoise", "wrong noise", [*DENOISE, "--noise", "none"], "gaussian or ablation, not none"),
+    ("denoise", "wrong noise", [*DENOISE, "--noise", "none"], "ablation or gaussian, not none"),
     # report
     ("merge", "missing shard log", ["merge", "nowhere.tsv", "--out", "joined.tsv"], "nowhere.tsv"),
     ("merge", "not a shard log", ["merge", "c.tsv", "--out", "joined.tsv"], "not a shard log"),
@@ -284,7 +284,7 @@ def test_a_bug_is_one_line_that_says_so(world, monkeypatch, capsys):
 
 def test_ctrl_c_leaves_a_resumable_run(world, tmp_path, monkeypatch, capsys):
     """Exit status 130 and a note; re-running the command (train: with --resume) finishes the run."""
-    from smoothcert import train
+    from smoothcert.training import loop as train
 
     monkeypatch.chdir(world)
     out = tmp_path / "model"

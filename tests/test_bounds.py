@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from smoothcert.bounds import (
+from smoothcert.reports.empirical import (
     is_attack_log,
     median_attack_magnitude,
     read_attack_log,
@@ -12,7 +12,7 @@ from smoothcert.bounds import (
     summarize_attack,
     table2,
 )
-from smoothcert.report import read_log
+from smoothcert.reports import read_log
 from smoothcert.runner import ATTACK_COLUMNS, CERTIFY_COLUMNS
 
 

@@ -7,10 +7,10 @@ import torch
 from smoothcert import checkpoint
 from smoothcert.checkpoint import checkpoint_lock, load_checkpoint, read_config, recover
 from smoothcert.data import load_dataset
-from smoothcert.locking import InUseError
+from smoothcert.runtime.locking import InUseError
 from smoothcert.models import build_model
 from smoothcert.noises import Ablation
-from smoothcert.train import fit, get_recipe, train_classifier
+from smoothcert.training import fit, get_recipe, train_classifier
 
 
 class Killed(BaseException):

@@ -9,8 +9,8 @@ import pytest
 from smoothcert.cli import main
 from smoothcert.data import load_dataset
 from smoothcert.runner import CERTIFY_COLUMNS, PREDICT_COLUMNS, run_dataset
-from smoothcert.seeding import generator
-from smoothcert.smooth import SmoothedClassifier
+from smoothcert.runtime.seeding import generator
+from smoothcert.classifiers.smoothed import SmoothedClassifier
 
 
 @pytest.fixture(scope="module")

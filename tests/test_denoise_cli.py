@@ -58,7 +58,7 @@ def test_denoise_for_ablation_and_decrop(clean, tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["--data-fraction", "0"], "data_fraction"),
     (["--method", "decrop", "--epochs", "1"], "at least 2 epochs"),
-    *((["--noise", noise], f"gaussian or ablation, not {noise}") for noise in ("none", "lee", "columns", "blocks",
+    *((["--noise", noise], f"ablation or gaussian, not {noise}") for noise in ("none", "lee", "columns", "blocks",
                                                                             "partition")),
 ])
 def test_denoise_errors(clean, tmp_path, capsys, args, message):

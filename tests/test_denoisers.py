@@ -14,10 +14,10 @@ from smoothcert.denoisers import (
     denoise,
     denoised_classifier,
     load_denoiser,
-    smoothed_denoised,
     stratified_subset,
     train_denoiser,
 )
+from smoothcert.classifiers import smoothed_denoised
 from smoothcert.models import MnistCNN
 from smoothcert.noises import Ablation, Gaussian
 from smoothcert.paper import reproduce_denoised

@@ -7,15 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from smoothcert.checkpoint import noise_from_config
-from smoothcert.deterministic import (
-    DeterministicClassifier,
-    certified_against,
-    largest_certified_patch,
-    partition_radius,
-    top_two,
-)
-from smoothcert.noises import Bands, Partition, make_noise, partition_assignment
+from smoothcert.certificates import certified_against, largest_certified_patch, partition_radius, patch_delta, top_two
+from smoothcert.classifiers import DeterministicClassifier
+from smoothcert.noises import Bands, Partition, make_noise, noise_from_config, partition_assignment
 
 
 class BrightAny(nn.Module):
@@ -69,8 +63,8 @@ def test_patch_delta_is_the_largest_number_of_sets_a_patch_meets(shape, s, h, w)
     for m in range(1, min(h, w) + 1):
         most = max(int(keep[:, i:i + m, j:j + m].flatten(1).any(1).sum())
                    for i in range(h - m + 1) for j in range(w - m + 1))
-        assert bands.patch_delta(m, (h, w)) == most
-    assert bands.patch_delta(0, (h, w)) == 0
+        assert patch_delta(m, s, shape, (h, w)) == most
+    assert patch_delta(0, s, shape, (h, w)) == 0
 
 
 def test_band_training_noise_keeps_one_band_per_image():
@@ -141,10 +135,10 @@ def test_partition_radius_matches_exhaustive_vote_changes():
 
 
 def test_largest_certified_patch_is_the_last_certified_side():
-    counts = np.array([20, 4, 4])  # gap 16: Delta <= 8 certified
-    assert largest_certified_patch(counts, lambda m: m + 3, 28) == 5
-    assert largest_certified_patch(counts, lambda m: 0 if m == 0 else 100, 28) == 0
-    assert largest_certified_patch(np.array([28, 0]), lambda m: min(m + 3, 28), 28) == 11
+    # columns of width 4 on 28x28: an m x m patch meets Delta = min(m + 3, 28) columns
+    assert largest_certified_patch(np.array([20, 4, 4]), 4, "columns", (28, 28)) == 5  # gap 16: Delta <= 8
+    assert largest_certified_patch(np.array([4, 4, 4]), 4, "columns", (28, 28)) == 0  # a tie survives no change
+    assert largest_certified_patch(np.array([28, 0]), 4, "columns", (28, 28)) == 11  # gap 28: Delta <= 14
 
 
 # ---------- exhaustive soundness on tiny images ----------
@@ -191,8 +185,7 @@ def test_patch_certificate_exhaustively_sound(shape, s, h, w, vote):
         for m in range(1, min(side, 2) + 1):
             assert not _patch_flips(classifier, x, m), (seed, m)
             certified += 1
-        assert classifier.certify(x).radius == largest_certified_patch(
-            classifier.votes(x), lambda m: Bands(shape, s).patch_delta(m, (h, w)), min(h, w))
+        assert classifier.certify(x).radius == largest_certified_patch(classifier.votes(x), s, shape, (h, w))
     assert certified >= 3  # the check above ran on real certificates
 
 
@@ -251,5 +244,5 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="band size 5 exceeds"):
         Bands("columns", 5).keep_masks(3, 4)
     with pytest.raises(ValueError, match="deterministic"):
-        from smoothcert.smooth import SmoothedClassifier
+        from smoothcert.classifiers.smoothed import SmoothedClassifier
         SmoothedClassifier(net, Bands("columns", 2), 3)

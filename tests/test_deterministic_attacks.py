@@ -16,9 +16,9 @@ from smoothcert.attacks import (
     l0_pixels,
 )
 from smoothcert.cli import main
-from smoothcert.deterministic import DeterministicClassifier
+from smoothcert.classifiers.deterministic import DeterministicClassifier
 from smoothcert.noises import Bands, Partition
-from smoothcert.report import read_log, summarize
+from smoothcert.reports import read_log, summarize
 from smoothcert.runner import CERTIFY_COLUMNS
 
 

@@ -114,10 +114,10 @@ import torch
 from smoothcert.checkpoint import load_checkpoint
 from smoothcert.data import load_dataset
 from smoothcert.denoisers import train_denoiser
-from smoothcert.distributed import process_group
+from smoothcert.runtime.distributed import process_group
 from smoothcert.models import build_model
 from smoothcert.noises import Ablation, Gaussian
-from smoothcert.train import fit, get_recipe
+from smoothcert.training import fit, get_recipe
 
 def digest(module):
     return hashlib.sha256(b"".join(t.detach().numpy().tobytes() for t in module.state_dict().values())).hexdigest()
@@ -167,10 +167,10 @@ from pathlib import Path
 import torch
 from smoothcert.checkpoint import load_checkpoint
 from smoothcert.data import load_dataset
-from smoothcert.distributed import process_group
+from smoothcert.runtime.distributed import process_group
 from smoothcert.models import build_model
 from smoothcert.noises import Ablation
-from smoothcert.train import Recipe, fit, get_recipe
+from smoothcert.training import Recipe, fit, get_recipe
 
 class Stop(Exception):
     pass

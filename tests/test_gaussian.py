@@ -7,8 +7,8 @@ from scipy.stats import beta, norm
 from statsmodels.stats.proportion import proportion_confint
 from torch import nn
 
-from smoothcert.checkpoint import noise_from_config
-from smoothcert.gaussian import (
+from smoothcert.noises import noise_from_config
+from smoothcert.certificates.gaussian import (
     GAUSSIAN_CERTIFICATES,
     certify_gaussian,
     max_gaussian_radius,
@@ -18,7 +18,7 @@ from smoothcert.gaussian import (
     radius_two_class,
 )
 from smoothcert.noises import NOISES, Ablation, Gaussian, make_noise
-from smoothcert.smooth import SmoothedClassifier
+from smoothcert.classifiers.smoothed import SmoothedClassifier
 
 
 class Constant(nn.Module):

@@ -1,4 +1,4 @@
-"""Tests of smoothcert.information (Levine & Feizi 2020, Eq. 20-21)."""
+"""Tests of smoothcert.certificates.information (Levine & Feizi 2020, Eq. 20-21)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from smoothcert.information import mutual_information_ablation, mutual_information_lee
+from smoothcert.certificates.information import mutual_information_ablation, mutual_information_lee
 
 
 def brute_force_pixel_information(kappa: float, levels: int) -> float:

@@ -13,10 +13,10 @@ import torch
 from scipy.optimize import linprog
 from scipy.stats import chisquare
 
-from smoothcert.checkpoint import noise_from_config
+from smoothcert.noises import noise_from_config
 from smoothcert.cli import main
-from smoothcert.information import mutual_information_lee
-from smoothcert.lee import (
+from smoothcert.certificates.information import mutual_information_lee
+from smoothcert.certificates.lee import (
     certify_lee,
     exact_threshold,
     lee_threshold,
@@ -26,7 +26,7 @@ from smoothcert.lee import (
 )
 from smoothcert.noises import Lee, make_noise
 from smoothcert.paper import reproduce_table7
-from smoothcert.smooth import SmoothedClassifier
+from smoothcert.classifiers.smoothed import SmoothedClassifier
 
 # (K, kappa): kappa above and below 1/K (the order of the likelihood-ratio regions flips), K = 2 (no
 # "neither" values), kappa > 1/2 (the crossing region is the last one)

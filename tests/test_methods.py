@@ -13,7 +13,7 @@ from torch import nn
 from torch.distributions import Categorical, kl_divergence
 
 from smoothcert.checkpoint import save_checkpoint
-from smoothcert.methods import (
+from smoothcert.training.methods import (
     METHODS,
     Consistency,
     Distillation,
@@ -21,7 +21,6 @@ from smoothcert.methods import (
     NoiseAugmentation,
     SmoothAdv,
     Stability,
-    clean_input,
     consistency_kl,
     distillation_kl,
     macer_hinge,
@@ -31,7 +30,7 @@ from smoothcert.methods import (
     stability_kl,
 )
 from smoothcert.models import build_model
-from smoothcert.noises import Ablation, Clean, Gaussian
+from smoothcert.noises import Lee, Ablation, Clean, Gaussian
 
 K = 3  # classes
 SIDE = 4  # images are 1 x 4 x 4, d = 16
@@ -111,11 +110,11 @@ def test_noisy_copies_layout_and_distinct_masks():
 
 def test_clean_input_formats():
     x, _ = synthetic(4)
-    assert torch.equal(clean_input(Gaussian(0.5), x), x)
-    assert torch.equal(clean_input(Ablation(3), x), torch.cat((x, 1 - x), dim=1))
-    assert torch.equal(clean_input(Ablation(3, "mean", (0.5,)), x), x)
+    assert torch.equal(Gaussian(0.5).clean_input(x), x)
+    assert torch.equal(Ablation(3).clean_input(x), torch.cat((x, 1 - x), dim=1))
+    assert torch.equal(Ablation(3, "mean", (0.5,)).clean_input(x), x)
     with pytest.raises(ValueError, match="no clean input"):
-        clean_input(object(), x)
+        Lee(0.5).clean_input(x)
 
 
 # --- consistency ---------------------------------------------------------------------------------

@@ -137,7 +137,7 @@ def test_mean_encoding_channel_count_checked():
 
 
 def test_config_round_trip_and_make_noise():
-    from smoothcert.checkpoint import noise_from_config
+    from smoothcert.noises import noise_from_config
 
     for noise in [Ablation(45), Ablation(10, "mean", (0.25,))]:
         assert noise_from_config(noise.config()) == noise

@@ -36,8 +36,8 @@ from smoothcert.attacks import Pointwise, SmoothedOracle, SparseRS
 from smoothcert.checkpoint import load_checkpoint
 from smoothcert.cli import build_parser
 from smoothcert.data import load_dataset
-from smoothcert.smooth import SmoothedClassifier
-from smoothcert.train import RECIPES
+from smoothcert.classifiers.smoothed import SmoothedClassifier
+from smoothcert.training import RECIPES
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TEXT = README.read_text()

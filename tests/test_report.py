@@ -7,11 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from smoothcert.report import (
-    CURVE_FIGSIZE,
-    DPI,
-    NULL_COLOUR,
-    PANEL_SIZE,
+from smoothcert.reports import (
     average_certified_radius,
     certified_accuracy,
     format_table,
@@ -22,6 +18,7 @@ from smoothcert.report import (
     read_log,
     summarize,
 )
+from smoothcert.reports.figures import CURVE_FIGSIZE, DPI, NULL_COLOUR, PANEL_SIZE
 
 CERTIFY_HEADER = "idx\tlabel\tpredict\tcount\tn\tp_lower\tradius\tcorrect\ttime"
 PREDICT_HEADER = "idx\tlabel\tpredict\tcount\tn\tcorrect\ttime"

@@ -13,8 +13,8 @@ from torch import nn
 
 from smoothcert.certificates import clopper_pearson_lower, delta, radius_cor1
 from smoothcert.noises import Ablation, Gaussian, Lee
-from smoothcert.seeding import generator
-from smoothcert.sequential import (
+from smoothcert.runtime.seeding import generator
+from smoothcert.certificates.sequential import (
     ABSTAIN,
     Adaptive,
     GroupSequentialCP,
@@ -28,7 +28,7 @@ from smoothcert.sequential import (
     predict_steps,
     spend,
 )
-from smoothcert.smooth import SmoothedClassifier
+from smoothcert.classifiers.smoothed import SmoothedClassifier
 
 
 def worst_crossing(family, n_max: int, alpha: float, grid: np.ndarray) -> float:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from smoothcert.cli import main
-from smoothcert.locking import InUseError
+from smoothcert.runtime.locking import InUseError
 from smoothcert.runner import CERTIFY_COLUMNS, TsvLog
 from smoothcert.runner.shards import Shard, merge_logs
 

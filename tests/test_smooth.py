@@ -11,7 +11,7 @@ from smoothcert.certificates import (
     radius_cor1,
 )
 from smoothcert.noises import Ablation
-from smoothcert.smooth import ABSTAIN, SmoothedClassifier
+from smoothcert.classifiers.smoothed import ABSTAIN, SmoothedClassifier
 
 
 class Constant(nn.Module):

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from smoothcert import speed
+from smoothcert.runtime import speed
 from smoothcert.cli import main
 from smoothcert.models import build_model
-from smoothcert.speed import Accelerated, accelerate
+from smoothcert.runtime.speed import Accelerated, accelerate
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from smoothcert.attacks.substitute import (
     transfer_rate,
 )
 from smoothcert.data import ImageDataset
-from smoothcert.smooth import ABSTAIN
+from smoothcert.classifiers.smoothed import ABSTAIN
 
 SHAPE = (1, 4, 4)
 D = 16

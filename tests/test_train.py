@@ -9,8 +9,8 @@ from smoothcert.checkpoint import TRAINING_WEIGHTS, load_checkpoint, load_weight
 from smoothcert.data import load_mnist5k
 from smoothcert.models import build_model
 from smoothcert.noises import Ablation
-from smoothcert.augment import affine, augment, crop_flip, elastic
-from smoothcert.train import (
+from smoothcert.training.augment import affine, augment, crop_flip, elastic
+from smoothcert.training import (
     RECIPES,
     Recipe,
     fit,
@@ -71,7 +71,7 @@ def test_crop_flip_moves_pixels_without_changing_them():
 
 
 def test_a_recipe_names_its_training_method(tmp_path, digits):
-    from smoothcert.methods import Consistency
+    from smoothcert.training.methods import Consistency
 
     recipe = get_recipe("mnist-ablation", epochs=1, batch_size=256)
     assert recipe.make_method() == Consistency(m=4, lam=0.5, eta=0.0)
@@ -136,7 +136,7 @@ def test_unknown_augmentation_bad_ema_and_bad_augment_until_are_refused():
 
 @pytest.mark.parametrize("until, augmented_epochs", [(1.0, [0, 1, 2, 3]), (0.75, [0, 1, 2]), (0.5, [0, 1])])
 def test_augment_until_augments_only_the_first_epochs(digits, monkeypatch, until, augmented_epochs):
-    import smoothcert.train as train_module
+    import smoothcert.training.loop as train_module
 
     train, _ = digits
     calls = []
@@ -162,7 +162,7 @@ def test_short_training_lowers_loss_and_beats_chance(digits):
 def test_resume_continues_exactly(tmp_path, digits, monkeypatch, extra):
     """Two epochs in one go equal one epoch, an interruption, and a resumed second epoch (with
     weight averaging: both the averaged and the trained weights carry over)."""
-    import smoothcert.train as train_module
+    import smoothcert.training.loop as train_module
 
     train, test = digits
     recipe = get_recipe("paper-mnist", **SMALL, **extra)
@@ -225,7 +225,7 @@ def test_validation_split_is_cut_from_the_train_split(tmp_path):
 
 def test_max_images_trains_on_the_first_digits_left_after_the_validation_cut(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr("smoothcert.train.fit", lambda net, noise, train, *args, **kwargs: seen.append(train))
+    monkeypatch.setattr("smoothcert.training.loop.fit", lambda net, noise, train, *args, **kwargs: seen.append(train))
     train_classifier("mnist5k", tmp_path / "a", k=45, validation=300, max_images=500, device="cpu", progress=False)
     rest, _ = load_mnist5k("train").holdout(300)
     assert torch.equal(seen[0].x, rest.x[:500]) and torch.equal(seen[0].y, rest.y[:500])
@@ -323,9 +323,9 @@ def test_train_classifier_builds_model_from_dataset(tmp_path):
 
 
 def test_clean_training_gives_an_undefended_checkpoint(tmp_path, digits):
-    from smoothcert.checkpoint import noise_from_config
+    from smoothcert.noises import noise_from_config
     from smoothcert.noises import Clean
-    from smoothcert.smooth import SmoothedClassifier
+    from smoothcert.classifiers.smoothed import SmoothedClassifier
 
     train, test = digits
     history = fit(build_model("mnist_cnn", 1, 10), Clean(), train, get_recipe("fast", epochs=2, batch_size=64),

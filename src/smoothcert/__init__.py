@@ -1,9 +1,15 @@
 """smoothcert: certified robustness of image classifiers by randomized ablation (L0, Levine &
 Feizi 2020) and randomized smoothing.
 
-The public API mirrors the ``smoothcert`` command line; see README.md.
+The public API mirrors the ``smoothcert`` command line; see README.md. Layout: threat models in
+:mod:`smoothcert.noises` and their certificates in :mod:`smoothcert.certificates` (mirrored by
+name), classifiers in :mod:`smoothcert.classifiers`, attacks in :mod:`smoothcert.attacks`, the
+dataset runner in :mod:`smoothcert.runner`, reports in :mod:`smoothcert.reports`, training in
+:mod:`smoothcert.training`, runtime helpers in :mod:`smoothcert.runtime` and the paper
+reproductions in :mod:`smoothcert.reproductions` (imported only when used).
 """
 
+from . import _moved
 from .attacks import (
     DeterministicOracle,
     ModelOracle,
@@ -20,105 +26,131 @@ from .attacks.substitute import (
     run_substitute,
     transfer_rate,
 )
-from .bounds import median_attack_magnitude, read_attack_log, soundness, table2
 from .certificates import (
+    certified_against,
+    certify_gaussian,
+    certify_lee,
     class_bounds,
     clopper_pearson_lower,
     clopper_pearson_upper,
     delta,
+    exact_threshold,
+    lee_threshold,
     max_certifiable_radius,
+    max_certifiable_radius_lee,
+    max_gaussian_radius,
+    mutual_information_ablation,
+    mutual_information_lee,
+    partition_radius,
+    radius_cohen,
     radius_cor1,
     radius_cor2,
     radius_jia,
     radius_jia_topk,
-)
-from .checkpoint import load_checkpoint, save_checkpoint
-from .data import ImageDataset, load_dataset
-from .denoisers import (
-    DnCNN,
-    denoise,
-    denoised_classifier,
-    smoothed_denoised,
-    train_denoiser,
-)
-from .deterministic import DeterministicClassifier, certified_against, partition_radius
-from .gaussian import (
-    certify_gaussian,
-    max_gaussian_radius,
-    radius_cohen,
+    radius_lee,
     radius_lipschitz,
     radius_lp,
     radius_two_class,
 )
-from .information import mutual_information_ablation, mutual_information_lee
-from .lee import (
-    certify_lee,
-    exact_threshold,
-    lee_threshold,
-    max_certifiable_radius_lee,
-    radius_lee,
-)
-from .locking import InUseError
-from .methods import (
-    METHODS,
-    Consistency,
-    Macer,
-    NoiseAugmentation,
-    SmoothAdv,
-    Stability,
-    make_method,
-)
-from .models import Interpolate, MnistCNN, Normalize, PixelTransformer, ResNet18, ResNet50, build_model
-from .noises import (
-    Ablation,
-    Bands,
-    Gaussian,
-    Lee,
-    Partition,
-    ablate,
-    make_noise,
-    sample_keep_mask,
-)
-from .paper import (
-    demo,
-    reproduce,
-    reproduce_denoised,
-    reproduce_partition,
-    reproduce_patch,
-    reproduce_table7,
-)
-from .report import read_log, summarize
-from .runner import read_adversarial, run_attack, run_dataset, select_indices
-from .runner.shards import Shard, merge_logs, run_sharded
-from .sequential import (
+from .certificates.sequential import (
+    ABSTAIN,
     Adaptive,
     GroupSequentialCP,
     MixtureCS,
     mixture_lower,
     mixture_upper,
 )
-from .smooth import ABSTAIN, Certificate, SmoothedClassifier
-from .speed import accelerate
-from .train import RECIPES, Recipe, fit, get_recipe, train_classifier
+from .checkpoint import load_checkpoint, save_checkpoint
+from .classifiers import (
+    Certificate,
+    DenoisedClassifier,
+    DeterministicClassifier,
+    SmoothedClassifier,
+    Undefended,
+    load_classifier,
+    smoothed_denoised,
+)
+from .data import ImageDataset, load_dataset
+from .denoisers import DnCNN, denoise, denoised_classifier, train_denoiser
+from .models import (
+    Interpolate,
+    MnistCNN,
+    Normalize,
+    PixelTransformer,
+    ResNet18,
+    ResNet50,
+    build_model,
+)
+from .noises import (
+    Ablation,
+    Bands,
+    Gaussian,
+    Lee,
+    Partition,
+    ThreatModel,
+    ablate,
+    make_noise,
+    noise_from_config,
+    register_noise,
+    sample_keep_mask,
+)
+from .reports import (
+    median_attack_magnitude,
+    read_attack_log,
+    read_log,
+    soundness,
+    summarize,
+    table2,
+)
+from .runner import read_adversarial, run_attack, run_dataset, select_indices
+from .runner.shards import Shard, merge_logs, run_sharded
+from .runtime.locking import InUseError
+from .runtime.speed import accelerate
+from .training import (
+    METHODS,
+    RECIPES,
+    Consistency,
+    Macer,
+    NoiseAugmentation,
+    Recipe,
+    SmoothAdv,
+    Stability,
+    fit,
+    get_recipe,
+    make_method,
+    train_classifier,
+)
 
 __version__ = "0.1.0"
 
+_REPRODUCTIONS = ("demo", "reproduce", "reproduce_denoised", "reproduce_partition", "reproduce_patch",
+                  "reproduce_table7")
+
+
+def __getattr__(name: str) -> object:
+    """The paper reproductions, imported on first use (``import smoothcert`` does not load them)."""
+    if name in _REPRODUCTIONS:
+        from . import reproductions
+
+        return getattr(reproductions, name)
+    raise AttributeError(f"module 'smoothcert' has no attribute {name!r}")
+
+
+_moved.install()  # old import paths of moved modules keep working for one release
+
 __all__ = [
-    "ABSTAIN", "Ablation", "Adaptive", "GroupSequentialCP", "MixtureCS", "mixture_lower", "mixture_upper", "DnCNN", "JacobianAugmentation", "denoise", "denoised_classifier",
-    "reproduce_denoised", "smoothed_denoised", "train_denoiser", "ModelOracle", "Pointwise", "SmoothedOracle", "SparseRS",
-    "fgsm", "make_attack", "median_attack_magnitude", "oracle_factory", "read_adversarial", "read_attack_log",
-    "run_attack", "run_substitute", "soundness", "table2", "transfer_rate", "Certificate", "Consistency", "Gaussian", "ImageDataset", "METHODS", "Macer",
-    "Interpolate", "MnistCNN", "NoiseAugmentation", "Normalize", "PixelTransformer", "RECIPES", "Recipe", "ResNet18", "ResNet50",
-    "SmoothAdv", "SmoothedClassifier", "Stability", "ablate", "build_model", "certify_gaussian", "class_bounds",
-    "clopper_pearson_lower", "clopper_pearson_upper", "delta", "demo", "fit", "get_recipe",
-    "load_checkpoint", "load_dataset", "make_method", "make_noise", "max_certifiable_radius", "max_gaussian_radius", "mutual_information_ablation",
-    "mutual_information_lee", "radius_cohen", "radius_cor1", "radius_cor2", "radius_jia", "radius_jia_topk",
-    "radius_lipschitz", "radius_lp", "radius_two_class", "read_log",
-    "reproduce", "run_dataset", "sample_keep_mask", "save_checkpoint", "select_indices", "summarize",
-    "train_classifier",
-    "InUseError", "Shard", "accelerate", "merge_logs", "run_sharded",
-    "Lee", "certify_lee", "exact_threshold", "lee_threshold", "max_certifiable_radius_lee", "radius_lee",
-    "reproduce_table7",
-    "Bands", "DeterministicClassifier", "DeterministicOracle", "Partition", "PatchAttack",
-    "certified_against", "partition_radius", "reproduce_partition", "reproduce_patch",
+    'ABSTAIN', 'Ablation', 'Adaptive', 'Bands', 'Certificate', 'Consistency', 'DenoisedClassifier', 'DeterministicClassifier',
+    'DeterministicOracle', 'DnCNN', 'Gaussian', 'GroupSequentialCP', 'ImageDataset', 'InUseError', 'Interpolate', 'JacobianAugmentation',
+    'Lee', 'METHODS', 'Macer', 'MixtureCS', 'MnistCNN', 'ModelOracle', 'NoiseAugmentation', 'Normalize',
+    'Partition', 'PatchAttack', 'PixelTransformer', 'Pointwise', 'RECIPES', 'Recipe', 'ResNet18', 'ResNet50',
+    'Shard', 'SmoothAdv', 'SmoothedClassifier', 'SmoothedOracle', 'SparseRS', 'Stability', 'ThreatModel', 'Undefended',
+    'ablate', 'accelerate', 'build_model', 'certified_against', 'certify_gaussian', 'certify_lee', 'class_bounds', 'clopper_pearson_lower',
+    'clopper_pearson_upper', 'delta', 'demo', 'denoise', 'denoised_classifier', 'exact_threshold', 'fgsm', 'fit',
+    'get_recipe', 'lee_threshold', 'load_checkpoint', 'load_classifier', 'load_dataset', 'make_attack', 'make_method', 'make_noise',
+    'max_certifiable_radius', 'max_certifiable_radius_lee', 'max_gaussian_radius', 'median_attack_magnitude', 'merge_logs', 'mixture_lower', 'mixture_upper', 'mutual_information_ablation',
+    'mutual_information_lee', 'noise_from_config', 'oracle_factory', 'partition_radius', 'radius_cohen', 'radius_cor1', 'radius_cor2', 'radius_jia',
+    'radius_jia_topk', 'radius_lee', 'radius_lipschitz', 'radius_lp', 'radius_two_class', 'read_adversarial', 'read_attack_log', 'read_log',
+    'register_noise', 'reproduce', 'reproduce_denoised', 'reproduce_partition', 'reproduce_patch', 'reproduce_table7', 'run_attack', 'run_dataset',
+    'run_sharded', 'run_substitute', 'sample_keep_mask', 'save_checkpoint', 'select_indices', 'smoothed_denoised', 'soundness', 'summarize',
+    'table2', 'train_classifier', 'train_denoiser', 'transfer_rate',
 ]

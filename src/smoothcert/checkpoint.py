@@ -30,9 +30,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
-from .locking import FileLock
 from .models import build_model
-from .noises import Ablation, Bands, Clean, Gaussian, Lee, Noise, Partition
+from .runtime.locking import FileLock
 
 FORMAT = "smoothcert-checkpoint/1"
 TRAINING_WEIGHTS = "training.safetensors"
@@ -144,26 +143,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return read_json_config(path, FORMAT, _REQUIRED, "smoothcert")
 
 
-def noise_from_config(cfg: dict[str, Any]) -> Noise:
-    """Rebuild the noise object recorded by ``Noise.config()``."""
-    cfg = dict(cfg)
-    kind = cfg.pop("noise", None)
-    if kind == "ablation":
-        return Ablation(**cfg)
-    if kind == "gaussian":
-        return Gaussian(**cfg)
-    if kind == "lee":
-        return Lee(**cfg)
-    if kind == "none":
-        return Clean()
-    if kind in ("columns", "blocks"):
-        return Bands(kind, **cfg)
-    if kind == "partition":
-        return Partition(**cfg)
-    raise ValueError(f"unknown noise {kind!r} in checkpoint config")
-
-
-def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+def load_tensors(file: Path) -> dict[str, torch.Tensor]:
     """The tensors of ``file``, checked against the hash its directory's config.json lists."""
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint file {file} is missing")
@@ -184,7 +164,7 @@ def load_weights(path: str | Path, model: nn.Module, file: str = "model.safetens
     ValueError, not a partial load."""
     file = Path(path) / file
     try:
-        model.load_state_dict(_load_tensors(file))
+        model.load_state_dict(load_tensors(file))
     except RuntimeError as err:
         raise ValueError(f"weights in {file} do not fit the model: {err}") from err
 
@@ -202,7 +182,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
 
 def load_optimizer(path: str | Path, optimizer: torch.optim.Optimizer, config: dict[str, Any]) -> None:
     """Restore the optimizer state saved by ``save_checkpoint``."""
-    tensors = _load_tensors(Path(path) / "optimizer.safetensors")
+    tensors = load_tensors(Path(path) / "optimizer.safetensors")
     saved = config.get("optimizer")
     if saved is None:
         raise ValueError(f"checkpoint {path} holds no optimizer state")

@@ -4,42 +4,46 @@ reproduce, demo."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import traceback
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 from . import paper
-from .attacks import ATTACKS, make_attack, oracle_factory
-from .attacks.substitute import run_substitute, split_seed
-from .bounds import is_attack_log, read_attack_log, summarize_attack, table2
+from .attacks import ATTACK_FLAGS, ATTACKS, make_attack
+from .attacks.substitute import format_substitute
 from .certificates import check_alpha
+from .certificates.sequential import BOUNDS
 from .checkpoint import read_config
-from .data import DATASETS, load_dataset
+from .classifiers import SAMPLINGS, VOTES
+from .data import DATASETS
 from .denoisers import METHODS as DENOISER_METHODS
-from .denoisers import denoise, smoothed_denoised
-from .deterministic import DETERMINISTIC_NOISES, VOTES, DeterministicClassifier
-from .distributed import current_world, rank_device
-from .methods import METHODS, make_method
+from .denoisers import denoise
 from .models import MODELS
-from .noises import ENCODINGS, NOISES, Ablation, Gaussian, Lee
-from .report import (
-    format_table,
-    plot_certified_accuracy,
+from .noises import certificate_names, noise_flags, noise_kinds
+from .reports import (
     plot_delta,
+    read_attack_log,
     read_log,
+    report,
     summarize,
+    summarize_attack,
 )
-from .runner import WINDOW, adversarial_path, run_attack, run_dataset, select_indices
-from .runner.shards import Shard, merge_logs, run_sharded
-from .seeding import DEVICES, resolve_device
-from .sequential import BOUNDS, Adaptive
-from .smooth import SAMPLINGS, Sampling, SmoothedClassifier
-from .speed import AMP_DTYPES, accelerate
-from .train import RECIPES, describe_checkpoint, get_recipe, train_classifier
+from .runner import adversarial_path
+from .runner.jobs import attack, evaluate, sampling_options, substitute
+from .runner.shards import Shard, merge_logs
+from .runtime.distributed import current_world
+from .runtime.seeding import DEVICES, resolve_device
+from .runtime.speed import AMP_DTYPES
+from .training import (
+    RECIPES,
+    describe_checkpoint,
+    get_recipe,
+    make_method,
+    train_classifier,
+)
+from .training.methods import METHODS
 
 
 def _add_data(p: argparse.ArgumentParser, default: str | None = "mnist5k", split: str = "test") -> None:
@@ -55,12 +59,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_noise(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--noise", choices=NOISES, default="ablation")
-    p.add_argument("--k", type=int, default=45, help="pixels kept by randomized ablation (default 45)")
-    p.add_argument("--encoding", choices=ENCODINGS, default="multichannel")
-    p.add_argument("--sigma", type=float, default=None, help="Gaussian noise level in [0, 1] pixel units (--noise gaussian)")
-    p.add_argument("--kappa", type=float, default=None, help="probability of keeping a channel value (--noise lee)")
-    p.add_argument("--levels", type=int, default=256, help="values per channel, K (--noise lee, default 256)")
+    """``--noise`` and the flags of every registered noise (:mod:`smoothcert.noises`)."""
+    p.add_argument("--noise", choices=noise_kinds(), default="ablation")
+    for name, spec in noise_flags().items():
+        p.add_argument("--" + name.replace("_", "-"), **spec)
+
+
+def _noise_values(args: argparse.Namespace) -> dict[str, object]:
+    """The values of the noise flags, for :func:`smoothcert.noises.make_noise`."""
+    return {name: getattr(args, name) for name in noise_flags()}
 
 
 def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
@@ -79,7 +86,7 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
                        help="selection samples (default 1000 as the paper with fixed sampling, 100 with adaptive)")
         p.add_argument("--radius", type=float, default=None,
                        help="adaptive: only ask whether each image is certified at this radius (stops much sooner)")
-        p.add_argument("--certificate", choices=(*Ablation.certificates, *Gaussian.certificates, *Lee.certificates),
+        p.add_argument("--certificate", choices=certificate_names(),
                        default=None, help="ablation: cor1 (default), cor2, jia; gaussian: cohen (default), two-class; lee: lee")
     p.add_argument("--n", type=int, default=10_000,
                    help="estimation samples (default 10000, as the paper); the maximum with adaptive sampling")
@@ -92,7 +99,7 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
 def _add_vote(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vote", choices=VOTES, default=None, help="columns/blocks/partition: each copy votes its argmax or "
                    "every class with softmax >= --theta (default: threshold for columns/blocks, argmax for partition)")
-    p.add_argument("--theta", type=float, default=0.2, help="softmax threshold of --vote threshold (default 0.2)")
+    p.add_argument("--theta", type=float, default=None, help="softmax threshold of --vote threshold (default 0.2)")
 
 
 def _add_oracle(p: argparse.ArgumentParser) -> None:
@@ -126,8 +133,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     params = _method_params(args.method_param)
     method = recipe.make_method(**params) if args.method is None else make_method(args.method, **params)
     train_classifier(
-        args.dataset, args.out, noise=args.noise, k=args.k, encoding=args.encoding, sigma=args.sigma, kappa=args.kappa,
-        levels=args.levels, band=args.band, groups=args.groups, recipe=recipe,
+        args.dataset, args.out, noise=args.noise, **_noise_values(args), recipe=recipe,
         model=args.model, method=method, seed=args.seed, device=args.device, data_root=args.data_root,
         validation=args.validation, max_images=args.max, resume=args.resume,
         overwrite=args.overwrite, progress=not args.quiet,
@@ -137,131 +143,31 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace, mode: str) -> None:
-    config = read_config(args.checkpoint)
-    dataset = _dataset_of(args, config)
-    data = load_dataset(dataset, args.split, args.data_root)
-    samples = WINDOW * (args.n + (_n0(args) if mode == "certify" else 0))  # the most one packed round draws
-    _check_batch_fits(args.batch_size, samples, (config["in_channels"], *data.image_shape[1:]))
-    options = {"certificate": getattr(args, "certificate", None), "batch_size": args.batch_size,
-               "device": rank_device(args.device)}
-    settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split}
-    n0, n, sampling = _n0(args), args.n, _sampling(args)
-    deterministic = config["noise"]["noise"] in DETERMINISTIC_NOISES
-    if not deterministic and (getattr(args, "patch", None) is not None or args.vote is not None):
-        raise ValueError("--patch and --vote belong to checkpoints trained with --noise columns, blocks or partition")
-    if deterministic:
-        smoothed = _deterministic(args, options)
-        n0 = n = smoothed.copies  # every ablation set is evaluated once: exact, nothing to sample adaptively
-        sampling = "fixed"
-    elif args.denoiser is not None:
-        smoothed = smoothed_denoised(args.checkpoint, args.denoiser, **options)
-        settings["denoiser"] = str(Path(args.denoiser).resolve())
-    else:
-        smoothed = SmoothedClassifier.from_checkpoint(args.checkpoint, **options)
-    smoothed.base = accelerate(smoothed.base, compile=args.compile, channels_last=args.channels_last, amp=args.amp)
-    if args.amp:
-        settings["amp"] = args.amp
-    log = run_sharded(
-        partial(run_dataset, smoothed, data, mode=mode, n0=n0, n=n, alpha=args.alpha, seed=args.seed,
-                sampling=sampling),
-        args.out, indices=select_indices(len(data), args.skip, args.max), settings=settings, shard=args.shard,
-        progress=not args.quiet,
-    )
+    sampling = sampling_options(args.sampling, radius=getattr(args, "radius", None), bound=args.bound, beta=args.beta,
+                                step=args.step)
+    log = evaluate(args.checkpoint, args.out, mode=mode, dataset=args.dataset, split=args.split,
+                   data_root=args.data_root, denoiser=args.denoiser, certificate=getattr(args, "certificate", None),
+                   vote=args.vote, theta=args.theta, patch=getattr(args, "patch", None), n0=getattr(args, "n0", None),
+                   n=args.n, alpha=args.alpha, sampling=sampling, skip=args.skip, max_images=args.max,
+                   batch_size=args.batch_size, seed=args.seed, device=args.device, shard=args.shard,
+                   compile=args.compile, channels_last=args.channels_last, amp=args.amp, progress=not args.quiet)
     if log is not None:  # None: a torchrun rank other than 0
         summary = summarize(read_log(log), radii=())
-        print(f"{mode}: {summary['n']} images, accuracy {100 * summary['accuracy']:.2f}%, abstained {100 * summary['abstained']:.2f}% -> {log}")
-
-
-def _sampling(args: argparse.Namespace) -> Sampling:
-    radius = getattr(args, "radius", None)
-    if args.sampling == "fixed":
-        if radius is not None:
-            raise ValueError("--radius asks an adaptive question: use it with --sampling adaptive")
-        return "fixed"
-    return Adaptive(bound=args.bound, radius=radius, beta=args.beta, step=args.step)
-
-
-def _n0(args: argparse.Namespace) -> int:
-    n0 = getattr(args, "n0", None)
-    return n0 if n0 is not None else 1000 if args.sampling == "fixed" else 100
-
-
-def _check_batch_fits(batch_size: int, n: int, shape: tuple[int, int, int]) -> None:
-    """Refuse, before any work, a --batch-size whose batch of noisy copies alone (min(batch, n) float32
-    inputs of ``shape``) exceeds this machine's memory; smaller batches that still fail are out-of-memory errors."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): leave it to the allocator
-        return
-    copies = min(batch_size, n)
-    need = copies * shape[0] * shape[1] * shape[2] * 4
-    if need > memory:
-        raise ValueError(f"--batch-size {batch_size}: one batch of {copies:,} noisy copies of a "
-                         f"{'x'.join(map(str, shape))} input needs {need / 1e9:,.1f} GB, more than this machine's "
-                         f"{memory / 1e9:.1f} GB of memory; lower --batch-size")
-
-
-def _deterministic(args: argparse.Namespace, options: dict) -> DeterministicClassifier:
-    """The deterministic classifier of a columns/blocks/partition checkpoint with the vote flags."""
-    if args.denoiser is not None or options.get("certificate") is not None:
-        raise ValueError("a columns/blocks/partition checkpoint is certified exactly: drop --denoiser and --certificate")
-    return DeterministicClassifier.from_checkpoint(args.checkpoint, vote=args.vote, theta=args.theta,
-                                                   patch=getattr(args, "patch", None), batch_size=args.batch_size,
-                                                   device=args.device)
-
-
-def _dataset_of(args: argparse.Namespace, config: dict) -> str:
-    dataset = args.dataset or config.get("dataset")
-    if dataset is None:
-        raise ValueError("the checkpoint does not name its dataset: pass --dataset")
-    return dataset
+        print(f"{mode}: {summary['n']} images, accuracy {100 * summary['accuracy']:.2f}%, abstained "
+              f"{100 * summary['abstained']:.2f}% -> {log}")
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
-    if args.patch is not None and args.attack != "patch":
-        raise ValueError("--patch belongs to --attack patch")
-    if args.attack == "pointwise":
-        if args.budget is not None or args.start_budget is not None:
-            raise ValueError("--budget and --start-budget belong to --attack sparse-rs")
-        params = {"restarts": args.restarts, "max_queries": args.max_queries, "steps": args.start_steps,
-                  "search_steps": args.search_steps, "kicks": args.kicks}
-    elif args.attack == "patch":
-        if any(getattr(args, f) is not None
-               for f in ("restarts", "budget", "start_budget", "start_steps", "search_steps", "kicks")):
-            raise ValueError("--restarts, --budget, --start-budget, --start-steps, --search-steps and --kicks do not "
-                             "apply to --attack patch")
-        params = {"size": args.patch, "max_queries": args.max_queries}
-    else:
-        for flag in ("restarts", "start_steps", "search_steps", "kicks"):
-            if getattr(args, flag) is not None:
-                raise ValueError(f"--{flag.replace('_', '-')} belongs to --attack pointwise")
-        params = {"budget": args.budget, "max_queries": args.max_queries, "start": args.start_budget}
-    attack = make_attack(args.attack, **{k: v for k, v in params.items() if v is not None})
-    make_oracle, config = oracle_factory(args.checkpoint, n=args.n, alpha=args.alpha, fixed=not args.fresh,
-                                         n_check=args.n_check, seed=args.seed, batch_size=args.batch_size,
-                                         device=rank_device(args.device), vote=args.vote, theta=args.theta,
-                                         sampling=args.sampling)
-    dataset = _dataset_of(args, config)
-    data = load_dataset(dataset, args.split, args.data_root)
-    pixels = data.image_shape[1] * data.image_shape[2]
-    if args.budget is not None and args.budget > pixels:  # checked here too, so no log is written
-        raise ValueError(f"--budget {args.budget} exceeds the {pixels} pixels of the {dataset} images")
-    settings = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": dataset, "split": args.split,
-                "target": "model" if config["noise"]["noise"] == "none" else "smoothed"}
-    if config["noise"]["noise"] in DETERMINISTIC_NOISES:
-        settings.update(target="deterministic", vote=args.vote, theta=args.theta)
-    if settings["target"] == "smoothed":
-        settings.update(n=args.n, n_check=args.n_check or args.n, alpha=args.alpha, fixed=not args.fresh,
-                        sampling=args.sampling)
-    log = run_sharded(partial(run_attack, make_oracle, attack, data, seed=args.seed), args.out,
-                      indices=select_indices(len(data), args.skip, args.max), settings=settings, shard=args.shard,
-                      progress=not args.quiet)
-    if log is None:  # a torchrun rank other than 0
-        return
-    summary = summarize_attack(read_attack_log(log))
-    print(f"attack: {summary['n']} images, success {100 * summary['success']:.2f}%, median L0 "
-          f"{summary['median_l0']:g}, mean queries {summary['mean_queries']:.0f} -> {log} "
-          f"(adversarial examples in {adversarial_path(log)})")
+    chosen = make_attack(args.attack, **{flag: getattr(args, flag) for flag in ATTACK_FLAGS})
+    log = attack(args.checkpoint, args.out, chosen, dataset=args.dataset, split=args.split, data_root=args.data_root,
+                 n=args.n, alpha=args.alpha, fixed=not args.fresh, n_check=args.n_check, sampling=args.sampling,
+                 vote=args.vote, theta=args.theta, skip=args.skip, max_images=args.max, batch_size=args.batch_size,
+                 seed=args.seed, device=args.device, shard=args.shard, progress=not args.quiet)
+    if log is not None:  # None: a torchrun rank other than 0
+        summary = summarize_attack(read_attack_log(log))
+        print(f"attack: {summary['n']} images, success {100 * summary['success']:.2f}%, median L0 "
+              f"{summary['median_l0']:g}, mean queries {summary['mean_queries']:.0f} -> {log} "
+              f"(adversarial examples in {adversarial_path(log)})")
 
 
 def cmd_merge(args: argparse.Namespace) -> None:
@@ -270,35 +176,17 @@ def cmd_merge(args: argparse.Namespace) -> None:
 
 
 def cmd_substitute(args: argparse.Namespace) -> None:
-    if args.out is not None and args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a folder; give a file name for the JSON result")
-    if args.out is not None and args.out.exists() and not args.overwrite:
-        raise ValueError(f"{args.out} already exists: replace it with --overwrite or choose another --out")
-    make_oracle, config = oracle_factory(args.checkpoint, n=args.n, alpha=args.alpha, fixed=False, seed=args.seed,
-                                         batch_size=args.batch_size, device=args.device)
-    data = load_dataset(_dataset_of(args, config), args.split, args.data_root)
-    seed_set, heldout = split_seed(data, args.seed_size)
-    if args.max is not None:
-        heldout = heldout.subset(range(min(args.max, len(heldout))))
     params = {"rounds": args.rounds, "lam": args.lam, "kappa": args.kappa, "epochs": args.epochs}
-    result = run_substitute(make_oracle(0), seed_set, heldout, num_classes=config["num_classes"],
-                            abstain=config["noise"]["noise"] != "none", eps=args.eps, seed=args.seed, device=args.device,
-                            progress=not args.quiet, **{k: v for k, v in params.items() if v is not None})
-    print("round  |S_rho|  oracle queries  substitute accuracy  agreement with oracle")
-    for h in result["history"]:
-        print(f"{h['round']:5d}  {h['size']:7d}  {h['queries']:14d}  {100 * h['accuracy']:18.2f}%  {100 * h['agreement']:20.2f}%")
-    print(f"FGSM eps={result['eps']:g} on {result['heldout_size']} held-out images: transfer rate "
-          f"{100 * result['transfer_rate']:.2f}% (oracle clean error {100 * result['oracle_clean_error']:.2f}%, "
-          f"abstained {100 * result['oracle_abstain_rate']:.2f}%)")
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"checkpoint": str(Path(args.checkpoint).resolve()), **result}, indent=2))
-        print(f"written to {args.out}")
+    result = substitute(args.checkpoint, dataset=args.dataset, split=args.split, data_root=args.data_root,
+                        seed_size=args.seed_size, max_images=args.max, eps=args.eps, n=args.n, alpha=args.alpha,
+                        batch_size=args.batch_size, seed=args.seed, device=args.device, out=args.out,
+                        overwrite=args.overwrite, progress=not args.quiet, **params)
+    print(format_substitute(result) + (f"\nwritten to {args.out}" if args.out is not None else ""))
 
 
 def cmd_denoise(args: argparse.Namespace) -> None:
     out = denoise(args.classifier, args.dataset, split=args.split, method=args.method, data_fraction=args.data_fraction,
-                  sigma=args.sigma, noise=args.noise, k=args.k, encoding=args.encoding, epochs=args.epochs,
+                  noise=args.noise, **_noise_values(args), epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, depth=args.depth, width=args.width, out=args.out,
                   seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
                   overwrite=args.overwrite, progress=not args.quiet)
@@ -307,20 +195,7 @@ def cmd_denoise(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    stems = [p.stem for p in args.logs]
-    unique = len(set(stems)) == len(stems)  # else name runs by their folder too: runs/a/certify.tsv -> a/certify
-    names = {p: None if unique else f"{p.parent.name}/{p.stem}" for p in args.logs}
-    attacks = [read_attack_log(p, names[p]) for p in args.logs if is_attack_log(p)]
-    logs = [read_log(p, names[p]) for p in args.logs if not is_attack_log(p)]
-    if logs:
-        print(format_table([summarize(log, args.radii) for log in logs], args.radii, markdown=args.markdown))
-    if attacks:
-        print(("\n" if logs else "") + table2(attacks, logs, markdown=args.markdown))
-    certified = [log for log in logs if log.radius is not None]
-    if args.plot and certified:
-        print(f"plot written to {plot_certified_accuracy(certified, args.plot)}")
-    elif args.plot:
-        raise ValueError("--plot needs at least one certify log (predict and attack logs have no radii)")
+    print(report(args.logs, args.radii, markdown=args.markdown, plot=args.plot))
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
@@ -416,8 +291,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_noise(p)
     _add_common(p)
-    p.add_argument("--band", type=int, default=None, help="band (block) size s of --noise columns|blocks (paper: 4 on MNIST)")
-    p.add_argument("--groups", type=int, default=None, help="number of pixel groups T of --noise partition")
     p.add_argument("--model", choices=sorted(MODELS), default=None, help="default: the recipe's model if it names one, else mnist_cnn for 28x28 images and resnet18 for others")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
     p.add_argument("--method", choices=sorted(METHODS), default=None,

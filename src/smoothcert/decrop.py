@@ -34,7 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .seeding import generator
+from .runtime.seeding import generator
 
 STAGE1_STREAM = 3  # random starts of PGD come from generator(seed, STAGE1_STREAM)
 CACHE_VERSION = 1  # bump when the sample generation changes, so old caches are not reused

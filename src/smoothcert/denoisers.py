@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -43,27 +42,25 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .checkpoint import (
-    _load_tensors,
     checkpoint_lock,
     commit,
     load_checkpoint,
-    noise_from_config,
+    load_tensors,
     read_json_config,
 )
 from .data import ImageDataset, channel_mean, load_dataset
 from .decrop import DecropObjective, SampleParams, frozen, generate_samples, state_hash
-from .distributed import (
+from .models import positive_int
+from .noises import Noise, make_noise, noise_class, noise_kinds
+from .runtime.distributed import (
     all_reduce_sum,
     broadcast_buffers,
     current_world,
     process_group,
     rank_device,
 )
-from .models import _positive_int
-from .noises import Noise, make_noise
-from .seeding import generator, resolve_device, stream_seed
-from .smooth import SmoothedClassifier
-from .train import Recipe, refuse_overwrite
+from .runtime.seeding import generator, resolve_device, stream_seed
+from .training import Recipe, refuse_overwrite
 
 METHODS = ("mse", "stability", "mse-stability", "decrop")
 # (epochs, batch size) when not given: Salman et al. 2020 (90, 256); DE-CROP reference schedule (600, 200)
@@ -86,10 +83,10 @@ class DnCNN(nn.Module):
 
     def __init__(self, channels: int, depth: int = 17, width: int = 64, in_channels: int | None = None) -> None:
         super().__init__()
-        self.channels = _positive_int(channels, "channels")
-        self.in_channels = _positive_int(self.channels if in_channels is None else in_channels, "in_channels")
-        self.depth = _positive_int(depth, "depth")
-        self.width = _positive_int(width, "width")
+        self.channels = positive_int(channels, "channels")
+        self.in_channels = positive_int(self.channels if in_channels is None else in_channels, "in_channels")
+        self.depth = positive_int(depth, "depth")
+        self.width = positive_int(width, "width")
         if self.depth < 2:
             raise ValueError(f"a DnCNN needs depth >= 2, got {depth}")
         if self.in_channels < self.channels:
@@ -119,7 +116,7 @@ class KeepChannels(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.channels = _positive_int(channels, "channels")
+        self.channels = positive_int(channels, "channels")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, : self.channels]
@@ -232,8 +229,8 @@ def train_denoiser(
     if getattr(noise, "per_batch", False):
         raise ValueError("train the denoiser with a noise drawn per image (per_batch=False), as it is certified")
     default_epochs, default_batch = DEFAULT_SCHEDULE[method]
-    epochs = _positive_int(default_epochs if epochs is None else epochs, "epochs")
-    batch_size = _positive_int(default_batch if batch_size is None else batch_size, "batch_size")
+    epochs = positive_int(default_epochs if epochs is None else epochs, "epochs")
+    batch_size = positive_int(default_batch if batch_size is None else batch_size, "batch_size")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"the learning rate must be a positive number, got {lr!r}")
     phases = _phases(method, epochs)
@@ -340,37 +337,10 @@ def load_denoiser(path: str | Path, device: str | torch.device = "cpu") -> tuple
     denoiser = DnCNN(config["channels"], config["depth"], config["width"], config["in_channels"])
     file = Path(path) / "denoiser.safetensors"
     try:
-        denoiser.load_state_dict(_load_tensors(file))
+        denoiser.load_state_dict(load_tensors(file))
     except RuntimeError as err:
         raise ValueError(f"weights in {file} do not fit the DnCNN its config describes: {err}") from err
     return denoiser.to(resolve_device(device)).eval(), config
-
-
-def smoothed_denoised(
-    classifier_checkpoint: str | Path, denoiser_checkpoint: str | Path, *, noise: Noise | None = None,
-    strict: bool = True, **kwargs: Any,
-) -> SmoothedClassifier:
-    """The smoothed classifier of D∘f from a classifier checkpoint and a denoiser checkpoint.
-
-    Smooths with the noise the denoiser was trained for. A different classifier (weight hash) or a
-    different ``noise`` than the denoiser's raises ValueError with ``strict``, else warns.
-    ``kwargs`` go to ``SmoothedClassifier`` (certificate, batch_size, device).
-    """
-    classifier, cls_config = load_checkpoint(classifier_checkpoint)
-    denoiser, config = load_denoiser(denoiser_checkpoint)
-    trained_noise = noise_from_config(config["noise"])
-    problems = []
-    if state_hash(classifier) != config["classifier"].get("sha256"):
-        problems.append(f"the denoiser was trained for the classifier at {config['classifier'].get('path')}, "
-                        f"whose weights differ from {classifier_checkpoint}")
-    if noise is not None and noise.config() != trained_noise.config():
-        problems.append(f"the denoiser was trained for noise {trained_noise.config()}, not {noise.config()}")
-    for problem in problems:
-        if strict:
-            raise ValueError(problem)
-        warnings.warn(problem, stacklevel=2)
-    return SmoothedClassifier(denoised_classifier(denoiser, classifier), trained_noise if noise is None else noise,
-                              cls_config["num_classes"], **kwargs)
 
 
 def denoise(
@@ -380,10 +350,7 @@ def denoise(
     split: str = "train",
     method: str = "mse",
     data_fraction: float = 1.0,
-    sigma: float | None = 0.25,
     noise: str = "gaussian",
-    k: int | None = 45,
-    encoding: str = "multichannel",
     epochs: int | None = None,
     batch_size: int | None = None,
     lr: float = 1e-3,
@@ -396,22 +363,25 @@ def denoise(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    **noise_flags: Any,
 ) -> Path:
     """``smoothcert denoise``: train a denoiser for the classifier checkpoint ``classifier`` on
     ``split`` of ``dataset`` (default: the checkpoint's) and write it to ``out``; returns ``out``.
 
-    ``noise`` is ``gaussian`` (with ``sigma``) or ``ablation`` (with ``k`` and ``encoding``);
-    ``resume``/``overwrite`` as in ``train_denoiser``."""
-    if noise not in ("gaussian", "ablation"):
-        raise ValueError(f"denoise trains for --noise gaussian or ablation, not {noise}")
+    ``noise`` is a denoisable noise (``gaussian`` or ``ablation``) and ``noise_flags`` its flags
+    (``sigma``, default 0.25; ``k`` and ``encoding``); ``resume``/``overwrite`` as in ``train_denoiser``."""
+    denoisable = [kind for kind in noise_kinds() if noise_class(kind).denoisable]
+    if noise not in denoisable:
+        raise ValueError(f"denoise trains for --noise {' or '.join(denoisable)}, not {noise}")
     refuse_overwrite(out, resume, overwrite)  # before loading anything
     model, cls_config = load_checkpoint(classifier)
     dataset = dataset or cls_config.get("dataset")
     if dataset is None:
         raise ValueError("the classifier checkpoint does not name its dataset: pass the dataset")
     data = load_dataset(dataset, split, data_root)
-    mean = channel_mean(data.x) if noise == "ablation" and encoding == "mean" else None
-    smoothing = make_noise(noise, k=k, encoding=encoding, train_mean=mean, sigma=sigma)
+    noise_flags = {"sigma": 0.25, **noise_flags}  # Salman et al.'s sigma unless given
+    mean = channel_mean(data.x) if noise_flags.get("encoding") == "mean" else None
+    smoothing = make_noise(noise, **noise_flags, train_mean=mean)
     backend = "nccl" if rank_device(device).type == "cuda" else "gloo"
     with process_group(backend) as world, checkpoint_lock(out) if world.main else nullcontext():
         train_denoiser(model, data, method=method, noise=smoothing, data_fraction=data_fraction, epochs=epochs,

@@ -13,14 +13,14 @@ representation) and ``forward(x) = self.fc(self.features(x))``; outputs are logi
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-
-from .augment import gaussian_blur
 
 __all__ = [
     "MODELS",
@@ -35,7 +35,19 @@ __all__ = [
 ]
 
 
-def _positive_int(value: object, name: str) -> int:
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Every channel of ``x`` (B, C, H, W) convolved with a Gaussian of ``sigma`` pixels, truncated
+    at ceil(3 sigma) and normalised to sum 1, zero outside the image (separable: rows, then columns)."""
+    radius = math.ceil(3 * sigma)
+    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    c = x.shape[1]
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
+
+
+def positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
@@ -88,13 +100,13 @@ class _ImageClassifier(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.num_classes = _positive_int(num_classes, "num_classes")
+        self.in_channels = positive_int(in_channels, "in_channels")
+        self.num_classes = positive_int(num_classes, "num_classes")
 
     def _set_image_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
         if len(image_size) != 2:
             raise ValueError(f"image_size must be (height, width), got {image_size!r}")
-        self.image_size = (_positive_int(image_size[0], "image height"), _positive_int(image_size[1], "image width"))
+        self.image_size = (positive_int(image_size[0], "image height"), positive_int(image_size[1], "image width"))
         return self.image_size
 
     def _check_input(self, x: torch.Tensor) -> None:
@@ -209,7 +221,7 @@ class MnistCNN(_ImageClassifier):
         layer = Interpolate(in_channels) if interpolate else None
         self.interpolate = layer if layer is not None else nn.Identity()
         conv_in = layer.out_channels if layer is not None else in_channels
-        width = _positive_int(width, "width")
+        width = positive_int(width, "width")
         out_h, out_w = (_conv_out(_conv_out(s)) for s in self._set_image_size(image_size))
         if out_h < 1 or out_w < 1:
             raise ValueError(f"MnistCNN needs images of at least 4x4, got {self.image_size}")
@@ -258,7 +270,7 @@ class PixelTransformer(_ImageClassifier):
         super().__init__(in_channels, num_classes)
         _check_multichannel(in_channels, "PixelTransformer")
         height, width = self._set_image_size(image_size)
-        dim, depth, heads = (_positive_int(v, n) for v, n in ((dim, "dim"), (depth, "depth"), (heads, "heads")))
+        dim, depth, heads = (positive_int(v, n) for v, n in ((dim, "dim"), (depth, "depth"), (heads, "heads")))
         if dim % heads:
             raise ValueError(f"dim must be a multiple of heads, got dim={dim}, heads={heads}")
         self.embed = nn.Linear(in_channels, dim)
@@ -435,8 +447,8 @@ def build_model(
     """
     check_model(name)
     model = MODELS[name](
-        _positive_int(in_channels, "in_channels"),
-        _positive_int(num_classes, "num_classes"),
+        positive_int(in_channels, "in_channels"),
+        positive_int(num_classes, "num_classes"),
         image_size,
     )
     build_config = {"model": name, "in_channels": in_channels, "num_classes": num_classes,

@@ -30,10 +30,8 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import load_checkpoint, noise_from_config
-from ..deterministic import DeterministicClassifier
-from ..noises import Bands, Clean, Partition
-from ..smooth import Sampling, SmoothedClassifier
+from ..checkpoint import read_config
+from ..classifiers import Sampling, load_classifier
 from .base import AttackResult, l0_pixels
 from .oracles import DeterministicOracle, ModelOracle, Oracle, SmoothedOracle
 from .patch import PatchAttack
@@ -42,40 +40,54 @@ from .sparse_rs import SparseRS
 
 ATTACKS = ("pointwise", "sparse-rs", "patch")
 
-__all__ = ["ATTACKS", "AttackResult", "DeterministicOracle", "ModelOracle", "Oracle", "PatchAttack", "Pointwise",
+__all__ = ["ATTACKS", "ATTACK_CLASSES", "ATTACK_FLAGS", "AttackResult", "DeterministicOracle", "ModelOracle", "Oracle", "PatchAttack", "Pointwise",
            "SmoothedOracle", "SparseRS", "l0_pixels", "make_attack", "oracle_factory"]
+
+
+ORACLES: dict[str, Callable[..., Oracle]] = {
+    "model": lambda classifier, key, **query: ModelOracle(classifier.base, classifier.num_classes,
+                                                          device=classifier.device, batch_size=classifier.batch_size),
+    "deterministic": lambda classifier, key, **query: DeterministicOracle(classifier),
+    "smoothed": lambda classifier, key, **query: SmoothedOracle(classifier, key=key, **query),
+}
+"""How an attack queries each classifier kind: the model itself, the exact vote, or PREDICT."""
 
 
 def oracle_factory(
     checkpoint: str | Path, *, n: int = 1000, alpha: float = 0.05, fixed: bool = True, n_check: int | None = None,
     seed: int = 0, batch_size: int = 1000, device: str | torch.device = "auto", vote: str | None = None,
-    theta: float = 0.2, sampling: Sampling = "fixed",
+    theta: float | None = None, sampling: Sampling = "fixed",
 ) -> tuple[Callable[[int], Oracle], dict[str, Any]]:
     """``(make_oracle, config)`` for a ``smoothcert train`` checkpoint: ``make_oracle(idx)`` is a fresh
     oracle for image ``idx``: the model itself when it was trained without noise (undefended), the
     exact vote (``vote``, ``theta``) of a columns/blocks/partition model, else its smoothed
     classifier queried through PREDICT (``sampling``: fixed or sequential) with noise streams keyed
     by (seed, idx)."""
-    model, config = load_checkpoint(checkpoint)
-    noise = noise_from_config(config["noise"])
-    num_classes = config["num_classes"]
-    if isinstance(noise, Clean):
-        return (lambda idx: ModelOracle(model, num_classes, device=device, batch_size=batch_size)), config
-    if isinstance(noise, (Bands, Partition)):
-        classifier = DeterministicClassifier(model, noise, num_classes, tuple(config["image_size"]), vote=vote,
-                                             theta=theta, batch_size=batch_size, device=device)
-        return (lambda idx: DeterministicOracle(classifier)), config
-    smoothed = SmoothedClassifier(model, noise, num_classes, batch_size=batch_size, device=device)
-    return (lambda idx: SmoothedOracle(smoothed, n, alpha, fixed=fixed, key=(seed, idx), n_check=n_check,
-                                       sampling=sampling)), config
+    config = read_config(checkpoint)
+    classifier = load_classifier(checkpoint, batch_size=batch_size, device=device, vote=vote, theta=theta)
+    query = {"n": n, "alpha": alpha, "fixed": fixed, "n_check": n_check, "sampling": sampling}
+    return (lambda idx: ORACLES[classifier.kind](classifier, (seed, idx), **query)), config
 
 
-def make_attack(name: str, **params: float | int | None) -> Pointwise | SparseRS | PatchAttack:
-    """The attack named on the command line (``--attack``) with its parameters."""
-    if name == "pointwise":
-        return Pointwise(**params)
-    if name == "sparse-rs":
-        return SparseRS(**params)
-    if name == "patch":
-        return PatchAttack(**params)
-    raise ValueError(f"unknown attack {name!r}; choose one of {ATTACKS}")
+ATTACK_CLASSES: dict[str, type[Pointwise] | type[SparseRS] | type[PatchAttack]] = {
+    "pointwise": Pointwise, "sparse-rs": SparseRS, "patch": PatchAttack}
+
+ATTACK_FLAGS = tuple(dict.fromkeys(flag for cls in ATTACK_CLASSES.values() for flag in cls.flags))
+"""Every attack's command-line flags (argparse dests)."""
+
+
+def make_attack(name: str, **flags: float | int | None) -> Pointwise | SparseRS | PatchAttack:
+    """The attack named on the command line (``--attack``) from its flags (argparse dests such as
+    ``restarts``, ``start_budget``, ``patch``; None: the default). The attack validates its values;
+    a flag of another attack is a ValueError naming the attack it belongs to."""
+    if name not in ATTACK_CLASSES:
+        raise ValueError(f"unknown attack {name!r}; choose one of {ATTACKS}")
+    cls = ATTACK_CLASSES[name]
+    given = {flag: value for flag, value in flags.items() if value is not None}
+    for flag in given:
+        if flag not in cls.flags:
+            owners = [other for other, c in ATTACK_CLASSES.items() if flag in c.flags]
+            if not owners:
+                raise TypeError(f"make_attack got an unknown flag {flag!r}")
+            raise ValueError(f"--{flag.replace('_', '-')} belongs to --attack {' or '.join(owners)}")
+    return cls(**{cls.flags[flag]: value for flag, value in given.items()})

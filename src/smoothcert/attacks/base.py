@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..smooth import check_image
+from ..classifiers.base import check_image
 from .oracles import Oracle
 
 
@@ -30,18 +30,18 @@ def l0_pixels(a: torch.Tensor, b: torch.Tensor) -> int:
     return int((a != b).any(0).sum())
 
 
-def _margin(scores: torch.Tensor, label: int) -> torch.Tensor:
+def label_margin(scores: torch.Tensor, label: int) -> torch.Tensor:
     """Score of ``label`` minus the best other score (negative: another class wins)."""
     others = scores.clone()
     others[:, label] = -math.inf
     return scores[:, label] - others.max(1).values
 
 
-def _queried(oracle: Oracle) -> int:
+def queried(oracle: Oracle) -> int:
     return oracle.queries + oracle.checks
 
 
-def _smallest(x: torch.Tensor, label: int, confirmed: list[tuple[torch.Tensor, int]], queries: int) -> AttackResult:
+def smallest(x: torch.Tensor, label: int, confirmed: list[tuple[torch.Tensor, int]], queries: int) -> AttackResult:
     """The result for the smallest of the ``confirmed`` (image, decision) pairs, or a failure."""
     if not confirmed:
         return AttackResult(x.clone(), math.inf, queries, False, label)
@@ -49,27 +49,30 @@ def _smallest(x: torch.Tensor, label: int, confirmed: list[tuple[torch.Tensor, i
     return AttackResult(adv, float(l0_pixels(adv, x)), queries, True, decision)
 
 
-def _best_confirmed(oracle: Oracle, x: torch.Tensor, label: int, found: list[torch.Tensor], spent: int) -> AttackResult:
+def best_confirmed(oracle: Oracle, x: torch.Tensor, label: int, found: list[torch.Tensor], spent: int) -> AttackResult:
     """The smallest of the ``found`` adversarial candidates that survives ``confirm``."""
     for adv in sorted(found, key=lambda a: l0_pixels(a, x)):
         ok, decision = oracle.confirm(adv, label)
         if ok:
-            return _smallest(x, label, [(adv, decision)], _queried(oracle) - spent)
-    return _smallest(x, label, [], _queried(oracle) - spent)
+            return smallest(x, label, [(adv, decision)], queried(oracle) - spent)
+    return smallest(x, label, [], queried(oracle) - spent)
 
 
-class _L0Attack:
+class L0Attack:
     """What every attack does around its search: check the image, count the queries it spends, and
     return at L0 = 0 when the oracle already gets the clean image wrong (confirmed)."""
 
     def __call__(self, oracle: Oracle, x: torch.Tensor, label: int, *, key: tuple[int, ...] = (0,)) -> AttackResult:
         x = check_image(x).cpu()
-        spent = _queried(oracle)
+        spent = queried(oracle)
         if int(oracle.decide(oracle.scores(x[None]))[0]) != label:
             ok, decision = oracle.confirm(x, label)
             if ok:
-                return _smallest(x, label, [(x.clone(), decision)], _queried(oracle) - spent)
+                return smallest(x, label, [(x.clone(), decision)], queried(oracle) - spent)
         return self.attack(oracle, x, label, key, spent)
 
     def attack(self, oracle: Oracle, x: torch.Tensor, label: int, key: tuple[int, ...], spent: int) -> AttackResult:
         raise NotImplementedError
+
+    def check_image_size(self, image_size: tuple[int, int]) -> None:
+        """ValueError if the attack's parameters do not fit images of ``image_size`` (H, W)."""

@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..certificates import check_alpha
-from ..deterministic import DeterministicClassifier
-from ..noises import Ablation, ablate, sample_keep_mask
-from ..seeding import generator, resolve_device
-from ..sequential import predict_decision
-from ..smooth import Sampling, SmoothedClassifier, as_sampling, check_count
+from ..certificates import check_alpha, check_count
+from ..certificates.sequential import predict_decision
+from ..classifiers.deterministic import DeterministicClassifier
+from ..classifiers.smoothed import Sampling, SmoothedClassifier, as_sampling
+from ..runtime.seeding import generator, resolve_device
 
 ATTACK_STREAM, FIXED_STREAM, FRESH_STREAM, RECHECK_STREAM = 3, 4, 5, 6
 
@@ -38,6 +37,8 @@ class Oracle(Protocol):
 class ModelOracle:
     """An undefended classifier queried directly: scores are logits, decisions their argmax."""
 
+    target: ClassVar[str] = "model"
+
     def __init__(self, model: nn.Module, num_classes: int, *, device: str | torch.device = "auto",
                  batch_size: int = 1000) -> None:
         self.device = resolve_device(device)
@@ -60,6 +61,10 @@ class ModelOracle:
         """The labels of a batch (the oracle contract of ``smoothcert.substitute``)."""
         return self.decide(self.scores(x))
 
+    def settings(self, **given: object) -> dict[str, object]:
+        """What an attack log records about the queries: nothing beyond the target."""
+        return {}
+
     def confirm(self, x: torch.Tensor, label: int) -> tuple[bool, int]:
         """(adversarial?, decision) on ``x``: a deterministic model needs no fresh samples."""
         decision = int(self(x[None])[0])
@@ -80,6 +85,8 @@ class SmoothedOracle:
     ``sampling``.
     """
 
+    target: ClassVar[str] = "smoothed"
+
     def __init__(self, smoothed: SmoothedClassifier, n: int = 1000, alpha: float = 0.05, *, fixed: bool = True,
                  key: tuple[int, ...] = (0,), n_check: int | None = None, sampling: Sampling = "fixed") -> None:
         self.smoothed, self.alpha, self.fixed, self.key = smoothed, alpha, fixed, tuple(key)
@@ -95,7 +102,7 @@ class SmoothedOracle:
         self._cache: list[tuple[torch.Tensor, torch.Tensor]] = []  # (image, votes; -1 unknown), most recent last
 
     @torch.inference_mode()
-    def _cached_ablation_counts(self, x: torch.Tensor) -> np.ndarray:
+    def _cached_mask_counts(self, x: torch.Tensor) -> np.ndarray:
         """PREDICT's vote counts on the fixed ablations. Votes start from those of the closer of
         the last two images used (attacks alternate between an accepted image and one-pixel trials
         around it), less the draws that keep a pixel in which ``x`` differs; draws are evaluated
@@ -104,7 +111,7 @@ class SmoothedOracle:
         c, h, w = x.shape
         if self._keep is None:
             g = generator(*self.key, FIXED_STREAM, device=device)
-            self._keep = sample_keep_mask(self.n, h * w, noise.k, g, device)
+            self._keep = noise.sample_keep(self.n, (h, w), g, device)
         votes, base = torch.full((self.n,), -1, dtype=torch.long, device=device), None
         for j, (image, cached) in enumerate(self._cache):
             known = cached.masked_fill(self._keep[:, (x != image).any(0).flatten()].any(1), -1)
@@ -117,7 +124,7 @@ class SmoothedOracle:
                 missing = (votes[used:used + num] < 0).nonzero().squeeze(1) + used
                 for i in range(0, len(missing), self.smoothed.batch_size):
                     chunk = missing[i:i + self.smoothed.batch_size]
-                    inputs = ablate(x.expand(len(chunk), c, h, w), self._keep[chunk], noise.encoding, noise.mean)
+                    inputs = noise.apply(x.expand(len(chunk), c, h, w), self._keep[chunk])
                     votes[chunk] = self.smoothed.base(inputs).argmax(1)
                 block = torch.bincount(votes[used:used + num], minlength=self.num_classes).cpu().numpy()
                 used, num = used + num, steps.send(block)
@@ -128,13 +135,18 @@ class SmoothedOracle:
         self._cache = [*self._cache[-1:], (x.clone(), votes)]
         return counts
 
+    def settings(self, **given: object) -> dict[str, object]:
+        """What an attack log records about the queries: PREDICT's samples, level and noise reuse."""
+        sampling = self.sampling if isinstance(self.sampling, str) else "adaptive"
+        return {"n": self.n, "n_check": self.n_check, "alpha": self.alpha, "fixed": self.fixed, "sampling": sampling}
+
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Vote counts (B, num_classes) of the base classifier over the noise draws."""
         rows = []
         for image in x.to(self.smoothed.device):
             self.queries += 1
-            if self.fixed and isinstance(self.smoothed.noise, Ablation):
-                rows.append(torch.from_numpy(self._cached_ablation_counts(image)))
+            if self.fixed and self.smoothed.noise.masks:
+                rows.append(torch.from_numpy(self._cached_mask_counts(image)))
             else:
                 g = generator(*self.key, FIXED_STREAM, device=self.smoothed.device) if self.fixed else self._fresh
                 steps = self.smoothed.predict_steps(self.n, self.alpha, self.sampling)
@@ -168,6 +180,8 @@ class DeterministicOracle:
     the closer of the last two images are re-evaluated (exactly the same votes, far fewer forward
     passes for attacks that change a few pixels at a time). ``forward_passes`` counts the copies evaluated."""
 
+    target: ClassVar[str] = "deterministic"
+
     def __init__(self, classifier: DeterministicClassifier) -> None:
         self.classifier = classifier
         self.num_classes = classifier.num_classes
@@ -198,6 +212,10 @@ class DeterministicOracle:
             self.queries += 1
             rows.append(self._copy_votes(image).sum(0).cpu())
         return torch.stack(rows).float()
+
+    def settings(self, *, vote: str | None = None, theta: float | None = None, **given: object) -> dict[str, object]:
+        """What an attack log records about the queries: the vote flags as given (theta's default 0.2)."""
+        return {"vote": vote, "theta": 0.2 if theta is None else theta}
 
     def decide(self, scores: torch.Tensor) -> torch.Tensor:
         return scores.argmax(1)  # the first maximum: ties go to the smaller class index

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from ..seeding import generator
-from ..smooth import check_count
-from .base import AttackResult, _L0Attack, _margin, _queried, _smallest
+from ..certificates import check_count
+from ..runtime.seeding import generator
+from .base import AttackResult, L0Attack, label_margin, queried, smallest
 from .oracles import ATTACK_STREAM, Oracle
 
 
 @dataclass(frozen=True)
-class PatchAttack(_L0Attack):
+class PatchAttack(L0Attack):
     """Score-based random search over one ``size`` x ``size`` patch, its position and its content
     (in the spirit of Croce et al. 2022's Patch-RS).
 
@@ -26,6 +27,9 @@ class PatchAttack(_L0Attack):
     The first proposal the oracle decides wrongly and ``confirm`` accepts is returned; its L0 is
     the number of pixels the patch actually changed (at most ``size``^2).
     """
+
+    flags: ClassVar[dict[str, str]] = {"patch": "size", "max_queries": "max_queries"}
+    """Command-line flag (argparse dest) -> parameter."""
 
     size: int = 5
     max_queries: int = 1000
@@ -75,8 +79,8 @@ class PatchAttack(_L0Attack):
             if int(oracle.decide(scores)[0]) != label:
                 ok, decision = oracle.confirm(candidate, label)
                 if ok:
-                    return _smallest(x, label, [(candidate, decision)], _queried(oracle) - spent)
-            margin = float(_margin(scores, label)[0])
+                    return smallest(x, label, [(candidate, decision)], queried(oracle) - spent)
+            margin = float(label_margin(scores, label)[0])
             if margin <= best:
                 best, where, content = margin, cand_where, cand_content
-        return _smallest(x, label, [], _queried(oracle) - spent)
+        return smallest(x, label, [], queried(oracle) - spent)

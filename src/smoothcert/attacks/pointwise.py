@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from ..seeding import generator
-from ..smooth import check_count
-from .base import AttackResult, _best_confirmed, _L0Attack, l0_pixels
+from ..certificates import check_count
+from ..runtime.seeding import generator
+from .base import AttackResult, L0Attack, best_confirmed, l0_pixels
 from .oracles import ATTACK_STREAM, Oracle
 
 
@@ -54,7 +55,7 @@ class _Restart:
 
 
 @dataclass(frozen=True)
-class Pointwise(_L0Attack):
+class Pointwise(L0Attack):
     """Pointwise attack (Schott et al. 2019, Section 5; Foolbox's ``PointwiseAttack``) with
     iterated local search, decision-based, in whole pixels.
 
@@ -80,6 +81,9 @@ class Pointwise(_L0Attack):
     2, 5 and 12 pixels did no better, and 40 kicks cost more queries than Foolbox. The search runs
     once after the kicks: inside every kick it doubled the queries for a worse result.
     """
+
+    flags: ClassVar[dict[str, str]] = {"restarts": "restarts", "start_steps": "steps", "search_steps": "search_steps", "kicks": "kicks", "max_queries": "max_queries"}
+    """Command-line flag (argparse dest) -> parameter."""
 
     restarts: int = 10
     steps: int = 1000
@@ -206,7 +210,7 @@ class Pointwise(_L0Attack):
         found = []
         for r in range(self.restarts):
             found += _back_off(self._restart(oracle, x, label, generator(*key, ATTACK_STREAM, r)), x)
-        return _best_confirmed(oracle, x, label, found, spent)
+        return best_confirmed(oracle, x, label, found, spent)
 
 
 def _back_off(path: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from ..seeding import generator
-from ..smooth import check_count
-from .base import AttackResult, _L0Attack, _margin, _queried, _smallest
+from ..certificates import check_count
+from ..runtime.seeding import generator
+from .base import AttackResult, L0Attack, label_margin, queried, smallest
 from .oracles import ATTACK_STREAM, Oracle
 
 
 @dataclass(frozen=True)
-class SparseRS(_L0Attack):
+class SparseRS(L0Attack):
     """Sparse-RS L0 random search (Croce et al. 2022, Algorithm 1 and Section 3.1), score-based.
 
     As in the authors' code (github.com/fra31/sparse-rs, ``RSAttack`` with ``norm='L0'``): with a
@@ -32,6 +33,9 @@ class SparseRS(_L0Attack):
     reported L0 counts the pixels actually changed (a random corner may equal the original).
     """
 
+    flags: ClassVar[dict[str, str]] = {"budget": "budget", "start_budget": "start", "max_queries": "max_queries"}
+    """Command-line flag (argparse dest) -> parameter."""
+
     budget: int | None = None
     max_queries: int = 1000
     p_init: float = 0.3
@@ -40,6 +44,12 @@ class SparseRS(_L0Attack):
 
     # (end of the phase in 1/10,000 of max_queries, divisor of p_init); after the last: 20
     _SCHEDULE = ((0, 1), (50, 2), (200, 4), (500, 5), (1000, 6), (2000, 8), (4000, 10), (6000, 12), (8000, 15))
+
+    def check_image_size(self, image_size: tuple[int, int]) -> None:
+        """A fixed ``budget`` must not exceed the pixels of the images."""
+        pixels = image_size[0] * image_size[1]
+        if self.budget is not None and self.budget > pixels:
+            raise ValueError(f"--budget {self.budget} exceeds the {pixels} pixels of the images")
 
     def __post_init__(self) -> None:
         if self.budget is not None:
@@ -98,7 +108,7 @@ class SparseRS(_L0Attack):
             candidate[:, cand_in] = cand_values
             candidate = candidate.view(c, h, w)
             scores = oracle.scores(candidate[None])
-            margin = float(_margin(scores, label)[0])
+            margin = float(label_margin(scores, label)[0])
             fooled = int(oracle.decide(scores)[0]) != label
             if fooled:
                 ok, decision = oracle.confirm(candidate, label)
@@ -136,4 +146,4 @@ class SparseRS(_L0Attack):
                 else:
                     high = middle
                     found.append(smaller)
-        return _smallest(x, label, [f for f in found if f is not None], _queried(oracle) - spent)
+        return smallest(x, label, [f for f in found if f is not None], queried(oracle) - spent)

@@ -20,15 +20,16 @@ import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ..certificates.sequential import ABSTAIN
 from ..data import ImageDataset, check_images
-from ..seeding import generator, resolve_device
-from ..smooth import ABSTAIN
+from ..runtime.seeding import generator, resolve_device
 
 LabelOracle = Callable[[torch.Tensor], torch.Tensor]
 """``oracle(x) -> labels``: (B, C, H, W) images in [0, 1] to int64 labels in 0..K-1 or -1
@@ -378,3 +379,14 @@ def run_substitute(
         "transfer_rate": error_rate(oracle_adv, y),
         "oracle_abstain_rate": float((oracle_adv == ABSTAIN).double().mean()),
     }
+
+
+def format_substitute(result: dict[str, Any]) -> str:
+    """The rounds of :func:`run_substitute`'s ``result`` as a table, then its transfer rate."""
+    lines = ["round  |S_rho|  oracle queries  substitute accuracy  agreement with oracle"]
+    lines += [f"{h['round']:5d}  {h['size']:7d}  {h['queries']:14d}  {100 * h['accuracy']:18.2f}%  "
+              f"{100 * h['agreement']:20.2f}%" for h in result["history"]]
+    lines.append(f"FGSM eps={result['eps']:g} on {result['heldout_size']} held-out images: transfer rate "
+                 f"{100 * result['transfer_rate']:.2f}% (oracle clean error {100 * result['oracle_clean_error']:.2f}%, "
+                 f"abstained {100 * result['oracle_abstain_rate']:.2f}%)")
+    return "\n".join(lines)

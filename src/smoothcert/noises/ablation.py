@@ -2,19 +2,20 @@
 chosen uniformly without replacement (a colour pixel is one unit), and replace every other pixel by
 NULL. NULL is encoded as in "Architectural and training considerations": ``multichannel`` maps a
 pixel s to (s, 1-s) and NULL to 0 on every channel; ``mean`` keeps the channels and writes the
-training-set mean into ablated pixels (Table 8). Certified in L0 by :mod:`smoothcert.certificates`.
+training-set mean into ablated pixels (Table 8). Certified in L0 by :mod:`smoothcert.certificates.ablation`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from ..certificates import CERTIFICATES, certify_counts, radius_cor1
-from .sampled import Sampled
+from ..certificates.ablation import CERTIFICATES, certify_counts, radius_cor1
+from .base import NoiseContext, ThreatModel, register_noise
 
 ENCODINGS = ("multichannel", "mean")
 
@@ -56,8 +57,9 @@ def ablate(
     raise ValueError(f"unknown encoding {encoding!r}; choose one of {ENCODINGS}")
 
 
+@register_noise
 @dataclass(frozen=True)
-class Ablation(Sampled):
+class Ablation(ThreatModel):
     """Randomized ablation keeping ``k`` pixels (Levine & Feizi 2020).
 
     ``per_batch=True`` draws one mask for the whole minibatch (the paper's training choice);
@@ -69,8 +71,25 @@ class Ablation(Sampled):
     mean: tuple[float, ...] | None = None
     per_batch: bool = False
     kind: ClassVar[str] = "ablation"
+    flags: ClassVar[dict[str, dict[str, Any]]] = {
+        "k": {"type": int, "default": 45, "help": "pixels kept by randomized ablation (default 45)"},
+        "encoding": {"choices": ENCODINGS, "default": "multichannel"},
+    }
     # certifies L0 radii by Corollary 1 (``cor1``), Corollary 2 (``cor2``) or Jia et al. (``jia``)
     certificates: ClassVar[tuple[str, ...]] = CERTIFICATES
+    denoisable: ClassVar[bool] = True
+    masks: ClassVar[bool] = True
+    """The noisy input depends on the kept pixels only: ``apply(x, sample_keep(...))``."""
+    margin_scale: ClassVar[float] = 1.0
+    """MACER's hinge acts on Phi^-1(p1) - Phi^-1(p2) unscaled: a margin surrogate, not a radius."""
+
+    @classmethod
+    def from_flags(cls, kind: str, flags: Mapping[str, Any], context: NoiseContext) -> Ablation:
+        """``--k`` and ``--encoding``; the mean encoding takes the training set's channel means."""
+        if flags.get("k") is None:
+            raise ValueError("ablation noise needs --k")
+        encoding = flags.get("encoding", "multichannel")
+        return cls(flags["k"], encoding, context.train_mean if encoding == "mean" else None)
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -85,14 +104,29 @@ class Ablation(Sampled):
     def channels(self, data_channels: int) -> int:
         return 2 * data_channels if self.encoding == "multichannel" else data_channels
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        b, _, h, w = x.shape
-        d = h * w
-        if self.k > d:
-            raise ValueError(f"k={self.k} exceeds the number of pixels d={h}*{w}={d}")
-        rows = 1 if self.per_batch else b
-        keep = sample_keep_mask(rows, d, self.k, generator, x.device).expand(b, d)
+    def sample_keep(
+        self, n: int, image_size: tuple[int, int], generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+    ) -> torch.Tensor:
+        """``n`` uniformly random retained sets of k pixels: boolean masks (n, H*W)."""
+        h, w = image_size
+        if self.k > h * w:
+            raise ValueError(f"k={self.k} exceeds the number of pixels d={h}*{w}={h * w}")
+        return sample_keep_mask(n, h * w, self.k, generator, device)
+
+    def apply(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """ABLATE(x, T) in this noise's encoding, for masks from :meth:`sample_keep`."""
         return ablate(x, keep, self.encoding, self.mean)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        b = len(x)
+        keep = self.sample_keep(1 if self.per_batch else b, tuple(x.shape[-2:]), generator, x.device)
+        return self.apply(x, keep.expand(b, keep.shape[1]))
+
+    def clean_input(self, x: torch.Tensor) -> torch.Tensor:
+        """ABLATE(x, all pixels kept) in the noise's encoding (the ablation with k = d), e.g. (x, 1 - x)."""
+        b, _, h, w = x.shape
+        return self.apply(x, torch.ones(b, h * w, dtype=torch.bool, device=x.device))
 
     def certify(
         self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str = "cor1"
@@ -110,7 +144,7 @@ class Ablation(Sampled):
         h, w = image_size
         return float(radius_cor1(p_lower, h * w, self.k))
 
-    def config(self) -> dict[str, Any]:
+    def to_config(self) -> dict[str, Any]:
         cfg = asdict(self)
         cfg["noise"] = self.kind
         cfg["mean"] = list(self.mean) if self.mean is not None else None

@@ -8,22 +8,22 @@ lies in exactly s bands (s^2 blocks). NULL is encoded as in randomized ablation 
 a kept pixel v becomes (v, 1-v), an ablated one 0).
 
 Training ablates each image to one uniformly random band (block); certification enumerates all
-of them (:class:`smoothcert.deterministic.DeterministicClassifier`). An m x m patch intersects
-at most Delta = min(m+s-1, W) bands, or min(m+s-1, H) * min(m+s-1, W) blocks (``patch_delta``).
+of them (:class:`smoothcert.classifiers.DeterministicClassifier`) and certifies patches by
+:mod:`smoothcert.certificates.bands`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from ..certificates.bands import SHAPES, largest_certified_patch, patch_certified
 from .ablation import ablate
-from .clean import Unsampled
-
-SHAPES = ("columns", "blocks")
+from .base import NoiseContext, ThreatModel, register_noise
 
 
 def _kept_range(start: torch.Tensor, s: int, size: int) -> torch.Tensor:
@@ -31,13 +31,36 @@ def _kept_range(start: torch.Tensor, s: int, size: int) -> torch.Tensor:
     return (torch.arange(size, device=start.device) - start[:, None]) % size < s
 
 
+@register_noise
 @dataclass(frozen=True)
-class Bands(Unsampled):
+class Bands(ThreatModel):
     """Column (``shape="columns"``) or block (``shape="blocks"``) smoothing with band size ``band`` (s)."""
 
     shape: str
     band: int
+    kinds: ClassVar[tuple[str, ...]] = SHAPES
+    flags: ClassVar[dict[str, dict[str, Any]]] = {
+        "band": {"type": int, "default": None,
+                 "help": "band (block) size s of --noise columns|blocks (paper: 4 on MNIST)"},
+    }
+    classifier: ClassVar[str] = "deterministic"
+    samplings: ClassVar[tuple[str, ...]] = ()
     default_vote: ClassVar[str] = "threshold"  # Levine & Feizi count every class with softmax >= theta
+    certifies_patches: ClassVar[bool] = True
+
+    @classmethod
+    def from_flags(cls, kind: str, flags: Mapping[str, Any], context: NoiseContext) -> Bands:
+        if flags.get("band") is None:
+            raise ValueError(f"{kind} smoothing needs --band")
+        return cls(kind, flags["band"])
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Bands:
+        return cls(config["noise"], config["band"])
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.shape
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
@@ -75,18 +98,22 @@ class Bands(Unsampled):
             keep = row[:, :, None] & col[:, None, :]
         return ablate(x, keep.reshape(b, h * w))
 
-    def patch_delta(self, m: int, image_size: tuple[int, int]) -> int:
-        """Delta: the most ablation sets an m x m patch can intersect (0 for m = 0)."""
-        if m == 0:
-            return 0
-        h, w = image_size
-        span = m + self.band - 1
-        return min(span, w) if self.shape == "columns" else min(span, h) * min(span, w)
+    def vote_radius(self, counts: np.ndarray, image_size: tuple[int, int], patch: int | None = None) -> int:
+        """The certified patch side of the vote ``counts``: ``patch`` if every ``patch`` x ``patch``
+        patch is certified (else 0), or with ``patch=None`` the largest certified side."""
+        if patch is None:
+            return largest_certified_patch(counts, self.band, self.shape, image_size)
+        return patch if patch_certified(counts, patch, self.band, self.shape, image_size) else 0
+
+    def describe(self, vote: str, theta: float, patch: int | None) -> str:
+        """What the radius column means, for the logs' settings."""
+        side = "largest certified side" if patch is None else f"{patch}x{patch}"
+        return f"patch {side} ({vote} vote" + (f" theta={theta:g})" if vote == "threshold" else ")")
 
     @property
     def refusal(self) -> str:
         return (f"{self.shape} smoothing is deterministic: certify it with DeterministicClassifier "
                 "(smoothcert certify does so for such checkpoints), not by sampling")
 
-    def config(self) -> dict[str, Any]:
+    def to_config(self) -> dict[str, Any]:
         return {"noise": self.shape, "band": self.band}

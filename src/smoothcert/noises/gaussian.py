@@ -1,25 +1,27 @@
 """Isotropic Gaussian noise (Cohen, Rosenfeld & Kolter 2019), certified in L2 by
-:mod:`smoothcert.gaussian`."""
+:mod:`smoothcert.certificates.gaussian`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from ..gaussian import (
+from ..certificates.gaussian import (
     GAUSSIAN_CERTIFICATES,
     certify_gaussian,
     check_sigma,
     radius_cohen,
 )
-from .sampled import Sampled
+from .base import NoiseContext, ThreatModel, register_noise
 
 
+@register_noise
 @dataclass(frozen=True)
-class Gaussian(Sampled):
+class Gaussian(ThreatModel):
     """Isotropic Gaussian noise ``x + N(0, sigma^2 I)`` (Cohen, Rosenfeld & Kolter 2019).
 
     Added in [0, 1] pixel space and not clamped, as in Cohen et al.: any input normalisation is
@@ -31,12 +33,31 @@ class Gaussian(Sampled):
     kind: ClassVar[str] = "gaussian"
     # certifies L2 radii by Cohen et al.'s CERTIFY (``cohen``) or Theorem 1 with p_B (``two-class``)
     certificates: ClassVar[tuple[str, ...]] = GAUSSIAN_CERTIFICATES
+    flags: ClassVar[dict[str, dict[str, Any]]] = {
+        "sigma": {"type": float, "default": None,
+                  "help": "Gaussian noise level in [0, 1] pixel units (--noise gaussian)"},
+    }
+    denoisable: ClassVar[bool] = True
+    additive: ClassVar[bool] = True
+    """The noisy input is x plus noise independent of x (SmoothAdv's PGD needs this)."""
+
+    @classmethod
+    def from_flags(cls, kind: str, flags: Mapping[str, Any], context: NoiseContext) -> Gaussian:
+        if flags.get("sigma") is None:
+            raise ValueError("gaussian noise needs --sigma")
+        return cls(flags["sigma"])
+
+    @property
+    def margin_scale(self) -> float:
+        """sigma / 2: MACER's hinge on (sigma/2)(Phi^-1(p1) - Phi^-1(p2)) acts on the L2 radius (Theorem 1)."""
+        return self.sigma / 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sigma", check_sigma(self.sigma))
 
-    def channels(self, data_channels: int) -> int:
-        return data_channels
+    def clean_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` itself: the base classifier sees images in their own format."""
+        return x
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return x + self.sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
@@ -59,5 +80,5 @@ class Gaussian(Sampled):
         """Cohen et al.'s radius ``sigma * Phi^-1(p_lower)`` (NaN: abstain); ``image_size`` is unused."""
         return float(radius_cohen(p_lower, self.sigma))
 
-    def config(self) -> dict[str, Any]:
+    def to_config(self) -> dict[str, Any]:
         return {"noise": self.kind, "sigma": self.sigma}

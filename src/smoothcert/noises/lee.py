@@ -1,7 +1,7 @@
 """Discrete-noise L0 smoothing of Lee, Yuan, Chang & Jaakkola (NeurIPS 2019), the baseline of
 Levine & Feizi (2020), Discussion and Table 7: every coordinate is kept with probability kappa and
 otherwise replaced by one of the other ``levels - 1`` values uniformly; there is no NULL symbol.
-Certified in L0 by :mod:`smoothcert.lee`.
+Certified in L0 by :mod:`smoothcert.certificates.lee`.
 
 As in Lee et al., a coordinate is one channel value: a colour pixel is three coordinates, and the
 certified radius counts channel values.
@@ -9,18 +9,26 @@ certified radius counts channel values.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from ..lee import LEE_CERTIFICATES, certify_lee, check_kappa, check_levels, radius_lee
-from .sampled import Sampled
+from ..certificates.lee import (
+    LEE_CERTIFICATES,
+    certify_lee,
+    check_kappa,
+    check_levels,
+    radius_lee,
+)
+from .base import NoiseContext, ThreatModel, register_noise
 
 
+@register_noise
 @dataclass(frozen=True)
-class Lee(Sampled):
+class Lee(ThreatModel):
     """Keep each channel value with probability ``kappa``, else resample it uniformly among the
     other ``levels - 1`` values of the quantisation ``{0, 1/(levels-1), ..., 1}`` (Lee et al. 2019).
 
@@ -34,13 +42,20 @@ class Lee(Sampled):
     kind: ClassVar[str] = "lee"
     # certifies L0 radii by Lee et al.'s tight Neyman-Pearson certificate (``lee``)
     certificates: ClassVar[tuple[str, ...]] = LEE_CERTIFICATES
+    flags: ClassVar[dict[str, dict[str, Any]]] = {
+        "kappa": {"type": float, "default": None, "help": "probability of keeping a channel value (--noise lee)"},
+        "levels": {"type": int, "default": 256, "help": "values per channel, K (--noise lee, default 256)"},
+    }
+
+    @classmethod
+    def from_flags(cls, kind: str, flags: Mapping[str, Any], context: NoiseContext) -> Lee:
+        if flags.get("kappa") is None:
+            raise ValueError("lee noise needs --kappa")
+        return cls(flags["kappa"], flags.get("levels", 256))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kappa", check_kappa(self.kappa))
         object.__setattr__(self, "levels", check_levels(self.levels))
-
-    def channels(self, data_channels: int) -> int:
-        return data_channels
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         top = self.levels - 1
@@ -71,5 +86,5 @@ class Lee(Sampled):
         h, w = image_size
         return float(radius_lee(p_lower, h * w, self.levels, self.kappa))
 
-    def config(self) -> dict[str, Any]:
+    def to_config(self) -> dict[str, Any]:
         return {"noise": self.kind, "kappa": self.kappa, "levels": self.levels}

@@ -5,7 +5,7 @@ round-robin deal (position ``perm[i]`` joins group ``i mod T``), so group sizes 
 one. Copy t keeps group t and ablates every other pixel (multichannel NULL encoding, as in
 randomized ablation). Each pixel lies in exactly one group, so changing r pixels changes at most
 r of the T copies; the certified L0 radius is floor((n_y - n_y' - [y > y']) / 2)
-(:func:`smoothcert.deterministic.partition_radius`).
+(:func:`smoothcert.certificates.partition.partition_radius`).
 
 The assignment is stored in the checkpoint (``config()``), so certification uses exactly the
 partition the model was trained on. One base classifier is trained on a random group of that
@@ -15,15 +15,17 @@ votes, so a shared model keeps it valid).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from ..seeding import stream_seed
+from ..certificates.partition import partition_radius
+from ..runtime.seeding import stream_seed
 from .ablation import ablate
-from .clean import Unsampled
+from .base import NoiseContext, ThreatModel, register_noise
 
 PARTITION_STREAM = 7  # the shuffle comes from stream (seed, PARTITION_STREAM)
 
@@ -38,8 +40,9 @@ def partition_assignment(d: int, groups: int, seed: int) -> tuple[int, ...]:
     return tuple(int(a) for a in assignment)
 
 
+@register_noise
 @dataclass(frozen=True)
-class Partition(Unsampled):
+class Partition(ThreatModel):
     """Partition voting over ``groups`` disjoint pixel groups; ``assignment[p]`` is pixel p's group
     (row-major over ``image_size``). Build it with :meth:`create`."""
 
@@ -47,7 +50,21 @@ class Partition(Unsampled):
     image_size: tuple[int, int]
     assignment: tuple[int, ...]
     seed: int = 0
+    kind: ClassVar[str] = "partition"
+    flags: ClassVar[dict[str, dict[str, Any]]] = {
+        "groups": {"type": int, "default": None, "help": "number of pixel groups T of --noise partition"},
+    }
+    classifier: ClassVar[str] = "deterministic"
+    samplings: ClassVar[tuple[str, ...]] = ()
     default_vote: ClassVar[str] = "argmax"  # Hammoudeh & Lowd: each copy votes its argmax
+    certifies_patches: ClassVar[bool] = False
+
+    @classmethod
+    def from_flags(cls, kind: str, flags: Mapping[str, Any], context: NoiseContext) -> Partition:
+        """``--groups``, the image size and the seed of the shuffle."""
+        if flags.get("groups") is None or context.image_size is None:
+            raise ValueError("partition noise needs --groups (and the image size)")
+        return cls.create(flags["groups"], context.image_size, context.seed)
 
     @classmethod
     def create(cls, groups: int, image_size: tuple[int, int], seed: int = 0) -> Partition:
@@ -90,11 +107,21 @@ class Partition(Unsampled):
         groups = torch.tensor(self.assignment, device=x.device)
         return ablate(x, groups[None, :] == chosen[:, None])
 
+    def vote_radius(self, counts: np.ndarray, image_size: tuple[int, int], patch: int | None = None) -> int:
+        """The certified L0 radius of the vote ``counts`` (``patch`` must be None)."""
+        if patch is not None:
+            raise ValueError("--patch certifies column/block smoothing; a partition certifies L0 radii")
+        return partition_radius(counts)
+
+    def describe(self, vote: str, theta: float, patch: int | None) -> str:
+        """What the radius column means, for the logs' settings."""
+        return f"partition-l0 ({vote} vote)"
+
     @property
     def refusal(self) -> str:
         return ("partition voting is deterministic: certify it with DeterministicClassifier "
                 "(smoothcert certify does so for such checkpoints), not by sampling")
 
-    def config(self) -> dict[str, Any]:
+    def to_config(self) -> dict[str, Any]:
         return {"noise": "partition", "groups": self.groups, "image_size": list(self.image_size),
                 "assignment": list(self.assignment), "seed": self.seed}

@@ -18,10 +18,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..attacks import Oracle, Pointwise, SparseRS
-from ..certificates import check_alpha
+from ..certificates import check_alpha, check_count
+from ..classifiers.smoothed import Sampling, SmoothedClassifier, as_sampling
 from ..data import ImageDataset
-from ..seeding import generator
-from ..smooth import Sampling, SmoothedClassifier, as_sampling, check_count
+from ..runtime.seeding import generator
 from .log import ATTACK_COLUMNS, CERTIFY_COLUMNS, PREDICT_COLUMNS, TsvLog
 
 WINDOW = 64
@@ -99,7 +99,7 @@ def run_dataset(
         decision, counts = yield from smoothed.predict_steps(n, alpha, sampling)
         return {"predict": decision, "count": int(counts.max()), "n": int(counts.sum())}
 
-    with TsvLog(out, columns, {**(settings or {}), **params, "noise": smoothed.noise.config()}) as log:
+    with TsvLog(out, columns, {**(settings or {}), **params, "noise": smoothed.noise.to_config()}) as log:
         todo = [i for i in indices if i not in log.done]
         bar = tqdm(total=len(todo), desc=mode, unit="image", disable=not progress)
         for row in _packed(smoothed, data, todo, steps, seed, window):
@@ -167,7 +167,7 @@ def read_adversarial(log: str | Path) -> dict[str, np.ndarray]:
         return {k: f[k] for k in ("idx", "x_adv", "success", "decision")}
 
 
-def _write_adversarial(path: Path, rows: dict[int, tuple[np.ndarray, bool, int]]) -> None:
+def write_adversarial(path: Path, rows: dict[int, tuple[np.ndarray, bool, int]]) -> None:
     order = sorted(rows)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(
@@ -217,7 +217,7 @@ def run_attack(
             result = attack(make_oracle(idx), x, label, key=(seed, idx))
             elapsed = round(time.perf_counter() - start, 4)
             rows[idx] = (result.x_adv.cpu().numpy(), result.success, result.decision)
-            _write_adversarial(npz, rows)
+            write_adversarial(npz, rows)
             log.write({"idx": idx, "label": label, "l0": result.l0, "queries": result.queries,
                        "success": int(result.success), "time": elapsed})
     return Path(out)

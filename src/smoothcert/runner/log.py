@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..locking import FileLock
+from ..runtime.locking import FileLock
 
 CERTIFY_COLUMNS = ("idx", "label", "predict", "count", "n", "p_lower", "radius", "correct", "time")
 PREDICT_COLUMNS = ("idx", "label", "predict", "count", "n", "correct", "time")

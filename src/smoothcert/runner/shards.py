@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ..distributed import barrier, current_world, process_group
-from .dataset import _write_adversarial, adversarial_path, read_adversarial
+from ..runtime.distributed import barrier, current_world, process_group
+from .dataset import adversarial_path, read_adversarial, write_adversarial
 from .log import log_lock
 
 SHARD_TIMEOUT = timedelta(days=7)
@@ -170,7 +170,7 @@ def merge_logs(out: str | Path, shards: Sequence[str | Path], *, remove: bool = 
             lacking = sorted(rows.keys() - examples.keys())
             if lacking:
                 raise ValueError(f"image idx {lacking[0]} has a row but no adversarial example; refusing to merge")
-            _write_adversarial(adversarial_path(out), {i: examples[i] for i in rows})
+            write_adversarial(adversarial_path(out), {i: examples[i] for i in rows})
         if not out.exists():
             _settings_path(out).write_text(json.dumps(base, indent=2, sort_keys=True))
         tmp = out.with_name(out.name + ".merging")

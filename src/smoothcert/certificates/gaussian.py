@@ -17,28 +17,19 @@ this single point.  Every returned radius is therefore > 0; it is ``inf`` when `
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 from scipy.stats import norm
 
-from .certificates import _probability, check_alpha, check_integer, vote_bounds
+from .checks import check_alpha, check_integer, check_positive, check_probability
+from .statistics import vote_bounds
 
 GAUSSIAN_CERTIFICATES = ("cohen", "two-class")
 """Names accepted by :func:`certify_gaussian`; the first is the default."""
 
 
-def _positive(value: object, name: str) -> float:
-    """``value`` as a float; ValueError unless it is a finite number > 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
 def check_sigma(sigma: float) -> float:
     """Return the noise level ``sigma`` as a float; ValueError unless it is finite and > 0."""
-    return _positive(sigma, "sigma")
+    return check_positive(sigma, "sigma")
 
 
 def _certified(radius: np.ndarray, margin: np.ndarray) -> np.ndarray:
@@ -54,7 +45,7 @@ def radius_cohen(p_lower, sigma: float):
     Vectorised over ``p_lower``.
     """
     s = check_sigma(sigma)
-    p = _probability(p_lower, "p_lower")
+    p = check_probability(p_lower, "p_lower")
     return _certified(s * norm.ppf(p), p - 0.5)
 
 
@@ -65,7 +56,7 @@ def radius_two_class(p_lower_a, p_upper_b, sigma: float):
     NaN where ``p_lower_a <= p_upper_b`` (no positive radius).  Vectorised, broadcasting.
     """
     s = check_sigma(sigma)
-    pa, pb = np.broadcast_arrays(_probability(p_lower_a, "p_lower_a"), _probability(p_upper_b, "p_upper_b"))
+    pa, pb = np.broadcast_arrays(check_probability(p_lower_a, "p_lower_a"), check_probability(p_upper_b, "p_upper_b"))
     with np.errstate(invalid="ignore"):  # inf - inf where both are 0 or both 1: masked below
         radius = s / 2 * (norm.ppf(pa) - norm.ppf(pb))
     return _certified(radius, pa - pb)
@@ -97,8 +88,8 @@ def radius_lipschitz(p_a, p_b, lipschitz: float):
     Theorem 1 is this applied to ``Phi^-1(f_hat)``, which is ``1/sigma``-Lipschitz.  NaN where
     ``P_A <= P_B``.  Vectorised, broadcasting.
     """
-    lip = _positive(lipschitz, "the Lipschitz constant L")
-    pa, pb = np.broadcast_arrays(_probability(p_a, "p_a"), _probability(p_b, "p_b"))
+    lip = check_positive(lipschitz, "the Lipschitz constant L")
+    pa, pb = np.broadcast_arrays(check_probability(p_a, "p_a"), check_probability(p_b, "p_b"))
     return _certified((pa - pb) / (2 * lip), pa - pb)
 
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .report import RunLog, median_certified_robustness
-from .runner import ATTACK_COLUMNS, read_adversarial
+from ..runner import ATTACK_COLUMNS, read_adversarial
+from .certified import RunLog, median_certified_robustness
 
 
 @dataclass(frozen=True, eq=False)

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_checkpoint, noise_from_config
-from .noises import Ablation, Clean, Gaussian, Noise, ablate
+from ..checkpoint import load_checkpoint
+from ..noises import Noise, noise_from_config
 
 _P_CLAMP = 1e-6
 """MACER clamps probabilities to [1e-6, 1 - 1e-6] before Phi^-1 (finite, |Phi^-1| <= 4.75)."""
@@ -88,21 +88,6 @@ class _Config:
 
     def config(self) -> dict[str, Any]:
         return {"method": self.name, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}
-
-
-def clean_input(noise: Noise, x: torch.Tensor) -> torch.Tensor:
-    """The noise-free input ``x`` in the format the base classifier sees under ``noise``.
-
-    For Gaussian noise and no noise that is ``x``; for ablation it is ABLATE(x, all pixels kept) in the noise's
-    encoding (the ablation with k = d), e.g. (x, 1 - x) for the multichannel encoding.
-    """
-    if isinstance(noise, (Gaussian, Clean)):
-        return x
-    if isinstance(noise, Ablation):
-        b, _, h, w = x.shape
-        keep = torch.ones(b, h * w, dtype=torch.bool, device=x.device)
-        return ablate(x, keep, noise.encoding, noise.mean)
-    raise ValueError(f"no clean input is defined for noise {type(noise).__name__}; expected Ablation or Gaussian")
 
 
 def noisy_copies(noise: Noise, x: torch.Tensor, m: int, generator: torch.Generator) -> torch.Tensor:
@@ -224,7 +209,7 @@ class Stability(_Config):
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: Noise, generator: torch.Generator, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        clean_logits = model(clean_input(noise, x))
+        clean_logits = model(noise.clean_input(x))
         noisy_logits = model(noise(x, generator))
         loss = F.cross_entropy(clean_logits, y) + self.lam * stability_kl(clean_logits, noisy_logits).mean()
         return loss, noisy_logits
@@ -256,12 +241,9 @@ class Macer(_Config):
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: Noise, generator: torch.Generator, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(noise, Gaussian):
-            scale = noise.sigma / 2
-        elif isinstance(noise, Ablation):
-            scale = 1.0
-        else:
-            raise ValueError(f"MACER needs Gaussian or Ablation noise, got {type(noise).__name__}")
+        scale = noise.margin_scale
+        if scale is None:
+            raise ValueError(f"MACER needs Gaussian or Ablation noise, got {noise.kind}")
         logits = model(noisy_copies(noise, x, self.m, generator)).view(len(x), self.m, -1)
         loss = F.nll_loss(log_mean_softmax(logits), y)
         lam = 0.0 if epoch < self.deferred_epochs else self.lam
@@ -321,14 +303,12 @@ class SmoothAdv(_Config):
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: Noise, generator: torch.Generator, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(noise, Ablation):
+        if not noise.additive:
             raise ValueError(
-                "SmoothAdv needs Gaussian noise: its PGD attack searches an L2 ball, which is not the L0 "
-                "threat model that ablation certifies; the matching attack would be an L0 attack on the "
-                "ablated classifier, which smoothcert does not implement"
+                f"SmoothAdv needs Gaussian noise, got {noise.kind}: its PGD attack searches an L2 ball around "
+                "x + delta, which is neither the threat model nor the noise of other smoothings (for ablation the "
+                "matching attack would be an L0 attack on the ablated classifier, which smoothcert does not implement)"
             )
-        if not isinstance(noise, Gaussian):
-            raise ValueError(f"SmoothAdv needs Gaussian noise, got {type(noise).__name__}")
         # Gaussian noise is additive, so its draw at the zero image is the perturbation delta_i
         delta = noise(torch.zeros_like(x).repeat_interleave(self.m, 0), generator)
         epsilon = self.epsilon_at(epoch)
@@ -378,7 +358,7 @@ class Distillation(_Config):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         teacher, teacher_noise = self._teacher
         with torch.no_grad():
-            teacher_logits = teacher.to(x.device)(clean_input(teacher_noise, x))
+            teacher_logits = teacher.to(x.device)(teacher_noise.clean_input(x))
         logits = model(noisy_copies(noise, x, self.m, generator)).view(len(x), self.m, -1)
         if teacher_logits.shape[-1] != logits.shape[-1]:
             raise ValueError(f"the teacher {self.teacher} has {teacher_logits.shape[-1]} classes, the model "

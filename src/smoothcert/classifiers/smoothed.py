@@ -15,57 +15,27 @@ together with their samples packed into full forward passes (``sample_many``).
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from scipy.stats import binomtest
 from torch import nn
 
-from .certificates import check_alpha
-from .checkpoint import load_checkpoint, noise_from_config
-from .noises import Noise
-from .seeding import resolve_device
-from .sequential import ABSTAIN, Adaptive
-from .sequential import certify_steps as sequential_certify
-from .sequential import predict_steps as sequential_predict
+from ..certificates import check_alpha, check_count
+from ..certificates.sequential import ABSTAIN, Adaptive
+from ..certificates.sequential import certify_steps as sequential_certify
+from ..certificates.sequential import predict_steps as sequential_predict
+from ..checkpoint import load_checkpoint
+from ..noises import Noise, noise_from_config
+from ..runtime.seeding import resolve_device
+from .base import Certificate, Steps, T, check_image
 
 SAMPLINGS = ("adaptive", "fixed")
 Sampling = str | Adaptive
 """``"fixed"`` (Cohen et al.'s n samples), ``"adaptive"`` (``Adaptive()``) or an ``Adaptive``."""
-T = TypeVar("T")
-Steps = Generator[int, np.ndarray, T]
-
-
-@dataclass(frozen=True)
-class Certificate:
-    """Outcome of CERTIFY for one image: ``predict`` is ``ABSTAIN`` (-1) with radius NaN when the
-    bound on the top class is too weak; ``count`` is that class's votes among ``n``."""
-
-    predict: int
-    count: int
-    n: int
-    p_lower: float
-    radius: float
-
-
-def check_count(name: str, value: int) -> int:
-    """``value`` as an int; ValueError unless it is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_image(x: torch.Tensor) -> torch.Tensor:
-    """``x``; ValueError unless it is one (C, H, W) image with finite pixels in [0, 1]."""
-    if x.dim() != 3:
-        raise ValueError(f"expected one image of shape (C, H, W), got shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-        raise ValueError("pixel values must lie in [0, 1]")
-    return x
 
 
 class SmoothedClassifier:
@@ -75,6 +45,9 @@ class SmoothedClassifier:
     ``certificate`` names the certificate the noise computes (ablation: ``cor1``, ``cor2``, ``jia``;
     Gaussian: ``cohen``, ``two-class``); ``None`` takes the noise's first, the papers' choice.
     """
+
+    kind: ClassVar[str] = "smoothed"
+    certified: ClassVar[str] = "is certified by sampling"
 
     def __init__(
         self,
@@ -105,7 +78,9 @@ class SmoothedClassifier:
         base, config = load_checkpoint(path)
         return cls(base, noise_from_config(config["noise"]), config["num_classes"], **kwargs)
 
-
+    def sample_counts(self, n0: int, n: int, sampling: Sampling) -> tuple[int, int, Sampling]:
+        """The selection and estimation samples CERTIFY / PREDICT draw (at most, adaptively): as asked."""
+        return n0, n, sampling
     def sample(self, x: torch.Tensor, num: int, generator: torch.Generator | None = None) -> np.ndarray:
         """Votes of the base classifier on ``num`` noisy copies of ``x``: an array (num_classes,)."""
         return self.sample_many([(x, num, generator)])[0]

@@ -21,6 +21,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..models import gaussian_blur
+
 
 def crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
     """Random crop after zero padding by ``pad`` and random horizontal flip, per image."""
@@ -51,18 +53,6 @@ def affine(x: torch.Tensor, g: torch.Generator, degrees: float = 10.0, shift: fl
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False).clamp(0, 1)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Every channel of ``x`` (B, C, H, W) convolved with a Gaussian of ``sigma`` pixels, truncated
-    at ceil(3 sigma) and normalised to sum 1, zero outside the image (separable: rows, then columns)."""
-    radius = math.ceil(3 * sigma)
-    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    c = x.shape[1]
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)
-    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
 
 
 def elastic(x: torch.Tensor, g: torch.Generator, alpha: float = 34.0, sigma: float = 4.0) -> torch.Tensor:

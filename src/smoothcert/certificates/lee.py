@@ -23,7 +23,7 @@ kappa = 0.1 and K = 256; the certificate does not depend on d beyond ``r <= d``.
 
 Exactness, as in :mod:`smoothcert.certificates`: thresholds are computed in floating point
 (sums of positive terms, error below ``1e-14 (r + 1)``); a comparison whose margin is below
-``_FLOAT_ERROR`` plus that is decided again with integers (masses times ``M^r``, where kappa is
+``FLOAT_ERROR`` plus that is decided again with integers (masses times ``M^r``, where kappa is
 the exact rational value of the given float and M its denominator times K - 1), so every returned
 radius is the exact answer for the given ``p_lower``.  Conventions as in
 :mod:`smoothcert.certificates`: abstention is a NaN radius; radius 0 means only x is certified.
@@ -36,13 +36,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from .certificates import (
-    _FLOAT_ERROR,
-    _probability,
-    check_alpha,
-    check_integer,
-    vote_bounds,
-)
+from .checks import FLOAT_ERROR, check_alpha, check_integer, check_probability
+from .statistics import vote_bounds
 
 LEE_CERTIFICATES = ("lee",)
 """Names accepted by the Lee noise's ``check_certificate``; the first is the default."""
@@ -150,7 +145,7 @@ def exact_threshold(r: int, levels: int, kappa: float) -> Fraction:
 
 
 def _tolerance(r: int) -> float:
-    return _FLOAT_ERROR + 1e-14 * (r + 1)
+    return FLOAT_ERROR + 1e-14 * (r + 1)
 
 
 def _thresholds(levels: int, kappa: float, p_max: float, d: int) -> np.ndarray:
@@ -169,7 +164,7 @@ def radius_lee(p_lower, d: int, levels: int, kappa: float):
     Vectorised over ``p_lower``; exact (module docstring)."""
     levels, kappa = _parameters(levels, kappa)
     d = check_integer(d, "d", 1)
-    p = _probability(p_lower, "p_lower")
+    p = check_probability(p_lower, "p_lower")
     certain = p == 1.0
     thresholds = _thresholds(levels, kappa, float(p[~certain].max(initial=0.0)), d)
     radius = np.searchsorted(thresholds, p, side="left") - 1  # thresholds[r] < p for r <= radius

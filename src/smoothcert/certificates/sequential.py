@@ -35,12 +35,8 @@ from scipy.optimize import brentq
 from scipy.special import betainc, betaln
 from scipy.stats import binomtest
 
-from .certificates import (
-    check_alpha,
-    check_integer,
-    clopper_pearson_lower,
-    clopper_pearson_upper,
-)
+from .checks import check_alpha, check_integer
+from .statistics import clopper_pearson_lower, clopper_pearson_upper
 
 ABSTAIN = -1
 

@@ -1,4 +1,4 @@
-"""L0 certificates of randomized ablation (Levine & Feizi 2020) and their confidence bounds.
+"""L0 certificates of randomized ablation (Levine & Feizi 2020).
 
 Theorem 1: if ``||x - x'||_0 <= rho`` then ``|p_i(x') - p_i(x)| <= Delta(rho)`` for every class,
 with ``Delta(rho) = 1 - C(d - rho, k) / C(d, k)``, where ``p_i`` is the probability that the base
@@ -14,54 +14,30 @@ error, about 1e-9); images whose margin at the found radius or the next one is s
 decided again with exact rational arithmetic (``fractions.Fraction`` of the given float bounds
 and ``math.comb``), so every returned radius is the exact answer for the given ``p`` bounds.
 
-Confidence bounds are one-sided Clopper-Pearson bounds computed with ``scipy.stats.beta``
-(as in Cohen, Rosenfeld & Kolter 2019, CERTIFY); the p bounds passed to the radius functions are
-assumed to hold with the caller's confidence ``1 - alpha``.
+The p bounds passed to the radius functions are assumed to hold with the caller's confidence
+``1 - alpha`` (:mod:`smoothcert.certificates.statistics` computes them from vote counts).
 """
 
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable
 from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
-from scipy.stats import beta
+
+from .checks import (
+    FLOAT_ERROR,
+    check_alpha,
+    check_integer,
+    check_probability,
+    integer_array,
+)
+from .statistics import vote_bounds
 
 CERTIFICATES = ("cor1", "cor2", "jia")
 """Names accepted by :func:`certify_counts`."""
-
-_FLOAT_ERROR = 1e-9
-"""Margin below which a float decision is re-done exactly; the float error of Delta is at most
-about ``2.2e-16 * d`` (see :func:`log_binom_ratio`), far below this for image-sized d."""
-
-
-# ----------------------------------------------------------------------------- input checks
-
-
-def check_alpha(alpha: float) -> float:
-    """Return ``alpha`` as a float; ValueError unless ``0 < alpha < 1``."""
-    try:
-        value = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}") from None
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    return value
-
-
-def check_integer(value: object, name: str, minimum: int | None = None) -> int:
-    """``value`` as an int; ValueError unless it is an integer (and ``>= minimum`` if given)."""
-    bound = "" if minimum is None else f" >= {minimum}"
-    try:
-        number = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise ValueError(f"{name} must be an integer{bound}, got {value!r}") from None
-    if minimum is not None and number < minimum:
-        raise ValueError(f"{name} must be an integer{bound}, got {value!r}")
-    return number
 
 
 def _ablation_size(d: int, k: int) -> tuple[int, int]:
@@ -75,109 +51,11 @@ def check_ablation_size(d: int, k: int) -> None:
     """ValueError unless d and k are integers with ``1 <= k <= d`` (k pixels kept out of d)."""
     _ablation_size(d, k)
 
-
-def _integer_array(values: object, name: str) -> np.ndarray:
-    array = np.asarray(values)
-    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise ValueError(f"{name} must hold integers, got dtype {array.dtype}")
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array) & (array == np.round(array))):
-            raise ValueError(f"{name} must hold integers, got {values!r}")
-        array = array.astype(np.int64)
-    return array.astype(np.int64, copy=False)
-
-
-def _counts(count: object, n: object) -> tuple[np.ndarray, np.ndarray]:
-    """Integer arrays ``count`` and ``n`` broadcast together, with ``0 <= count <= n``, ``n >= 1``."""
-    c, total = np.broadcast_arrays(_integer_array(count, "count"), _integer_array(n, "n"))
-    if np.any(total < 1):
-        raise ValueError(f"the number of samples n must be >= 1, got {n!r}")
-    if np.any(c < 0):
-        raise ValueError(f"counts must be >= 0, got {count!r}")
-    if np.any(c > total):
-        raise ValueError(f"a count exceeds the number of samples n: count={count!r}, n={n!r}")
-    return c, total
-
-
-def _probability(p: object, name: str) -> np.ndarray:
-    array = np.asarray(p, dtype=float)
-    if not np.all((array >= 0.0) & (array <= 1.0)):  # also rejects NaN
-        raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
-    return array
-
-
-# ----------------------------------------------------------------------------- Clopper-Pearson
-
-
-def clopper_pearson_lower(count, n, alpha):
-    """One-sided Clopper-Pearson lower bound on a binomial proportion at level ``alpha``.
-
-    ``Beta.ppf(alpha, count, n - count + 1)``; 0 when ``count == 0``.  Equals statsmodels'
-    ``proportion_confint(count, n, alpha=2 * alpha, method="beta")[0]``.  Vectorised.
-    """
-    a = check_alpha(alpha)
-    c, total = _counts(count, n)
-    lower = beta.ppf(a, np.maximum(c, 1), total - c + 1)
-    return np.where(c == 0, 0.0, lower)[()]
-
-
-def clopper_pearson_upper(count, n, alpha):
-    """One-sided Clopper-Pearson upper bound at level ``alpha``: ``Beta.ppf(1 - alpha, count + 1, n - count)``.
-
-    Computed as ``Beta.isf(alpha, ...)``, which keeps its accuracy when ``alpha`` is tiny;
-    1 when ``count == n``.  Vectorised.
-    """
-    a = check_alpha(alpha)
-    c, total = _counts(count, n)
-    upper = beta.isf(a, c + 1, np.maximum(total - c, 1))
-    return np.where(c == total, 1.0, upper)[()]
-
-
-def class_bounds(counts, alpha: float, selected=None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class lower and upper bounds on ``p_i(x)`` that hold simultaneously with prob. >= 1 - alpha.
-
-    ``counts`` (..., C) are the votes per class of ``n = counts.sum(-1)`` samples.  Corollary 2
-    needs ``lower(A)`` and ``upper(B)`` for every ``B != A`` at once (its Discussion), so the
-    failure probability is split with Bonferroni's inequality:
-
-    * ``selected=None``: all 2C one-sided bounds, each at level ``alpha / (2C)``.  They hold
-      jointly, so the class A may be chosen after looking at ``counts`` (e.g. their argmax).
-    * ``selected`` (...,) class indices fixed independently of ``counts`` (Cohen et al.'s
-      separate selection samples, or the true label): only the C bounds ``lower(A)`` and
-      ``upper(B), B != A`` are needed, each at level ``alpha / C``; the unused entries are the
-      trivially valid ``lower(B) = 0`` and ``upper(A) = 1``.
-    """
-    counts = _integer_array(counts, "counts")
-    if counts.ndim < 1 or counts.shape[-1] < 1:
-        raise ValueError(f"counts must have shape (..., C) with C >= 1 classes, got shape {counts.shape}")
-    a = check_alpha(alpha)
-    classes = counts.shape[-1]
-    n = counts.sum(-1, keepdims=True)
-    if selected is None:
-        level = a / (2 * classes)
-        return clopper_pearson_lower(counts, n, level), clopper_pearson_upper(counts, n, level)
-    is_selected = np.arange(classes) == _class_index(selected, counts.shape)[..., None]
-    level = a / classes
-    lower = np.where(is_selected, clopper_pearson_lower(counts, n, level), 0.0)
-    upper = np.where(is_selected, 1.0, clopper_pearson_upper(counts, n, level))
-    return lower, upper
-
-
-def _class_index(selected: object, counts_shape: tuple[int, ...]) -> np.ndarray:
-    index = _integer_array(selected, "selected")
-    if np.any((index < 0) | (index >= counts_shape[-1])):
-        raise ValueError(f"selected must be class indices in [0, {counts_shape[-1]}), got {selected!r}")
-    try:
-        return np.broadcast_to(index, counts_shape[:-1])
-    except ValueError:
-        raise ValueError(f"selected of shape {index.shape} does not match counts of shape {counts_shape}") from None
-
-
 # ----------------------------------------------------------------------------- Theorem 1
 
 
 def _rho(rho: object, d: int) -> np.ndarray:
-    array = _integer_array(rho, "rho")
+    array = integer_array(rho, "rho")
     if np.any((array < 0) | (array > d)):
         raise ValueError(f"rho must be an integer L0 distance in [0, d={d}], got {rho!r}")
     return array
@@ -229,7 +107,7 @@ def _exact_delta(d: int, k: int, rho: int) -> Fraction:
 def _tolerance(d: int, k: int, discretised: bool) -> float:
     """Bound on |float margin - exact margin|: float error of Delta, plus 2/N for Jia et al.'s
     rounding of the p bounds to multiples of 1/N, N = C(d, k) (the float margin skips it)."""
-    return _FLOAT_ERROR + 1e-15 * d + (2 / _comb(d, k) if discretised else 0.0)
+    return FLOAT_ERROR + 1e-15 * d + (2 / _comb(d, k) if discretised else 0.0)
 
 
 def _largest_rho(
@@ -281,7 +159,7 @@ def radius_cor1(p_lower, d: int, k: int):
     NaN (abstain) where ``p_lower <= 0.5``; radius 0 means only x itself is certified.
     """
     d, k = _ablation_size(d, k)
-    p = _probability(p_lower, "p_lower")
+    p = check_probability(p_lower, "p_lower")
     flat = p.ravel()
     half = Fraction(1, 2)
     return _largest_rho(
@@ -300,7 +178,7 @@ def radius_cor2(p_lower_a, p_upper_b, d: int, k: int):
     simultaneously (see :func:`class_bounds`).  NaN where no rho >= 0 qualifies.
     """
     d, k = _ablation_size(d, k)
-    pa, pb = np.broadcast_arrays(_probability(p_lower_a, "p_lower_a"), _probability(p_upper_b, "p_upper_b"))
+    pa, pb = np.broadcast_arrays(check_probability(p_lower_a, "p_lower_a"), check_probability(p_upper_b, "p_upper_b"))
     fa, fb = pa.ravel(), pb.ravel()
     return _largest_rho(
         lambda dlt: pa - pb - 2 * dlt,
@@ -328,7 +206,7 @@ def radius_jia(p_lower_a, p_upper_b, d: int, k: int):
     Equals :func:`radius_jia_topk` with ``top=1``.  NaN where no rho >= 0 qualifies.
     """
     d, k = _ablation_size(d, k)
-    pa, pb = np.broadcast_arrays(_probability(p_lower_a, "p_lower_a"), _probability(p_upper_b, "p_upper_b"))
+    pa, pb = np.broadcast_arrays(check_probability(p_lower_a, "p_lower_a"), check_probability(p_upper_b, "p_upper_b"))
     return radius_jia_topk(pa, pb[..., None], d, k, top=1)
 
 
@@ -355,8 +233,8 @@ def radius_jia_topk(p_lower_label, p_upper_others, d: int, k: int, top: int):
     """
     d, k = _ablation_size(d, k)
     top = check_integer(top, "top")
-    pl = _probability(p_lower_label, "p_lower_label")
-    others = _probability(p_upper_others, "p_upper_others")
+    pl = check_probability(p_lower_label, "p_lower_label")
+    others = check_probability(p_upper_others, "p_upper_others")
     if others.ndim < 1 or not 1 <= top <= others.shape[-1]:
         raise ValueError(
             f"top must be in [1, number of other classes]; got top={top} with p_upper_others of shape {others.shape}"
@@ -403,36 +281,6 @@ def max_certifiable_radius(n: int, alpha: float, d: int, k: int):
 
 
 # ----------------------------------------------------------------------------- convenience
-
-
-def vote_bounds(counts, n, alpha: float, selected=None, runner_up: bool = False):
-    """The class to certify and its confidence bounds, from vote ``counts`` (..., C) of n samples.
-
-    Returns ``(cls, p_lower, p_upper_b)``: ``cls`` is ``selected`` (chosen independently of
-    ``counts``, as in CERTIFY) or the argmax; ``p_lower`` is its Clopper-Pearson lower bound at
-    level ``alpha`` (``alpha / C`` for the argmax, so that all C candidates hold jointly). With
-    ``runner_up`` the bounds come from :func:`class_bounds` instead and ``p_upper_b`` is the
-    largest upper bound of the other classes, simultaneously valid; otherwise it is None.
-    """
-    a = check_alpha(alpha)
-    counts = _integer_array(counts, "counts")
-    minimum = 2 if runner_up else 1
-    if counts.ndim < 1 or counts.shape[-1] < minimum:
-        raise ValueError(f"counts must have shape (..., C) with C >= {minimum}, got {counts.shape}")
-    total = _integer_array(n, "n")
-    _counts(counts, total[..., None])  # 0 <= counts <= n
-    if np.any(counts.sum(-1) != total):
-        raise ValueError(f"every row of counts must sum to n={n!r}")
-    classes = counts.shape[-1]
-    cls = counts.argmax(-1) if selected is None else _class_index(selected, counts.shape)
-    if not runner_up:
-        level = a / classes if selected is None else a
-        top = np.take_along_axis(counts, cls[..., None], -1)[..., 0]
-        return cls, np.asarray(clopper_pearson_lower(top, total, level)), None
-    lower, upper = class_bounds(counts, a, selected=None if selected is None else cls)
-    is_cls = np.arange(classes) == cls[..., None]
-    return cls, lower[is_cls].reshape(cls.shape), np.where(is_cls, -np.inf, upper).max(-1)
-
 
 def certify_counts(counts, n, alpha: float, d: int, k: int, certificate: str = "cor1", selected=None):
     """Certify images from their vote counts: returns ``(predict, p_lower, radius)``.

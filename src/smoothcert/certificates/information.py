@@ -12,7 +12,7 @@ import math
 
 from scipy.special import xlogy
 
-from .certificates import check_integer
+from .checks import check_integer
 
 
 def mutual_information_ablation(k: int, levels: int = 256) -> float:

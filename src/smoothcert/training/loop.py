@@ -1,8 +1,6 @@
 """Training base classifiers on noisy inputs, one command for a whole schedule.
 
-Recipes are named, frozen parameter sets: the paper's (Levine & Feizi 2020, appendix Tables
-10-12) and a faster ``fast`` default for CPU demos (the paper's MNIST recipe, SGD at lr 0.01,
-sits at loss 2.30 for about 30 epochs before it learns). Every epoch draws its randomness from
+A run follows a :class:`~smoothcert.training.recipes.Recipe`. Every epoch draws its randomness from
 ``generator(seed, epoch)`` and the learning rate is a pure function of the epoch, so a run
 resumed from its last checkpoint continues exactly as if it had never stopped.
 
@@ -18,9 +16,8 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from contextlib import nullcontext
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .checkpoint import (
+from ..checkpoint import (
     TRAINING_WEIGHTS,
     checkpoint_lock,
     load_optimizer,
@@ -38,9 +35,10 @@ from .checkpoint import (
     recover,
     save_checkpoint,
 )
-from .augment import augment, check_augment
-from .data import ImageDataset, channel_mean, load_dataset
-from .distributed import (
+from ..data import ImageDataset, channel_mean, load_dataset
+from ..models import build_model
+from ..noises import Noise, make_noise
+from ..runtime.distributed import (
     all_reduce_sum,
     barrier,
     broadcast_buffers,
@@ -48,118 +46,14 @@ from .distributed import (
     process_group,
     rank_device,
 )
+from ..runtime.seeding import generator, stream_seed
+from ..runtime.speed import to_device
+from .augment import augment
 from .methods import METHODS, Method, make_method
-from .models import build_model, check_model
-from .noises import Noise, make_noise
-from .seeding import generator, stream_seed
-from .speed import to_device
+from .recipes import Recipe, get_recipe
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
 MODEL_INIT_STREAM = 2**32  # initial weights come from stream (seed, MODEL_INIT_STREAM)
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """An optimisation schedule. ``milestones`` multiply the lr by ``gamma`` (step schedule);
-    ``schedule="cosine"`` anneals it to 0 over ``epochs`` instead. ``augment`` names the data
-    augmentation (``smoothcert.augment``), applied during the first ``augment_until`` fraction of
-    the epochs (1: all of them; below 1 the last epochs train on the images as they are); ``ema``
-    > 0 keeps an exponential moving average of the weights with that decay per step, which is what
-    is evaluated and saved. ``method`` and ``method_params`` name the training method
-    (``smoothcert.methods``) and ``model`` the architecture (``smoothcert.models``; None: the
-    dataset's default) used when none is given."""
-
-    name: str
-    epochs: int
-    batch_size: int
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "step"
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    mask_per_batch: bool = False
-    augment: str = "none"
-    augment_until: float = 1.0
-    ema: float = 0.0
-    method: str = "noise"
-    method_params: tuple[tuple[str, float], ...] = ()
-    model: str | None = None
-    source: str = ""
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch size must be positive, got {self.epochs}, {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"learning rate must be positive, got {self.lr}")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose sgd or adam")
-        if self.schedule not in ("step", "cosine"):
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose step or cosine")
-        check_augment(self.augment)
-        if not 0 < self.augment_until <= 1:
-            raise ValueError(f"augment_until must be a fraction of the epochs in (0, 1], got {self.augment_until}")
-        self.make_method()  # an unknown method or parameter fails here
-        if not 0 <= self.ema < 1:
-            raise ValueError(f"ema must be a decay in [0, 1) (0: no weight averaging), got {self.ema}")
-        if self.model is not None:
-            check_model(self.model)
-
-    def lr_at(self, epoch: int) -> float:
-        """Learning rate during 0-based ``epoch``."""
-        if self.schedule == "cosine":
-            return 0.5 * self.lr * (1 + math.cos(math.pi * epoch / self.epochs))
-        return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
-
-    def augments(self, epoch: int) -> bool:
-        """Whether 0-based ``epoch`` trains on augmented images."""
-        return epoch < self.augment_until * self.epochs
-
-    def make_method(self, **overrides: Any) -> Method:
-        """The recipe's training method, its parameters updated by ``overrides``."""
-        return make_method(self.method, **{**dict(self.method_params), **overrides})
-
-    def make_optimizer(self, params) -> torch.optim.Optimizer:
-        if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
-
-
-_PAPER_MNIST = Recipe(
-    "paper-mnist", epochs=400, batch_size=128, lr=0.01, milestones=(200,), mask_per_batch=True,
-    source="Levine & Feizi 2020, appendix Table 10",
-)
-RECIPES: dict[str, Recipe] = {
-    "fast": Recipe(
-        "fast", epochs=200, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine",
-        source="smoothcert CPU default: Adam with cosine decay, a mask per image",
-    ),
-    "mnist-ablation": Recipe(
-        "mnist-ablation", epochs=400, batch_size=64, optimizer="adam", lr=1e-3, schedule="cosine",
-        method="consistency", method_params=(("m", 4), ("lam", 0.5), ("eta", 0.0)), model="mnist_cnn_bn",
-        source="smoothcert, issue 12: fast's optimizer with consistency over 4 ablations per digit and step "
-               "(Jeong & Shin 2020, lam 0.5, eta 0), batch 64, 400 epochs, the MNIST CNN with batch "
-               "normalisation, chosen on a validation split of mnist5k's train digits",
-    ),
-    "paper-mnist": _PAPER_MNIST,
-    "paper-cifar10": replace(
-        _PAPER_MNIST, name="paper-cifar10", weight_decay=5e-4, augment="crop-flip",
-        source="Levine & Feizi 2020, appendix Table 11",
-    ),
-    "paper-imagenet": Recipe(
-        "paper-imagenet", epochs=36, batch_size=256, lr=0.1, milestones=(21, 31), weight_decay=1e-4,
-        mask_per_batch=True, augment="crop-flip",
-        source="Levine & Feizi 2020, appendix Table 12 (random-resized crops simplified to pad-and-crop)",
-    ),
-}
-
-
-def get_recipe(name: str, **overrides: Any) -> Recipe:
-    """A named recipe with ``overrides`` (None values ignored), e.g. ``get_recipe("fast", epochs=5)``."""
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
-    return replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})
 
 
 @torch.no_grad()
@@ -381,13 +275,6 @@ def train_classifier(
     out: str | Path,
     *,
     noise: str = "ablation",
-    k: int | None = 45,
-    encoding: str = "multichannel",
-    sigma: float | None = None,
-    kappa: float | None = None,
-    levels: int = 256,
-    band: int | None = None,
-    groups: int | None = None,
     recipe: Recipe | str = "fast",
     model: str | None = None,
     method: Method | str | None = None,
@@ -399,6 +286,7 @@ def train_classifier(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    **noise_flags: Any,
 ) -> list[dict[str, float]]:
     """``smoothcert train``: build the model for ``dataset`` under the named noise, train it on the
     train split and checkpoint every epoch into ``out``. The held-out accuracy is measured on the
@@ -408,6 +296,8 @@ def train_classifier(
 
     ``model`` defaults to the recipe's, else the paper's MNIST CNN for 28x28 images and ResNet18. A
     checkpoint already in ``out`` is refused unless ``resume`` or ``overwrite`` (``fit``).
+    ``noise_flags`` are the noise's flags (``k=45``, ``encoding="mean"``, ``sigma=0.25``, ...; see
+    :func:`smoothcert.noises.make_noise`).
     """
     if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
         raise ValueError(f"the number of training images (max_images) must be positive, got {max_images!r}")
@@ -424,9 +314,8 @@ def train_classifier(
             raise ValueError(f"cannot train on the first {max_images} images: {dataset} has {len(train)} training images"
                              + (f" after the validation cut of {validation}" if validation else ""))
         train = train.subset(range(max_images))
-    mean = channel_mean(train.x) if encoding == "mean" else None
-    smoothing = make_noise(noise, k=k, encoding=encoding, train_mean=mean, sigma=sigma, kappa=kappa, levels=levels,
-                           band=band, groups=groups, image_size=train.image_shape[1:], seed=seed)
+    mean = channel_mean(train.x) if noise_flags.get("encoding") == "mean" else None
+    smoothing = make_noise(noise, **noise_flags, train_mean=mean, image_size=train.image_shape[1:], seed=seed)
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     model = model or recipe.model or ("mnist_cnn" if train.image_shape[1:] == (28, 28) else "resnet18")
     in_channels = smoothing.channels(train.channels)

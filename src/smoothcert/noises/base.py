@@ -1,0 +1,222 @@
+"""The threat-model protocol and the one registry of noises.
+
+A noise (a threat model's smoothing distribution) is one object that knows everything the rest of
+the library asks of it:
+
+- how to sample: ``noise(x, generator)`` turns a batch (B, C, H, W) in [0, 1] into inputs of the
+  base classifier, ``channels(c)`` says how many channels those have, ``clean_input(x)`` is the
+  noise-free input in the same format (training methods that compare clean and noisy outputs);
+- how it is certified: ``classifier`` names the classifier kind that certifies it (``smoothed``:
+  sampled votes, :class:`~smoothcert.classifiers.SmoothedClassifier`; ``deterministic``: every
+  ablation set once, :class:`~smoothcert.classifiers.DeterministicClassifier`; ``model``: nothing
+  to certify), ``certificates`` the certificate names it computes (the first is the default) and
+  ``samplings`` the sampling modes they allow;
+- its configuration: ``to_config()`` is the JSON that checkpoints and logs record and
+  ``from_config`` rebuilds the same noise from it;
+- its command-line flags: ``flags`` maps each flag it reads to its argparse settings;
+  ``from_flags`` builds it from their values and from what the data tell (:class:`NoiseContext`).
+
+:func:`register_noise` puts a noise class in the registry under its ``kinds``; :func:`make_noise`
+(from flags) and :func:`noise_from_config` (from a checkpoint) are the only places that look a
+noise up by name. Adding a threat model means a noise module (subclass :class:`ThreatModel`,
+decorate it with :func:`register_noise`) and its certificate module; see CONTRIBUTING.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import numpy as np
+import torch
+
+CLASSIFIERS = ("smoothed", "deterministic", "model")
+"""The classifier kinds a noise can name in ``classifier``."""
+
+
+@dataclass(frozen=True)
+class NoiseContext:
+    """What a noise may need from the data and the run besides its flags: the training set's
+    per-channel ``train_mean`` (the mean NULL encoding), the ``image_size`` (H, W) and the run's
+    ``seed`` (a seeded partition)."""
+
+    train_mean: tuple[float, ...] | None = None
+    image_size: tuple[int, int] | None = None
+    seed: int = 0
+
+
+class Noise(Protocol):
+    """What the classifiers, the trainers and the CLI need from a noise (see the module docstring)."""
+
+    kind: str
+    classifier: ClassVar[str]
+    certificates: ClassVar[tuple[str, ...]]
+    samplings: ClassVar[tuple[str, ...]]
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+    def channels(self, data_channels: int) -> int: ...
+
+    def clean_input(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def to_config(self) -> dict[str, Any]: ...
+
+    def check_certificate(self, name: str | None) -> None: ...
+
+
+N = TypeVar("N", bound="ThreatModel")
+
+
+class ThreatModel:
+    """The base of every noise: registry metadata, config round-trip and defaults that refuse.
+
+    Subclasses set ``kind`` (the ``--noise`` name; a class serving several names, like column and
+    block smoothing, lists them in ``kinds``), ``flags``, ``classifier``, ``certificates`` and
+    ``samplings``, and implement ``from_flags``, ``__call__``, ``channels`` and ``to_config``.
+    A sampled noise also implements ``certify``, ``radius`` and ``radius_step``; a deterministic
+    one ``keep_masks`` and ``vote_radius``.
+    """
+
+    kind: str
+    kinds: ClassVar[tuple[str, ...]] = ()
+    flags: ClassVar[dict[str, dict[str, Any]]] = {}
+    classifier: ClassVar[str] = "smoothed"
+    certificates: ClassVar[tuple[str, ...]] = ()
+    samplings: ClassVar[tuple[str, ...]] = ("adaptive", "fixed")
+    masks: ClassVar[bool] = False
+    """True if a draw is a keep mask: ``noise(x) == apply(x, sample_keep(...))`` and the noisy input
+    depends only on the kept pixels (lets attack oracles reuse votes of unchanged draws)."""
+    additive: ClassVar[bool] = False
+    """True if the noisy input is x plus noise drawn independently of x (SmoothAdv needs this)."""
+    denoisable: ClassVar[bool] = False
+    """True if ``smoothcert denoise`` can train a denoiser for this noise."""
+    margin_scale: ClassVar[float | None] = None
+    """The factor that turns Phi^-1(p1) - Phi^-1(p2) into MACER's radius hinge; None: MACER refuses."""
+
+    @classmethod
+    def from_flags(cls: type[N], kind: str, flags: Mapping[str, Any], context: NoiseContext) -> N:
+        """The noise named ``kind`` from its command-line ``flags`` (only those in ``cls.flags``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls: type[N], config: Mapping[str, Any]) -> N:
+        """The noise that ``to_config`` recorded: by default its fields, less the ``noise`` key."""
+        return cls(**{key: value for key, value in config.items() if key != "noise"})
+
+    def to_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """Deprecated name of :meth:`to_config` (kept for one release)."""
+        return self.to_config()
+
+    def channels(self, data_channels: int) -> int:
+        """Channels of the base classifier's input for images of ``data_channels`` channels."""
+        return data_channels
+
+    def clean_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The noise-free input ``x`` in the base classifier's format (methods that compare clean and
+        noisy outputs need it); ValueError where the noise does not define one."""
+        raise ValueError(f"no clean input is defined for {self.kind} noise")
+
+    @property
+    def refusal(self) -> str:
+        """Why a smoothed classifier cannot certify this noise by sampling."""
+        if self.classifier == "deterministic":
+            return (f"{self.kind} noise is deterministic: certify it with DeterministicClassifier "
+                    "(smoothcert certify does so for such checkpoints), not by sampling")
+        return f"{self.kind} noise has no sampling certificate"
+
+    def check_certificate(self, name: str | None) -> None:
+        """ValueError naming the choices unless ``name`` is one of ``certificates``."""
+        if not self.certificates:
+            raise ValueError(self.refusal)
+        if name not in self.certificates:
+            raise ValueError(f"unknown certificate {name!r} for {self.kind} noise; choose one of {self.certificates}")
+
+    def certify(
+        self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str
+    ) -> tuple[float, float]:
+        """(p_lower, radius) of class ``top`` from the vote ``counts`` (sampled noises)."""
+        self.check_certificate(certificate)
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, type[ThreatModel]] = {}
+
+
+def register_noise(cls: type[N]) -> type[N]:
+    """Class decorator: register ``cls`` under each of its ``kinds`` (default ``(cls.kind,)``).
+
+    ValueError if a name is taken by another class, if ``classifier`` is not one of
+    :data:`CLASSIFIERS`, or if a flag it declares is declared differently by a registered noise.
+    """
+    kinds = cls.kinds or (cls.kind,)
+    if cls.classifier not in CLASSIFIERS:
+        raise ValueError(f"{cls.__name__}.classifier must be one of {CLASSIFIERS}, got {cls.classifier!r}")
+    for kind in kinds:
+        if _REGISTRY.get(kind, cls) is not cls:
+            raise ValueError(f"noise {kind!r} is registered already (by {_REGISTRY[kind].__name__})")
+    known = noise_flags()
+    for name, spec in cls.flags.items():
+        if name in known and known[name] != spec:
+            raise ValueError(f"flag --{name} of {cls.__name__} differs from the one another noise declares")
+    for kind in kinds:
+        _REGISTRY[kind] = cls
+    return cls
+
+
+def noise_kinds() -> tuple[str, ...]:
+    """The registered ``--noise`` names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def noise_flags() -> dict[str, dict[str, Any]]:
+    """Every flag a registered noise reads -> its argparse settings (for the CLI)."""
+    flags: dict[str, dict[str, Any]] = {}
+    for cls in dict.fromkeys(_REGISTRY.values()):
+        flags.update({name: spec for name, spec in cls.flags.items() if name not in flags})
+    return flags
+
+
+def certificate_names() -> tuple[str, ...]:
+    """Every certificate name of a registered noise (for the CLI's ``--certificate``)."""
+    names = (name for cls in dict.fromkeys(_REGISTRY.values()) for name in cls.certificates)
+    return tuple(dict.fromkeys(names))
+
+
+def noise_class(kind: object) -> type[ThreatModel]:
+    """The class registered as ``kind``; ValueError naming the choices otherwise."""
+    if not isinstance(kind, str) or kind not in _REGISTRY:
+        raise ValueError(f"unknown noise {kind!r}; choose one of {noise_kinds()}")
+    return _REGISTRY[kind]
+
+
+def make_noise(kind: str, **values: Any) -> ThreatModel:
+    """The noise named by the CLI's ``--noise`` and its flags, e.g. ``make_noise("ablation", k=45)``.
+
+    ``values`` hold flags (``k``, ``encoding``, ``sigma``, ...) and :class:`NoiseContext` fields
+    (``train_mean``, ``image_size``, ``seed``); a flag left out takes its default (``--k`` 45, ...).
+    Each noise reads only its own flags: the CLI passes every flag's default, so the others are
+    ignored; a name that no noise declares is a TypeError.
+    """
+    cls = noise_class(kind)
+    context_fields = NoiseContext.__dataclass_fields__
+    context = NoiseContext(**{key: value for key, value in values.items() if key in context_fields})
+    unknown = sorted(set(values) - set(context_fields) - set(noise_flags()))
+    if unknown:
+        raise TypeError(f"make_noise got unknown flags {unknown}; the noises read {sorted(noise_flags())}")
+    flags = {key: values.get(key, spec.get("default")) for key, spec in cls.flags.items()}
+    return cls.from_flags(kind, flags, context)
+
+
+def noise_from_config(config: Mapping[str, Any]) -> ThreatModel:
+    """Rebuild the noise that a checkpoint or log recorded with ``to_config()``."""
+    if not isinstance(config, Mapping):
+        raise ValueError(f"a noise config must be a JSON object, got {config!r}")
+    try:
+        cls = noise_class(config.get("noise"))
+    except ValueError as err:
+        raise ValueError(f"{err} (in the checkpoint config)") from None
+    return cls.from_config(config)

@@ -1,0 +1,159 @@
+"""Whole jobs as the CLI runs them: a checkpoint, a dataset and settings, certified, predicted or
+attacked image by image into a resumable TSV log (sharded under torchrun or ``--shard``).
+
+Everything is checked before the log exists: the classifier (:func:`load_classifier` refuses
+options its kind does not take), the sampling options, the memory of one batch and the attack's
+parameters. :func:`run_settings` builds the settings that every log records, in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..attacks import oracle_factory
+from ..attacks.base import L0Attack
+from ..attacks.substitute import run_substitute, split_seed
+from ..certificates.sequential import Adaptive
+from ..checkpoint import read_config
+from ..classifiers import Classifier, Sampling, load_classifier
+from ..data import ImageDataset, load_dataset
+from ..runtime.distributed import rank_device
+from ..runtime.speed import accelerate
+from .dataset import WINDOW, run_attack, run_dataset, select_indices
+from .shards import Shard, run_sharded
+
+
+def run_settings(checkpoint: str | Path, dataset: str, split: str, **extra: Any) -> dict[str, Any]:
+    """The settings a certify, predict or attack log records beside its sampling parameters: the
+    resolved ``checkpoint`` path, the ``dataset`` and ``split``, and the ``extra`` entries.
+    A resumed run must record the same settings."""
+    return {"checkpoint": str(Path(checkpoint).resolve()), "dataset": dataset, "split": split, **extra}
+
+
+def checkpoint_dataset(checkpoint: str | Path, dataset: str | None, split: str,
+                       data_root: str | Path | None = None) -> tuple[str, ImageDataset]:
+    """The dataset to run on (``dataset``, else the one the checkpoint was trained on) and its ``split``."""
+    dataset = dataset or read_config(checkpoint).get("dataset")
+    if dataset is None:
+        raise ValueError("the checkpoint does not name its dataset: pass --dataset")
+    return dataset, load_dataset(dataset, split, data_root)
+
+
+def sampling_options(sampling: str, *, radius: float | None = None, bound: str = "looks", beta: float | None = None,
+                     step: int = 100) -> Sampling:
+    """``"fixed"`` or the :class:`Adaptive` options of ``--sampling``, ``--radius``, ``--bound``,
+    ``--beta`` and ``--step``."""
+    if sampling == "fixed":
+        if radius is not None:
+            raise ValueError("--radius asks an adaptive question: use it with --sampling adaptive")
+        return "fixed"
+    return Adaptive(bound=bound, radius=radius, beta=beta, step=step)
+
+
+def check_batch_fits(batch_size: int, n: int, shape: tuple[int, int, int]) -> None:
+    """Refuse, before any work, a ``batch_size`` whose batch of noisy copies alone (min(batch, n) float32
+    inputs of ``shape``) exceeds this machine's memory; smaller batches that still fail are out-of-memory errors."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): leave it to the allocator
+        return
+    copies = min(batch_size, n)
+    need = copies * shape[0] * shape[1] * shape[2] * 4
+    if need > memory:
+        raise ValueError(f"--batch-size {batch_size}: one batch of {copies:,} noisy copies of a "
+                         f"{'x'.join(map(str, shape))} input needs {need / 1e9:,.1f} GB, more than this machine's "
+                         f"{memory / 1e9:.1f} GB of memory; lower --batch-size")
+
+
+def evaluate(
+    checkpoint: str | Path, out: str | Path, *, mode: str = "certify", dataset: str | None = None, split: str = "test",
+    data_root: str | Path | None = None, denoiser: str | Path | None = None, certificate: str | None = None,
+    vote: str | None = None, theta: float | None = None, patch: int | None = None, n0: int | None = None,
+    n: int = 10_000, alpha: float = 0.05, sampling: Sampling = "adaptive", skip: int = 1, max_images: int | None = None,
+    batch_size: int = 1000, seed: int = 0, device: str | torch.device = "auto", shard: Shard | None = None,
+    compile: bool = False, channels_last: bool = False, amp: str | None = None, progress: bool = True,
+) -> Path | None:
+    """``smoothcert certify`` / ``predict``: run ``mode`` on the images of ``dataset`` into the TSV
+    log ``out`` (re-running resumes it); returns the log, or None on a torchrun rank other than 0.
+
+    ``n0`` defaults to 1000 (the paper's) with fixed sampling and 100 with adaptive sampling. The
+    classifier is the one :func:`load_classifier` picks for the checkpoint; a deterministic one
+    evaluates every ablation set once, whatever ``n0``, ``n`` and ``sampling`` say.
+    """
+    if mode not in ("certify", "predict"):
+        raise ValueError(f"mode must be certify or predict, got {mode!r}")
+    dataset, data = checkpoint_dataset(checkpoint, dataset, split, data_root)
+    n0 = n0 if n0 is not None else 1000 if sampling == "fixed" else 100
+    in_channels = read_config(checkpoint)["in_channels"]
+    check_batch_fits(batch_size, WINDOW * (n + (n0 if mode == "certify" else 0)), (in_channels, *data.image_shape[1:]))
+    classifier: Classifier = load_classifier(
+        checkpoint, denoiser, certificate=certificate, vote=vote, theta=theta, patch=patch, batch_size=batch_size,
+        device=rank_device(device))
+    n0, n, sampling = classifier.sample_counts(n0, n, sampling)
+    classifier.base = accelerate(classifier.base, compile=compile, channels_last=channels_last, amp=amp)
+    extra = {"denoiser": str(Path(denoiser).resolve())} if denoiser is not None else {}
+    settings = run_settings(checkpoint, dataset, split, **extra, **({"amp": amp} if amp else {}))
+    run = partial(run_dataset, classifier, data, mode=mode, n0=n0, n=n, alpha=alpha, seed=seed, sampling=sampling)
+    return run_sharded(run, out, indices=select_indices(len(data), skip, max_images), settings=settings, shard=shard,
+                       progress=progress)
+
+
+def attack(
+    checkpoint: str | Path, out: str | Path, attack: L0Attack, *, dataset: str | None = None, split: str = "test",
+    data_root: str | Path | None = None, n: int = 1000, alpha: float = 0.05, fixed: bool = True,
+    n_check: int | None = None, sampling: Sampling = "fixed", vote: str | None = None, theta: float | None = None,
+    skip: int = 1, max_images: int | None = None, batch_size: int = 1000, seed: int = 0,
+    device: str | torch.device = "auto", shard: Shard | None = None, progress: bool = True,
+) -> Path | None:
+    """``smoothcert attack``: run ``attack`` on the images of ``dataset`` against the checkpoint's
+    classifier (the model, its exact vote or its smoothed PREDICT, see :func:`oracle_factory`) into
+    the TSV log ``out``, adversarial examples beside it; returns the log (None on other ranks)."""
+    make_oracle, config = oracle_factory(checkpoint, n=n, alpha=alpha, fixed=fixed, n_check=n_check, seed=seed,
+                                         batch_size=batch_size, device=rank_device(device), vote=vote, theta=theta,
+                                         sampling=sampling)
+    dataset, data = checkpoint_dataset(checkpoint, dataset, split, data_root)
+    attack.check_image_size(data.image_shape[1:])
+    oracle = make_oracle(0)
+    settings = run_settings(checkpoint, dataset, split, target=oracle.target,
+                            **oracle.settings(vote=vote, theta=theta, n_check=n_check))
+    return run_sharded(partial(run_attack, make_oracle, attack, data, seed=seed), out,
+                       indices=select_indices(len(data), skip, max_images), settings=settings, shard=shard,
+                       progress=progress)
+
+
+def substitute(
+    checkpoint: str | Path, *, dataset: str | None = None, split: str = "test", data_root: str | Path | None = None,
+    seed_size: int = 150, max_images: int | None = None, eps: float = 0.3, n: int = 1000, alpha: float = 0.05,
+    batch_size: int = 1000, seed: int = 0, device: str | torch.device = "auto", out: str | Path | None = None,
+    overwrite: bool = False, progress: bool = True, **params: Any,
+) -> dict[str, Any]:
+    """``smoothcert substitute``: Jacobian-based substitute training against the checkpoint's
+    classifier (fresh PREDICT noise per query), then FGSM transfer (:func:`run_substitute`); the
+    first ``seed_size`` images of ``split`` seed it, at most ``max_images`` of the rest measure it.
+    ``params`` (``rounds``, ``lam``, ``kappa``, ``epochs``; None: default) go to ``run_substitute``.
+    With ``out`` the result is also written there as JSON (an existing file only with ``overwrite``)."""
+    out = None if out is None else Path(out)
+    if out is not None and out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name for the JSON result")
+    if out is not None and out.exists() and not overwrite:
+        raise ValueError(f"{out} already exists: replace it with --overwrite or choose another --out")
+    make_oracle, config = oracle_factory(checkpoint, n=n, alpha=alpha, fixed=False, seed=seed, batch_size=batch_size,
+                                         device=device)
+    _, data = checkpoint_dataset(checkpoint, dataset, split, data_root)
+    seed_set, heldout = split_seed(data, seed_size)
+    if max_images is not None:
+        heldout = heldout.subset(range(min(max_images, len(heldout))))
+    oracle = make_oracle(0)
+    result = run_substitute(oracle, seed_set, heldout, num_classes=config["num_classes"],
+                            abstain=oracle.target != "model", eps=eps, seed=seed, device=device, progress=progress,
+                            **{key: value for key, value in params.items() if value is not None})
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"checkpoint": str(Path(checkpoint).resolve()), **result}, indent=2))
+    return result
