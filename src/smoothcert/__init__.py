@@ -79,7 +79,7 @@ from .noises import (
     make_noise,
     sample_keep_mask,
 )
-from .paper import (
+from .reproductions import (
     demo,
     reproduce,
     reproduce_denoised,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
-from . import paper
+from . import reproductions
 from .attacks import ATTACKS, make_attack, oracle_factory
 from .attacks.substitute import run_substitute, split_seed
 from .bounds import is_attack_log, read_attack_log, summarize_attack, table2
@@ -329,7 +329,7 @@ def cmd_figure(args: argparse.Namespace) -> None:
     else:
         if args.checkpoint is None:
             raise ValueError("figure samples needs --checkpoint")
-        path = paper.figure_samples(args.checkpoint, args.dataset, args.index, args.out, seed=args.seed, device=args.device, data_root=args.data_root)
+        path = reproductions.figure_samples(args.checkpoint, args.dataset, args.index, args.out, seed=args.seed, device=args.device, data_root=args.data_root)
     print(f"figure written to {path}")
 
 
@@ -352,31 +352,31 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         run["out"] = args.out
     if args.table == "denoised":
         if "epochs" in run:
-            raise ValueError("reproduce denoised has its own schedules (see paper.reproduce_denoised); drop --epochs")
+            raise ValueError("reproduce denoised has its own schedules (see reproductions.reproduce_denoised); drop --epochs")
         if args.classifier is not None:
             read_config(args.classifier)  # a given classifier must exist (without it one is trained under --out)
-        paper.reproduce_denoised(**run, **({"classifier": args.classifier} if args.classifier else {}))
+        reproductions.reproduce_denoised(**run, **({"classifier": args.classifier} if args.classifier else {}))
     elif args.table == "smoothing":
-        paper.reproduce_smoothing(**run, **({"sigmas": args.sigmas} if args.sigmas else {}))
+        reproductions.reproduce_smoothing(**run, **({"sigmas": args.sigmas} if args.sigmas else {}))
     elif args.table == "table7":
         chosen = {"ks": args.ks, "kappas": args.kappas, "ablation_checkpoint": args.ablation_checkpoint}
-        paper.reproduce_table7(**run, recipe=args.recipe, **{k: v for k, v in chosen.items() if v is not None})
+        reproductions.reproduce_table7(**run, recipe=args.recipe, **{k: v for k, v in chosen.items() if v is not None})
     elif args.table == "patch":
         if {"n0", "n", "alpha"} & run.keys():
             raise ValueError("reproduce patch certifies exactly: drop --n0, --n and --alpha")
-        paper.reproduce_patch(**run)
+        reproductions.reproduce_patch(**run)
     elif args.table == "partition":
-        paper.reproduce_partition(**run, **({"groups": args.groups} if args.groups else {}),
-                                  **({"classifier": args.classifier} if args.classifier else {}))
+        reproductions.reproduce_partition(**run, **({"groups": args.groups} if args.groups else {}),
+                                          **({"classifier": args.classifier} if args.classifier else {}))
     elif args.table == "l0-consistency":
-        paper.reproduce_l0_consistency(**run, recipe=args.recipe)
+        reproductions.reproduce_l0_consistency(**run, recipe=args.recipe)
     else:
-        paper.reproduce(args.table, **run, recipe=args.recipe, ks=args.ks)
+        reproductions.reproduce(args.table, **run, recipe=args.recipe, ks=args.ks)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     _check_positive(args, "max", "epochs")
-    paper.demo(out=args.out, epochs=args.epochs, max_images=args.max, seed=args.seed, device=args.device, progress=not args.quiet)
+    reproductions.demo(out=args.out, epochs=args.epochs, max_images=args.max, seed=args.seed, device=args.device, progress=not args.quiet)
 
 
 def _method_params(pairs: list[str]) -> dict[str, float | str]:

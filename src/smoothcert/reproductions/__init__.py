@@ -16,22 +16,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from .certificates import max_certifiable_radius
-from .checkpoint import load_checkpoint, read_config
-from .data import load_dataset
-from .denoisers import (
+from ..certificates import max_certifiable_radius
+from ..checkpoint import load_checkpoint, read_config
+from ..data import load_dataset
+from ..denoisers import (
     KeepChannels,
     denoised_classifier,
     stratified_subset,
     train_denoiser,
 )
-from .deterministic import DeterministicClassifier
-from .gaussian import max_gaussian_radius
-from .information import mutual_information_ablation, mutual_information_lee
-from .lee import max_certifiable_radius_lee
-from .methods import Method, make_method
-from .noises import Ablation, Gaussian, ablate, sample_keep_mask
-from .report import (
+from ..deterministic import DeterministicClassifier
+from ..gaussian import max_gaussian_radius
+from ..information import mutual_information_ablation, mutual_information_lee
+from ..lee import max_certifiable_radius_lee
+from ..methods import Method, make_method
+from ..noises import Ablation, Gaussian, ablate, sample_keep_mask
+from ..report import (
     RunLog,
     format_table,
     plot_ablated_samples,
@@ -39,10 +39,10 @@ from .report import (
     read_log,
     summarize,
 )
-from .runner import run_dataset
-from .seeding import generator
-from .smooth import SmoothedClassifier
-from .train import get_recipe, train_classifier
+from ..runner import run_dataset
+from ..seeding import generator
+from ..smooth import SmoothedClassifier
+from ..train import get_recipe, train_classifier
 
 # Table 1: k -> (classification accuracy %, percent abstained, median certified robustness; None = N/A)
 TABLE1: dict[int, tuple[float, float, int | None]] = {
