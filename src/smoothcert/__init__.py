@@ -1,7 +1,8 @@
 """smoothcert: certified robustness of image classifiers by randomized ablation (L0, Levine &
 Feizi 2020) and randomized smoothing.
 
-The public API mirrors the ``smoothcert`` command line; see README.md.
+The public API mirrors the ``smoothcert`` command line; see README.md. The paper reproductions
+(:mod:`smoothcert.reproductions`) load on first use of one of their names here.
 """
 
 from .attacks import (
@@ -79,14 +80,6 @@ from .noises import (
     make_noise,
     sample_keep_mask,
 )
-from .reproductions import (
-    demo,
-    reproduce,
-    reproduce_denoised,
-    reproduce_partition,
-    reproduce_patch,
-    reproduce_table7,
-)
 from .report import read_log, summarize
 from .runner import read_adversarial, run_attack, run_dataset, select_indices
 from .runner.shards import Shard, merge_logs, run_sharded
@@ -122,3 +115,15 @@ __all__ = [
     "Bands", "DeterministicClassifier", "DeterministicOracle", "Partition", "PatchAttack",
     "certified_against", "partition_radius", "reproduce_partition", "reproduce_patch",
 ]
+
+# served by smoothcert.reproductions, imported on first access (PEP 562); the package is named apart
+# from the function ``reproduce``, so importing it never rebinds that name here
+_REPRODUCTIONS = ("demo", "reproduce", "reproduce_denoised", "reproduce_partition", "reproduce_patch", "reproduce_table7")
+
+
+def __getattr__(name: str) -> object:
+    if name in _REPRODUCTIONS:
+        from . import reproductions
+
+        return getattr(reproductions, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
