@@ -20,7 +20,7 @@ from smoothcert.denoisers import (
 from smoothcert.classifiers import smoothed_denoised
 from smoothcert.models import MnistCNN
 from smoothcert.noises import Ablation, Gaussian
-from smoothcert.paper import reproduce_denoised
+from smoothcert.reproductions import reproduce_denoised
 
 TINY = {"depth": 3, "width": 4, "device": "cpu", "progress": False}
 

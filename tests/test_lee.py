@@ -25,7 +25,7 @@ from smoothcert.certificates.lee import (
     region_masses,
 )
 from smoothcert.noises import Lee, make_noise
-from smoothcert.paper import reproduce_table7
+from smoothcert.reproductions import reproduce_table7
 from smoothcert.classifiers.smoothed import SmoothedClassifier
 
 # (K, kappa): kappa above and below 1/K (the order of the likelihood-ratio regions flips), K = 2 (no

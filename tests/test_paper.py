@@ -1,6 +1,6 @@
 import pytest
 
-from smoothcert.paper import TABLE1, TABLE8, demo, reproduce
+from smoothcert.reproductions import TABLE1, TABLE8, demo, reproduce
 
 SMALL = dict(epochs=1, max_images=3, n0=10, n=50, alpha=0.05, device="cpu", progress=False)
 

@@ -3,7 +3,7 @@
 import pytest
 
 from smoothcert.cli import main
-from smoothcert.paper import reproduce_partition, reproduce_patch
+from smoothcert.reproductions import reproduce_partition, reproduce_patch
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,10 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import paper
+from . import reproductions
 from .attacks import ATTACK_FLAGS, ATTACKS, make_attack
 from .attacks.substitute import format_substitute
-from .certificates import check_alpha
 from .certificates.sequential import BOUNDS
-from .checkpoint import read_config
 from .classifiers import SAMPLINGS, VOTES
 from .data import DATASETS
 from .denoisers import METHODS as DENOISER_METHODS
@@ -204,54 +202,19 @@ def cmd_figure(args: argparse.Namespace) -> None:
     else:
         if args.checkpoint is None:
             raise ValueError("figure samples needs --checkpoint")
-        path = paper.figure_samples(args.checkpoint, args.dataset, args.index, args.out, seed=args.seed, device=args.device, data_root=args.data_root)
+        path = reproductions.figure_samples(args.checkpoint, args.dataset, args.index, args.out, seed=args.seed, device=args.device, data_root=args.data_root)
     print(f"figure written to {path}")
 
 
-def _check_positive(args: argparse.Namespace, *names: str) -> None:
-    """Long runs check their counts before starting: each given ``--name`` must be a positive integer."""
-    for name in names:
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-
-
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    _check_positive(args, "max", "n0", "n", "epochs")
-    if args.alpha is not None:
-        check_alpha(args.alpha)
-    given = {"max_images": args.max, "n0": args.n0, "n": args.n, "alpha": args.alpha, "epochs": args.epochs}
-    run = {k: v for k, v in given.items() if v is not None}
-    run.update(seed=args.seed, device=args.device, progress=not args.quiet)
-    if args.out is not None:
-        run["out"] = args.out
-    if args.table == "denoised":
-        if "epochs" in run:
-            raise ValueError("reproduce denoised has its own schedules (see paper.reproduce_denoised); drop --epochs")
-        if args.classifier is not None:
-            read_config(args.classifier)  # a given classifier must exist (without it one is trained under --out)
-        paper.reproduce_denoised(**run, **({"classifier": args.classifier} if args.classifier else {}))
-    elif args.table == "smoothing":
-        paper.reproduce_smoothing(**run, **({"sigmas": args.sigmas} if args.sigmas else {}))
-    elif args.table == "table7":
-        chosen = {"ks": args.ks, "kappas": args.kappas, "ablation_checkpoint": args.ablation_checkpoint}
-        paper.reproduce_table7(**run, recipe=args.recipe, **{k: v for k, v in chosen.items() if v is not None})
-    elif args.table == "patch":
-        if {"n0", "n", "alpha"} & run.keys():
-            raise ValueError("reproduce patch certifies exactly: drop --n0, --n and --alpha")
-        paper.reproduce_patch(**run)
-    elif args.table == "partition":
-        paper.reproduce_partition(**run, **({"groups": args.groups} if args.groups else {}),
-                                  **({"classifier": args.classifier} if args.classifier else {}))
-    elif args.table == "l0-consistency":
-        paper.reproduce_l0_consistency(**run, recipe=args.recipe)
-    else:
-        paper.reproduce(args.table, **run, recipe=args.recipe, ks=args.ks)
+    options = {"out": args.out, "max_images": args.max, "n0": args.n0, "n": args.n, "alpha": args.alpha,
+               "epochs": args.epochs, "recipe": args.recipe, "ks": args.ks, "kappas": args.kappas, "sigmas": args.sigmas,
+               "groups": args.groups, "classifier": args.classifier, "ablation_checkpoint": args.ablation_checkpoint}
+    reproductions.run(args.table, **options, seed=args.seed, device=args.device, progress=not args.quiet)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    _check_positive(args, "max", "epochs")
-    paper.demo(out=args.out, epochs=args.epochs, max_images=args.max, seed=args.seed, device=args.device, progress=not args.quiet)
+    reproductions.demo(out=args.out, epochs=args.epochs, max_images=args.max, seed=args.seed, device=args.device, progress=not args.quiet)
 
 
 def _method_params(pairs: list[str]) -> dict[str, float | str]:
@@ -425,8 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_figure)
 
     p = sub.add_parser("reproduce", help="reproduce a paper table at a chosen scale, ours beside the paper's")
-    p.add_argument("table", choices=("table1", "table7", "table8", "smoothing", "l0-consistency", "denoised", "patch",
-                                      "partition"),
+    p.add_argument("table", choices=reproductions.TABLES,
                    help="table1: k sweep; table7: Lee et al.'s noise vs ablation; table8: encodings; smoothing: "
                         "Gaussian training methods vs Jeong & Shin Table 2; l0-consistency: ablation with vs without "
                         "consistency regularization; denoised: denoisers for a clean classifier (MSE, stability, "

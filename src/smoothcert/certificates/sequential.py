@@ -3,7 +3,7 @@
 Cohen et al.'s CERTIFY spends a fixed n samples on every image. The procedures here draw
 samples in growing batches and stop as soon as the answer is settled, with the same guarantee:
 the returned radius is wrong with probability at most ``alpha``. Everything in this module is
-pure numpy/scipy; :class:`smoothcert.smooth.SmoothedClassifier` feeds the procedures with votes.
+pure numpy/scipy; :class:`smoothcert.classifiers.SmoothedClassifier` feeds the procedures with votes.
 
 Two kinds of time-uniform lower (and upper) bounds on a Bernoulli mean p:
 

@@ -6,9 +6,9 @@ samples; PREDICT abstains unless a binomial test separates the top two classes. 
 (ablation, ...) supplies both the sampling and the matching certificate, so this class does not
 know which threat model it certifies.
 
-``sampling="fixed"`` is that protocol; an :class:`~smoothcert.sequential.Adaptive` (or
+``sampling="fixed"`` is that protocol; an :class:`~smoothcert.certificates.sequential.Adaptive` (or
 ``"adaptive"``) draws samples in growing batches and stops once the answer is settled, at the
-same ``alpha`` (:mod:`smoothcert.sequential`). Both are coroutines that ask for samples
+same ``alpha`` (:mod:`smoothcert.certificates.sequential`). Both are coroutines that ask for samples
 (``certify_steps``, ``predict_steps``), so one image can be driven alone (``certify``) or many
 together with their samples packed into full forward passes (``sample_many``).
 """

@@ -65,7 +65,7 @@ def run_dataset(
     ``data`` and append one row each to the TSV log ``out``; finished rows are kept and skipped.
 
     ``sampling`` is ``"fixed"`` (``n`` samples) or adaptive (at most ``n``, see
-    :mod:`smoothcert.sequential`). Up to ``window`` images are in flight at once and their samples
+    :mod:`smoothcert.certificates.sequential`). Up to ``window`` images are in flight at once and their samples
     share forward passes (:meth:`SmoothedClassifier.sample_many`); each image draws its noise from
     its own stream keyed by (seed, idx), so its row does not depend on that packing. Rows are
     written in the order of ``indices``; an image's ``time`` is its share (by samples) of the

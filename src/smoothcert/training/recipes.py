@@ -26,7 +26,7 @@ class Recipe:
     the epochs (1: all of them; below 1 the last epochs train on the images as they are); ``ema``
     > 0 keeps an exponential moving average of the weights with that decay per step, which is what
     is evaluated and saved. ``method`` and ``method_params`` name the training method
-    (``smoothcert.methods``) and ``model`` the architecture (``smoothcert.models``; None: the
+    (:mod:`smoothcert.training.methods`) and ``model`` the architecture (``smoothcert.models``; None: the
     dataset's default) used when none is given."""
 
     name: str
