@@ -36,10 +36,10 @@ def run_settings(checkpoint: str | Path, dataset: str, split: str, **extra: Any)
     return {"checkpoint": str(Path(checkpoint).resolve()), "dataset": dataset, "split": split, **extra}
 
 
-def checkpoint_dataset(checkpoint: str | Path, dataset: str | None, split: str,
+def checkpoint_dataset(config: dict[str, Any], dataset: str | None, split: str,
                        data_root: str | Path | None = None) -> tuple[str, ImageDataset]:
-    """The dataset to run on (``dataset``, else the one the checkpoint was trained on) and its ``split``."""
-    dataset = dataset or read_config(checkpoint).get("dataset")
+    """The dataset to run on (``dataset``, else the one the checkpoint ``config`` names) and its ``split``."""
+    dataset = dataset or config.get("dataset")
     if dataset is None:
         raise ValueError("the checkpoint does not name its dataset: pass --dataset")
     return dataset, load_dataset(dataset, split, data_root)
@@ -88,10 +88,11 @@ def evaluate(
     """
     if mode not in ("certify", "predict"):
         raise ValueError(f"mode must be certify or predict, got {mode!r}")
-    dataset, data = checkpoint_dataset(checkpoint, dataset, split, data_root)
+    config = read_config(checkpoint)
+    dataset, data = checkpoint_dataset(config, dataset, split, data_root)
     n0 = n0 if n0 is not None else 1000 if sampling == "fixed" else 100
-    in_channels = read_config(checkpoint)["in_channels"]
-    check_batch_fits(batch_size, WINDOW * (n + (n0 if mode == "certify" else 0)), (in_channels, *data.image_shape[1:]))
+    check_batch_fits(batch_size, WINDOW * (n + (n0 if mode == "certify" else 0)),
+                     (config["in_channels"], *data.image_shape[1:]))
     classifier: Classifier = load_classifier(
         checkpoint, denoiser, certificate=certificate, vote=vote, theta=theta, patch=patch, batch_size=batch_size,
         device=rank_device(device))
@@ -117,7 +118,7 @@ def attack(
     make_oracle, config = oracle_factory(checkpoint, n=n, alpha=alpha, fixed=fixed, n_check=n_check, seed=seed,
                                          batch_size=batch_size, device=rank_device(device), vote=vote, theta=theta,
                                          sampling=sampling)
-    dataset, data = checkpoint_dataset(checkpoint, dataset, split, data_root)
+    dataset, data = checkpoint_dataset(config, dataset, split, data_root)
     attack.check_image_size(data.image_shape[1:])
     oracle = make_oracle(0)
     settings = run_settings(checkpoint, dataset, split, target=oracle.target,
@@ -145,7 +146,7 @@ def substitute(
         raise ValueError(f"{out} already exists: replace it with --overwrite or choose another --out")
     make_oracle, config = oracle_factory(checkpoint, n=n, alpha=alpha, fixed=False, seed=seed, batch_size=batch_size,
                                          device=device)
-    _, data = checkpoint_dataset(checkpoint, dataset, split, data_root)
+    _, data = checkpoint_dataset(config, dataset, split, data_root)
     seed_set, heldout = split_seed(data, seed_size)
     if max_images is not None:
         heldout = heldout.subset(range(min(max_images, len(heldout))))
