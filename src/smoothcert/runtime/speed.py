@@ -32,9 +32,9 @@ BREAK_EVEN: dict[tuple[str, str], dict[str, float]] = {
 :data:`smoothcert.models.MODELS`, device type; inf: never), measured by
 ``benchmarks/bench_speed_defaults.py`` on a 2-core CPU at 1 thread (BENCHMARKS.md, "Defaults that
 pay"). For the MNIST CNN, channels-last is faster from the first batch, with no setup; compiling
-costs 35-40 s (cold cache) and its forward passes were no faster than channels-last alone, neither
-in full batches (0.87-1.06x over four runs) nor in an attack oracle's small ones (0.97x), so it is
-never repaid. A finite entry turns compilation on once that many evaluations are done, which costs
+costs 30-53 s (cold cache) and its forward passes were not reliably faster than channels-last
+alone, neither in full batches (0.87-1.06x at batch 256-1,000) nor in an attack oracle's small
+ones (0.97x), so it is never repaid. A finite entry turns compilation on once that many evaluations are done, which costs
 at most one compilation more than knowing the run's length in advance (ski rental). Models and
 devices without an entry (CUDA: not measured) stay as they are under ``"auto"``; ask with ``"on"``."""
 
