@@ -16,7 +16,10 @@ other jobs falls on every arm alike) and compares, per digit:
 * (a) largest radius: reference (n0 = 1,000, n = 10,000) vs ``certify(..., sampling="adaptive")``;
 * (b) target radius R: the same reference run vs ``Adaptive(radius=R)``;
 * with ``--compile``, (a) and (b) again on a compiled, channels-last copy of the model
-  (:func:`smoothcert.runtime.speed.accelerate`, compiled on warm-up batches first, its time reported apart).
+  (:func:`smoothcert.runtime.speed.accelerate`, compiled on warm-up batches first, its time reported apart);
+* ``packed``: (a) and (b) with the command line's speed defaults (the measured batch size,
+  channels-last and compile ``"auto"``) and each block of 10 digits certified in one packed call
+  (``certify(images, ..., seed=0, indices=...)``), which gives the same certificates per digit.
 
 Radii are compared in one convention: -1 where the digit is not certified correctly (wrong class
 or abstain, p_lower <= 1/2), else the certified L0 radius.
@@ -39,10 +42,11 @@ from statsmodels.stats.proportion import proportion_confint
 from torch import nn
 
 from smoothcert.certificates.sequential import Adaptive
+from smoothcert.checkpoint import read_config
 from smoothcert.classifiers.smoothed import SmoothedClassifier
 from smoothcert.data import load_dataset
 from smoothcert.runtime.seeding import generator
-from smoothcert.runtime.speed import accelerate
+from smoothcert.runtime.speed import accelerate, auto_batch_size
 
 BLOCK = 10  # the reference's DataLoader batch
 
@@ -157,9 +161,25 @@ def main() -> None:
         print(f"compiled copy: warm-up (compilation) {time.perf_counter() - start:.1f} s")
         arms["adaptive+compile"] = sequential(fast, largest)
         arms[f"R={args.target:g}+compile"] = sequential(fast, target)
+    model_name = read_config(args.checkpoint).get("model")
+    packed = SmoothedClassifier.from_checkpoint(args.checkpoint, device="cpu",
+                                                batch_size=auto_batch_size(model_name, torch.device("cpu")))
+    packed.base = accelerate(packed.base, compile="auto", channels_last="auto")
+    blocks: dict[str, Callable[[list[int]], list[tuple[float, float]]]] = {}
 
-    radii = {name: np.zeros(args.images) for name in ["reference", *arms]}
-    samples = {name: np.zeros(args.images) for name in arms}
+    def packed_block(options: Adaptive) -> Callable[[list[int]], list[tuple[float, float]]]:
+        n0 = options.default_n0() if args.adaptive_n0 is None else args.adaptive_n0
+
+        def run(idx: list[int]) -> list[tuple[float, float]]:
+            certs = packed.certify(data.x[idx], n0, args.n, args.alpha, sampling=options, seed=0, indices=idx)
+            return [((c.radius if c.predict == int(data.y[i]) and not math.isnan(c.radius) else -1.0), c.n + n0)
+                    for i, c in zip(idx, certs)]
+        return run
+
+    blocks["adaptive packed"], blocks[f"R={args.target:g} packed"] = packed_block(largest), packed_block(target)
+
+    radii = {name: np.zeros(args.images) for name in ["reference", *arms, *blocks]}
+    samples = {name: np.zeros(args.images) for name in [*arms, *blocks]}
     seconds = dict.fromkeys(radii, 0.0)
     names = list(radii)
     for block in range(args.images // BLOCK):
@@ -170,6 +190,10 @@ def main() -> None:
             if name == "reference":
                 got, p_lower = reference_certify(data.x[idx], data.y[idx], smoothed.base, args.alpha, k, args.n0, args.n)
                 radii[name][idx] = np.where((got >= 0) & (p_lower > 0.5), got, -1)
+            elif name in blocks:
+                results = blocks[name](idx)
+                radii[name][idx] = [radius for radius, _ in results]
+                samples[name][idx] = [used for _, used in results]
             else:
                 for i in idx:
                     radii[name][i], samples[name][i] = arms[name](i)
