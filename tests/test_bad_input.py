@@ -32,6 +32,7 @@ def world(tmp_path_factory, tiny_npz):
     x = np.zeros((4, 8, 8), np.float32)
     np.savez(root / "empty.npz", x_train=x[:0], y_train=np.zeros(0, int), x_test=x[:0], y_test=np.zeros(0, int))
     np.savez(root / "small.npz", x=np.zeros((4, 3, 3), np.float32), y=np.arange(4) % 2)  # 3x3: too small for the CNN
+    np.savez(root / "wide.npz", x=np.zeros((4, 10, 10), np.float32), y=np.arange(4) % 2)  # 10x10: not the model's 8x8
     np.save(root / "single.npy", x)
     (root / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip archive")
     for split in ("train", "test"):
@@ -107,7 +108,7 @@ CASES = [
     ("train", "empty dataset", ["train", "--dataset", "npz:empty.npz", "--out", "new"], "holds no images to train on"),
     ("train", "unknown dataset", ["train", "--dataset", "svhn", "--out", "new"], "unknown dataset 'svhn'"),
     ("train", "out-of-range k", [*TRAIN, "--k", "0"], "k must be a positive integer"),
-    ("train", "out-of-range k", [*TRAIN, "--k", "65"], "k=65 exceeds the number of pixels d=8*8=64"),
+    ("train", "out-of-range k", [*TRAIN, "--k", "65"], "--k=65 exceeds the number of pixels d=8*8=64"),
     ("train", "out-of-range epochs", [*TRAIN[:3], "--epochs", "0", "--out", "new"], "epochs and batch size must be positive"),
     ("train", "out-of-range learning rate", [*TRAIN, "--lr", "-1"], "learning rate must be positive"),
     ("train", "wrong shape", ["train", "--dataset", "npz:small.npz", "--model", "mnist_cnn", "--out", "new"],
@@ -122,7 +123,7 @@ CASES = [
     ("certify", "wrong-kind denoiser", [*CERTIFY, "--denoiser", "model"], "is not a denoiser checkpoint config"),
     ("certify", "corrupt dataset", [*CERTIFY, "--dataset", "npz:corrupt.npz"], "not a readable .npz archive"),
     ("certify", "empty dataset", [*CERTIFY, "--dataset", "npz:empty.npz"], "the dataset holds no images"),
-    ("certify", "wrong shape", [*CERTIFY, "--dataset", "mnist5k"], "MnistCNN was built for 8x8 images, got 28x28"),
+    ("certify", "wrong shape", [*CERTIFY, "--dataset", "npz:wide.npz"], "MnistCNN was built for 8x8 images, got 10x10"),
     ("certify", "out-of-range alpha", [*CERTIFY, "--alpha", "1.5"], "alpha must be in (0, 1)"),
     ("certify", "out-of-range n", [*CERTIFY, "--n", "0"], "n must be a positive integer"),
     ("certify", "out-of-range skip", [*CERTIFY, "--skip", "0"], "--skip must be a positive integer"),
@@ -137,20 +138,20 @@ CASES = [
     ("predict", "wrong-kind checkpoint", [*PREDICT[:2], "den", *PREDICT[3:]], "is not a smoothcert checkpoint config"),
     ("predict", "corrupt config", [*PREDICT[:2], "broken-config", *PREDICT[3:]], "corrupt smoothcert checkpoint config"),
     ("predict", "missing dataset", [*PREDICT, "--dataset", "npz:missing.npz"], "npz file not found"),
-    ("predict", "wrong shape", [*PREDICT, "--dataset", "mnist5k"], "built for 8x8 images"),
+    ("predict", "wrong shape", [*PREDICT, "--dataset", "npz:wide.npz"], "built for 8x8 images"),
     ("predict", "out-of-range alpha", [*PREDICT, "--alpha", "0"], "alpha must be in (0, 1)"),
     ("predict", "out-of-range max", [*PREDICT, "--max", "0"], "--max must be a positive integer"),
-    ("predict", "out-of-range batch size", [*PREDICT, "--batch-size", "0"], "batch_size must be a positive integer"),
+    ("predict", "out-of-range batch size", [*PREDICT, "--batch-size", "0"], "--batch-size must be a positive integer"),
     ("predict", "existing output (a certify log)", [*PREDICT[:-1], "c.tsv"], "c.tsv"),
     # attack
     ("attack", "missing checkpoint", [*ATTACK[:2], "nowhere", *ATTACK[3:]], "no smoothcert checkpoint at nowhere"),
     ("attack", "corrupt weights", [*ATTACK[:2], "broken-weights", *ATTACK[3:]], "corrupt checkpoint file"),
     ("attack", "wrong-kind checkpoint", [*ATTACK[:2], "den", *ATTACK[3:]], "is not a smoothcert checkpoint config"),
     ("attack", "out-of-range restarts", [*ATTACK, "--restarts", "0"], "restarts must be a positive integer"),
-    ("attack", "out-of-range queries", [*ATTACK, "--max-queries", "0"], "max_queries must be a positive integer"),
+    ("attack", "out-of-range queries", [*ATTACK, "--max-queries", "0"], "--max-queries must be a positive integer"),
     ("attack", "out-of-range budget", [*ATTACK, "--attack", "sparse-rs", "--budget", "1000"], "--budget 1000 exceeds the 64 pixels"),
     ("attack", "flag of the other attack", [*ATTACK, "--budget", "3"], "belongs to --attack sparse-rs"),
-    ("attack", "wrong shape", [*ATTACK, "--dataset", "mnist5k"], "built for 8x8 images"),
+    ("attack", "wrong shape", [*ATTACK, "--dataset", "npz:wide.npz"], "built for 8x8 images"),
     ("attack", "existing output (a certify log)", [*ATTACK[:-1], "c.tsv"], "c.tsv"),
     # substitute
     ("substitute", "missing checkpoint", [*SUBSTITUTE[:2], "nowhere", *SUBSTITUTE[3:]], "no smoothcert checkpoint at nowhere"),

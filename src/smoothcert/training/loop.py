@@ -37,7 +37,7 @@ from ..checkpoint import (
 )
 from ..data import ImageDataset, channel_mean, load_dataset
 from ..models import build_model
-from ..noises import Noise, make_noise
+from ..noises import Noise, check_noise_flags, make_noise
 from ..runtime.distributed import (
     all_reduce_sum,
     barrier,
@@ -301,6 +301,7 @@ def train_classifier(
     """
     if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
         raise ValueError(f"the number of training images (max_images) must be positive, got {max_images!r}")
+    check_noise_flags(noise, noise_flags)
     refuse_overwrite(out, resume, overwrite)  # before loading any data
     if resume:
         read_config(out)  # a missing or foreign checkpoint is refused before the lock creates anything
