@@ -381,7 +381,7 @@ def denoise(
     if dataset is None:
         raise ValueError("the classifier checkpoint does not name its dataset: pass the dataset")
     data = load_dataset(dataset, split, data_root)
-    data.check_labels(cls_config["num_classes"])
+    data.check_labels(cls_config["num_classes"], dataset)
     if noise == "gaussian" and noise_flags.get("sigma") is None:
         noise_flags = {**noise_flags, "sigma": 0.25}  # Salman et al.'s sigma unless given
     mean = channel_mean(data.x) if noise_flags.get("encoding") == "mean" else None

@@ -135,7 +135,8 @@ class ThreatModel:
         if not self.certificates:
             raise ValueError(self.refusal)
         if name not in self.certificates:
-            raise ValueError(f"unknown certificate {name!r} for {self.kind} noise; choose one of {self.certificates}")
+            raise ArgumentError("certificate", name, "{name} {value} is not a certificate of " +
+                                f"{self.kind} noise; choose one of {', '.join(self.certificates)}")
 
     def certify(
         self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str

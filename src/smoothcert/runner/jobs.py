@@ -48,7 +48,7 @@ def checkpoint_dataset(config: dict[str, Any], dataset: str | None, split: str,
     if dataset is None:
         raise ValueError("the checkpoint does not name its dataset: pass --dataset")
     data = load_dataset(dataset, split, data_root)
-    data.check_labels(config["num_classes"])
+    data.check_labels(config["num_classes"], dataset)
     return dataset, data
 
 
