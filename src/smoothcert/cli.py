@@ -21,7 +21,7 @@ from .data import DATASETS
 from .denoisers import METHODS as DENOISER_METHODS
 from .denoisers import denoise
 from .models import MODELS
-from .noises import certificate_names, noise_flags, noise_kinds
+from .noises import certificate_help, certificate_names, noise_flags, noise_kinds
 from .reports import (
     read_attack_log,
     read_log,
@@ -87,7 +87,7 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
         p.add_argument("--radius", type=float, default=None,
                        help="adaptive: only ask whether each image is certified at this radius (stops much sooner)")
         p.add_argument("--certificate", choices=certificate_names(),
-                       default=None, help="ablation: cor1 (default), cor2, jia; gaussian: cohen (default), two-class; lee: lee")
+                       default=None, help=f"by noise, the default first: {certificate_help()}")
     p.add_argument("--n", type=int, default=None,
                    help="estimation samples (default 10000, as the paper); the maximum with adaptive sampling")
     p.add_argument("--alpha", type=float, default=None, help="failure probability (default 0.05, as the paper)")
