@@ -18,9 +18,14 @@ import torch
 from PIL import Image
 
 from smoothcert import cli
+from smoothcert.attacks import ATTACK_CLASSES, ATTACK_FLAGS
+from smoothcert.classifiers import OPTIONS, DeterministicClassifier, SmoothedClassifier
+from smoothcert.classifiers.checks import ADAPTIVE_OPTIONS, SAMPLING_OPTIONS
 from smoothcert.cli import main
+from smoothcert.noises import certificate_names, noise_class, noise_flags, noise_kinds
+from smoothcert.reproductions import FIGURE_OPTIONS
+from smoothcert.reproductions import OPTIONS as OPTIONS_OF_TABLES
 from smoothcert.runner import TsvLog
-from smoothcert.classifiers.smoothed import SmoothedClassifier
 
 QUIET = ["--device", "cpu", "--quiet"]
 
@@ -32,6 +37,11 @@ def world(tmp_path_factory, tiny_npz):
     x = np.zeros((4, 8, 8), np.float32)
     np.savez(root / "empty.npz", x_train=x[:0], y_train=np.zeros(0, int), x_test=x[:0], y_test=np.zeros(0, int))
     np.savez(root / "small.npz", x=np.zeros((4, 3, 3), np.float32), y=np.arange(4) % 2)  # 3x3: too small for the CNN
+    with np.load(root / "tiny.npz") as tiny:  # the tiny task with one label 12, for a 2-class model
+        arrays = dict(tiny)
+    arrays["y_test"][3] = arrays["y_train"][5] = 12
+    np.savez(root / "labels12.npz", **arrays)
+    np.savez(root / "wide.npz", x=np.zeros((4, 10, 10), np.float32), y=np.arange(4) % 2)  # 10x10: not the model's 8x8
     np.save(root / "single.npy", x)
     (root / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip archive")
     for split in ("train", "test"):
@@ -45,6 +55,7 @@ def world(tmp_path_factory, tiny_npz):
     try:
         assert main(["train", *common, "--k", "16", "--out", "model"]) == 0
         assert main(["train", *common, "--noise", "none", "--out", "clean"]) == 0
+        assert main(["train", *common, "--noise", "columns", "--band", "2", "--out", "cols"]) == 0
         assert main(["denoise", "--classifier", "clean", "--epochs", "1", "--batch-size", "16", "--depth", "3",
                      "--width", "4", "--out", "den", *QUIET]) == 0
         assert main(["certify", "--checkpoint", "model", "--n0", "10", "--n", "20", "--max", "2", "--out", "c.tsv",
@@ -107,7 +118,7 @@ CASES = [
     ("train", "empty dataset", ["train", "--dataset", "npz:empty.npz", "--out", "new"], "holds no images to train on"),
     ("train", "unknown dataset", ["train", "--dataset", "svhn", "--out", "new"], "unknown dataset 'svhn'"),
     ("train", "out-of-range k", [*TRAIN, "--k", "0"], "k must be a positive integer"),
-    ("train", "out-of-range k", [*TRAIN, "--k", "65"], "k=65 exceeds the number of pixels d=8*8=64"),
+    ("train", "out-of-range k", [*TRAIN, "--k", "65"], "--k=65 exceeds the number of pixels d=8*8=64"),
     ("train", "out-of-range epochs", [*TRAIN[:3], "--epochs", "0", "--out", "new"], "epochs and batch size must be positive"),
     ("train", "out-of-range learning rate", [*TRAIN, "--lr", "-1"], "learning rate must be positive"),
     ("train", "wrong shape", ["train", "--dataset", "npz:small.npz", "--model", "mnist_cnn", "--out", "new"],
@@ -122,13 +133,13 @@ CASES = [
     ("certify", "wrong-kind denoiser", [*CERTIFY, "--denoiser", "model"], "is not a denoiser checkpoint config"),
     ("certify", "corrupt dataset", [*CERTIFY, "--dataset", "npz:corrupt.npz"], "not a readable .npz archive"),
     ("certify", "empty dataset", [*CERTIFY, "--dataset", "npz:empty.npz"], "the dataset holds no images"),
-    ("certify", "wrong shape", [*CERTIFY, "--dataset", "mnist5k"], "MnistCNN was built for 8x8 images, got 28x28"),
+    ("certify", "wrong shape", [*CERTIFY, "--dataset", "npz:wide.npz"], "MnistCNN was built for 8x8 images, got 10x10"),
     ("certify", "out-of-range alpha", [*CERTIFY, "--alpha", "1.5"], "alpha must be in (0, 1)"),
     ("certify", "out-of-range n", [*CERTIFY, "--n", "0"], "n must be a positive integer"),
     ("certify", "out-of-range skip", [*CERTIFY, "--skip", "0"], "--skip must be a positive integer"),
     ("certify", "absurd batch size (issue #17 case 3)", [*CERTIFY, "--n", "100000000000", "--batch-size", "100000000000"],
      "more than this machine's"),
-    ("certify", "wrong certificate", [*CERTIFY, "--certificate", "cohen"], "unknown certificate 'cohen' for ablation noise"),
+    ("certify", "wrong certificate", [*CERTIFY, "--certificate", "cohen"], "--certificate cohen is not a certificate of ablation noise"),
     ("certify", "undefended model", [*CERTIFY[:2], "clean", *CERTIFY[3:]], "certify it through a denoiser"),
     ("certify", "existing output (a log of other settings)", [*CERTIFY[:-1], "c.tsv", "--seed", "1"], "different settings (seed)"),
     ("certify", "existing output (a checkpoint folder)", [*CERTIFY[:-1], "model"], "choose another --out"),
@@ -137,20 +148,20 @@ CASES = [
     ("predict", "wrong-kind checkpoint", [*PREDICT[:2], "den", *PREDICT[3:]], "is not a smoothcert checkpoint config"),
     ("predict", "corrupt config", [*PREDICT[:2], "broken-config", *PREDICT[3:]], "corrupt smoothcert checkpoint config"),
     ("predict", "missing dataset", [*PREDICT, "--dataset", "npz:missing.npz"], "npz file not found"),
-    ("predict", "wrong shape", [*PREDICT, "--dataset", "mnist5k"], "built for 8x8 images"),
+    ("predict", "wrong shape", [*PREDICT, "--dataset", "npz:wide.npz"], "built for 8x8 images"),
     ("predict", "out-of-range alpha", [*PREDICT, "--alpha", "0"], "alpha must be in (0, 1)"),
     ("predict", "out-of-range max", [*PREDICT, "--max", "0"], "--max must be a positive integer"),
-    ("predict", "out-of-range batch size", [*PREDICT, "--batch-size", "0"], "batch_size must be a positive integer"),
+    ("predict", "out-of-range batch size", [*PREDICT, "--batch-size", "0"], "--batch-size must be a positive integer"),
     ("predict", "existing output (a certify log)", [*PREDICT[:-1], "c.tsv"], "c.tsv"),
     # attack
     ("attack", "missing checkpoint", [*ATTACK[:2], "nowhere", *ATTACK[3:]], "no smoothcert checkpoint at nowhere"),
     ("attack", "corrupt weights", [*ATTACK[:2], "broken-weights", *ATTACK[3:]], "corrupt checkpoint file"),
     ("attack", "wrong-kind checkpoint", [*ATTACK[:2], "den", *ATTACK[3:]], "is not a smoothcert checkpoint config"),
     ("attack", "out-of-range restarts", [*ATTACK, "--restarts", "0"], "restarts must be a positive integer"),
-    ("attack", "out-of-range queries", [*ATTACK, "--max-queries", "0"], "max_queries must be a positive integer"),
+    ("attack", "out-of-range queries", [*ATTACK, "--max-queries", "0"], "--max-queries must be a positive integer"),
     ("attack", "out-of-range budget", [*ATTACK, "--attack", "sparse-rs", "--budget", "1000"], "--budget 1000 exceeds the 64 pixels"),
     ("attack", "flag of the other attack", [*ATTACK, "--budget", "3"], "belongs to --attack sparse-rs"),
-    ("attack", "wrong shape", [*ATTACK, "--dataset", "mnist5k"], "built for 8x8 images"),
+    ("attack", "wrong shape", [*ATTACK, "--dataset", "npz:wide.npz"], "built for 8x8 images"),
     ("attack", "existing output (a certify log)", [*ATTACK[:-1], "c.tsv"], "c.tsv"),
     # substitute
     ("substitute", "missing checkpoint", [*SUBSTITUTE[:2], "nowhere", *SUBSTITUTE[3:]], "no smoothcert checkpoint at nowhere"),
@@ -236,6 +247,165 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(world, monkeypatch, cap
     assert err.count("\n") == 1 and err.startswith("smoothcert: error: "), err
     assert message in err
     assert snapshot(world) == before  # nothing written, nothing destroyed
+
+
+# ------------------------------------------------------------------ flag combinations (issue 34)
+# Generated from the parser, the noise registry, the classifiers' options and the reproductions'
+# option tables, so that a new flag, noise, certificate, attack or table is covered without editing
+# this list. Each case: (subcommand, kind, argv, parts of the one-line message); the flag the user
+# typed is always among the parts.
+
+PARSERS = cli.build_parser()._subparsers._group_actions[0].choices
+
+
+def _action(command, dest):
+    return next(a for a in PARSERS[command]._actions if a.dest == dest)
+
+
+def _flag(command, dest):
+    return _action(command, dest).option_strings[0]
+
+
+def _value(action_or_spec):
+    """A value the flag accepts on its own (the last choice, or a small number or path of its type)."""
+    get = action_or_spec.get if isinstance(action_or_spec, dict) else lambda key: getattr(action_or_spec, key, None)
+    if get("choices"):
+        return str(list(get("choices"))[-1])
+    if get("nargs") == 0 or get("const") is True:  # store_true
+        return None
+    kind = get("type")
+    return {int: "2", float: "0.5", cli._int_list: "2", cli._float_list: "0.5"}.get(kind, "model")
+
+
+def _with(command, dest):
+    """[flag, value] (or [flag] for a switch) of the parser's ``dest`` of ``command``."""
+    value = _value(_action(command, dest))
+    return [_flag(command, dest)] + ([] if value is None else [value])
+
+
+def _dests(command):
+    return {a.dest for a in PARSERS[command]._actions}
+
+
+def _noise_args(kind):
+    """The flags noise ``kind`` needs (those without a default), with values it accepts."""
+    specs = noise_class(kind).flags
+    return [arg for name, spec in specs.items() if spec.get("default") is None
+            for arg in ("--" + name.replace("_", "-"), _value(spec))]
+
+
+def _foreign_noise_flags(base, kinds):
+    """Every noise flag that noise ``kind`` does not read, given with ``--noise kind``: refused by name."""
+    return [(base[0], f"--{flag} with --noise {kind}",
+             [*base, "--noise", kind, *_noise_args(kind), "--" + flag.replace("_", "-"), _value(spec)],
+             ("--" + flag.replace("_", "-"), f"is not a parameter of {kind} noise"))
+            for kind in kinds for flag, spec in noise_flags().items() if flag not in noise_class(kind).flags]
+
+
+def _set(argv, flag, value):
+    """``argv`` with the value of ``flag`` replaced."""
+    i = argv.index(flag)
+    return [*argv[: i + 1], value, *argv[i + 2 :]]
+
+
+CERTIFY_DET = ["certify", "--checkpoint", "cols", "--max", "2", "--out", "new.tsv"]
+PREDICT_DET = ["predict", "--checkpoint", "cols", "--max", "2", "--out", "new.tsv"]
+ATTACK_ON = {"clean": [*ATTACK[:2], "clean", *ATTACK[5:]], "cols": [*ATTACK[:2], "cols", *ATTACK[5:]]}
+SUBSTITUTE_CLEAN = [*SUBSTITUTE[:2], "clean", "--seed-size", "4", "--rounds", "1", "--epochs", "1"]
+ABLATION = noise_class("ablation")
+DENOISABLE = [kind for kind in noise_kinds() if noise_class(kind).denoisable]
+OPTION_FLAGS_OF_TABLES = {option for options in OPTIONS_OF_TABLES.values() for option in options}
+# every option a classifier kind can take from load_classifier, refused by the kinds that do not take it
+FOREIGN_OPTIONS = {kind: sorted({o for opts in OPTIONS.values() for o in opts} - set(OPTIONS[kind]))
+                   for kind in (SmoothedClassifier, DeterministicClassifier)}
+
+COMBINATIONS = [
+    # train / denoise: a flag of another noise
+    *_foreign_noise_flags(TRAIN, noise_kinds()),
+    *_foreign_noise_flags(DENOISE, DENOISABLE),
+    *[("denoise", f"--noise {kind}", [*DENOISE, "--noise", kind, *_noise_args(kind)], ("--noise", kind))
+      for kind in noise_kinds() if kind not in DENOISABLE],
+    # certify / predict: a certificate the noise does not compute, or not with adaptive sampling
+    *[("certify", f"--certificate {name} with ablation", [*CERTIFY, "--sampling", "fixed", "--certificate", name],
+       ("--certificate", name, "is not a certificate of ablation noise"))
+      for name in certificate_names() if name not in ABLATION.certificates],
+    *[("certify", f"--certificate {name} with --sampling adaptive", [*CERTIFY, "--certificate", name],
+       ("--certificate", name, "adaptive sampling certifies with"))
+      for name in ABLATION.certificates[1:]],
+    # an option of adaptive sampling with --sampling fixed
+    *[(command, f"{_flag(command, dest)} with --sampling fixed", [*base, "--sampling", "fixed", *_with(command, dest)],
+       (_flag(command, dest), "an option of adaptive sampling"))
+      for command, base in (("certify", CERTIFY), ("predict", PREDICT)) for dest in ADAPTIVE_OPTIONS
+      if dest in _dests(command)],
+    # a sampling option for an exact (deterministic) vote
+    *[(command, f"{_flag(command, dest)} with --noise columns", [*base, *_with(command, dest)],
+       (_flag(command, dest), "reads no sampling options"))
+      for command, base in (("certify", CERTIFY_DET), ("predict", PREDICT_DET)) for dest in SAMPLING_OPTIONS
+      if dest in _dests(command)],
+    # a classifier option of the other kind (vote, theta, patch / certificate, denoiser)
+    *[(command, f"{_flag(command, dest)} for a {cls.__name__}", [*base, *_with(command, dest)], ("drop " + _flag(command, dest),))
+      for cls, base_of in ((SmoothedClassifier, {"certify": CERTIFY, "predict": PREDICT}),
+                           (DeterministicClassifier, {"certify": CERTIFY_DET, "predict": PREDICT_DET}))
+      for command, base in base_of.items() for dest in FOREIGN_OPTIONS[cls] if dest in _dests(command)],
+    # targets no run with these --n and --alpha can reach
+    ("certify", "--n no image can be certified with", _set(CERTIFY, "--n", "3"), ("--n 3", "certifies no image")),
+    ("certify", "--n no image can be certified with (fixed)", [*_set(CERTIFY, "--n", "3"), "--sampling", "fixed"],
+     ("--n 3", "certifies no image")),
+    ("certify", "--radius beyond the largest certifiable", [*CERTIFY, "--radius", "30"], ("--radius 30", "out of reach")),
+    ("predict", "--n no image can be predicted with", _set(PREDICT, "--n", "4"), ("--n 4", "predicts no image")),
+    ("attack", "--n no query can be answered with", _set(ATTACK, "--n", "4"), ("--n 4", "predicts no image")),
+    ("substitute", "--n no query can be answered with", _set(SUBSTITUTE, "--n", "4"),
+     ("--n 4", "predicts no image")),
+    # attack: PREDICT's options for targets that sample nothing; a flag of another attack
+    *[("attack", f"{_flag('attack', dest)} for the {target} target", [*ATTACK_ON[target], *_with("attack", dest)],
+       (_flag("attack", dest), "samples nothing"))
+      for target in ATTACK_ON for dest in ("n", "alpha", "sampling", "n_check", "fresh")],
+    *[("attack", f"--{flag.replace('_', '-')} with --attack {name}",
+       [*ATTACK, "--attack", name, *_with("attack", flag)], (f"--{flag.replace('_', '-')} belongs to --attack",))
+      for name, cls in ATTACK_CLASSES.items() for flag in ATTACK_FLAGS if flag not in cls.flags],
+    *[("substitute", f"{_flag('substitute', dest)} for an undefended model", [*SUBSTITUTE_CLEAN, *_with("substitute", dest)],
+       (_flag("substitute", dest), "samples nothing")) for dest in ("n", "alpha")],
+    # labels outside the model's classes
+    *[(argv[0], "labels outside the model's classes", [*argv, "--dataset", "npz:labels12.npz"],
+       ("--dataset npz:labels12.npz", "label 12", "num_classes=2"))
+      for argv in (CERTIFY, PREDICT, ATTACK, SUBSTITUTE, DENOISE)],
+    # figure and reproduce: an option the figure or table does not read
+    *[("figure", f"{_flag('figure', dest)} with figure {which}", ["figure", which, "--out", "f.png", *_with("figure", dest)],
+       (_flag("figure", dest), f"figure {which} does not read it"))
+      for which, reads in FIGURE_OPTIONS.items()
+      for dest in sorted({o for opts in FIGURE_OPTIONS.values() for o in opts} - set(reads))],
+    *[("figure", f"--split train with figure {which}", ["figure", which, "--out", "f.png", "--split", "train"],
+       ("--split train", "test images only")) for which in FIGURE_OPTIONS],
+    *[("reproduce", f"{_flag('reproduce', dest)} with reproduce {table}",
+       ["reproduce", table, "--out", "new", *_with("reproduce", dest)], (_flag("reproduce", dest), f"reproduce {table} does not read it"))
+      for table, reads in OPTIONS_OF_TABLES.items() for dest in sorted(OPTION_FLAGS_OF_TABLES - set(reads))],
+    # messages that named the wrong thing (issue 34)
+    ("certify", "--beta out of range", [*CERTIFY, "--beta", "1.5"], ("--beta must be in (0, 1), got 1.5",)),
+    ("certify", "--step out of range", [*CERTIFY, "--step", "0"], ("--step must be an integer >= 1, got 0",)),
+    ("predict", "--beta out of range", [*PREDICT, "--beta", "0"], ("--beta must be in (0, 1), got 0",)),
+    ("attack", "--patch out of range", [*ATTACK, "--attack", "patch", "--patch", "0"], ("--patch must be a positive integer",)),
+    ("substitute", "--seed-size out of range", [*SUBSTITUTE, "--seed-size", "0"], ("--seed-size must be an integer >= 1",)),
+]
+
+
+@pytest.mark.parametrize(("command", "kind", "argv", "parts"), COMBINATIONS,
+                         ids=[f"{c[0]}: {c[1]}" for c in COMBINATIONS])
+def test_a_flag_combination_that_cannot_be_honoured_is_refused_by_name(world, monkeypatch, capsys, command, kind,
+                                                                       argv, parts):
+    monkeypatch.chdir(world)
+    monkeypatch.delenv("SMOOTHCERT_DEBUG", raising=False)
+    before = snapshot(world)
+    code, err = run(argv, capsys)
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("smoothcert: error: "), err
+    assert all(part in err for part in parts), (parts, err)
+    assert snapshot(world) == before  # refused before any file is written
+
+
+def test_every_subcommand_with_flag_combinations_is_in_the_table():
+    """Subcommands whose flags can contradict the checkpoint, the noise or each other (merge, report
+    and demo take no such flags)."""
+    assert {c[0] for c in COMBINATIONS} == set(PARSERS) - {"merge", "report", "demo"}
 
 
 def test_every_subcommand_is_in_the_table():

@@ -123,9 +123,11 @@ def test_bad_sampling_parameters(tiny, tmp_path, capsys):
     assert "positive integer" in capsys.readouterr().err
     assert _certify(tiny, out, "--skip", "0") == 2
     assert not out.exists()  # no half-written log from a rejected run
-    # a model trained on 8x8 images cannot certify 28x28 digits: a clear error and no log
-    assert main(["certify", "--checkpoint", tiny["model"], "--dataset", "mnist5k", "--out", str(out), "--quiet"]) == 2
-    assert "28x28" in capsys.readouterr().err
+    # a model trained on 8x8 images cannot certify 10x10 images: a clear error and no log
+    np.savez(tmp_path / "wide.npz", x=np.zeros((4, 10, 10), np.float32), y=np.arange(4) % 2)
+    assert main(["certify", "--checkpoint", tiny["model"], "--dataset", f"npz:{tmp_path / 'wide.npz'}",
+                 "--out", str(out), "--quiet"]) == 2
+    assert "10x10" in capsys.readouterr().err
     assert not out.exists()
 
 

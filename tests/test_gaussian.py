@@ -269,7 +269,9 @@ def test_gaussian_config_certificates_and_make_noise():
     with pytest.raises(ValueError, match="gaussian"):
         noise.check_certificate("cor1")
     assert "gaussian" in NOISES
-    assert make_noise("gaussian", k=45, sigma=0.5) == Gaussian(0.5)  # k is ablation's, ignored
+    assert make_noise("gaussian", k=None, sigma=0.5) == Gaussian(0.5)  # k is ablation's: None means not given
+    with pytest.raises(ValueError, match="k 45 is not a parameter of gaussian noise"):
+        make_noise("gaussian", k=45, sigma=0.5)  # given, it is refused rather than ignored
     with pytest.raises(ValueError, match="sigma"):
         make_noise("gaussian")
     for bad in (0, -0.1, math.nan, True, "0.5"):

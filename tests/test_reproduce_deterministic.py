@@ -38,4 +38,4 @@ def test_reproduce_partition_beside_randomized_ablation(tiny, tmp_path, capsys):
     with pytest.raises(ValueError, match="pass the randomized ablation checkpoint"):
         reproduce_partition(out=tmp_path, groups=(4,), **tiny["small"])
     assert main(["reproduce", "patch", "--n", "5", "--out", str(tmp_path)]) == 2
-    assert "drop --n0, --n and --alpha" in capsys.readouterr().err
+    assert "--n: reproduce patch does not read it" in capsys.readouterr().err

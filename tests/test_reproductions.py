@@ -56,8 +56,9 @@ def test_cli_choices_are_the_tables():
     ("table1", {"max_images": 0}, "--max must be a positive integer, got 0"),
     ("smoothing", {"n0": -1}, "--n0 must be a positive integer, got -1"),
     ("table8", {"alpha": 3}, "alpha must be in (0, 1)"),
-    ("denoised", {"epochs": 3}, "drop --epochs"),
-    ("patch", {"n": 5}, "reproduce patch certifies exactly: drop --n0, --n and --alpha"),
+    ("denoised", {"epochs": 3}, "epochs: reproduce denoised does not read it"),
+    ("patch", {"n": 5}, "n: reproduce patch does not read it (it reads --epochs); drop n"),
+    ("smoothing", {"ks": [10]}, "ks: reproduce smoothing does not read it"),
 ])
 def test_run_checks_before_it_starts(tmp_path, table, options, message):
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -175,7 +175,7 @@ def test_config_round_trip_and_make_noise(toy):
         make_noise("bernoulli")
     with pytest.raises(ValueError, match="keep_prob"):
         make_noise("bernoulli", keep_prob=1.5)
-    with pytest.raises(ValueError, match="unknown certificate"):
+    with pytest.raises(ValueError, match="is not a certificate of"):
         noise.check_certificate("cor1")
 
 
@@ -363,6 +363,32 @@ def test_cli_train_certify_report(toy, tiny_npz, tmp_path, capsys):
     assert main(["report", str(fixed), str(adaptive), "--radii", "0,1"]) == 0
     printed = capsys.readouterr().out
     assert "fixed" in printed and "adaptive" in printed, printed
+
+
+@dataclass(frozen=True)
+class FixedOnly(Bernoulli):
+    """The toy certified with fixed sampling only: it offers no adaptive sampling (``samplings``)."""
+
+    kind: ClassVar[str] = "bernoulli-fixed"
+    samplings: ClassVar[tuple[str, ...]] = ("fixed",)
+
+
+def test_a_sampling_the_noise_does_not_offer_is_refused_before_any_file(toy, tiny_npz, tmp_path, capsys):
+    register_noise(FixedOnly)
+    data = tiny_npz(tmp_path / "tiny.npz", 7, 64, 16)
+    model = tmp_path / "model"
+    assert main(["train", "--dataset", data, "--noise", "bernoulli-fixed", "--keep-prob", "0.2", "--epochs", "1",
+                 "--model", "mnist_cnn", "--device", "cpu", "--quiet", "--out", str(model)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "c.tsv"
+    for sampling in ([], ["--sampling", "adaptive"]):  # adaptive is the default
+        assert main(["certify", "--checkpoint", str(model), *sampling, "--n", "50", "--device", "cpu", "--quiet",
+                     "--out", str(out)]) == 2
+        assert capsys.readouterr().err == ("smoothcert: error: --sampling adaptive: bernoulli-fixed noise offers "
+                                           "fixed sampling\n")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "tiny.npz"]  # no log, no settings file
+    assert main(["certify", "--checkpoint", str(model), "--sampling", "fixed", "--n0", "10", "--n", "50", "--max", "2",
+                 "--device", "cpu", "--quiet", "--out", str(out)]) == 0
 
 
 def test_cli_refuses_the_toy_once_unregistered(capsys):

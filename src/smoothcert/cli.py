@@ -13,15 +13,16 @@ from pathlib import Path
 from . import reproductions
 from .attacks import ATTACK_FLAGS, ATTACKS, make_attack
 from .attacks.substitute import format_substitute
+from .certificates import ArgumentError
 from .certificates.sequential import BOUNDS, FUTILITY
 from .classifiers import SAMPLINGS, VOTES
+from .classifiers.checks import sampling_options
 from .data import DATASETS
 from .denoisers import METHODS as DENOISER_METHODS
 from .denoisers import denoise
 from .models import MODELS
 from .noises import certificate_help, certificate_names, noise_flags, noise_kinds
 from .reports import (
-    plot_delta,
     read_attack_log,
     read_log,
     report,
@@ -29,7 +30,7 @@ from .reports import (
     summarize_attack,
 )
 from .runner import adversarial_path
-from .runner.jobs import attack, evaluate, sampling_options, substitute
+from .runner.jobs import attack, evaluate, substitute
 from .runner.shards import Shard, merge_logs
 from .runtime.distributed import current_world
 from .runtime.seeding import DEVICES, resolve_device
@@ -59,8 +60,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def _add_noise(p: argparse.ArgumentParser) -> None:
     """``--noise`` and the flags of every registered noise (:mod:`smoothcert.noises`)."""
     p.add_argument("--noise", choices=noise_kinds(), default="ablation")
-    for name, spec in noise_flags().items():
-        p.add_argument("--" + name.replace("_", "-"), **spec)
+    for name, spec in noise_flags().items():  # None: not given (the noise's default; another noise refuses it)
+        p.add_argument("--" + name.replace("_", "-"), **{**spec, "default": None})
 
 
 def _noise_values(args: argparse.Namespace) -> dict[str, object]:
@@ -73,20 +74,20 @@ BATCH_HELP = ("noisy copies per forward pass (a memory bound; default: the faste
 
 
 def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
-    p.add_argument("--sampling", choices=SAMPLINGS, default="adaptive",
+    p.add_argument("--sampling", choices=SAMPLINGS, default=None,
                    help="adaptive (default): stop sampling once the answer is settled, at the same alpha; "
                         "fixed: always --n samples, the paper's protocol")
-    p.add_argument("--bound", choices=tuple(BOUNDS), default="looks",
+    p.add_argument("--bound", choices=tuple(BOUNDS), default=None,
                    help="adaptive: looks = Clopper-Pearson at doubling looks (default), "
                         "anytime = mixture confidence sequence after every --step samples")
     p.add_argument("--step", type=int, default=None,
-                   help="adaptive: first look (looks) or batch between looks (anytime); default: see README")
+                   help="adaptive: first look (looks) or batch between looks (anytime); default 100, 50 with --radius")
     p.add_argument("--beta", type=float, default=None,
-                   help="adaptive: level of the per-look futility bound (costs power, never validity; default: "
-                        "see README)")
+                   help="adaptive: level of the per-look futility bound (costs power, never validity; default "
+                        "0.1, 0.02 with --radius)")
     p.add_argument("--futility", choices=FUTILITY, default=None,
                    help="adaptive: a radius is out of reach when the futility bound is below its threshold, or "
-                        "(final) when the last look could not certify it at that rate; default: see README")
+                        "(final) when the last look could not certify it at that rate (default final)")
     if certify:
         p.add_argument("--n0", type=int, default=None,
                        help="selection samples (default 1000 as the paper with fixed sampling; adaptive: 100, "
@@ -95,9 +96,9 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
                        help="adaptive: only ask whether each image is certified at this radius (stops much sooner)")
         p.add_argument("--certificate", choices=certificate_names(),
                        default=None, help=f"by noise, the default first: {certificate_help()}")
-    p.add_argument("--n", type=int, default=10_000,
+    p.add_argument("--n", type=int, default=None,
                    help="estimation samples (default 10000, as the paper); the maximum with adaptive sampling")
-    p.add_argument("--alpha", type=float, default=0.05, help="failure probability (default 0.05, as the paper)")
+    p.add_argument("--alpha", type=float, default=None, help="failure probability (default 0.05, as the paper)")
     p.add_argument("--skip", type=int, default=1, help="use every N-th image")
     p.add_argument("--max", type=int, default=None, help="at most N images")
     p.add_argument("--batch-size", type=int, default=None, help=BATCH_HELP)
@@ -110,8 +111,8 @@ def _add_vote(p: argparse.ArgumentParser) -> None:
 
 
 def _add_oracle(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--n", type=int, default=1000, help="noise samples per query of a smoothed classifier (default 1000)")
-    p.add_argument("--alpha", type=float, default=0.05, help="PREDICT's abstention level (default 0.05)")
+    p.add_argument("--n", type=int, default=None, help="noise samples per query of a smoothed classifier (default 1000)")
+    p.add_argument("--alpha", type=float, default=None, help="PREDICT's abstention level (default 0.05)")
     p.add_argument("--batch-size", type=int, default=None, help=BATCH_HELP)
 
 
@@ -213,12 +214,9 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
-    if args.which == "delta":
-        path = plot_delta(args.d, args.ks, args.out)
-    else:
-        if args.checkpoint is None:
-            raise ValueError("figure samples needs --checkpoint")
-        path = reproductions.figure_samples(args.checkpoint, args.dataset, args.index, args.out, seed=args.seed, device=args.device, data_root=args.data_root)
+    path = reproductions.figure(args.which, args.out, d=args.d, ks=args.ks, checkpoint=args.checkpoint,
+                                dataset=args.dataset, index=args.index, split=args.split, data_root=args.data_root,
+                                seed=args.seed, device=args.device)
     print(f"figure written to {path}")
 
 
@@ -333,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-check", type=int, default=None, help="fresh samples to re-check each adversarial example (default --n)")
     _add_vote(p)
     p.add_argument("--fresh", action="store_true", help="fresh noise every query instead of one fixed set per image")
-    p.add_argument("--sampling", choices=SAMPLINGS, default="fixed",
+    p.add_argument("--sampling", choices=SAMPLINGS, default=None,
                    help="smoothed: fixed (default): PREDICT on --n samples per query; adaptive: sequential "
                         "PREDICT, at most --n samples, stopping once the answer is settled (as certify)")
     p.add_argument("--skip", type=int, default=1, help="use every N-th image")
@@ -373,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(DE-CROP: 0.01)")
     _add_data(p, default=None, split="train")
     _add_noise(p)
-    p.set_defaults(noise="gaussian", sigma=0.25)
+    p.set_defaults(noise="gaussian")
     p.add_argument("--epochs", type=int, default=None, help="default 90 (600 for decrop), as the papers")
     p.add_argument("--batch-size", type=int, default=None, help="default 256 (200 for decrop)")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -396,10 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("figure", help="the paper's Figure 2 (delta) or Figure 1 (ablated samples)")
     p.add_argument("which", choices=("delta", "samples"))
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--d", type=int, default=784)
-    p.add_argument("--ks", type=_int_list, default=[5, 10, 20, 45, 70, 100])
-    p.add_argument("--checkpoint", type=Path, default=None)
-    p.add_argument("--index", type=int, default=0, help="test image to show")
+    p.add_argument("--d", type=int, default=None, help="delta: pixels d (default 784)")
+    p.add_argument("--ks", type=_int_list, default=None, help="delta: comma-separated k values (default 5,10,20,45,70,100)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="samples: the classifier whose labels are shown")
+    p.add_argument("--index", type=int, default=None, help="samples: test image to show (default 0)")
     _add_data(p, default=None)
     _add_common(p)
     p.set_defaults(func=cmd_figure)
@@ -419,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation-checkpoint", type=Path, default=None,
                    help="table7: also certify this finished ablation model (e.g. the demo's k=45)")
     p.add_argument("--sigmas", type=_float_list, default=None, help="sigmas for smoothing (default 0.25,0.5)")
-    p.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default=None, help="table1, table7, table8, l0-consistency "
+                   "(default fast)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--max", type=int, default=None, help="test images to certify per model (default 100)")
     p.add_argument("--n0", type=int, default=None, help="default 1000 (ablation) / 100 (smoothing, table7)")
@@ -458,6 +457,8 @@ def _error_line(err: BaseException, args: argparse.Namespace) -> str:
         size = getattr(args, "batch_size", None)
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         return f"out of memory ({first}); lower --batch-size" + (f" (now {size})" if size else "")
+    if isinstance(err, ArgumentError) and (err.flag or hasattr(args, err.argument)):
+        return " ".join(err.for_flag().split())  # the flag the user typed, not the Python argument
     if isinstance(err, EXPECTED_ERRORS):
         return text or type(err).__name__
     return (f"internal error {type(err).__name__}: {text} (a bug: re-run with --debug for the traceback and "

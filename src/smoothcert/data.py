@@ -58,6 +58,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .certificates.checks import ArgumentError
+
 __all__ = [
     "DATASETS",
     "ImageDataset",
@@ -148,6 +150,14 @@ class ImageDataset:
     def image_shape(self) -> tuple[int, int, int]:
         c, h, w = self.x.shape[1:]
         return (int(c), int(h), int(w))
+
+    def check_labels(self, num_classes: int, spec: str) -> None:
+        """:class:`ArgumentError` naming the dataset ``spec`` (argument ``dataset``), the label and
+        ``num_classes`` unless every label is one of the ``num_classes`` classes of the model it is run on."""
+        if len(self.y) and int(self.y.max()) >= num_classes:
+            raise ArgumentError("dataset", spec, "{name} {value}: " + f"label {int(self.y.max())} of the {self.name} "
+                                f"images is outside 0..{num_classes - 1}, the classes of the model "
+                                f"(num_classes={num_classes})")
 
     def subset(self, indices: Any) -> ImageDataset:
         """The images at ``indices`` (slice, sequence, array or tensor), same name/classes."""

@@ -41,6 +41,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from .certificates import ArgumentError
 from .checkpoint import (
     checkpoint_lock,
     commit,
@@ -51,7 +52,7 @@ from .checkpoint import (
 from .data import ImageDataset, channel_mean, load_dataset
 from .decrop import DecropObjective, SampleParams, frozen, generate_samples, state_hash
 from .models import positive_int
-from .noises import Noise, make_noise, noise_class, noise_kinds
+from .noises import Noise, check_noise_flags, make_noise, noise_class, noise_kinds
 from .runtime.distributed import (
     all_reduce_sum,
     broadcast_buffers,
@@ -372,14 +373,17 @@ def denoise(
     (``sigma``, default 0.25; ``k`` and ``encoding``); ``resume``/``overwrite`` as in ``train_denoiser``."""
     denoisable = [kind for kind in noise_kinds() if noise_class(kind).denoisable]
     if noise not in denoisable:
-        raise ValueError(f"denoise trains for --noise {' or '.join(denoisable)}, not {noise}")
+        raise ArgumentError("noise", noise, "denoise trains for {name} " + " or ".join(denoisable) + ", not {value}")
+    check_noise_flags(noise, noise_flags)
     refuse_overwrite(out, resume, overwrite)  # before loading anything
     model, cls_config = load_checkpoint(classifier)
     dataset = dataset or cls_config.get("dataset")
     if dataset is None:
         raise ValueError("the classifier checkpoint does not name its dataset: pass the dataset")
     data = load_dataset(dataset, split, data_root)
-    noise_flags = {"sigma": 0.25, **noise_flags}  # Salman et al.'s sigma unless given
+    data.check_labels(cls_config["num_classes"], dataset)
+    if noise == "gaussian" and noise_flags.get("sigma") is None:
+        noise_flags = {**noise_flags, "sigma": 0.25}  # Salman et al.'s sigma unless given
     mean = channel_mean(data.x) if noise_flags.get("encoding") == "mean" else None
     smoothing = make_noise(noise, **noise_flags, train_mean=mean)
     backend = "nccl" if rank_device(device).type == "cuda" else "gloo"

@@ -30,8 +30,10 @@ from typing import Any
 
 import torch
 
+from ..certificates import ArgumentError
 from ..checkpoint import read_config
-from ..classifiers import Sampling, load_classifier
+from ..classifiers import Sampling, SmoothedClassifier, load_classifier
+from ..classifiers.checks import check_sampling
 from ..runtime.seeding import resolve_device
 from ..runtime.speed import Switch, accelerate, auto_batch_size
 from .base import AttackResult, l0_pixels
@@ -56,22 +58,35 @@ ORACLES: dict[str, Callable[..., Oracle]] = {
 
 
 def oracle_factory(
-    checkpoint: str | Path, *, n: int = 1000, alpha: float = 0.05, fixed: bool = True, n_check: int | None = None,
-    seed: int = 0, batch_size: int | None = None, device: str | torch.device = "auto", vote: str | None = None,
-    theta: float | None = None, sampling: Sampling = "fixed", compile: Switch = "auto", channels_last: Switch = "auto",
+    checkpoint: str | Path, *, n: int | None = None, alpha: float | None = None, fixed: bool = True,
+    n_check: int | None = None, seed: int = 0, batch_size: int | None = None, device: str | torch.device = "auto",
+    vote: str | None = None, theta: float | None = None, sampling: Sampling | None = None,
+    compile: Switch = "auto", channels_last: Switch = "auto",
 ) -> tuple[Callable[[int], Oracle], dict[str, Any]]:
     """``(make_oracle, config)`` for a ``smoothcert train`` checkpoint: ``make_oracle(idx)`` is a fresh
     oracle for image ``idx``: the model itself when it was trained without noise (undefended), the
     exact vote (``vote``, ``theta``) of a columns/blocks/partition model, else its smoothed
     classifier queried through PREDICT (``sampling``: fixed or sequential) with noise streams keyed
-    by (seed, idx). All the oracles share one base classifier, accelerated by ``compile`` and
-    ``channels_last`` (:func:`~smoothcert.runtime.speed.accelerate`: ``"auto"`` turns each on once
-    the queries have done the evaluations that repay it, for models measured to gain); ``batch_size``
-    None is :func:`~smoothcert.runtime.speed.auto_batch_size`."""
+    by (seed, idx). ``n`` (default 1000), ``alpha`` (0.05) and ``sampling`` (fixed) are PREDICT's:
+    checked by :func:`check_sampling` for a smoothed classifier, refused when given for the others.
+    All the oracles share one base classifier, accelerated by ``compile`` and ``channels_last``
+    (:func:`~smoothcert.runtime.speed.accelerate`: ``"auto"`` turns each on once the queries have
+    done the evaluations that repay it, for models measured to gain); ``batch_size`` None is
+    :func:`~smoothcert.runtime.speed.auto_batch_size`."""
     config = read_config(checkpoint)
     device = resolve_device(device)
     batch_size = auto_batch_size(config.get("model"), device) if batch_size is None else batch_size
     classifier = load_classifier(checkpoint, batch_size=batch_size, device=device, vote=vote, theta=theta)
+    if isinstance(classifier, SmoothedClassifier):
+        _, n, alpha, sampling = check_sampling(classifier, "predict", tuple(config["image_size"]),
+                                               n=1000 if n is None else n, alpha=alpha,
+                                               sampling="fixed" if sampling is None else sampling)
+    else:
+        what = "the model itself" if classifier.kind == "model" else "the exact vote"
+        for name, value in (("n", n), ("alpha", alpha), ("sampling", sampling)):
+            if value is not None:
+                raise ArgumentError(name, value, "{name} {value}: " + f"attacks query {what} of a checkpoint "
+                                    f"trained with --noise {classifier.noise.kind}, which samples nothing: drop {{name}}")
     classifier.base = accelerate(classifier.base, compile=compile, channels_last=channels_last)
     query = {"n": n, "alpha": alpha, "fixed": fixed, "n_check": n_check, "sampling": sampling}
     return (lambda idx: ORACLES[classifier.kind](classifier, (seed, idx), **query)), config
@@ -98,4 +113,10 @@ def make_attack(name: str, **flags: float | int | None) -> Pointwise | SparseRS 
             if not owners:
                 raise TypeError(f"make_attack got an unknown flag {flag!r}")
             raise ValueError(f"--{flag.replace('_', '-')} belongs to --attack {' or '.join(owners)}")
-    return cls(**{cls.flags[flag]: value for flag, value in given.items()})
+    try:
+        return cls(**{cls.flags[flag]: value for flag, value in given.items()})
+    except ArgumentError as err:  # name the flag, not the attribute it sets (--patch, not size)
+        flag = {attribute: flag for flag, attribute in cls.flags.items()}.get(err.argument)
+        if flag is None:
+            raise
+        raise ArgumentError(flag, err.value, err.message) from None

@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ..certificates.checks import ArgumentError
 from ..certificates.sequential import ABSTAIN
 from ..data import ImageDataset, check_images
 from ..runtime.seeding import generator, resolve_device
@@ -41,7 +42,7 @@ _EVAL_BATCH = 1024  # images per substitute forward pass outside training
 
 def _int_at_least(name: str, value: object, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise ArgumentError(name, value, "{name} must be an integer >= " + f"{low}" + ", got {value}")
     return int(value)
 
 
@@ -56,7 +57,7 @@ def _positive_float(name: str, value: object) -> float:
 def _check_eps(eps: object) -> float:
     eps = _positive_float("eps", eps)
     if eps > 1:
-        raise ValueError(f"eps must lie in (0, 1] (pixels are in [0, 1]), got {eps!r}")
+        raise ArgumentError("eps", eps, "{name} must lie in (0, 1] (pixels are in [0, 1]), got {value}")
     return eps
 
 
@@ -319,11 +320,12 @@ class JacobianAugmentation:
         )
 
 
-def split_seed(data: ImageDataset, size: int = 150) -> tuple[ImageDataset, ImageDataset]:
-    """S_0 = the first ``size`` images (the paper: 150 MNIST test images) and the rest as heldout."""
-    size = _int_at_least("size", size, 1)
+def split_seed(data: ImageDataset, seed_size: int = 150) -> tuple[ImageDataset, ImageDataset]:
+    """S_0 = the first ``seed_size`` images (the paper: 150 MNIST test images) and the rest as heldout."""
+    size = _int_at_least("seed_size", seed_size, 1)
     if size >= len(data):
-        raise ValueError(f"seed size {size} leaves no heldout images in {data.name} ({len(data)} images)")
+        raise ArgumentError("seed_size", size, "{name} {value} leaves no heldout images in " +
+                            f"{data.name} ({len(data)} images)")
     return data.subset(slice(0, size)), data.subset(slice(size, None))
 
 

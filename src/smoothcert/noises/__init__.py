@@ -26,6 +26,7 @@ from .base import (
     ThreatModel,
     certificate_help,
     certificate_names,
+    check_noise_flags,
     make_noise,
     noise_class,
     noise_flags,
@@ -42,6 +43,6 @@ NOISES = noise_kinds()
 """The built-in ``--noise`` names (:func:`noise_kinds` also lists noises registered later)."""
 
 __all__ = ["CLASSIFIERS", "ENCODINGS", "NOISES", "Ablation", "Bands", "Clean", "Gaussian", "Lee", "Noise",
-           "NoiseContext", "Partition", "ThreatModel", "ablate", "certificate_help", "certificate_names", "make_noise",
-           "noise_class", "noise_flags", "noise_from_config", "noise_kinds", "partition_assignment", "register_noise",
-           "sample_keep_mask"]
+           "NoiseContext", "Partition", "ThreatModel", "ablate", "certificate_help", "certificate_names",
+           "check_noise_flags", "make_noise", "noise_class", "noise_flags", "noise_from_config", "noise_kinds",
+           "partition_assignment", "register_noise", "sample_keep_mask"]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..certificates.ablation import CERTIFICATES, certify_counts, radius_cor1
+from ..certificates.checks import ArgumentError
 from .base import NoiseContext, ThreatModel, register_noise
 
 ENCODINGS = ("multichannel", "mean")
@@ -93,7 +94,7 @@ class Ablation(ThreatModel):
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"k must be a positive integer, got {self.k!r}")
+            raise ArgumentError("k", self.k, "{name} must be a positive integer, got {value}")
         if self.encoding not in ENCODINGS:
             raise ValueError(f"unknown encoding {self.encoding!r}; choose one of {ENCODINGS}")
         if self.encoding == "mean" and self.mean is None:
@@ -111,7 +112,7 @@ class Ablation(ThreatModel):
         """``n`` uniformly random retained sets of k pixels: boolean masks (n, H*W)."""
         h, w = image_size
         if self.k > h * w:
-            raise ValueError(f"k={self.k} exceeds the number of pixels d={h}*{w}={h * w}")
+            raise ArgumentError("k", self.k, "{name}={value} exceeds the number of pixels " + f"d={h}*{w}={h * w}")
         return sample_keep_mask(n, h * w, self.k, generator, device)
 
     def apply(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,8 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import numpy as np
 import torch
 
+from ..certificates.checks import ArgumentError
+
 CLASSIFIERS = ("smoothed", "deterministic", "model")
 """The classifier kinds a noise can name in ``classifier``."""
 
@@ -133,7 +135,8 @@ class ThreatModel:
         if not self.certificates:
             raise ValueError(self.refusal)
         if name not in self.certificates:
-            raise ValueError(f"unknown certificate {name!r} for {self.kind} noise; choose one of {self.certificates}")
+            raise ArgumentError("certificate", name, "{name} {value} is not a certificate of " +
+                                f"{self.kind} noise; choose one of {', '.join(self.certificates)}")
 
     def certify(
         self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str
@@ -198,21 +201,31 @@ def noise_class(kind: object) -> type[ThreatModel]:
     return _REGISTRY[kind]
 
 
+def check_noise_flags(kind: str, values: Mapping[str, Any]) -> type[ThreatModel]:
+    """The class of noise ``kind``; :class:`ArgumentError` naming the flag if ``values`` gives (not
+    None) a flag that another noise reads and this one does not, TypeError for a name no noise declares."""
+    cls = noise_class(kind)
+    unknown = sorted(set(values) - set(NoiseContext.__dataclass_fields__) - set(noise_flags()))
+    if unknown:
+        raise TypeError(f"make_noise got unknown flags {unknown}; the noises read {sorted(noise_flags())}")
+    for name, value in values.items():
+        if name in noise_flags() and name not in cls.flags and value is not None:
+            own = ", ".join("--" + flag.replace("_", "-") for flag in cls.flags) or "none"
+            raise ArgumentError(name, value, "{name} {value} is not a parameter of " + f"{kind} noise (its flags: {own})")
+    return cls
+
+
 def make_noise(kind: str, **values: Any) -> ThreatModel:
     """The noise named by the CLI's ``--noise`` and its flags, e.g. ``make_noise("ablation", k=45)``.
 
     ``values`` hold flags (``k``, ``encoding``, ``sigma``, ...) and :class:`NoiseContext` fields
-    (``train_mean``, ``image_size``, ``seed``); a flag left out takes its default (``--k`` 45, ...).
-    Each noise reads only its own flags: the CLI passes every flag's default, so the others are
-    ignored; a name that no noise declares is a TypeError.
+    (``train_mean``, ``image_size``, ``seed``); a flag left out or None takes its default (``--k`` 45,
+    ...). A flag of another noise is refused unless None (:func:`check_noise_flags`).
     """
-    cls = noise_class(kind)
+    cls = check_noise_flags(kind, values)
     context_fields = NoiseContext.__dataclass_fields__
     context = NoiseContext(**{key: value for key, value in values.items() if key in context_fields})
-    unknown = sorted(set(values) - set(context_fields) - set(noise_flags()))
-    if unknown:
-        raise TypeError(f"make_noise got unknown flags {unknown}; the noises read {sorted(noise_flags())}")
-    flags = {key: values.get(key, spec.get("default")) for key, spec in cls.flags.items()}
+    flags = {key: spec.get("default") if values.get(key) is None else values[key] for key, spec in cls.flags.items()}
     return cls.from_flags(kind, flags, context)
 
 

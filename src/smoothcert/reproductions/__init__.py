@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..certificates import check_alpha
+from ..certificates import ArgumentError, check_alpha
 from ..checkpoint import read_config
+from ..reports import plot_delta
 from .common import check_positive
 from .denoised import reproduce_denoised
 from .figure1 import figure_samples
@@ -46,55 +47,122 @@ from .smoothing import reproduce_smoothing
 from .table1 import compare_sampling, demo, reproduce
 from .table7 import reproduce_table7
 
-# the tables of ``smoothcert reproduce TABLE`` (and of :func:`run`)
-TABLES = ("table1", "table7", "table8", "smoothing", "l0-consistency", "denoised", "patch", "partition")
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "table1": ("ks", "recipe", "epochs", "n0", "n", "alpha"),
+    "table7": ("ks", "kappas", "ablation_checkpoint", "recipe", "epochs", "n0", "n", "alpha"),
+    "table8": ("recipe", "epochs", "n0", "n", "alpha"),
+    "smoothing": ("sigmas", "epochs", "n0", "n", "alpha"),
+    "l0-consistency": ("recipe", "epochs", "n0", "n", "alpha"),
+    "denoised": ("classifier", "n0", "n", "alpha"),
+    "patch": ("epochs",),
+    "partition": ("groups", "classifier", "epochs", "n0", "n", "alpha"),
+}
+"""The options each table of ``smoothcert reproduce TABLE`` reads besides ``out``, ``max_images``,
+``seed``, ``device`` and ``progress``; :func:`run` refuses the others (denoised has its own
+schedules, patch certifies exactly, smoothing, denoised, patch and partition train with ``fast``)."""
+
+TABLES = tuple(OPTIONS)
+
+FIGURE_OPTIONS: dict[str, tuple[str, ...]] = {"delta": ("d", "ks"),
+                                              "samples": ("checkpoint", "dataset", "index", "data_root")}
+"""The options each figure of ``smoothcert figure`` reads besides ``out``; :func:`figure` refuses the others."""
+
+
+def _refuse_unread(command: str, reads: Sequence[str], options: dict[str, object]) -> None:
+    """:class:`ArgumentError` for the first given (not None, not empty) option that ``command`` does not read."""
+    for name, value in options.items():
+        if value is not None and value != [] and name not in reads:
+            read = ", ".join("--" + option.replace("_", "-") for option in reads) or "none of them"
+            raise ArgumentError(name, value, "{name}: " + f"{command} does not read it (it reads {read}); drop {{name}}")
+
 
 __all__ = [
-    "CONSISTENCY_MNIST", "CONSISTENCY_RADII", "DECROP_TABLE1", "DENOISED_RADII", "FPA_MNIST_MEDIAN", "PATCH_CIFAR10",
-    "SALMAN_CIFAR10", "TABLE1", "TABLE7", "TABLE8", "TABLES", "compare_sampling", "demo", "figure_samples", "reproduce",
-    "reproduce_denoised", "reproduce_l0_consistency", "reproduce_partition", "reproduce_patch", "reproduce_smoothing",
-    "reproduce_table7", "run",
+    "CONSISTENCY_MNIST",
+    "CONSISTENCY_RADII",
+    "DECROP_TABLE1",
+    "DENOISED_RADII",
+    "FIGURE_OPTIONS",
+    "FPA_MNIST_MEDIAN",
+    "OPTIONS",
+    "PATCH_CIFAR10",
+    "SALMAN_CIFAR10",
+    "TABLE1",
+    "TABLE7",
+    "TABLE8",
+    "TABLES",
+    "compare_sampling",
+    "demo",
+    "figure",
+    "figure_samples",
+    "reproduce",
+    "reproduce_denoised",
+    "reproduce_l0_consistency",
+    "reproduce_partition",
+    "reproduce_patch",
+    "reproduce_smoothing",
+    "reproduce_table7",
+    "run",
 ]
 
 
 def run(
     table: str, *, out: str | Path | None = None, max_images: int | None = None, n0: int | None = None,
-    n: int | None = None, alpha: float | None = None, epochs: int | None = None, recipe: str = "fast",
+    n: int | None = None, alpha: float | None = None, epochs: int | None = None, recipe: str | None = None,
     ks: Sequence[int] | None = None, kappas: Sequence[float] | None = None, sigmas: Sequence[float] | None = None,
     groups: Sequence[int] | None = None, classifier: str | Path | None = None,
     ablation_checkpoint: str | Path | None = None, seed: int = 0, device: str = "auto", progress: bool = True,
 ) -> str:
     """``smoothcert reproduce TABLE``: check the options before anything runs, then reproduce ``table``
     (one of :data:`TABLES`) and return its markdown. None (or an empty list) keeps the reproduction's
-    default; an option the table does not take is ignored (``recipe``: smoothing, denoised, patch and
-    partition use ``fast``). Errors name the command-line flags (``max_images`` is ``--max``)."""
+    default (``recipe``: ``fast``); an option the table does not read (:data:`OPTIONS`) is refused.
+    Errors name the arguments (:class:`ArgumentError`; ``max_images`` is the CLI's ``--max``)."""
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
+    chosen = {"ks": ks, "kappas": kappas, "sigmas": sigmas, "groups": groups, "classifier": classifier,
+              "ablation_checkpoint": ablation_checkpoint, "recipe": recipe}
+    _refuse_unread(f"reproduce {table}", OPTIONS[table], {"n0": n0, "n": n, "alpha": alpha, "epochs": epochs, **chosen})
     check_positive(max_images=max_images, n0=n0, n=n, epochs=epochs)
     if alpha is not None:
         check_alpha(alpha)
     given = {"max_images": max_images, "n0": n0, "n": n, "alpha": alpha, "epochs": epochs, "out": out}
     shared = {k: v for k, v in given.items() if v is not None}
     shared.update(seed=seed, device=device, progress=progress)
+    chosen = {k: v for k, v in chosen.items() if v}
     if table == "denoised":
-        if epochs is not None:
-            raise ValueError("reproduce denoised has its own schedules (see reproductions.reproduce_denoised); "
-                             "drop --epochs")
         if classifier is not None:
             read_config(classifier)  # a given classifier must exist (without it one is trained under --out)
-        return reproduce_denoised(**shared, **({"classifier": classifier} if classifier else {}))
+        return reproduce_denoised(**shared, **chosen)
     if table == "smoothing":
-        return reproduce_smoothing(**shared, **({"sigmas": sigmas} if sigmas else {}))
+        return reproduce_smoothing(**shared, **chosen)
     if table == "table7":
-        chosen = {"ks": ks, "kappas": kappas, "ablation_checkpoint": ablation_checkpoint}
-        return reproduce_table7(**shared, recipe=recipe, **{k: v for k, v in chosen.items() if v is not None})
+        return reproduce_table7(**shared, **{"recipe": "fast", **chosen})
     if table == "patch":
-        if {"n0", "n", "alpha"} & shared.keys():
-            raise ValueError("reproduce patch certifies exactly: drop --n0, --n and --alpha")
         return reproduce_patch(**shared)
     if table == "partition":
-        return reproduce_partition(**shared, **({"groups": groups} if groups else {}),
-                                   **({"classifier": classifier} if classifier else {}))
+        return reproduce_partition(**shared, **chosen)
     if table == "l0-consistency":
-        return reproduce_l0_consistency(**shared, recipe=recipe)
-    return reproduce(table, **shared, recipe=recipe, ks=ks)
+        return reproduce_l0_consistency(**shared, **{"recipe": "fast", **chosen})
+    return reproduce(table, **shared, **{"recipe": "fast", **chosen})
+
+
+def figure(
+    which: str, out: str | Path, *, d: int | None = None, ks: Sequence[int] | None = None,
+    checkpoint: str | Path | None = None, dataset: str | None = None, index: int | None = None, split: str = "test",
+    data_root: str | Path | None = None, seed: int = 0, device: str = "auto",
+) -> Path:
+    """``smoothcert figure``: Figure 2 (``delta``: Delta(rho) for ``d`` pixels, default 784, and
+    ``ks``, default 5..100) or Figure 1 (``samples``: ablations of test image ``index``, default 0,
+    of ``dataset`` with the labels of ``checkpoint``'s base classifier) into ``out``; an option the
+    figure does not read is refused (:data:`FIGURE_OPTIONS`)."""
+    if which not in FIGURE_OPTIONS:
+        raise ValueError(f"unknown figure {which!r}; choose one of {', '.join(FIGURE_OPTIONS)}")
+    _refuse_unread(f"figure {which}", FIGURE_OPTIONS[which],
+                   {"d": d, "ks": ks, "checkpoint": checkpoint, "dataset": dataset, "index": index, "data_root": data_root})
+    if split != "test":
+        raise ArgumentError("split", split, "{name} {value}: " + f"figure {which} shows test images only; drop {{name}}")
+    if which == "delta":
+        return plot_delta(784 if d is None else d, [5, 10, 20, 45, 70, 100] if ks is None else ks, out)
+    if checkpoint is None:
+        raise ArgumentError("checkpoint", None, "figure samples needs {name}")
+    return figure_samples(checkpoint, dataset, 0 if index is None else index, out, seed=seed, device=device,
+                          data_root=data_root)

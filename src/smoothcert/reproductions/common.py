@@ -53,8 +53,8 @@ def train_or_reuse(model_dir: Path, *, recipe: Any, dataset: str = "mnist5k", se
 
 
 def train_and_certify(
-    run_dir: Path, *, noise: str = "ablation", k: int | None = 45, encoding: str = "multichannel",
-    sigma: float | None = None, kappa: float | None = None, levels: int = 256, method: Method | str | None = None,
+    run_dir: Path, *, noise: str = "ablation", k: int | None = None, encoding: str | None = None,
+    sigma: float | None = None, kappa: float | None = None, levels: int | None = None, method: Method | str | None = None,
     recipe: str = "fast", epochs: int | None = None, max_images: int = 100, n0: int = 1000, n: int = 10_000,
     alpha: float = 0.05, seed: int = 0, device: str = "auto", progress: bool = True, predict: bool = False,
 ) -> Path:

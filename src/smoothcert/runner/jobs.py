@@ -2,8 +2,11 @@
 attacked image by image into a resumable TSV log (sharded under torchrun or ``--shard``).
 
 Everything is checked before the log exists: the classifier (:func:`load_classifier` refuses
-options its kind does not take), the sampling options, the memory of one batch and the attack's
-parameters. :func:`run_settings` builds the settings that every log records, in one place.
+options its kind does not take), the dataset's labels against the model's classes, the sampling
+options against the checkpoint's noise (:func:`~smoothcert.classifiers.checks.check_sampling`: a flag
+the classifier does not read is refused, and so are sample counts with which no image can be
+certified or predicted), the memory of one batch and the attack's parameters. Errors name the
+argument (:class:`~smoothcert.certificates.ArgumentError`), which the CLI shows as its flag. :func:`run_settings` builds the settings that every log records, in one place.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import torch
 from ..attacks import oracle_factory
 from ..attacks.base import L0Attack
 from ..attacks.substitute import run_substitute, split_seed
-from ..certificates.sequential import Adaptive
+from ..certificates import ArgumentError
 from ..checkpoint import read_config
 from ..classifiers import Classifier, Sampling, load_classifier
+from ..classifiers.checks import check_sampling
 from ..data import ImageDataset, load_dataset
 from ..runtime.distributed import rank_device
 from ..runtime.speed import Switch, accelerate, auto_batch_size
@@ -38,22 +42,14 @@ def run_settings(checkpoint: str | Path, dataset: str, split: str, **extra: Any)
 
 def checkpoint_dataset(config: dict[str, Any], dataset: str | None, split: str,
                        data_root: str | Path | None = None) -> tuple[str, ImageDataset]:
-    """The dataset to run on (``dataset``, else the one the checkpoint ``config`` names) and its ``split``."""
+    """The dataset to run on (``dataset``, else the one the checkpoint ``config`` names) and its
+    ``split``; ValueError if a label is not one of the checkpoint's ``num_classes`` classes."""
     dataset = dataset or config.get("dataset")
     if dataset is None:
         raise ValueError("the checkpoint does not name its dataset: pass --dataset")
-    return dataset, load_dataset(dataset, split, data_root)
-
-
-def sampling_options(sampling: str, *, radius: float | None = None, bound: str = "looks", beta: float | None = None,
-                     step: int | None = None, futility: str | None = None) -> Sampling:
-    """``"fixed"`` or the :class:`Adaptive` options of ``--sampling``, ``--radius``, ``--bound``,
-    ``--beta``, ``--step`` and ``--futility`` (``None``: the resumed log's, else the default)."""
-    if sampling == "fixed":
-        if radius is not None:
-            raise ValueError("--radius asks an adaptive question: use it with --sampling adaptive")
-        return "fixed"
-    return Adaptive(bound=bound, radius=radius, beta=beta, step=step, futility=futility)
+    data = load_dataset(dataset, split, data_root)
+    data.check_labels(config["num_classes"], dataset)
+    return dataset, data
 
 
 def check_batch_fits(batch_size: int, n: int, shape: tuple[int, int, int]) -> None:
@@ -75,34 +71,37 @@ def evaluate(
     checkpoint: str | Path, out: str | Path, *, mode: str = "certify", dataset: str | None = None, split: str = "test",
     data_root: str | Path | None = None, denoiser: str | Path | None = None, certificate: str | None = None,
     vote: str | None = None, theta: float | None = None, patch: int | None = None, n0: int | None = None,
-    n: int = 10_000, alpha: float = 0.05, sampling: Sampling = "adaptive", skip: int = 1, max_images: int | None = None,
-    batch_size: int | None = None, seed: int = 0, device: str | torch.device = "auto", shard: Shard | None = None,
-    compile: Switch = "auto", channels_last: Switch = "auto", amp: str | None = None, progress: bool = True,
+    n: int | None = None, alpha: float | None = None, sampling: Sampling | None = None, skip: int = 1,
+    max_images: int | None = None, batch_size: int | None = None, seed: int = 0, device: str | torch.device = "auto",
+    shard: Shard | None = None, compile: Switch = "auto", channels_last: Switch = "auto", amp: str | None = None,
+    progress: bool = True,
 ) -> Path | None:
     """``smoothcert certify`` / ``predict``: run ``mode`` on the images of ``dataset`` into the TSV
     log ``out`` (re-running resumes it); returns the log, or None on a torchrun rank other than 0.
 
-    ``n0`` defaults to the resumed log's, else 1000 (the paper's) with fixed sampling and
-    :meth:`Adaptive.default_n0` with adaptive sampling (see ``run_dataset``). The
-    classifier is the one :func:`load_classifier` picks for the checkpoint; a deterministic one
-    evaluates every ablation set once, whatever ``n0``, ``n`` and ``sampling`` say. ``compile`` /
-    ``channels_last`` are ``"auto"``, ``"on"`` or ``"off"`` (:func:`~smoothcert.runtime.speed.accelerate`);
-    ``batch_size`` None is :func:`~smoothcert.runtime.speed.auto_batch_size`.
+    The classifier is the one :func:`load_classifier` picks for the checkpoint; ``n0``, ``n``,
+    ``alpha`` and ``sampling`` (None: the defaults) are checked against it by :func:`check_sampling`
+    (a deterministic one evaluates every ablation set once and refuses them). ``n0`` defaults to the
+    resumed log's, else 1000 (the paper's) with fixed sampling and :meth:`Adaptive.default_n0` with
+    adaptive sampling (see ``run_dataset``). ``compile`` / ``channels_last`` are ``"auto"``, ``"on"``
+    or ``"off"`` (:func:`~smoothcert.runtime.speed.accelerate`); ``batch_size`` None is
+    :func:`~smoothcert.runtime.speed.auto_batch_size`.
     """
     if mode not in ("certify", "predict"):
         raise ValueError(f"mode must be certify or predict, got {mode!r}")
     config = read_config(checkpoint)
     dataset, data = checkpoint_dataset(config, dataset, split, data_root)
-    selection = n0 if n0 is not None else 1000  # run_dataset's default n0: the log's, else 1000 or fewer
     device = rank_device(device)
     if batch_size is None:
         batch_size = auto_batch_size(config.get("model") if denoiser is None else None, device)
-    check_batch_fits(batch_size, WINDOW * (n + (selection if mode == "certify" else 0)),
-                     (config["in_channels"], *data.image_shape[1:]))
     classifier: Classifier = load_classifier(
         checkpoint, denoiser, certificate=certificate, vote=vote, theta=theta, patch=patch, batch_size=batch_size,
         device=device)
-    n0, n, sampling = classifier.sample_counts(n0, n, sampling)
+    n0, n, alpha, sampling = check_sampling(classifier, mode, tuple(config["image_size"]), n0=n0, n=n, alpha=alpha,
+                                            sampling=sampling)
+    selection = n0 if n0 is not None else 1000  # run_dataset's default n0: the log's, else 1000 or fewer
+    check_batch_fits(batch_size, WINDOW * (n + (selection if mode == "certify" else 0)),
+                     (config["in_channels"], *data.image_shape[1:]))
     classifier.base = accelerate(classifier.base, compile=compile, channels_last=channels_last, amp=amp)
     extra = {"denoiser": str(Path(denoiser).resolve())} if denoiser is not None else {}
     settings = run_settings(checkpoint, dataset, split, **extra, **({"amp": amp} if amp else {}))
@@ -113,21 +112,27 @@ def evaluate(
 
 def attack(
     checkpoint: str | Path, out: str | Path, attack: L0Attack, *, dataset: str | None = None, split: str = "test",
-    data_root: str | Path | None = None, n: int = 1000, alpha: float = 0.05, fixed: bool = True,
-    n_check: int | None = None, sampling: Sampling = "fixed", vote: str | None = None, theta: float | None = None,
+    data_root: str | Path | None = None, n: int | None = None, alpha: float | None = None, fixed: bool = True,
+    n_check: int | None = None, sampling: Sampling | None = None, vote: str | None = None, theta: float | None = None,
     skip: int = 1, max_images: int | None = None, batch_size: int | None = None, seed: int = 0,
     device: str | torch.device = "auto", shard: Shard | None = None, compile: Switch = "auto",
     channels_last: Switch = "auto", progress: bool = True,
 ) -> Path | None:
     """``smoothcert attack``: run ``attack`` on the images of ``dataset`` against the checkpoint's
     classifier (the model, its exact vote or its smoothed PREDICT, see :func:`oracle_factory`) into
-    the TSV log ``out``, adversarial examples beside it; returns the log (None on other ranks)."""
+    the TSV log ``out``, adversarial examples beside it; returns the log (None on other ranks).
+    ``n``, ``alpha``, ``sampling`` (None: defaults), ``fixed=False`` and ``n_check`` are PREDICT's
+    options: refused for an undefended model or an exact vote, which sample nothing."""
     make_oracle, config = oracle_factory(checkpoint, n=n, alpha=alpha, fixed=fixed, n_check=n_check, seed=seed,
                                          batch_size=batch_size, device=rank_device(device), vote=vote, theta=theta,
                                          sampling=sampling, compile=compile, channels_last=channels_last)
+    oracle = make_oracle(0)
+    if oracle.target != "smoothed" and (n_check is not None or not fixed):
+        name, value = ("n_check", n_check) if n_check is not None else ("fixed", fixed)
+        raise ArgumentError(name, value, f"{{name}}: attacks query the {oracle.target} target of this checkpoint, "
+                            "which samples nothing: drop it", flag=None if name == "n_check" else "--fresh")
     dataset, data = checkpoint_dataset(config, dataset, split, data_root)
     attack.check_image_size(data.image_shape[1:])
-    oracle = make_oracle(0)
     settings = run_settings(checkpoint, dataset, split, target=oracle.target,
                             **oracle.settings(vote=vote, theta=theta, n_check=n_check))
     return run_sharded(partial(run_attack, make_oracle, attack, data, seed=seed), out,
@@ -137,8 +142,9 @@ def attack(
 
 def substitute(
     checkpoint: str | Path, *, dataset: str | None = None, split: str = "test", data_root: str | Path | None = None,
-    seed_size: int = 150, max_images: int | None = None, eps: float = 0.3, n: int = 1000, alpha: float = 0.05,
-    batch_size: int | None = None, seed: int = 0, device: str | torch.device = "auto", out: str | Path | None = None,
+    seed_size: int = 150, max_images: int | None = None, eps: float = 0.3, n: int | None = None,
+    alpha: float | None = None, batch_size: int | None = None, seed: int = 0, device: str | torch.device = "auto",
+    out: str | Path | None = None,
     overwrite: bool = False, progress: bool = True, **params: Any,
 ) -> dict[str, Any]:
     """``smoothcert substitute``: Jacobian-based substitute training against the checkpoint's
@@ -165,3 +171,4 @@ def substitute(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"checkpoint": str(Path(checkpoint).resolve()), **result}, indent=2))
     return result
+

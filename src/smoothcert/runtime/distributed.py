@@ -65,29 +65,49 @@ def rank_device(device: str | torch.device = "auto", world: World | None = None)
     return resolved
 
 
+_CONTROL: list[dist.ProcessGroup] = []
+"""The group of :func:`barrier`, :func:`all_reduce_sum` and :func:`broadcast_buffers` inside
+:func:`process_group` (empty: the default group)."""
+
+
+def _group() -> dist.ProcessGroup | None:
+    return _CONTROL[-1] if _CONTROL else None
+
+
 @contextmanager
 def process_group(backend: str = "gloo", timeout: timedelta = TIMEOUT) -> Iterator[World]:
     """Join the torchrun process group for the duration of the block (nothing to join without
     torchrun), collectives failing after ``timeout``; yields the ``World``. An exception in the
     block propagates, so the process exits with its error and torchrun stops the other ranks. A block
     that succeeds waits for every rank before leaving the group: a rank tearing down its connections
-    while another still holds them (rank 0 saving a checkpoint) can abort in gloo."""
+    while another still holds them (rank 0 saving a checkpoint) can abort in gloo.
+
+    The collectives of this module run in a second group that is destroyed on leaving, before the
+    default one. DistributedDataParallel keeps the default group alive after it is destroyed (its
+    reducer holds it; torch 2.13), so that group's worker threads outlive ``destroy_process_group``;
+    had they run our collectives on tensors that Python owns, a worker still releasing one when the
+    interpreter finalizes would abort the process ("terminate called without an active exception",
+    the cause of flaky DDP runs under load). Destroying a group nothing else holds joins its workers
+    first; DDP's own collectives use tensors that Python never sees."""
     world = current_world()
     if not world.distributed or dist.is_initialized():
         yield world
         return
     dist.init_process_group(backend=backend, timeout=timeout)
     try:
+        _CONTROL.append(dist.new_group(backend=backend, timeout=timeout))
         yield world
-        dist.barrier()
+        dist.barrier(group=_group())
     finally:
+        if _CONTROL:
+            dist.destroy_process_group(_CONTROL.pop())
         dist.destroy_process_group()
 
 
 def barrier() -> None:
     """Wait for every rank (no-op in a world of 1)."""
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        dist.barrier(group=_group())
 
 
 def all_reduce_sum(values: list[float], device: torch.device | str = "cpu") -> list[float]:
@@ -95,7 +115,7 @@ def all_reduce_sum(values: list[float], device: torch.device | str = "cpu") -> l
     if not (dist.is_available() and dist.is_initialized()):
         return list(values)
     t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
+    dist.all_reduce(t, group=_group())
     return t.tolist()
 
 
@@ -104,4 +124,4 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
     each forward pass, so after the last training step the ranks' copies differ."""
     if dist.is_available() and dist.is_initialized():
         for buffer in module.buffers():
-            dist.broadcast(buffer.data, src=0)
+            dist.broadcast(buffer.data, src=0, group=_group())

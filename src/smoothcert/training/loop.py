@@ -37,7 +37,7 @@ from ..checkpoint import (
 )
 from ..data import ImageDataset, channel_mean, load_dataset
 from ..models import build_model
-from ..noises import Noise, make_noise
+from ..noises import Noise, check_noise_flags, make_noise
 from ..runtime.distributed import (
     all_reduce_sum,
     barrier,
@@ -301,6 +301,7 @@ def train_classifier(
     """
     if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
         raise ValueError(f"the number of training images (max_images) must be positive, got {max_images!r}")
+    check_noise_flags(noise, noise_flags)
     refuse_overwrite(out, resume, overwrite)  # before loading any data
     if resume:
         read_config(out)  # a missing or foreign checkpoint is refused before the lock creates anything
@@ -314,7 +315,8 @@ def train_classifier(
             raise ValueError(f"cannot train on the first {max_images} images: {dataset} has {len(train)} training images"
                              + (f" after the validation cut of {validation}" if validation else ""))
         train = train.subset(range(max_images))
-    smoothing = make_noise(noise, **noise_flags, train_mean=channel_mean(train.x), image_size=train.image_shape[1:], seed=seed)
+    mean = channel_mean(train.x) if len(train) else None  # an empty training set is refused by fit, by name
+    smoothing = make_noise(noise, **noise_flags, train_mean=mean, image_size=train.image_shape[1:], seed=seed)
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     model = model or recipe.model or ("mnist_cnn" if train.image_shape[1:] == (28, 28) else "resnet18")
     in_channels = smoothing.channels(train.channels)
