@@ -98,7 +98,7 @@ RECIPES: dict[str, Recipe] = {
     "mnist-ablation": Recipe(
         "mnist-ablation", epochs=400, batch_size=64, optimizer="adam", lr=1e-3, schedule="cosine",
         method="consistency", method_params=(("m", 4), ("lam", 0.5), ("eta", 0.0)), model="mnist_cnn_bn",
-        source="smoothcert, issue 12: fast's optimizer with consistency over 4 ablations per digit and step "
+        source="smoothcert: fast's optimizer with consistency over 4 ablations per digit and step "
                "(Jeong & Shin 2020, lam 0.5, eta 0), batch 64, 400 epochs, the MNIST CNN with batch "
                "normalisation, chosen on a validation split of mnist5k's train digits",
     ),
