@@ -73,7 +73,7 @@ def render_report(argv: list[str]) -> str:
         return "\n".join(f"- {row} (its numbers appear here once its logs are committed)" for row in rows)
     table = format_table([summarize(log, args.radii) for log in logs], args.radii, markdown=True).splitlines()
     header, rule, body = table[0], table[1], iter(table[2:])
-    width = header.count("|") - 2
+    width = header.count("|") - 1  # columns
     lines = [header, rule]
     for row in rows:
         if row is None:
