@@ -9,7 +9,9 @@ import pytest
 from smoothcert.cli import main
 from smoothcert.data import load_dataset
 from smoothcert.runner import CERTIFY_COLUMNS, PREDICT_COLUMNS, run_dataset
+from smoothcert.runner.jobs import run_settings
 from smoothcert.runtime.seeding import generator
+from smoothcert.certificates.sequential import Adaptive
 from smoothcert.classifiers.smoothed import SmoothedClassifier
 
 
@@ -202,11 +204,31 @@ def test_adaptive_sampling_is_the_default_and_recorded(tiny, tmp_path):
     out = tmp_path / "a.tsv"
     assert _certify(tiny, out, "--step", "50") == 0
     settings = json.loads((tmp_path / "a.tsv.json").read_text())
-    assert settings["sampling"] == {"scheme": "adaptive", "bound": "looks", "radius": None, "beta": 0.2,
-                                    "step": 50, "growth": 2.0}
+    assert settings["sampling"] == {"scheme": "adaptive", "bound": "looks", "radius": None, "beta": 0.1,
+                                    "step": 50, "growth": 1.5, "futility": "final"}
     used = [int(r[4]) for r in _rows(out)[1:]]
-    assert all(n in (50, 100, 200) for n in used)  # the looks of the schedule, at most --n
+    assert all(n in (50, 75, 112, 200) for n in used)  # the looks of the schedule, at most --n
     assert min(used) < 200  # the easy task stops early
+
+
+def test_a_log_written_with_older_defaults_resumes_with_them(tiny, tmp_path):
+    """The defaults of the adaptive options changed (issue 35): a log records the options it was
+    written with, and re-running its command without them goes on with the recorded ones."""
+    old = ["--n0", "100", "--beta", "0.2", "--step", "50"]  # n0, beta and step of the old defaults, growth 2
+    out, whole = tmp_path / "old.tsv", tmp_path / "whole.tsv"
+    before = {"scheme": "adaptive", "bound": "looks", "radius": None, "beta": 0.2, "step": 50, "growth": 2.0}
+    smoothed = SmoothedClassifier.from_checkpoint(tiny["model"], batch_size=64, device="cpu")
+    for log, images in ((out, 3), (whole, 6)):
+        run_dataset(smoothed, load_dataset(tiny["data"], "test"), log, n0=100, n=200, alpha=0.05,
+                    indices=list(range(images)), sampling=Adaptive(beta=0.2, step=50, growth=2.0, futility="threshold"),
+                    settings=run_settings(tiny["model"], tiny["data"], "test"), progress=False)
+        assert json.loads(log.with_name(log.name + ".json").read_text())["sampling"] == before
+    assert main(["certify", "--checkpoint", tiny["model"], "--dataset", tiny["data"], "--n", "200",
+                 "--alpha", "0.05", "--batch-size", "64", "--device", "cpu", "--quiet", "--max", "6",
+                 "--out", str(out)]) == 0  # no --n0, --beta, --step: the log's
+    assert json.loads((tmp_path / "old.tsv.json").read_text())["n0"] == 100
+    assert _without_time(_rows(out)) == _without_time(_rows(whole))
+    assert _certify(tiny, out, *old, "--max", "6", "--futility", "final") == 2  # a new value is refused
 
 
 def test_target_radius_needs_adaptive_sampling(tiny, tmp_path, capsys):

@@ -3,6 +3,7 @@ bounds by dynamic programming over binomial paths, Monte-Carlo coverage of the c
 the cap / futility / target stops on toy classifiers."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from smoothcert.noises import Ablation, Gaussian, Lee
 from smoothcert.runtime.seeding import generator
 from smoothcert.certificates.sequential import (
     ABSTAIN,
+    DEFAULTS,
     Adaptive,
     GroupSequentialCP,
     MixtureCS,
@@ -65,7 +67,7 @@ P_GRID = np.linspace(0.02, 0.98, 49)
 
 
 @pytest.mark.parametrize("family, n_max", [(GroupSequentialCP(4, 2.0), 64), (GroupSequentialCP(5, 1.5), 90),
-                                           (MixtureCS(1), 60), (MixtureCS(7), 120)])
+                                           (GroupSequentialCP(3, 1.25), 80), (MixtureCS(1), 60), (MixtureCS(7), 120)])
 @pytest.mark.parametrize("alpha", [0.05, 0.2])
 def test_bounds_cover_exactly(family, n_max, alpha):
     worst = worst_crossing(family, n_max, alpha, P_GRID)
@@ -138,7 +140,10 @@ def test_table_radius_is_corollary_1():
         assert cor1(p) == pytest.approx(float(radius_cor1(p, D, K)), nan_ok=True)
 
 
-OPTIONS = [Adaptive(), Adaptive(bound="anytime"), Adaptive(radius=4), Adaptive(bound="anytime", radius=4)]
+OLD_DEFAULTS = {"step": 100, "growth": 2.0, "futility": "threshold"}  # the defaults before issue 35
+OPTIONS = [Adaptive(), Adaptive(bound="anytime"), Adaptive(radius=4), Adaptive(bound="anytime", radius=4),
+           Adaptive(beta=0.2, **OLD_DEFAULTS), Adaptive(radius=4, beta=0.05, **OLD_DEFAULTS),
+           Adaptive(beta=0.5, step=10, growth=1.25), Adaptive(radius=4, beta=0.5, step=10, growth=1.25)]
 
 
 @pytest.mark.parametrize("case", range(len(OPTIONS)))
@@ -158,6 +163,30 @@ def test_sequential_certificate_has_power_above_the_threshold(options):
     outcomes = [run_bernoulli(certify_steps(cor1, 10, 10_000, 0.05, options), TAU[4] + 0.03, rng) for _ in range(40)]
     assert np.mean([o.radius >= 4 for o in outcomes]) > 0.9
     assert max(o.n for o in outcomes) <= 10_000
+
+
+@pytest.mark.parametrize("options", [Adaptive(beta=0.1, step=100, growth=1.5), Adaptive(radius=4, beta=0.1, step=50)])
+def test_final_futility_stops_no_later_than_the_threshold_rule(options):
+    """The last look's bound at the count U n_max is below U, so it rules a radius out whenever U does."""
+    for seed in range(20):
+        for p in (0.6, 0.7, TAU[4] - 0.01, 0.9):
+            runs = {rule: run_bernoulli(certify_steps(cor1, 10, 10_000, 0.05, replace(options, futility=rule)), p,
+                                        np.random.default_rng(seed)) for rule in ("threshold", "final")}
+            assert runs["final"].n <= runs["threshold"].n
+
+
+def test_unset_options_come_from_the_defaults_or_a_resumed_log():
+    assert Adaptive().settled() == Adaptive(**{k: v for k, v in DEFAULTS["largest"].items() if k != "n0"})
+    assert Adaptive(radius=4).settled().beta == DEFAULTS["target"]["beta"]
+    assert (Adaptive().default_n0(), Adaptive(radius=2).default_n0()) == (100, 30)
+    assert Adaptive(step=7).settled().step == 7  # a chosen option stays
+    old = {"scheme": "adaptive", "bound": "looks", "radius": None, "beta": 0.2, "step": 50, "growth": 2.0}
+    resumed = Adaptive().settled(old)
+    assert (resumed.beta, resumed.step, resumed.growth, resumed.futility) == (0.2, 50, 2.0, "threshold")
+    assert {"scheme": "adaptive", **resumed.record()} == old  # the recorded settings compare equal
+    assert Adaptive(radius=4).settled(old) == Adaptive(radius=4).settled()  # another question: the defaults
+    predict = Adaptive().settled(predict=True)  # PREDICT keeps its schedule (the attacks query it)
+    assert (predict.step, predict.growth) == (100, 2.0)
 
 
 def test_fixed_n_is_the_last_look_of_a_single_look_schedule():
@@ -198,7 +227,7 @@ def test_cap_stop_for_a_classifier_that_never_errs():
     cap = cor1(1.0)
     assert cap == 11  # tau_12 > 1 for d = 784, k = 45
     assert cert.predict == 3 and cert.radius == cap and cert.count == cert.n
-    assert cert.n < 1000  # three looks (100, 200, 400) instead of 10,000 samples
+    assert cert.n < 1000  # four looks (100, 150, 225, 338) instead of 10,000 samples
 
 
 def test_futility_stops_when_no_larger_radius_is_reachable():
@@ -221,10 +250,10 @@ def test_futility_abstains_when_the_top_class_is_below_one_half():
 def test_target_radius_stops_at_the_first_decisive_look():
     smoothed = SmoothedClassifier(Constant(), Ablation(45), 10, device="cpu")
     x = torch.full((1, 28, 28), 0.5)
-    cert = smoothed.certify(x, 100, 10_000, 0.05, generator(0, 2), sampling=Adaptive(radius=2))
-    assert cert.n == 100 and cert.radius >= 2
-    never = smoothed.certify(x, 100, 10_000, 0.05, generator(0, 2), sampling=Adaptive(radius=12))
-    assert never.n == 100 and never.radius < 12  # beyond the cap: decided "not certified" at once
+    cert = smoothed.certify(x, 30, 10_000, 0.05, generator(0, 2), sampling=Adaptive(radius=2))
+    assert cert.n == 50 and cert.radius >= 2  # the first look (50 samples) decides
+    never = smoothed.certify(x, 30, 10_000, 0.05, generator(0, 2), sampling=Adaptive(radius=12))
+    assert never.n == 50 and never.radius < 12  # beyond the cap: decided "not certified" at once
 
 
 def test_sequential_predict_is_wrong_at_most_alpha():
@@ -255,7 +284,8 @@ def test_predict_decision_is_what_sequential_predict_returned():
     assert {(ABSTAIN, True), (0, True), (0, False)} <= seen  # abstained, decided at n_max, decided early
 
 
-@pytest.mark.parametrize("bad", [dict(bound="nope"), dict(beta=0.0), dict(radius=-1.0), dict(step=0), dict(growth=1.0)])
+@pytest.mark.parametrize("bad", [dict(bound="nope"), dict(beta=0.0), dict(radius=-1.0), dict(step=0), dict(growth=1.0),
+                                 dict(futility="never")])
 def test_bad_options_are_refused(bad):
     with pytest.raises(ValueError):
         Adaptive(**bad)

@@ -187,7 +187,7 @@ def test_a_clashing_flag_is_refused(toy):
         kind: ClassVar[str] = "other"
         flags: ClassVar[dict[str, dict[str, Any]]] = {"keep_prob": {"type": int, "default": 1}}
 
-    with pytest.raises(ValueError, match="keep_prob"):
+    with pytest.raises(ValueError, match="--keep-prob of Other"):
         register_noise(Other)
     with pytest.raises(ValueError, match="registered already"):
         register_noise(type("Again", (Bernoulli,), {}))

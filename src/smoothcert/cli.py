@@ -13,13 +13,13 @@ from pathlib import Path
 from . import reproductions
 from .attacks import ATTACK_FLAGS, ATTACKS, make_attack
 from .attacks.substitute import format_substitute
-from .certificates.sequential import BOUNDS
+from .certificates.sequential import BOUNDS, FUTILITY
 from .classifiers import SAMPLINGS, VOTES
 from .data import DATASETS
 from .denoisers import METHODS as DENOISER_METHODS
 from .denoisers import denoise
 from .models import MODELS
-from .noises import certificate_names, noise_flags, noise_kinds
+from .noises import certificate_help, certificate_names, noise_flags, noise_kinds
 from .reports import (
     plot_delta,
     read_attack_log,
@@ -75,17 +75,22 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
     p.add_argument("--bound", choices=tuple(BOUNDS), default="looks",
                    help="adaptive: looks = Clopper-Pearson at doubling looks (default), "
                         "anytime = mixture confidence sequence after every --step samples")
-    p.add_argument("--step", type=int, default=100, help="adaptive: first look (looks) or batch between looks (anytime)")
+    p.add_argument("--step", type=int, default=None,
+                   help="adaptive: first look (looks) or batch between looks (anytime); default: see README")
     p.add_argument("--beta", type=float, default=None,
-                   help="adaptive: level of the per-look futility bound (costs power, never validity; "
-                        "default 0.2, or 0.05 with --radius)")
+                   help="adaptive: level of the per-look futility bound (costs power, never validity; default: "
+                        "see README)")
+    p.add_argument("--futility", choices=FUTILITY, default=None,
+                   help="adaptive: a radius is out of reach when the futility bound is below its threshold, or "
+                        "(final) when the last look could not certify it at that rate; default: see README")
     if certify:
         p.add_argument("--n0", type=int, default=None,
-                       help="selection samples (default 1000 as the paper with fixed sampling, 100 with adaptive)")
+                       help="selection samples (default 1000 as the paper with fixed sampling; adaptive: 100, "
+                            "30 with --radius)")
         p.add_argument("--radius", type=float, default=None,
                        help="adaptive: only ask whether each image is certified at this radius (stops much sooner)")
         p.add_argument("--certificate", choices=certificate_names(),
-                       default=None, help="ablation: cor1 (default), cor2, jia; gaussian: cohen (default), two-class; lee: lee")
+                       default=None, help=f"by noise, the default first: {certificate_help()}")
     p.add_argument("--n", type=int, default=10_000,
                    help="estimation samples (default 10000, as the paper); the maximum with adaptive sampling")
     p.add_argument("--alpha", type=float, default=0.05, help="failure probability (default 0.05, as the paper)")
@@ -142,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace, mode: str) -> None:
     sampling = sampling_options(args.sampling, radius=getattr(args, "radius", None), bound=args.bound, beta=args.beta,
-                                step=args.step)
+                                step=args.step, futility=args.futility)
     log = evaluate(args.checkpoint, args.out, mode=mode, dataset=args.dataset, split=args.split,
                    data_root=args.data_root, denoiser=args.denoiser, certificate=getattr(args, "certificate", None),
                    vote=args.vote, theta=args.theta, patch=getattr(args, "patch", None), n0=getattr(args, "n0", None),

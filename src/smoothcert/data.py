@@ -104,7 +104,7 @@ def channel_mean(x: torch.Tensor) -> tuple[float, ...]:
     check_images(x)
     if x.shape[0] == 0:
         raise ValueError("cannot take the channel mean of an empty image set")
-    return tuple(float(m) for m in x.double().mean(dim=(0, 2, 3)))
+    return tuple(float(m) for m in x.mean(dim=(0, 2, 3), dtype=torch.float64))
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -76,7 +76,7 @@ class Pointwise(L0Attack):
     (:func:`_back_off`).
 
     The defaults were chosen on mnist5k test digits 100-139 of an undefended CNN, 3 restarts
-    each (see the Pointwise vs Foolbox benchmark): 20 kicks of 8 pixels cut the mean L0 from 11.7 to 8.9 pixels
+    each (see the attack benchmarks): 20 kicks of 8 pixels cut the mean L0 from 11.7 to 8.9 pixels
     for 16% more queries, still 3% fewer than Foolbox's PointwiseAttack (mean L0 12.2); kicks of
     2, 5 and 12 pixels did no better, and 40 kicks cost more queries than Foolbox. The search runs
     once after the kicks: inside every kick it doubled the queries for a worse result.

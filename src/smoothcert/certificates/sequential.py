@@ -19,16 +19,19 @@ Two kinds of time-uniform lower (and upper) bounds on a Bernoulli mean p:
   ``n_max`` (union bound again), so a run that uses all samples loses little against fixed n.
 
 Upper bounds only decide when further sampling is futile: the one-sided Clopper-Pearson upper
-bound at level ``beta``, at each look on its own. They never enter a certificate, so ``beta``
-costs power (a radius that later samples would have certified is given up), never validity.
+bound U at level ``beta``, at each look on its own; a radius is out of reach when U is below its
+threshold, or (``futility="final"``) when the last look's lower bound at the count U n_max would
+not certify it. They never enter a certificate, so ``beta`` and the rule cost power (a radius
+that later samples would have certified is given up), never validity.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
@@ -145,39 +148,83 @@ BOUNDS = {"looks": GroupSequentialCP, "anytime": MixtureCS}
 # ----------------------------------------------------------------------------- procedures
 
 
+FUTILITY = ("threshold", "final")
+"""How the upper bound U decides that a radius is out of reach (``--futility``): ``threshold``,
+when U is below the radius's threshold; ``final``, when even the last look's lower bound at the
+count U n_max (every later sample at the rate U) would not certify it."""
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "largest": {"n0": 100, "beta": 0.1, "step": 100, "growth": 1.5, "futility": "final"},
+    "target": {"n0": 30, "beta": 0.02, "step": 50, "growth": 1.25, "futility": "final"},
+    "predict": {"beta": 0.2, "step": 100, "growth": 2.0, "futility": "threshold"},
+}
+"""The options an :class:`Adaptive` leaves unset, per question (largest radius, a target radius,
+PREDICT), and CERTIFY's selection samples ``n0``: chosen by simulating sequential CERTIFY on the
+demo model's vote shares (``benchmarks/simulate_adaptive.py``, BENCHMARKS.md)."""
+
+LEGACY = {"futility": "threshold"}
+"""Options added after logs were first written, at the value that behaves as before they existed:
+a log that does not record one was written with this value, and it is recorded only when it differs."""
+
+
 @dataclass(frozen=True)
 class Adaptive:
-    """Options of sequential CERTIFY and PREDICT.
+    """Options of sequential CERTIFY and PREDICT; ``None`` leaves one to :meth:`settled`.
 
     ``bound``: ``looks`` (:class:`GroupSequentialCP`) or ``anytime`` (:class:`MixtureCS`).
     ``radius``: the question. ``None`` asks for the largest certified radius; a number R asks
     "is the image certified at R?" and stops as soon as that is decided. ``beta``: level of the
-    futility (upper) bound at each look, power only; ``None`` takes 0.2 for the largest radius and
-    0.05 for a target radius (chosen on the demo model's vote shares, BENCHMARKS.md). ``step``:
-    the batch after which the bounds are checked (``anytime``) or the first look (``looks``,
-    which then grows by ``growth``).
+    futility (upper) bound at each look and ``futility`` its rule (:data:`FUTILITY`), power only.
+    ``step``: the batch after which the bounds are checked (``anytime``) or the first look
+    (``looks``, which then grows by ``growth``). Unset options take the question's
+    :data:`DEFAULTS`, or the ones a resumed log recorded.
     """
 
     bound: str = "looks"
     radius: float | None = None
     beta: float | None = None
-    step: int = 100
-    growth: float = 2.0
+    step: int | None = None
+    growth: float | None = None
+    futility: str | None = None
 
     def __post_init__(self) -> None:
         if self.bound not in BOUNDS:
             raise ValueError(f"unknown bound {self.bound!r}; choose one of {tuple(BOUNDS)}")
-        if self.beta is None:
-            object.__setattr__(self, "beta", 0.2 if self.radius is None else 0.05)
-        check_alpha(self.beta)
+        if self.futility is not None and self.futility not in FUTILITY:
+            raise ValueError(f"unknown futility rule {self.futility!r}; choose one of {FUTILITY}")
+        if self.beta is not None:
+            check_alpha(self.beta)
         if self.radius is not None and not (math.isfinite(self.radius) and self.radius >= 0):
             raise ValueError(f"the target radius must be a finite number >= 0, got {self.radius!r}")
-        self.family()  # validates step and growth
+        self.settled().family()  # validates step and growth
+
+    def question(self, predict: bool = False) -> str:
+        """``predict``, or CERTIFY's ``largest`` (radius) or ``target`` (radius)."""
+        return "predict" if predict else "largest" if self.radius is None else "target"
+
+    def settled(self, recorded: Mapping[str, Any] | None = None, *, predict: bool = False) -> Adaptive:
+        """These options with every unset one filled in: from ``recorded`` (the sampling settings
+        of a log being resumed, so it goes on as it began; :data:`LEGACY` for what it lacks) when
+        it asks the same question with the same bound, else from :data:`DEFAULTS`."""
+        same = isinstance(recorded, Mapping) and recorded.get("bound") == self.bound and \
+            recorded.get("radius") == self.radius
+        source = {**LEGACY, **recorded} if same else DEFAULTS[self.question(predict)]
+        unset = {f: source[f] for f in ("beta", "step", "growth", "futility") if getattr(self, f) is None}
+        return replace(self, **unset) if unset else self
+
+    def record(self) -> dict[str, Any]:
+        """The settled options as a log records them (:data:`LEGACY` values left out)."""
+        return {k: v for k, v in asdict(self.settled()).items() if k not in LEGACY or LEGACY[k] != v}
+
+    def default_n0(self) -> int:
+        """The selection samples of sequential CERTIFY when none are asked for."""
+        return DEFAULTS[self.question()]["n0"]
 
     def family(self) -> GroupSequentialCP | MixtureCS:
+        options = self.settled()
         if self.bound == "looks":
-            return GroupSequentialCP(self.step, self.growth)
-        return MixtureCS(self.step)
+            return GroupSequentialCP(options.step, options.growth)
+        return MixtureCS(options.step)
 
 
 @dataclass(frozen=True)
@@ -223,13 +270,15 @@ def certify_steps(
 
     * largest radius (``options.radius is None``): the lower bound certifies a radius in the grid
       cell (width ``resolution``) of the largest radius any run could reach (the cap), or the upper
-      bound at ``beta`` shows that no radius in a higher cell is reachable (futility);
+      bound at ``beta`` shows that no radius in a higher cell is reachable (futility, by the rule
+      ``options.futility``);
     * target radius R: the lower bound certifies R, or the upper bound shows R is out of reach.
 
     The certificate is the largest radius certified at any look: the lower bounds hold at every
     look simultaneously with probability >= 1 - alpha (see the module docstring).
     """
     check_alpha(alpha)
+    options = options.settled()
     family = options.family()
     looks = family.looks(n_max)
     top = int(np.argmax((yield check_integer(n0, "n0", 1))))
@@ -241,7 +290,10 @@ def certify_steps(
         count, used = count + int(counts[top]), int(look)
         p_lower = max(p_lower, family.lower(count, used, j, len(looks), alpha))
         certified = radius(p_lower)
-        reachable = radius(float(clopper_pearson_upper(count, used, options.beta)))
+        upper = float(clopper_pearson_upper(count, used, options.beta))
+        if options.futility == "final":  # what the last look would certify at the rate U
+            upper = family.lower(math.floor(upper * looks[-1]), int(looks[-1]), len(looks) - 1, len(looks), alpha)
+        reachable = radius(upper)
         if options.radius is None:
             level = _level(certified, resolution)
             if level >= _level(cap, resolution) or _level(reachable, resolution) <= level:
@@ -281,7 +333,7 @@ def predict_steps(
     check_alpha(alpha)
     counts = np.zeros(num_classes, dtype=np.int64)
     used = 0
-    for look in options.family().looks(n_max):
+    for look in options.settled(predict=True).family().looks(n_max):
         counts = counts + (yield int(look) - used)
         used = int(look)
         if _settled(counts, alpha, num_classes) is not None:

@@ -24,6 +24,7 @@ from .base import (
     Noise,
     NoiseContext,
     ThreatModel,
+    certificate_help,
     certificate_names,
     make_noise,
     noise_class,
@@ -41,6 +42,6 @@ NOISES = noise_kinds()
 """The built-in ``--noise`` names (:func:`noise_kinds` also lists noises registered later)."""
 
 __all__ = ["CLASSIFIERS", "ENCODINGS", "NOISES", "Ablation", "Bands", "Clean", "Gaussian", "Lee", "Noise",
-           "NoiseContext", "Partition", "ThreatModel", "ablate", "certificate_names", "make_noise", "noise_class",
-           "noise_flags", "noise_from_config", "noise_kinds", "partition_assignment", "register_noise",
+           "NoiseContext", "Partition", "ThreatModel", "ablate", "certificate_help", "certificate_names", "make_noise",
+           "noise_class", "noise_flags", "noise_from_config", "noise_kinds", "partition_assignment", "register_noise",
            "sample_keep_mask"]

@@ -161,7 +161,7 @@ def register_noise(cls: type[N]) -> type[N]:
     known = noise_flags()
     for name, spec in cls.flags.items():
         if name in known and known[name] != spec:
-            raise ValueError(f"flag --{name} of {cls.__name__} differs from the one another noise declares")
+            raise ValueError(f"flag --{name.replace('_', '-')} of {cls.__name__} differs from the one another noise declares")
     for kind in kinds:
         _REGISTRY[kind] = cls
     return cls
@@ -178,6 +178,11 @@ def noise_flags() -> dict[str, dict[str, Any]]:
     for cls in dict.fromkeys(_REGISTRY.values()):
         flags.update({name: spec for name, spec in cls.flags.items() if name not in flags})
     return flags
+
+
+def certificate_help() -> str:
+    """Which ``--certificate`` names each registered noise takes, its default first (for the CLI)."""
+    return "; ".join(f"{kind}: {', '.join(cls.certificates)}" for kind, cls in _REGISTRY.items() if cls.certificates)
 
 
 def certificate_names() -> tuple[str, ...]:

@@ -36,7 +36,7 @@ def reproduce_denoised(
     alpha: float = 0.001, k: int = 45, ablation_n0: int = 100, ablation_n: int = 2000, ablation_alpha: float = 0.05,
     seed: int = 0, device: str = "auto", progress: bool = True,
 ) -> str:
-    """Denoised smoothing of a classifier trained on clean mnist5k digits, and denoised ablation.
+    """Denoised smoothing of a classifier trained on clean mnist5k digits.
 
     Trains (or reuses) the clean classifier of ``dataset`` in ``classifier`` (default
     ``out/classifier``; ``fast`` recipe, ``classifier_epochs``), then DnCNN denoisers (``depth`` x

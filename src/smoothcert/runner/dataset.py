@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ def run_dataset(
     out: str | Path,
     *,
     mode: str = "certify",
-    n0: int = 1000,
+    n0: int | None = None,
     n: int = 10_000,
     alpha: float = 0.05,
     seed: int = 0,
@@ -65,7 +64,10 @@ def run_dataset(
     ``data`` and append one row each to the TSV log ``out``; finished rows are kept and skipped.
 
     ``sampling`` is ``"fixed"`` (``n`` samples) or adaptive (at most ``n``, see
-    :mod:`smoothcert.certificates.sequential`). Up to ``window`` images are in flight at once and their samples
+    :mod:`smoothcert.certificates.sequential`). ``n0`` (CERTIFY's selection samples) and the
+    adaptive options left unset are the ones recorded in the log when it is resumed, else the
+    defaults (n0 1,000 fixed, :meth:`Adaptive.default_n0` adaptive), so changing the defaults
+    never stops an old log from resuming. Up to ``window`` images are in flight at once and their samples
     share forward passes (:meth:`SmoothedClassifier.sample_many`); each image draws its noise from
     its own stream keyed by (seed, idx), so its row does not depend on that packing. Rows are
     written in the order of ``indices``; an image's ``time`` is its share (by samples) of the
@@ -79,14 +81,20 @@ def run_dataset(
     check_alpha(alpha)
     check_count("n", n)
     check_count("window", window)
+    recorded = TsvLog.recorded(out)
     options = as_sampling(sampling)
+    if options is not None:
+        options = options.settled(recorded.get("sampling"), predict=mode == "predict")
+        sampling = options
     if mode == "certify":
+        if n0 is None:
+            n0 = recorded.get("n0", 1000 if options is None else options.default_n0())
         check_count("n0", n0)
     if indices:
         smoothed.sample(data.x[indices[0]], 1)  # model/data mismatches fail here, before a log is written
     columns = CERTIFY_COLUMNS if mode == "certify" else PREDICT_COLUMNS
     params = {"mode": mode, "n": n, "alpha": alpha, "seed": seed, "certificate": smoothed.certificate,
-              "sampling": "fixed" if options is None else {"scheme": "adaptive", **asdict(options)}}
+              "sampling": "fixed" if options is None else {"scheme": "adaptive", **options.record()}}
     if mode == "certify":
         params["n0"] = n0
     image_size = tuple(data.x.shape[-2:])

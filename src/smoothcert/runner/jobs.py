@@ -46,14 +46,14 @@ def checkpoint_dataset(config: dict[str, Any], dataset: str | None, split: str,
 
 
 def sampling_options(sampling: str, *, radius: float | None = None, bound: str = "looks", beta: float | None = None,
-                     step: int = 100) -> Sampling:
+                     step: int | None = None, futility: str | None = None) -> Sampling:
     """``"fixed"`` or the :class:`Adaptive` options of ``--sampling``, ``--radius``, ``--bound``,
-    ``--beta`` and ``--step``."""
+    ``--beta``, ``--step`` and ``--futility`` (``None``: the resumed log's, else the default)."""
     if sampling == "fixed":
         if radius is not None:
             raise ValueError("--radius asks an adaptive question: use it with --sampling adaptive")
         return "fixed"
-    return Adaptive(bound=bound, radius=radius, beta=beta, step=step)
+    return Adaptive(bound=bound, radius=radius, beta=beta, step=step, futility=futility)
 
 
 def check_batch_fits(batch_size: int, n: int, shape: tuple[int, int, int]) -> None:
@@ -82,7 +82,8 @@ def evaluate(
     """``smoothcert certify`` / ``predict``: run ``mode`` on the images of ``dataset`` into the TSV
     log ``out`` (re-running resumes it); returns the log, or None on a torchrun rank other than 0.
 
-    ``n0`` defaults to 1000 (the paper's) with fixed sampling and 100 with adaptive sampling. The
+    ``n0`` defaults to the resumed log's, else 1000 (the paper's) with fixed sampling and
+    :meth:`Adaptive.default_n0` with adaptive sampling (see ``run_dataset``). The
     classifier is the one :func:`load_classifier` picks for the checkpoint; a deterministic one
     evaluates every ablation set once, whatever ``n0``, ``n`` and ``sampling`` say.
     """
@@ -90,8 +91,8 @@ def evaluate(
         raise ValueError(f"mode must be certify or predict, got {mode!r}")
     config = read_config(checkpoint)
     dataset, data = checkpoint_dataset(config, dataset, split, data_root)
-    n0 = n0 if n0 is not None else 1000 if sampling == "fixed" else 100
-    check_batch_fits(batch_size, WINDOW * (n + (n0 if mode == "certify" else 0)),
+    selection = n0 if n0 is not None else 1000  # run_dataset's default n0: the log's, else 1000 or fewer
+    check_batch_fits(batch_size, WINDOW * (n + (selection if mode == "certify" else 0)),
                      (config["in_channels"], *data.image_shape[1:]))
     classifier: Classifier = load_classifier(
         checkpoint, denoiser, certificate=certificate, vote=vote, theta=theta, patch=patch, batch_size=batch_size,

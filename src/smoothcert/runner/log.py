@@ -56,6 +56,13 @@ class TsvLog:
             self._lock.release()
             raise
 
+    @staticmethod
+    def recorded(path: str | Path) -> dict[str, Any]:
+        """The settings recorded beside the log ``path`` ({} when there is no such log yet)."""
+        path = Path(path)
+        settings = path.with_name(path.name + ".json")
+        return json.loads(settings.read_text()) if path.exists() and settings.is_file() else {}
+
     def _reopen(self, settings: dict[str, Any]) -> None:
         if not self.settings_path.exists():
             raise ValueError(f"{self.path} exists but has no {self.settings_path.name}: not a smoothcert log; choose another --out")

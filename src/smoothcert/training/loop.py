@@ -314,8 +314,7 @@ def train_classifier(
             raise ValueError(f"cannot train on the first {max_images} images: {dataset} has {len(train)} training images"
                              + (f" after the validation cut of {validation}" if validation else ""))
         train = train.subset(range(max_images))
-    mean = channel_mean(train.x) if noise_flags.get("encoding") == "mean" else None
-    smoothing = make_noise(noise, **noise_flags, train_mean=mean, image_size=train.image_shape[1:], seed=seed)
+    smoothing = make_noise(noise, **noise_flags, train_mean=channel_mean(train.x), image_size=train.image_shape[1:], seed=seed)
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     model = model or recipe.model or ("mnist_cnn" if train.image_shape[1:] == (28, 28) else "resnet18")
     in_channels = smoothing.channels(train.channels)

@@ -1,0 +1,268 @@
+"""Choose the adaptive-certification defaults by simulation on a model's vote shares (no forward passes).
+
+Each image's top-class share p is its ``count / n`` in a fixed-sampling certify log (the class the
+fixed run selected); the other classes share 1 - p as in a measured sample of votes (``--votes``,
+made by ``--measure``), or all of it goes to one runner-up (the worst case for selection).
+Sequential CERTIFY (:func:`smoothcert.certificates.sequential.certify_steps`, Levine & Feizi 2020
+Corollary 1 for d = 784, k = 45) is replayed with multinomial and binomial draws, vectorised over
+images and repetitions: selection on ``n0`` votes, then group-sequential Clopper-Pearson looks
+with a futility rule (``threshold`` or ``final``) at ``beta``. The paper's fixed protocol (n0 =
+1,000, n = 10,000) is replayed on the same shares as the yardstick. Printed per question (largest
+radius, each target radius): the old and the current defaults (``DEFAULTS``) and the cheapest grid
+settings that lose at most ``--tolerance`` more than the old ones against fixed n: expected
+samples per image (selection included), ACR, certified accuracy.
+
+The statistical floor: an oracle that knows p and the radius to certify (the one fixed n gets at
+the expected count) needs the smallest n whose Clopper-Pearson bound at alpha, at the expected
+count p n, passes that radius's threshold tau_r; images fixed n does not certify cost it 0.
+
+Run: python benchmarks/simulate_adaptive.py fixed.tsv --measure MODEL --samples 300 --votes votes.npy
+     python benchmarks/simulate_adaptive.py fixed.tsv --votes votes.npy --shift 0.3 --no-grid  # a stronger model
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import beta as beta_dist
+
+from smoothcert.certificates import delta
+from smoothcert.certificates.sequential import DEFAULTS, GroupSequentialCP, spend
+
+D, K, ALPHA, N_MAX = 784, 45, 0.05, 10_000
+TAU = 0.5 + delta(np.arange(13), D, K)  # radius r needs p_lower > tau_r; tau_12 > 1 caps it at 11
+
+
+def radius(p: np.ndarray) -> np.ndarray:
+    """Corollary 1 by table: the largest r with p > tau_r, -1 for abstain."""
+    return np.searchsorted(TAU, p, side="left") - 1
+
+
+def cp_lower(count: np.ndarray, n: np.ndarray | int, alpha: float | np.ndarray) -> np.ndarray:
+    n = np.broadcast_to(n, np.shape(count))
+    return np.where(count > 0, beta_dist.ppf(alpha, np.maximum(count, 1e-12), n - count + 1), 0.0)
+
+
+def cp_upper(count: np.ndarray, n: np.ndarray | int, level: float) -> np.ndarray:
+    n = np.broadcast_to(n, np.shape(count))
+    return np.where(count < n, beta_dist.isf(level, count + 1, np.maximum(n - count, 1e-12)), 1.0)
+
+
+def read_log(path: Path) -> dict[str, np.ndarray]:
+    """``idx``, ``label``, ``predict`` and top-class share ``count / n`` of a fixed-sampling certify log."""
+    settings = json.loads(path.with_name(path.name + ".json").read_text())
+    if settings.get("sampling") != "fixed":
+        raise ValueError(f"{path}: needs a fixed-sampling log (its counts are over all n samples)")
+    with path.open() as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return {"idx": np.array([int(r["idx"]) for r in rows]), "label": np.array([int(r["label"]) for r in rows]),
+            "predict": np.array([int(r["predict"]) for r in rows]),
+            "p": np.array([int(r["count"]) / int(r["n"]) for r in rows])}
+
+
+def class_probabilities(log: dict[str, np.ndarray], votes: np.ndarray | None, classes: int, shift: float) -> np.ndarray:
+    """(images, classes): the logged class gets p, the rest 1 - p in proportion to the other classes'
+    ``votes`` (a measured sample), or all of it on one runner-up without votes (the worst case for
+    selection). ``shift`` > 0 simulates a stronger model: every other class's share times 1 - shift."""
+    rows = np.arange(len(log["p"]))
+    others = np.zeros((len(rows), classes))
+    if votes is not None:
+        others = votes.astype(float)
+    others[rows, log["predict"]] = 0
+    empty = others.sum(1) == 0
+    others[rows[empty], (log["predict"][empty] + 1) % classes] = 1
+    q = others / others.sum(1, keepdims=True) * ((1 - log["p"]) * (1 - shift))[:, None]
+    q[rows, log["predict"]] = 1 - (1 - log["p"]) * (1 - shift)
+    return q
+
+
+def measure_votes(checkpoint: Path, log: dict[str, np.ndarray], samples: int) -> np.ndarray:
+    """Votes (images, classes) of ``samples`` ablations of each logged mnist5k test digit (forward passes)."""
+    from smoothcert.classifiers.smoothed import SmoothedClassifier
+    from smoothcert.data import load_dataset
+    from smoothcert.runtime.seeding import generator
+
+    smoothed = SmoothedClassifier.from_checkpoint(checkpoint, device="cpu")
+    data = load_dataset("mnist5k", "test")
+    return np.stack([smoothed.sample(data.x[i], samples, generator(7, int(i))) for i in log["idx"]])
+
+
+@dataclass(frozen=True)
+class Setting:
+    n0: int
+    first: int
+    growth: float
+    beta: float
+    futility: str = "threshold"
+
+
+def select(q: np.ndarray, n0: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The class selected on ``n0`` votes drawn from ``q`` (..., classes), first on ties, and its share."""
+    chosen = rng.multinomial(n0, q).argmax(-1)
+    return chosen, np.take_along_axis(q, chosen[..., None], -1)[..., 0]
+
+
+@cache
+def certified_table(first: int, growth: float) -> tuple[np.ndarray, list[np.ndarray], int]:
+    """Looks, the radius each look's lower bound certifies at every count, and the cap."""
+    looks = GroupSequentialCP(first, growth).looks(N_MAX)
+    alphas = spend(ALPHA, len(looks))
+    tables = [radius(cp_lower(np.arange(m + 1.0), m, a)) for m, a in zip(looks, alphas)]
+    return looks, tables, int(max(t[-1] for t in tables))
+
+
+@cache
+def reachable_table(first: int, growth: float, level: float, futility: str) -> list[np.ndarray]:
+    """The radius still reachable after each look, at every count: the one its upper bound U at
+    ``level`` passes (``threshold``) or the one the last look's bound would certify at the count
+    U n_max (``final``)."""
+    looks = GroupSequentialCP(first, growth).looks(N_MAX)
+    last = spend(ALPHA, len(looks))[-1]
+    uppers = [cp_upper(np.arange(m + 1.0), m, level) for m in looks]
+    if futility == "threshold":
+        return [radius(u) for u in uppers]
+    return [radius(cp_lower(np.floor(u * N_MAX), N_MAX, last)) for u in uppers]
+
+
+def sequential(q: np.ndarray, s: Setting, target: float | None,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Selected class, certified radius (-1: abstain) and samples (selection included) of
+    sequential CERTIFY on images with class probabilities ``q`` (..., classes)."""
+    chosen, p = select(q, s.n0, rng)
+    looks, certifies, cap = certified_table(s.first, s.growth)
+    reaches = reachable_table(s.first, s.growth, s.beta, s.futility)
+    count = np.zeros(p.shape, dtype=np.int64)
+    certified = np.full(p.shape, -1)
+    used = np.zeros(p.shape, dtype=np.int64)
+    alive = np.ones(p.shape, dtype=bool)
+    previous = 0
+    for m, certify, reach in zip(looks, certifies, reaches):
+        count = count + np.where(alive, rng.binomial(m - previous, p), 0)
+        used = np.where(alive, m, used)
+        previous = m
+        certified = np.where(alive, np.maximum(certified, certify[count]), certified)
+        reachable = reach[count]
+        if target is None:
+            stop = (certified >= cap) | (reachable <= certified)
+        else:
+            stop = (certified >= target) | (reachable < target)
+        alive &= ~stop
+        if not alive.any():
+            break
+    return chosen, certified, used + s.n0
+
+
+def fixed(q: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Selected class and certified radius of the paper's protocol (n0 = 1,000, n = 10,000, Clopper-Pearson at alpha)."""
+    chosen, share = select(q, 1000, rng)
+    return chosen, radius(cp_lower(rng.binomial(N_MAX, share).astype(float), N_MAX, ALPHA))
+
+
+def oracle(p: np.ndarray, needed: np.ndarray) -> np.ndarray:
+    """Samples an oracle knowing p needs to certify radius ``needed`` (-1: nothing, 0 samples):
+    the smallest n whose Clopper-Pearson bound at the expected count p n passes tau_needed."""
+    out = np.zeros(p.shape)
+    for i in np.flatnonzero(needed >= 0):
+        lo, hi = 1, N_MAX
+        while lo < hi:
+            mid = (lo + hi) // 2
+            passes = cp_lower(np.array(p[i] * mid), mid, ALPHA) > TAU[needed[i]]
+            lo, hi = (lo, mid) if passes else (mid + 1, hi)
+        out[i] = lo
+    return out
+
+
+def summary(rad: np.ndarray, correct: np.ndarray, radii: list[int]) -> tuple[float, np.ndarray]:
+    """ACR and certified accuracy (%) at ``radii`` of (reps, images) radii."""
+    good = np.where(correct & (rad >= 0), rad, -1)
+    return float(np.mean(np.maximum(good, 0) * (good >= 0))), np.array([100 * np.mean(good >= r) for r in radii])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("logs", type=Path, nargs="+", help="fixed-sampling certify logs (their images are pooled)")
+    parser.add_argument("--votes", type=Path, nargs="*", default=[],
+                        help="one .npy of measured votes (images, classes) per log: the non-top classes' shares")
+    parser.add_argument("--measure", type=Path, default=None,
+                        help="first measure --votes with this checkpoint (--samples ablations per digit)")
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--shift", type=float, default=0.0,
+                        help="simulate a stronger model: every non-top share times 1 - shift")
+    parser.add_argument("--reps", type=int, default=200, help="simulated runs per image")
+    parser.add_argument("--targets", default="2,4,8", help="target radii of the one-radius question")
+    parser.add_argument("--n0", default="10,20,30,50,100")
+    parser.add_argument("--first", default="10,20,30,50,100,150,200,300")
+    parser.add_argument("--growth", default="1.5,2,2.5,3,4")
+    parser.add_argument("--beta", default="0.01,0.05,0.1,0.2,0.3,0.5")
+    parser.add_argument("--futility", default="threshold,final")
+    parser.add_argument("--tolerance", type=float, default=0.005,
+                        help="a setting may lose at most this much more than the old default (ACR/100 or accuracy)")
+    parser.add_argument("--top", type=int, default=8, help="settings printed per question")
+    parser.add_argument("--no-grid", action="store_true", help="only the old and the current defaults")
+    args = parser.parse_args()
+    if args.votes and len(args.votes) != len(args.logs):
+        raise ValueError("--votes takes one file per log")
+
+    logs = [read_log(path) for path in args.logs]
+    if args.measure is not None:
+        for log, path in zip(logs, args.votes, strict=True):
+            np.save(path, measure_votes(args.measure, log, args.samples))
+    votes = [np.load(path) for path in args.votes] or [None] * len(logs)
+    q = np.concatenate([class_probabilities(log, v, 10, args.shift) for log, v in zip(logs, votes)])
+    label = np.concatenate([log["label"] for log in logs])
+    top = q.argmax(1)
+    p = q.max(1)
+    runner_up = np.sort(q, 1)[:, -2]
+    print(f"{len(p)} images; top share p: median {np.median(p):.3f}, > tau_11 {np.mean(p > TAU[11]):.0%}, "
+          f"<= 1/2 {np.mean(p <= 0.5):.0%}; runner-up share median {np.median(runner_up):.3f}, "
+          f"max {runner_up.max():.3f}; shift {args.shift}")
+    Q = np.broadcast_to(q, (args.reps, *q.shape))
+    radii = list(range(12))
+    chosen, base_radius = fixed(Q, np.random.default_rng(0))
+    base_acr, base_acc = summary(base_radius, chosen == label, radii)
+    expected_radius = radius(cp_lower(p * N_MAX, N_MAX, ALPHA))
+    print(f"fixed n0=1000 n=10000: 11,000 samples, ACR {base_acr:.3f}, certified % r=0..11 "
+          + " ".join(f"{a:.1f}" for a in base_acc))
+    for n0 in sorted({int(v) for v in args.n0.split(",")} | {100, 1000}):
+        wrong = select(Q, n0, np.random.default_rng(2))[0] != top
+        print(f"selection on n0={n0:4d}: another class than the top one in {100 * wrong.mean():.2f}% of runs "
+              f"(images with p > tau_0: {100 * wrong[:, p > TAU[0]].mean():.2f}%)")
+
+    grid = [] if args.no_grid else [Setting(int(a), int(b), float(c), float(d), e) for a, b, c, d, e in itertools.product(
+        args.n0.split(","), args.first.split(","), args.growth.split(","), args.beta.split(","),
+        args.futility.split(","))]
+    for target in [None, *(float(t) for t in args.targets.split(","))]:
+        name = "largest radius" if target is None else f"target radius {target:g}"
+        need = np.where(top == label, expected_radius, -1)
+        if target is not None:
+            need = np.where(need >= target, int(target), -1)
+        floor = oracle(p, need).mean()
+        old = Setting(100, 100, 2.0, 0.2 if target is None else 0.05)
+        new = DEFAULTS["largest" if target is None else "target"]
+        now = Setting(new["n0"], new["step"], new["growth"], new["beta"], new["futility"])
+        rows = []
+        for s in [old, now, *grid]:
+            chosen, rad, used = sequential(Q, s, target, np.random.default_rng(1))
+            acr, acc = summary(rad, chosen == label, radii)
+            if target is None:
+                loss = max(base_acr - acr, float(np.max(base_acc - acc)) / 100)  # worst of ACR and accuracy
+            else:
+                loss = float(base_acc[int(target)] - acc[int(target)]) / 100
+            rows.append((s, used.mean(), np.median(used), acr, acc, loss))
+        ok = sorted((r for r in rows[2:] if r[5] <= max(rows[0][5], 0) + args.tolerance), key=lambda r: r[1])
+        print(f"\n== {name}: oracle floor {floor:,.0f} samples/image (fixed n: 11,000, {11_000 / max(floor, 1):.0f}x it)")
+        print("n0 first growth beta futility | samples mean median | ACR | certified % r=0..11 | loss vs fixed | x floor")
+        for i, (s, mean, median, acr, acc, loss) in enumerate([*rows[:2], *ok[: args.top]]):
+            print(f"{s.n0:3d} {s.first:4d} {s.growth:4.2f} {s.beta:4.2f} {s.futility:9s} | {mean:7,.0f} {median:7,.0f} | "
+                  f"{acr:.3f} | " + " ".join(f"{a:.1f}" for a in acc) + f" | {loss:+.4f} | {mean / max(floor, 1):.1f}x"
+                  + {0: " (old default)", 1: " (default)"}.get(i, ""))
+
+if __name__ == "__main__":
+    main()
