@@ -112,7 +112,8 @@ def test_same_seed_same_certificate():
 
 @pytest.mark.parametrize(
     "x, message",
-    [(torch.rand(2, 1, 28, 28), "one image"), (torch.full((1, 28, 28), 1.5), r"\[0, 1\]"), (torch.full((1, 28, 28), float("nan")), r"\[0, 1\]")],
+    [(torch.rand(28, 28), "one image"), (torch.rand(2, 2, 1, 28, 28), "one image"), ([torch.rand(28, 28)], "one image"),
+     ([torch.rand(1, 28, 28), torch.rand(1, 8, 8)], "one shape"), (torch.full((1, 28, 28), 1.5), r"\[0, 1\]"), (torch.full((1, 28, 28), float("nan")), r"\[0, 1\]")],
 )
 def test_bad_images_rejected(x, message):
     smoothed = SmoothedClassifier(Constant(0), Ablation(45), 10, device="cpu")

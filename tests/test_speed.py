@@ -71,3 +71,71 @@ def test_certify_flags_and_amp_in_the_settings(tiny_checkpoint, tmp_path):
                  "--device", "cpu", "--quiet", "--channels-last", "--amp", "bf16", "--out", str(out)]) == 0
     assert json.loads((tmp_path / "c.tsv.json").read_text())["amp"] == "bf16"
     assert len(out.read_text().splitlines()) == 4
+
+
+def test_switches_on_off_auto(model_and_inputs):
+    model, _ = model_and_inputs  # build_model's mnist_cnn on the CPU: a measured model
+    measured = speed.BREAK_EVEN["mnist_cnn", "cpu"]["compile"]
+    assert speed.plan(model, "auto", "auto") == {"channels_last": 0, "compile": None if measured == float("inf") else measured}
+    assert speed.plan(model, True, "off") == speed.plan(model, "on", False) == {"channels_last": None, "compile": 0}
+    unknown = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 28 * 28, 10))
+    assert accelerate(unknown, compile="auto", channels_last="auto") is unknown  # not measured: stays as it is
+    assert isinstance(accelerate(model, compile="off", channels_last="auto"), Accelerated)
+    with pytest.raises(ValueError, match="unknown --compile 'yes'"):
+        accelerate(model, compile="yes")
+
+
+def test_auto_compiles_once_the_break_even_is_reached(model_and_inputs, monkeypatch):
+    model, x = model_and_inputs
+    compiled = []
+
+    def fake_compile(module, **options):
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(speed.torch, "compile", fake_compile)
+    monkeypatch.setitem(speed.BREAK_EVEN, ("mnist_cnn", "cpu"), {"channels_last": 100, "compile": 150})
+    fast = Accelerated(model, compile="auto", channels_last="auto")
+    with torch.inference_mode():
+        fast(x)  # 64 evaluations: neither has paid yet
+        assert not compiled and not fast.channels_last
+        fast(x)  # 128: channels-last
+        assert not compiled and fast.channels_last
+        assert torch.allclose(fast(x), model(x), atol=1e-4)  # 192: compiled, the same logits
+    assert compiled == [fast.model] and fast.evaluations == 192
+
+
+def test_compile_unavailable_warns_once_and_runs_eagerly(model_and_inputs, monkeypatch):
+    model, x = model_and_inputs
+
+    def unavailable(module, **options):
+        raise RuntimeError("Dynamo is not supported on this Python")
+
+    monkeypatch.setattr(speed.torch, "compile", unavailable)
+    with pytest.warns(UserWarning, match="could not compile.*not supported.*eagerly"):
+        fast = Accelerated(model, compile="on")
+    with torch.inference_mode():
+        assert torch.equal(fast(x), model(x))
+
+
+def test_speed_flags_parse():
+    from smoothcert.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["certify", "--checkpoint", "m", "--out", "o", "--compile", "--channels-last"])
+    assert (args.compile, args.channels_last) == ("on", "on")  # the old spelling means on
+    args = parser.parse_args(["certify", "--checkpoint", "m", "--out", "o"])
+    assert (args.compile, args.channels_last) == ("auto", "auto")
+    args = parser.parse_args(["attack", "--checkpoint", "m", "--out", "o", "--compile", "off", "--channels-last", "on"])
+    assert (args.compile, args.channels_last) == ("off", "on")
+
+
+def test_attack_oracles_get_the_measured_defaults(tiny_checkpoint):
+    from smoothcert.attacks import oracle_factory
+
+    _, model = tiny_checkpoint  # an mnist_cnn: channels-last and the measured batch size by default
+    smoothed = oracle_factory(model, device="cpu")[0](0).smoothed
+    assert smoothed.batch_size == speed.BATCH_SIZES["mnist_cnn", "cpu"]
+    assert isinstance(smoothed.base, Accelerated) and smoothed.base.channels_last
+    smoothed = oracle_factory(model, device="cpu", batch_size=1000, compile="off", channels_last="off")[0](0).smoothed
+    assert smoothed.batch_size == 1000 and not isinstance(smoothed.base, Accelerated)

@@ -33,7 +33,7 @@ from .runner.jobs import attack, evaluate, sampling_options, substitute
 from .runner.shards import Shard, merge_logs
 from .runtime.distributed import current_world
 from .runtime.seeding import DEVICES, resolve_device
-from .runtime.speed import AMP_DTYPES
+from .runtime.speed import AMP_DTYPES, SWITCHES
 from .training import (
     RECIPES,
     describe_checkpoint,
@@ -68,6 +68,10 @@ def _noise_values(args: argparse.Namespace) -> dict[str, object]:
     return {name: getattr(args, name) for name in noise_flags()}
 
 
+BATCH_HELP = ("noisy copies per forward pass (a memory bound; default: the fastest measured for the model on this "
+              "device, else 1000)")
+
+
 def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
     p.add_argument("--sampling", choices=SAMPLINGS, default="adaptive",
                    help="adaptive (default): stop sampling once the answer is settled, at the same alpha; "
@@ -96,7 +100,7 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="failure probability (default 0.05, as the paper)")
     p.add_argument("--skip", type=int, default=1, help="use every N-th image")
     p.add_argument("--max", type=int, default=None, help="at most N images")
-    p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass (memory bound)")
+    p.add_argument("--batch-size", type=int, default=None, help=BATCH_HELP)
 
 
 def _add_vote(p: argparse.ArgumentParser) -> None:
@@ -108,7 +112,7 @@ def _add_vote(p: argparse.ArgumentParser) -> None:
 def _add_oracle(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=1000, help="noise samples per query of a smoothed classifier (default 1000)")
     p.add_argument("--alpha", type=float, default=0.05, help="PREDICT's abstention level (default 0.05)")
-    p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass (memory bound)")
+    p.add_argument("--batch-size", type=int, default=None, help=BATCH_HELP)
 
 
 def _shard(text: str) -> Shard:
@@ -124,11 +128,17 @@ def _add_shard(p: argparse.ArgumentParser) -> None:
                         "torchrun; join the shards with `smoothcert merge`")
 
 
-def _add_speed(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--compile", action="store_true", help="torch.compile the base classifier (eager if it cannot compile)")
-    p.add_argument("--channels-last", action="store_true", help="channels-last memory format for the base classifier")
-    p.add_argument("--amp", choices=sorted(AMP_DTYPES), default=None,
-                   help="autocast the base classifier to bf16 or fp16, for CUDA (recorded in the log's settings)")
+def _add_speed(p: argparse.ArgumentParser, amp: bool = True) -> None:
+    p.add_argument("--compile", nargs="?", const="on", default="auto", choices=SWITCHES,
+                   help="torch.compile the base classifier: auto (default) = once the run has done the evaluations "
+                        "that repay compiling, for models measured to gain (BENCHMARKS.md); on (also bare "
+                        "--compile); off. Eager, with one warning, if it cannot compile")
+    p.add_argument("--channels-last", nargs="?", const="on", default="auto", choices=SWITCHES,
+                   help="channels-last memory format for the base classifier: auto (default) = for models measured "
+                        "to gain; on (also bare --channels-last); off")
+    if amp:
+        p.add_argument("--amp", choices=sorted(AMP_DTYPES), default=None,
+                       help="autocast the base classifier to bf16 or fp16, for CUDA (recorded in the log's settings)")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -165,7 +175,8 @@ def cmd_attack(args: argparse.Namespace) -> None:
     log = attack(args.checkpoint, args.out, chosen, dataset=args.dataset, split=args.split, data_root=args.data_root,
                  n=args.n, alpha=args.alpha, fixed=not args.fresh, n_check=args.n_check, sampling=args.sampling,
                  vote=args.vote, theta=args.theta, skip=args.skip, max_images=args.max, batch_size=args.batch_size,
-                 seed=args.seed, device=args.device, shard=args.shard, progress=not args.quiet)
+                 seed=args.seed, device=args.device, shard=args.shard, compile=args.compile,
+                 channels_last=args.channels_last, progress=not args.quiet)
     if log is not None:  # None: a torchrun rank other than 0
         summary = summarize_attack(read_attack_log(log))
         print(f"attack: {summary['n']} images, success {100 * summary['success']:.2f}%, median L0 "
@@ -330,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--out", type=Path, required=True, help="TSV log (re-running resumes it); examples go beside it as .npz")
     _add_shard(p)
+    _add_speed(p, amp=False)
     p.set_defaults(func=cmd_attack)
 
     p = sub.add_parser("merge", help="join the shard logs of a --shard I/N run into one log (refuses mixed settings)")

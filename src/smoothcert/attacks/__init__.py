@@ -32,6 +32,8 @@ import torch
 
 from ..checkpoint import read_config
 from ..classifiers import Sampling, load_classifier
+from ..runtime.seeding import resolve_device
+from ..runtime.speed import Switch, accelerate, auto_batch_size
 from .base import AttackResult, l0_pixels
 from .oracles import DeterministicOracle, ModelOracle, Oracle, SmoothedOracle
 from .patch import PatchAttack
@@ -55,16 +57,22 @@ ORACLES: dict[str, Callable[..., Oracle]] = {
 
 def oracle_factory(
     checkpoint: str | Path, *, n: int = 1000, alpha: float = 0.05, fixed: bool = True, n_check: int | None = None,
-    seed: int = 0, batch_size: int = 1000, device: str | torch.device = "auto", vote: str | None = None,
-    theta: float | None = None, sampling: Sampling = "fixed",
+    seed: int = 0, batch_size: int | None = None, device: str | torch.device = "auto", vote: str | None = None,
+    theta: float | None = None, sampling: Sampling = "fixed", compile: Switch = "auto", channels_last: Switch = "auto",
 ) -> tuple[Callable[[int], Oracle], dict[str, Any]]:
     """``(make_oracle, config)`` for a ``smoothcert train`` checkpoint: ``make_oracle(idx)`` is a fresh
     oracle for image ``idx``: the model itself when it was trained without noise (undefended), the
     exact vote (``vote``, ``theta``) of a columns/blocks/partition model, else its smoothed
     classifier queried through PREDICT (``sampling``: fixed or sequential) with noise streams keyed
-    by (seed, idx)."""
+    by (seed, idx). All the oracles share one base classifier, accelerated by ``compile`` and
+    ``channels_last`` (:func:`~smoothcert.runtime.speed.accelerate`: ``"auto"`` turns each on once
+    the queries have done the evaluations that repay it, for models measured to gain); ``batch_size``
+    None is :func:`~smoothcert.runtime.speed.auto_batch_size`."""
     config = read_config(checkpoint)
+    device = resolve_device(device)
+    batch_size = auto_batch_size(config.get("model"), device) if batch_size is None else batch_size
     classifier = load_classifier(checkpoint, batch_size=batch_size, device=device, vote=vote, theta=theta)
+    classifier.base = accelerate(classifier.base, compile=compile, channels_last=channels_last)
     query = {"n": n, "alpha": alpha, "fixed": fixed, "n_check": n_check, "sampling": sampling}
     return (lambda idx: ORACLES[classifier.kind](classifier, (seed, idx), **query)), config
 

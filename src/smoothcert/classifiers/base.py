@@ -10,7 +10,8 @@ noise (:mod:`.deterministic`), the smoothed classifier of a denoiser in front of
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+import time
+from collections.abc import Generator, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, TypeVar
 
@@ -19,8 +20,12 @@ import torch
 from torch import nn
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 Steps = Generator[int, np.ndarray, T]
 """A sampling coroutine: yields sample counts, is sent vote counts, returns its outcome."""
+
+WINDOW = 64
+"""How many images :func:`run_packed` keeps in flight, their samples packed into shared forward passes."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class Classifier(Protocol):
     kind: ClassVar[str]
     base: nn.Module
     num_classes: int
+    batch_size: int
     device: torch.device
     certificate: str
     certified: ClassVar[str]
@@ -76,3 +82,57 @@ class Classifier(Protocol):
 
     def predict(self, x: torch.Tensor, n: int, alpha: float, generator: torch.Generator | None = None, *,
                 sampling: object = "fixed") -> int: ...
+
+
+def run_packed(
+    classifier: Classifier, jobs: Iterable[tuple[K, torch.Tensor, Steps[T], torch.Generator | None]],
+    window: int = WINDOW,
+) -> Iterator[tuple[K, T, float]]:
+    """Drive the sampling coroutines of ``jobs`` ``(key, image, steps, generator)`` (images of one
+    shape, distinct keys) together; yield ``(key, outcome, seconds)`` in the order of ``jobs``.
+
+    Up to ``window`` images are in flight, admitted while their pending requests fill less than one
+    forward pass (``classifier.batch_size``); every round samples all pending requests in one
+    ``sample_many`` call, so images that need few samples share forward passes. Each image draws
+    from its own ``generator`` exactly as if it were sampled alone (:meth:`sample_many`), so its
+    outcome does not depend on the packing. ``jobs`` is read lazily (a job's coroutine and
+    generator can be made on admission); ``seconds`` is the image's share, by samples, of the
+    rounds it took part in. The dataset runner and the batch calls of ``certify`` / ``predict`` use this.
+    """
+    waiting = iter(jobs)
+    active: dict[K, tuple[torch.Tensor, Steps[T], int, torch.Generator | None]] = {}  # key -> (image, steps, request, stream)
+    order: list[K] = []  # admitted keys in the order of jobs, not yet yielded
+    seconds: dict[K, float] = {}
+    finished: dict[K, T] = {}
+
+    def admit() -> bool:
+        job = next(waiting, None)
+        if job is None:
+            return False
+        key, image, steps, stream = job
+        active[key] = (image, steps, next(steps), stream)
+        order.append(key)
+        seconds[key] = 0.0
+        return True
+
+    while True:
+        while len(active) < window and sum(a[2] for a in active.values()) < classifier.batch_size and admit():
+            pass
+        if not active:
+            return
+        keys = list(active)
+        start = time.perf_counter()
+        votes = classifier.sample_many([(active[k][0], active[k][2], active[k][3]) for k in keys])
+        elapsed = time.perf_counter() - start
+        total = sum(active[k][2] for k in keys)
+        for key, counts in zip(keys, votes, strict=True):
+            image, steps, request, stream = active[key]
+            seconds[key] += elapsed * request / total
+            try:
+                active[key] = (image, steps, steps.send(counts), stream)
+            except StopIteration as done:
+                del active[key]
+                finished[key] = done.value
+        while order and order[0] in finished:
+            key = order.pop(0)
+            yield key, finished.pop(key), seconds.pop(key)

@@ -9,13 +9,14 @@ know which threat model it certifies.
 ``sampling="fixed"`` is that protocol; an :class:`~smoothcert.certificates.sequential.Adaptive` (or
 ``"adaptive"``) draws samples in growing batches and stops once the answer is settled, at the
 same ``alpha`` (:mod:`smoothcert.certificates.sequential`). Both are coroutines that ask for samples
-(``certify_steps``, ``predict_steps``), so one image can be driven alone (``certify``) or many
-together with their samples packed into full forward passes (``sample_many``).
+(``certify_steps``, ``predict_steps``), so one image can be driven alone or many together with
+their samples packed into full forward passes (``certify`` / ``predict`` on a batch, the dataset
+runner: :func:`~smoothcert.classifiers.base.run_packed`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,12 +31,15 @@ from ..certificates.sequential import certify_steps as sequential_certify
 from ..certificates.sequential import predict_steps as sequential_predict
 from ..checkpoint import load_checkpoint
 from ..noises import Noise, noise_from_config
+from ..runtime import seeding
 from ..runtime.seeding import resolve_device
-from .base import Certificate, Steps, T, check_image
+from .base import Certificate, Steps, T, check_image, run_packed
 
 SAMPLINGS = ("adaptive", "fixed")
 Sampling = str | Adaptive
 """``"fixed"`` (Cohen et al.'s n samples), ``"adaptive"`` (``Adaptive()``) or an ``Adaptive``."""
+Images = torch.Tensor | Sequence[torch.Tensor]
+"""One (C, H, W) image, a batch (N, C, H, W), or a sequence of (C, H, W) images of one shape."""
 
 
 class SmoothedClassifier:
@@ -44,6 +48,15 @@ class SmoothedClassifier:
     ``batch_size`` bounds how many noisy copies go through the model at once (memory cap);
     ``certificate`` names the certificate the noise computes (ablation: ``cor1``, ``cor2``, ``jia``;
     Gaussian: ``cohen``, ``two-class``); ``None`` takes the noise's first, the papers' choice.
+
+    ``certify`` / ``predict`` take one (C, H, W) image (one result; noise from ``generator``) or a
+    batch, (N, C, H, W) or a list of images, and then return a list: the images' samples are packed
+    into shared forward passes as in the dataset runner, and image ``i`` draws from the stream keyed
+    by ``(seed, indices[i])`` (default ``seed`` 0 and ``indices`` 0..N-1; one image given a ``seed``
+    is a batch of one), so each result equals the row that ``smoothcert certify --seed SEED``
+    writes for dataset index ``indices[i]``::
+
+        certs = smoothed.certify(images, n0=100, n=10_000, alpha=0.05, sampling="adaptive", seed=0)
     """
 
     kind: ClassVar[str] = "smoothed"
@@ -121,20 +134,45 @@ class SmoothedClassifier:
 
     def run(self, x: torch.Tensor, steps: Steps[T], generator: torch.Generator | None = None) -> T:
         """Drive a sampling coroutine (``certify_steps``, ``predict_steps``) on one image."""
-        try:
-            num = next(steps)
-            while True:
-                num = steps.send(self.sample(x, num, generator))
-        except StopIteration as done:
-            return done.value
+        return next(run_packed(self, [(0, x, steps, generator)]))[1]
+
+    def run_images(
+        self, x: Images, steps: Callable[[tuple[int, int]], Steps[T]], generator: torch.Generator | None,
+        seed: int | None, indices: Sequence[int] | None,
+    ) -> T | list[T]:
+        """Drive ``steps(image_size)`` on one image (``run``; with ``seed``, the stream (seed, index)) or,
+        packed, on each image of a batch with the streams (seed, index): see the class docstring."""
+        if isinstance(x, torch.Tensor) and x.dim() not in (3, 4):
+            raise ValueError(f"expected one image (C, H, W) or a batch (N, C, H, W), got shape {tuple(x.shape)}")
+        single = isinstance(x, torch.Tensor) and x.dim() == 3
+        images = [x] if single else list(x)
+        if generator is not None and (seed is not None or not single):
+            raise ValueError("generator= drives one (C, H, W) image; a batch draws image i from the stream "
+                             "(seed, indices[i]): pass seed= instead")
+        if single and seed is None and indices is None:
+            return self.run(x, steps(tuple(x.shape[-2:])), generator)
+        indices = list(range(len(images)) if indices is None else indices)
+        if len(indices) != len(images):
+            raise ValueError(f"indices has {len(indices)} entries for {len(images)} images")
+        shapes = {tuple(image.shape) for image in images}
+        if len(shapes) > 1:
+            raise ValueError(f"a batch holds images of one shape, got {sorted(shapes)}")
+        size = tuple(images[0].shape[-2:]) if images else (0, 0)
+        seed = 0 if seed is None else seed
+        jobs = ((i, image, steps(size), seeding.generator(seed, index, device=self.device))
+                for i, (image, index) in enumerate(zip(images, indices, strict=True)))
+        outcomes = [outcome for _, outcome, _ in run_packed(self, jobs)]
+        return outcomes[0] if single else outcomes
 
     def predict(
-        self, x: torch.Tensor, n: int, alpha: float, generator: torch.Generator | None = None, *,
-        sampling: Sampling = "fixed",
-    ) -> int:
+        self, x: Images, n: int, alpha: float, generator: torch.Generator | None = None, *,
+        sampling: Sampling = "fixed", seed: int | None = None, indices: Sequence[int] | None = None,
+    ) -> int | list[int]:
         """PREDICT: the top class of ``n`` noisy votes, or ``ABSTAIN`` (see ``predict_from_counts``);
-        adaptive sampling stops as soon as the top class is decided (``n`` is then the maximum)."""
-        return self.run(x, self.predict_steps(n, alpha, sampling), generator)[0]
+        adaptive sampling stops as soon as the top class is decided (``n`` is then the maximum).
+        A batch gives a list, packed and seeded by (``seed``, index) as described in the class docstring."""
+        outcome = self.run_images(x, lambda size: self.predict_steps(n, alpha, sampling), generator, seed, indices)
+        return outcome[0] if isinstance(outcome, tuple) else [decision for decision, _ in outcome]
 
     def predict_steps(self, n: int, alpha: float, sampling: Sampling = "fixed") -> Steps[tuple[int, np.ndarray]]:
         """PREDICT as a coroutine: yields sample counts, is sent votes, returns (class, votes)."""
@@ -158,13 +196,15 @@ class SmoothedClassifier:
         return int(top)
 
     def certify(
-        self, x: torch.Tensor, n0: int, n: int, alpha: float, generator: torch.Generator | None = None, *,
-        sampling: Sampling = "fixed",
-    ) -> Certificate:
+        self, x: Images, n0: int, n: int, alpha: float, generator: torch.Generator | None = None, *,
+        sampling: Sampling = "fixed", seed: int | None = None, indices: Sequence[int] | None = None,
+    ) -> Certificate | list[Certificate]:
         """CERTIFY: select the top class on ``n0`` samples, bound its probability on ``n`` fresh
         samples at level ``alpha`` (adaptive: at most ``n``), and return the certified radius of
-        the noise's threat model."""
-        return self.run(x, self.certify_steps(tuple(x.shape[-2:]), n0, n, alpha, sampling), generator)
+        the noise's threat model. A batch gives a list, packed and seeded by (``seed``, index) as
+        described in the class docstring."""
+        return self.run_images(x, lambda size: self.certify_steps(size, n0, n, alpha, sampling), generator, seed,
+                               indices)
 
     def certify_steps(
         self, image_size: tuple[int, int], n0: int, n: int, alpha: float, sampling: Sampling = "fixed"

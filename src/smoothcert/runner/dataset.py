@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from ..attacks import Oracle, Pointwise, SparseRS
 from ..certificates import check_alpha, check_count
+from ..classifiers.base import WINDOW, run_packed
 from ..classifiers.smoothed import Sampling, SmoothedClassifier, as_sampling
 from ..data import ImageDataset
 from ..runtime.seeding import generator
 from .log import ATTACK_COLUMNS, CERTIFY_COLUMNS, PREDICT_COLUMNS, TsvLog
-
-WINDOW = 64
-"""How many images ``run_dataset`` keeps in flight, their samples packed into shared forward passes."""
 
 
 def select_indices(size: int, skip: int = 1, max_images: int | None = None) -> list[int]:
@@ -68,8 +65,9 @@ def run_dataset(
     adaptive options left unset are the ones recorded in the log when it is resumed, else the
     defaults (n0 1,000 fixed, :meth:`Adaptive.default_n0` adaptive), so changing the defaults
     never stops an old log from resuming. Up to ``window`` images are in flight at once and their samples
-    share forward passes (:meth:`SmoothedClassifier.sample_many`); each image draws its noise from
-    its own stream keyed by (seed, idx), so its row does not depend on that packing. Rows are
+    share forward passes (:func:`~smoothcert.classifiers.base.run_packed`, as the batch calls of
+    ``SmoothedClassifier.certify`` / ``predict``); each image draws its noise from its own stream
+    keyed by (seed, idx), so its row does not depend on that packing. Rows are
     written in the order of ``indices``; an image's ``time`` is its share (by samples) of the
     forward passes it took part in. ``settings`` (model, dataset, ...) are stored beside the log
     together with the sampling parameters; resuming with different ones is refused.
@@ -110,54 +108,14 @@ def run_dataset(
     with TsvLog(out, columns, {**(settings or {}), **params, "noise": smoothed.noise.to_config()}) as log:
         todo = [i for i in indices if i not in log.done]
         bar = tqdm(total=len(todo), desc=mode, unit="image", disable=not progress)
-        for row in _packed(smoothed, data, todo, steps, seed, window):
-            log.write(row)
+        jobs = ((i, data.x[i], steps(), generator(seed, i, device=smoothed.device)) for i in todo)
+        for i, outcome, seconds in run_packed(smoothed, jobs, window):
+            label = int(data.y[i])
+            log.write({**outcome, "idx": i, "label": label, "correct": int(outcome["predict"] == label),
+                       "time": round(seconds, 4)})
             bar.update()
         bar.close()
     return Path(out)
-
-
-def _packed(
-    smoothed: SmoothedClassifier, data: ImageDataset, todo: list[int],
-    steps: Callable[[], Generator[int, np.ndarray, dict[str, Any]]], seed: int, window: int,
-) -> Iterator[dict[str, Any]]:
-    """Drive the coroutines ``steps()`` of up to ``window`` images at a time, every round
-    sampling all their requests together; yield the finished rows in the order of ``todo``."""
-    waiting = iter(todo)
-    active: dict[int, tuple[Generator, int, torch.Generator]] = {}  # idx -> (coroutine, request, stream)
-    seconds = dict.fromkeys(todo, 0.0)
-    finished: dict[int, dict[str, Any]] = {}
-    position = 0
-
-    def admit() -> bool:
-        idx = next(waiting, None)
-        if idx is None:
-            return False
-        coroutine = steps()
-        active[idx] = (coroutine, next(coroutine), generator(seed, idx, device=smoothed.device))
-        return True
-
-    while position < len(todo):
-        while len(active) < window and sum(r for _, r, _ in active.values()) < smoothed.batch_size and admit():
-            pass
-        order = list(active)
-        start = time.perf_counter()
-        votes = smoothed.sample_many([(data.x[i], active[i][1], active[i][2]) for i in order])
-        elapsed = time.perf_counter() - start
-        total = sum(active[i][1] for i in order)
-        for i, counts in zip(order, votes, strict=True):
-            coroutine, request, stream = active[i]
-            seconds[i] += elapsed * request / total
-            try:
-                active[i] = (coroutine, coroutine.send(counts), stream)
-            except StopIteration as done:
-                del active[i]
-                label = int(data.y[i])
-                finished[i] = {**done.value, "idx": i, "label": label, "correct": int(done.value["predict"] == label),
-                               "time": round(seconds[i], 4)}
-        while position < len(todo) and todo[position] in finished:
-            yield finished.pop(todo[position])
-            position += 1
 
 
 def adversarial_path(log: str | Path) -> Path:

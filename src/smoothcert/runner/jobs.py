@@ -24,7 +24,7 @@ from ..checkpoint import read_config
 from ..classifiers import Classifier, Sampling, load_classifier
 from ..data import ImageDataset, load_dataset
 from ..runtime.distributed import rank_device
-from ..runtime.speed import accelerate
+from ..runtime.speed import Switch, accelerate, auto_batch_size
 from .dataset import WINDOW, run_attack, run_dataset, select_indices
 from .shards import Shard, run_sharded
 
@@ -76,8 +76,8 @@ def evaluate(
     data_root: str | Path | None = None, denoiser: str | Path | None = None, certificate: str | None = None,
     vote: str | None = None, theta: float | None = None, patch: int | None = None, n0: int | None = None,
     n: int = 10_000, alpha: float = 0.05, sampling: Sampling = "adaptive", skip: int = 1, max_images: int | None = None,
-    batch_size: int = 1000, seed: int = 0, device: str | torch.device = "auto", shard: Shard | None = None,
-    compile: bool = False, channels_last: bool = False, amp: str | None = None, progress: bool = True,
+    batch_size: int | None = None, seed: int = 0, device: str | torch.device = "auto", shard: Shard | None = None,
+    compile: Switch = "auto", channels_last: Switch = "auto", amp: str | None = None, progress: bool = True,
 ) -> Path | None:
     """``smoothcert certify`` / ``predict``: run ``mode`` on the images of ``dataset`` into the TSV
     log ``out`` (re-running resumes it); returns the log, or None on a torchrun rank other than 0.
@@ -85,18 +85,23 @@ def evaluate(
     ``n0`` defaults to the resumed log's, else 1000 (the paper's) with fixed sampling and
     :meth:`Adaptive.default_n0` with adaptive sampling (see ``run_dataset``). The
     classifier is the one :func:`load_classifier` picks for the checkpoint; a deterministic one
-    evaluates every ablation set once, whatever ``n0``, ``n`` and ``sampling`` say.
+    evaluates every ablation set once, whatever ``n0``, ``n`` and ``sampling`` say. ``compile`` /
+    ``channels_last`` are ``"auto"``, ``"on"`` or ``"off"`` (:func:`~smoothcert.runtime.speed.accelerate`);
+    ``batch_size`` None is :func:`~smoothcert.runtime.speed.auto_batch_size`.
     """
     if mode not in ("certify", "predict"):
         raise ValueError(f"mode must be certify or predict, got {mode!r}")
     config = read_config(checkpoint)
     dataset, data = checkpoint_dataset(config, dataset, split, data_root)
     selection = n0 if n0 is not None else 1000  # run_dataset's default n0: the log's, else 1000 or fewer
+    device = rank_device(device)
+    if batch_size is None:
+        batch_size = auto_batch_size(config.get("model") if denoiser is None else None, device)
     check_batch_fits(batch_size, WINDOW * (n + (selection if mode == "certify" else 0)),
                      (config["in_channels"], *data.image_shape[1:]))
     classifier: Classifier = load_classifier(
         checkpoint, denoiser, certificate=certificate, vote=vote, theta=theta, patch=patch, batch_size=batch_size,
-        device=rank_device(device))
+        device=device)
     n0, n, sampling = classifier.sample_counts(n0, n, sampling)
     classifier.base = accelerate(classifier.base, compile=compile, channels_last=channels_last, amp=amp)
     extra = {"denoiser": str(Path(denoiser).resolve())} if denoiser is not None else {}
@@ -110,15 +115,16 @@ def attack(
     checkpoint: str | Path, out: str | Path, attack: L0Attack, *, dataset: str | None = None, split: str = "test",
     data_root: str | Path | None = None, n: int = 1000, alpha: float = 0.05, fixed: bool = True,
     n_check: int | None = None, sampling: Sampling = "fixed", vote: str | None = None, theta: float | None = None,
-    skip: int = 1, max_images: int | None = None, batch_size: int = 1000, seed: int = 0,
-    device: str | torch.device = "auto", shard: Shard | None = None, progress: bool = True,
+    skip: int = 1, max_images: int | None = None, batch_size: int | None = None, seed: int = 0,
+    device: str | torch.device = "auto", shard: Shard | None = None, compile: Switch = "auto",
+    channels_last: Switch = "auto", progress: bool = True,
 ) -> Path | None:
     """``smoothcert attack``: run ``attack`` on the images of ``dataset`` against the checkpoint's
     classifier (the model, its exact vote or its smoothed PREDICT, see :func:`oracle_factory`) into
     the TSV log ``out``, adversarial examples beside it; returns the log (None on other ranks)."""
     make_oracle, config = oracle_factory(checkpoint, n=n, alpha=alpha, fixed=fixed, n_check=n_check, seed=seed,
                                          batch_size=batch_size, device=rank_device(device), vote=vote, theta=theta,
-                                         sampling=sampling)
+                                         sampling=sampling, compile=compile, channels_last=channels_last)
     dataset, data = checkpoint_dataset(config, dataset, split, data_root)
     attack.check_image_size(data.image_shape[1:])
     oracle = make_oracle(0)
@@ -132,7 +138,7 @@ def attack(
 def substitute(
     checkpoint: str | Path, *, dataset: str | None = None, split: str = "test", data_root: str | Path | None = None,
     seed_size: int = 150, max_images: int | None = None, eps: float = 0.3, n: int = 1000, alpha: float = 0.05,
-    batch_size: int = 1000, seed: int = 0, device: str | torch.device = "auto", out: str | Path | None = None,
+    batch_size: int | None = None, seed: int = 0, device: str | torch.device = "auto", out: str | Path | None = None,
     overwrite: bool = False, progress: bool = True, **params: Any,
 ) -> dict[str, Any]:
     """``smoothcert substitute``: Jacobian-based substitute training against the checkpoint's
