@@ -1,14 +1,15 @@
-"""Issue #14: every example in README.md runs, and stays running.
+"""Every example in README.md and in the docs pages (docs/**/*.md) runs, and stays running.
 
-* The ```python blocks run in order, in one namespace (as a reader pastes them into one session),
-  in a temporary working folder. To take seconds rather than hours they run "small": the fixture
-  ``small_settings`` monkeypatches, for the duration of the test only, (1) every recipe to 1 epoch,
-  (2) ``load_dataset`` to the first 64 images of a split, (3) the sample counts of CERTIFY/PREDICT
-  (``n0``, ``n``) and of smoothed attack oracles (``n``, ``n_check``) and the attacks' query
-  budgets (``max_queries``) to small caps. The caps wrap the real functions and bind the README's
-  arguments against their real signatures first, so a renamed or removed parameter still fails.
-  No test-only switch exists in the library. Checkpoints a block reads but the README makes with
-  shell commands (``runs/clean``, ``runs/clean-decrop``) are made small here first.
+* The ```python blocks of a page run in order, in one namespace per page (as a reader pastes them
+  into one session), in a temporary working folder. To take seconds rather than hours they run
+  "small": the fixture ``small_settings`` monkeypatches, for the duration of the test only, (1)
+  every recipe to 1 epoch, (2) ``load_dataset`` to the first 64 images of a split, (3) the sample
+  counts of CERTIFY/PREDICT (``n0``, ``n``) and of smoothed attack oracles (``n``, ``n_check``)
+  and the attacks' query budgets (``max_queries``) to small caps. The caps wrap the real
+  functions and bind the page's arguments against their real signatures first, so a renamed or
+  removed parameter still fails. No test-only switch exists in the library. Checkpoints a block
+  reads but the docs make with shell commands (``runs/clean``, ``runs/clean-decrop``) are made
+  small here first.
 * Every ``smoothcert ...`` command in a fenced shell block (also after ``&&``, behind
   environment assignments, or launched as ``python -m smoothcert`` / ``torchrun ... -m
   smoothcert``) is parsed by the real parser, ``smoothcert.cli.build_parser()``: a renamed flag
@@ -39,13 +40,16 @@ from smoothcert.data import load_dataset
 from smoothcert.classifiers.smoothed import SmoothedClassifier
 from smoothcert.training import RECIPES
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-TEXT = README.read_text()
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+TEXTS = {page.relative_to(ROOT).as_posix(): page.read_text() for page in PAGES}
 FENCED = re.compile(r"^```([^\n]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
-PYTHON_BLOCKS = [code for lang, code in FENCED.findall(TEXT) if lang.strip() == "python"]
-SHELL_BLOCKS = [code for lang, code in FENCED.findall(TEXT) if lang.strip() in ("", "bash", "sh", "shell", "console")]
-PROSE = FENCED.sub("", TEXT)
-INLINE = [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", PROSE)]
+PYTHON_BLOCKS = {name: [code for lang, code in FENCED.findall(text) if lang.strip() == "python"]
+                 for name, text in TEXTS.items()}
+SHELL_BLOCKS = {name: [code for lang, code in FENCED.findall(text) if lang.strip() in ("", "bash", "sh", "shell", "console")]
+                for name, text in TEXTS.items()}
+INLINE = [(name, " ".join(span.split())) for name, text in TEXTS.items() for span in re.findall(r"`([^`]+)`", FENCED.sub("", text))]
+SCRIPT_PAGES = "docs/benchmarks/"  # bare --flag spans there are the benchmark scripts' options
 CONTROL = {"&&", "||", ";", "|", "&"}
 LAUNCHERS = {"nohup", "time", "env"}
 
@@ -75,7 +79,9 @@ def _commands(block: str) -> list[list[str]]:
     return found
 
 
-COMMANDS = [command for block in SHELL_BLOCKS for command in _commands(block)]
+PAGE_COMMANDS = [(name, command) for name, blocks in SHELL_BLOCKS.items() for block in blocks
+                 for command in _commands(block)]
+COMMANDS = [command for _, command in PAGE_COMMANDS]
 
 
 def _subparsers() -> dict[str, object]:
@@ -83,8 +89,8 @@ def _subparsers() -> dict[str, object]:
     return next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
 
 
-@pytest.mark.parametrize("argv", COMMANDS, ids=[" ".join(c)[:80] for c in COMMANDS])
-def test_readme_command_line_parses(argv, capsys):
+@pytest.mark.parametrize("page,argv", PAGE_COMMANDS, ids=[f"{p}: {' '.join(c)[:70]}" for p, c in PAGE_COMMANDS])
+def test_docs_command_line_parses(page, argv, capsys):
     if argv[0] == "-m":  # python -m smoothcert ... / torchrun ... -m smoothcert ...
         module, argv = argv[1], argv[2:]
         argv = argv[1:] if argv[:1] == ["--"] else argv  # torchrun: "--" ends its own options
@@ -93,7 +99,7 @@ def test_readme_command_line_parses(argv, capsys):
     try:
         build_parser().parse_args(argv)
     except SystemExit:
-        pytest.fail(f"README command `smoothcert {shlex.join(argv)}` does not parse: {capsys.readouterr().err}")
+        pytest.fail(f"{page}: command `smoothcert {shlex.join(argv)}` does not parse: {capsys.readouterr().err}")
 
 
 def test_command_extraction():
@@ -108,27 +114,29 @@ def test_command_extraction():
                                 ["report", "c.tsv"]]
 
 
-def test_readme_has_the_commands_under_test():
-    """The extraction works: the README's main commands are found (guards against a silent zero)."""
+def test_docs_have_the_commands_under_test():
+    """The extraction works: every subcommand appears in some page, the README's tour among them
+    (guards against a silent zero)."""
     subcommands = {c[0] for c in COMMANDS if c[0] != "-m"}
-    assert {"train", "certify", "predict", "report", "attack", "denoise", "demo"} <= subcommands
+    assert set(_subparsers()) <= subcommands
+    assert {"train", "certify", "predict", "report", "attack"} <= {c[0] for p, c in PAGE_COMMANDS if p == "README.md"}
 
 
 def test_inline_mentions_name_real_subcommands_and_flags():
     subparsers = _subparsers()
     every_flag = {flag for p in subparsers.values() for a in p._actions for flag in a.option_strings}
     checked = 0
-    for span in INLINE:
+    for page, span in INLINE:
         tokens = span.split()
         if tokens[0] == "smoothcert" and len(tokens) > 1 and re.fullmatch(r"[a-z][a-z0-9-]*", tokens[1]):  # not <sub>, ...
-            assert tokens[1] in subparsers, f"README mentions `{span}`: no subcommand {tokens[1]!r}"
+            assert tokens[1] in subparsers, f"the docs mention `{span}`: no subcommand {tokens[1]!r}"
             flags = {f for a in subparsers[tokens[1]]._actions for f in a.option_strings}
-            assert {t for t in tokens if t.startswith("--")} <= flags, f"README mentions `{span}`: unknown flag"
+            assert {t for t in tokens if t.startswith("--")} <= flags, f"the docs mention `{span}`: unknown flag"
             checked += 1
-        elif tokens[0].startswith("--"):
+        elif tokens[0].startswith("--") and not page.startswith(SCRIPT_PAGES):
             for token in tokens:
                 flag = token.split("=")[0]
-                assert not flag.startswith("--") or flag in every_flag, f"README mentions `{span}`: no flag {flag}"
+                assert not flag.startswith("--") or flag in every_flag, f"the docs mention `{span}`: no flag {flag}"
             checked += 1
     assert checked > 10
 
@@ -188,13 +196,22 @@ def _make_checkpoints_the_shell_commands_make(root: Path) -> None:
             device="cpu", progress=False)
 
 
-def test_readme_python_blocks_run(small_settings, capsys):
-    assert PYTHON_BLOCKS, "README.md has no python blocks"
-    _make_checkpoints_the_shell_commands_make(small_settings)
-    namespace: dict[str, object] = {"__name__": "__readme__"}
-    for number, block in enumerate(PYTHON_BLOCKS, start=1):
-        exec(compile(block, f"README.md python block {number}", "exec"), namespace)  # noqa: S102 - our own README
-    for out in re.findall(r"""\bout=["']([^"']+)["']""", "".join(PYTHON_BLOCKS)):  # fit(..., out=...) wrote a checkpoint
+PYTHON_PAGES = [name for name, blocks in PYTHON_BLOCKS.items() if blocks]
+
+
+def test_readme_and_docs_have_python_blocks():
+    assert "README.md" in PYTHON_PAGES and len(PYTHON_PAGES) >= 3
+
+
+@pytest.mark.parametrize("page", PYTHON_PAGES)
+def test_python_blocks_run(page, small_settings, capsys):
+    blocks = PYTHON_BLOCKS[page]
+    if any("runs/clean" in block for block in blocks):
+        _make_checkpoints_the_shell_commands_make(small_settings)
+    namespace: dict[str, object] = {"__name__": "__docs__"}
+    for number, block in enumerate(blocks, start=1):
+        exec(compile(block, f"{page} python block {number}", "exec"), namespace)  # noqa: S102 - our own docs
+    for out in re.findall(r"""\bout=["']([^"']+)["']""", "".join(blocks)):  # fit(..., out=...) wrote a checkpoint
         model, config = load_checkpoint(small_settings / out)
         assert config["epoch"] == 1 and isinstance(model, torch.nn.Module)
     assert capsys.readouterr().out.strip()  # the examples print their results

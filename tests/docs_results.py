@@ -1,0 +1,162 @@
+"""The results tables of README.md and docs/, regenerated from the committed logs under docs/results/.
+
+A table is framed by two markers; what lies between them must be exactly what its marker renders::
+
+    <!-- results: report docs/results/demo/certify.tsv docs/results/demo/predict.tsv --radii 0,4,8 -->
+
+    | run | n | accuracy (abstained) | ... |
+
+    <!-- /results -->
+
+* ``report LOG... [--radii R,...]`` is ``smoothcert report LOG... --radii R,... --markdown`` (the
+  arguments go through the real parser; rows are named as ``smoothcert report`` names them). A log
+  listed in ``docs/results/pending.txt`` (a run whose logs are not committed yet) becomes a
+  "run pending" row without numbers; every other log must exist.
+* ``paper TABLE KEY...`` is a table of the published numbers in
+  :mod:`smoothcert.reproductions.published` (``table1 45``, ``table7``, ``consistency``, ``decrop``,
+  ``patch``, ``partition``).
+
+``python tests/docs_results.py --write`` rewrites every framed table from its logs (after new logs
+are committed); ``tests/test_docs_results.py`` fails while any table differs from its rendering.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PENDING = ROOT / "docs/results/pending.txt"
+MARKER = re.compile(r"<!-- results: (?P<spec>.*?) -->\n(?P<body>.*?)<!-- /results -->", re.DOTALL)
+
+
+def pages() -> list[Path]:
+    """README.md and every Markdown page of the docs site."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def pending_logs() -> set[str]:
+    """The logs (paths relative to the repository) of runs announced but not committed yet."""
+    if not PENDING.is_file():
+        return set()
+    lines = (line.split("#")[0].strip() for line in PENDING.read_text().splitlines())
+    return {line for line in lines if line}
+
+
+def _row_names(paths: list[Path]) -> list[str]:
+    """``smoothcert report``'s run names: the file stem, or folder/stem when two stems are equal."""
+    stems = [p.stem for p in paths]
+    return stems if len(set(stems)) == len(stems) else [f"{p.parent.name}/{p.stem}" for p in paths]
+
+
+def render_report(argv: list[str]) -> str:
+    """The markdown table ``smoothcert report ARGV --markdown`` prints, with pending logs as empty rows."""
+    from smoothcert.cli import build_parser
+    from smoothcert.reports import format_table, read_log, summarize
+
+    args = build_parser().parse_args(["report", *argv])
+    pending = pending_logs()
+    rows: list[str | None] = []
+    logs = []
+    for path, name in zip(args.logs, _row_names(args.logs)):
+        if path.as_posix() in pending:
+            rows.append(f"{name}: run pending")
+            continue
+        if not (ROOT / path).is_file():
+            raise FileNotFoundError(f"{path}: the log a results table names is not committed "
+                                    f"(list it in {PENDING.relative_to(ROOT)} if its run is still going)")
+        logs.append(read_log(ROOT / path, name))
+        rows.append(None)
+    if not logs:
+        return "\n".join(f"- {row} (its numbers appear here once its logs are committed)" for row in rows)
+    table = format_table([summarize(log, args.radii) for log in logs], args.radii, markdown=True).splitlines()
+    header, rule, body = table[0], table[1], iter(table[2:])
+    width = header.count("|") - 1  # columns
+    lines = [header, rule]
+    for row in rows:
+        if row is None:
+            lines.append(next(body))
+        else:
+            name, note = row.split(": ")
+            lines.append("| " + " | ".join([name, note, *[""] * (width - 2)]) + " |")
+    return "\n".join(lines)
+
+
+def render_paper(argv: list[str]) -> str:
+    """A markdown table of published numbers (smoothcert.reproductions.published), with their source."""
+    from smoothcert.reproductions import published as p
+
+    def table(header: list[str], rows: list[list[object]]) -> str:
+        lines = [header, ["---"] * len(header), *[[str(c) for c in row] for row in rows]]
+        return "\n".join("| " + " | ".join(map(str, cells)) + " |" for cells in lines)
+
+    def triple(row: tuple[float, float, int | None]) -> list[object]:
+        return [f"{row[0]:.2f}% ({row[1]:.2f}%)", "N/A" if row[2] is None else row[2]]
+
+    what, keys = argv[0], argv[1:]
+    if what == "table1":
+        return table(["paper: k", "accuracy (abstained)", "median cert.", "source"],
+                     [[k, *triple(p.TABLE1[int(k)]), "Levine & Feizi 2020, Table 1 (full MNIST)"] for k in keys])
+    if what == "table8":
+        return table(["paper: encoding (k=45)", "accuracy (abstained)", "median cert.", "source"],
+                     [[e, *triple(row), "Levine & Feizi 2020, Table 8"] for e, row in p.TABLE8.items()])
+    if what == "table7":
+        return table(["paper: dataset", "Lee et al. 2019: median cert.", "randomized ablation: median cert.", "source"],
+                     [[d, lee, ablation, "Levine & Feizi 2020, Table 7"] for d, (lee, ablation) in p.TABLE7.items()])
+    if what == "consistency":
+        radii = [f"r={r:g}" for r in p.CONSISTENCY_RADII]
+        return table(["paper: sigma", "method", "ACR", *radii],
+                     [[s, m, f"{acr:.3f}", *acc] for s, methods in p.CONSISTENCY_MNIST.items()
+                      for m, (acr, acc) in methods.items()])
+    if what == "decrop":
+        radii = [f"r={r:g}" for r in p.DENOISED_RADII]
+        rows = [[f"DE-CROP supplement, Table 1: {name}", *acc] for name, acc in p.DECROP_TABLE1.items()]
+        rows += [[f"Salman et al. 2020: {name}", "-", *acc] for name, acc in p.SALMAN_CIFAR10.items()]
+        return table(["paper (CIFAR-10, sigma = 0.25)", *radii], rows)
+    if what == "patch":
+        return table(["paper (CIFAR-10, 5x5 patches)", "clean accuracy %", "certified accuracy %"],
+                     [[name, clean, cert] for name, (clean, cert) in p.PATCH_CIFAR10.items()])
+    if what == "partition":
+        return table(["paper (Hammoudeh & Lowd 2024, full MNIST)", "median certified L0 radius"],
+                     [[name, median] for name, median in p.FPA_MNIST_MEDIAN.items()])
+    raise ValueError(f"unknown published table {what!r}")
+
+
+def render(spec: str) -> str:
+    """What a marker's ``spec`` (``report ...`` or ``paper ...``) renders."""
+    kind, *argv = shlex.split(spec)
+    if kind == "report":
+        return render_report(argv)
+    if kind == "paper":
+        return render_paper(argv)
+    raise ValueError(f"unknown results marker {kind!r}: expected report or paper")
+
+
+def tables(text: str) -> list[tuple[str, str]]:
+    """(spec, the text between the markers, stripped) of every framed table in ``text``."""
+    return [(m["spec"], m["body"].strip()) for m in MARKER.finditer(text)]
+
+
+def rewrite(text: str) -> str:
+    """``text`` with every framed table replaced by its rendering."""
+    return MARKER.sub(lambda m: f"<!-- results: {m['spec']} -->\n\n{render(m['spec'])}\n\n<!-- /results -->", text)
+
+
+def main(argv: list[str]) -> int:
+    """``--write``: rewrite the tables in place; otherwise list the tables that differ (exit 1)."""
+    stale = 0
+    for page in pages():
+        text = page.read_text()
+        new = rewrite(text)
+        if new != text:
+            stale += 1
+            print(f"{page.relative_to(ROOT)}: {'rewritten' if '--write' in argv else 'differs from its logs'}")
+            if "--write" in argv:
+                page.write_text(new)
+    return 1 if stale and "--write" not in argv else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,37 @@
+"""The user-facing pages speak of the product: no internal work-item numbers, a README short
+enough to read, and CI running exactly the README's test command."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]
+WORK_ITEM = re.compile(r"\bissues?\s*#?\s*\d+|(?<![\w&/])#\d+\b|\bPR\s*#?\d+", re.IGNORECASE)
+TEST_COMMAND = ('python3 -m venv .venv && . .venv/bin/activate && pip install -c constraints.txt -e ".[test]" '
+                "&& python -m pytest")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(ROOT).as_posix() for p in PAGES])
+def test_no_work_item_numbers(page: Path):
+    found = [(n, m[0]) for n, line in enumerate(page.read_text().splitlines(), 1) for m in WORK_ITEM.finditer(line)]
+    assert not found, f"{page.relative_to(ROOT)} refers to internal work items: {found}"
+
+
+def test_the_pattern_catches_work_item_numbers():
+    for text in ("the recipe of issue 12", "(issue 10)", "issue #6", "see #13", "Issues 3 and 4", "PR #7"):
+        assert WORK_ITEM.search(text), text
+    for text in ("Table 1", "Theorem 1", "[link](#section-2)", "k = 45", "&#8212;", "Eq. 20"):
+        assert not WORK_ITEM.search(text), text
+
+
+def test_readme_is_short():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+
+
+def test_ci_runs_the_readme_test_command():
+    assert TEST_COMMAND in (ROOT / "README.md").read_text()
+    assert TEST_COMMAND in (ROOT / ".ci/run").read_text().splitlines()
