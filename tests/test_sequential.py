@@ -286,8 +286,9 @@ def test_predict_decision_is_what_sequential_predict_returned():
 
 @pytest.mark.parametrize("bad", [dict(bound="nope"), dict(beta=0.0), dict(radius=-1.0), dict(step=0), dict(growth=1.0),
                                  dict(futility="never")])
-def test_bad_options_are_refused(bad):
-    with pytest.raises(ValueError):
+def test_bad_options_are_refused_by_their_own_name(bad):
+    (name,) = bad
+    with pytest.raises(ValueError, match=name):
         Adaptive(**bad)
 
 

@@ -193,7 +193,9 @@ class Adaptive:
         if self.futility is not None and self.futility not in FUTILITY:
             raise ValueError(f"unknown futility rule {self.futility!r}; choose one of {FUTILITY}")
         if self.beta is not None:
-            check_alpha(self.beta)
+            check_alpha(self.beta, "beta")
+        if self.step is not None:
+            check_integer(self.step, "step", 1)
         if self.radius is not None and not (math.isfinite(self.radius) and self.radius >= 0):
             raise ValueError(f"the target radius must be a finite number >= 0, got {self.radius!r}")
         self.settled().family()  # validates step and growth
