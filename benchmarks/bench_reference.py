@@ -42,11 +42,11 @@ from statsmodels.stats.proportion import proportion_confint
 from torch import nn
 
 from smoothcert.certificates.sequential import Adaptive
-from smoothcert.checkpoint import read_config
 from smoothcert.classifiers.smoothed import SmoothedClassifier
 from smoothcert.data import load_dataset
+from smoothcert.reproductions.common import smoothed_classifier
 from smoothcert.runtime.seeding import generator
-from smoothcert.runtime.speed import accelerate, auto_batch_size
+from smoothcert.runtime.speed import accelerate
 
 BLOCK = 10  # the reference's DataLoader batch
 
@@ -167,10 +167,7 @@ def main() -> None:
         print(f"compiled copy: warm-up (compilation) {time.perf_counter() - start:.1f} s")
         arms["adaptive+compile"] = sequential(fast, largest)
         arms[f"R={args.target:g}+compile"] = sequential(fast, target)
-    model_name = read_config(args.checkpoint).get("model")
-    packed = SmoothedClassifier.from_checkpoint(args.checkpoint, device="cpu",
-                                                batch_size=auto_batch_size(model_name, torch.device("cpu")))
-    packed.base = accelerate(packed.base, compile="auto", channels_last="auto")
+    packed = smoothed_classifier(args.checkpoint, "cpu")  # the command line's speed defaults
     blocks: dict[str, Callable[[list[int]], list[tuple[float, float]]]] = {}
 
     def packed_block(options: Adaptive) -> Callable[[list[int]], list[tuple[float, float]]]:
