@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.stats import beta as beta_dist
+from scipy.stats import wilcoxon
 
 from smoothcert.certificates import delta
 from smoothcert.certificates.sequential import DEFAULTS, GroupSequentialCP, spend
@@ -101,6 +102,7 @@ class Setting:
     growth: float
     beta: float
     futility: str = "threshold"
+    last: float = 0.5  # the share of alpha kept for the last look (spend)
 
 
 def select(q: np.ndarray, n0: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -110,25 +112,25 @@ def select(q: np.ndarray, n0: int, rng: np.random.Generator) -> tuple[np.ndarray
 
 
 @cache
-def certified_table(first: int, growth: float) -> tuple[np.ndarray, list[np.ndarray], int]:
+def certified_table(first: int, growth: float, last: float) -> tuple[np.ndarray, list[np.ndarray], int]:
     """Looks, the radius each look's lower bound certifies at every count, and the cap."""
     looks = GroupSequentialCP(first, growth).looks(N_MAX)
-    alphas = spend(ALPHA, len(looks))
+    alphas = spend(ALPHA, len(looks), last)
     tables = [radius(cp_lower(np.arange(m + 1.0), m, a)) for m, a in zip(looks, alphas)]
     return looks, tables, int(max(t[-1] for t in tables))
 
 
 @cache
-def reachable_table(first: int, growth: float, level: float, futility: str) -> list[np.ndarray]:
+def reachable_table(first: int, growth: float, level: float, futility: str, last: float) -> list[np.ndarray]:
     """The radius still reachable after each look, at every count: the one its upper bound U at
     ``level`` passes (``threshold``) or the one the last look's bound would certify at the count
     U n_max (``final``)."""
     looks = GroupSequentialCP(first, growth).looks(N_MAX)
-    last = spend(ALPHA, len(looks))[-1]
+    final = spend(ALPHA, len(looks), last)[-1]
     uppers = [cp_upper(np.arange(m + 1.0), m, level) for m in looks]
     if futility == "threshold":
         return [radius(u) for u in uppers]
-    return [radius(cp_lower(np.floor(u * N_MAX), N_MAX, last)) for u in uppers]
+    return [radius(cp_lower(np.floor(u * N_MAX), N_MAX, final)) for u in uppers]
 
 
 def sequential(q: np.ndarray, s: Setting, target: float | None,
@@ -136,8 +138,8 @@ def sequential(q: np.ndarray, s: Setting, target: float | None,
     """Selected class, certified radius (-1: abstain) and samples (selection included) of
     sequential CERTIFY on images with class probabilities ``q`` (..., classes)."""
     chosen, p = select(q, s.n0, rng)
-    looks, certifies, cap = certified_table(s.first, s.growth)
-    reaches = reachable_table(s.first, s.growth, s.beta, s.futility)
+    looks, certifies, cap = certified_table(s.first, s.growth, s.last)
+    reaches = reachable_table(s.first, s.growth, s.beta, s.futility, s.last)
     count = np.zeros(p.shape, dtype=np.int64)
     certified = np.full(p.shape, -1)
     used = np.zeros(p.shape, dtype=np.int64)
@@ -179,6 +181,20 @@ def oracle(p: np.ndarray, needed: np.ndarray) -> np.ndarray:
     return out
 
 
+def paired(rad: np.ndarray, correct: np.ndarray, base: np.ndarray, base_correct: np.ndarray, images: int,
+           rng: np.random.Generator) -> tuple[float, float, float]:
+    """Percent of (run, image) pairs certified lower and higher than the fixed replay (-1 where not
+    certified correctly), and the percent of runs in which a two-sided Wilcoxon test (SciPy's default,
+    zero differences dropped) on ``images`` random digits finds the two apart at 0.05: the reference
+    comparison of bench_reference.py, simulated."""
+    a, b = np.where(correct, rad, -1), np.where(base_correct, base, -1)
+    rejected = []
+    for diff in a - b:
+        sample = rng.choice(diff, images, replace=False)
+        rejected.append(np.any(sample != 0) and wilcoxon(sample).pvalue <= 0.05)
+    return 100 * np.mean(a < b), 100 * np.mean(a > b), 100 * np.mean(rejected)
+
+
 def summary(rad: np.ndarray, correct: np.ndarray, radii: list[int]) -> tuple[float, np.ndarray]:
     """ACR and certified accuracy (%) at ``radii`` of (reps, images) radii."""
     good = np.where(correct & (rad >= 0), rad, -1)
@@ -202,6 +218,8 @@ def main() -> None:
     parser.add_argument("--growth", default="1.5,2,2.5,3,4")
     parser.add_argument("--beta", default="0.01,0.05,0.1,0.2,0.3,0.5")
     parser.add_argument("--futility", default="threshold,final")
+    parser.add_argument("--last", default="0.5", help="shares of alpha kept for the last look (spend)")
+    parser.add_argument("--images", type=int, default=40, help="digits per simulated Wilcoxon test against fixed n")
     parser.add_argument("--tolerance", type=float, default=0.005,
                         help="a setting may lose at most this much more than the old default (ACR/100 or accuracy)")
     parser.add_argument("--top", type=int, default=8, help="settings printed per question")
@@ -225,8 +243,8 @@ def main() -> None:
           f"max {runner_up.max():.3f}; shift {args.shift}")
     Q = np.broadcast_to(q, (args.reps, *q.shape))
     radii = list(range(12))
-    chosen, base_radius = fixed(Q, np.random.default_rng(0))
-    base_acr, base_acc = summary(base_radius, chosen == label, radii)
+    base_chosen, base_radius = fixed(Q, np.random.default_rng(0))
+    base_acr, base_acc = summary(base_radius, base_chosen == label, radii)
     expected_radius = radius(cp_lower(p * N_MAX, N_MAX, ALPHA))
     print(f"fixed n0=1000 n=10000: 11,000 samples, ACR {base_acr:.3f}, certified % r=0..11 "
           + " ".join(f"{a:.1f}" for a in base_acc))
@@ -235,9 +253,10 @@ def main() -> None:
         print(f"selection on n0={n0:4d}: another class than the top one in {100 * wrong.mean():.2f}% of runs "
               f"(images with p > tau_0: {100 * wrong[:, p > TAU[0]].mean():.2f}%)")
 
-    grid = [] if args.no_grid else [Setting(int(a), int(b), float(c), float(d), e) for a, b, c, d, e in itertools.product(
+    grid = [] if args.no_grid else [Setting(int(a), int(b), float(c), float(d), e, float(f))
+                                    for a, b, c, d, e, f in itertools.product(
         args.n0.split(","), args.first.split(","), args.growth.split(","), args.beta.split(","),
-        args.futility.split(","))]
+        args.futility.split(","), args.last.split(","))]
     for target in [None, *(float(t) for t in args.targets.split(","))]:
         name = "largest radius" if target is None else f"target radius {target:g}"
         need = np.where(top == label, expected_radius, -1)
@@ -246,7 +265,7 @@ def main() -> None:
         floor = oracle(p, need).mean()
         old = Setting(100, 100, 2.0, 0.2 if target is None else 0.05)
         new = DEFAULTS["largest" if target is None else "target"]
-        now = Setting(new["n0"], new["step"], new["growth"], new["beta"], new["futility"])
+        now = Setting(new["n0"], new["step"], new["growth"], new["beta"], new["futility"], new["last"])
         rows = []
         for s in [old, now, *grid]:
             chosen, rad, used = sequential(Q, s, target, np.random.default_rng(1))
@@ -255,13 +274,18 @@ def main() -> None:
                 loss = max(base_acr - acr, float(np.max(base_acc - acc)) / 100)  # worst of ACR and accuracy
             else:
                 loss = float(base_acc[int(target)] - acc[int(target)]) / 100
-            rows.append((s, used.mean(), np.median(used), acr, acc, loss))
+            moved = paired(rad, chosen == label, base_radius, base_chosen == label, min(args.images, len(p)),
+                           np.random.default_rng(3))
+            rows.append((s, used.mean(), np.median(used), acr, acc, loss, moved))
         ok = sorted((r for r in rows[2:] if r[5] <= max(rows[0][5], 0) + args.tolerance), key=lambda r: r[1])
         print(f"\n== {name}: oracle floor {floor:,.0f} samples/image (fixed n: 11,000, {11_000 / max(floor, 1):.0f}x it)")
-        print("n0 first growth beta futility | samples mean median | ACR | certified % r=0..11 | loss vs fixed | x floor")
-        for i, (s, mean, median, acr, acc, loss) in enumerate([*rows[:2], *ok[: args.top]]):
-            print(f"{s.n0:3d} {s.first:4d} {s.growth:4.2f} {s.beta:4.2f} {s.futility:9s} | {mean:7,.0f} {median:7,.0f} | "
-                  f"{acr:.3f} | " + " ".join(f"{a:.1f}" for a in acc) + f" | {loss:+.4f} | {mean / max(floor, 1):.1f}x"
+        print("n0 first growth beta futility last | samples mean median | ACR | certified % r=0..11 | loss vs fixed "
+              f"| x floor | lower / higher % than fixed | Wilcoxon p <= 0.05 on {args.images} digits")
+        for i, (s, mean, median, acr, acc, loss, moved) in enumerate([*rows[:2], *ok[: args.top]]):
+            print(f"{s.n0:3d} {s.first:4d} {s.growth:4.2f} {s.beta:4.2f} {s.futility:9s} {s.last:4.2f} | "
+                  f"{mean:7,.0f} {median:7,.0f} | {acr:.3f} | " + " ".join(f"{a:.1f}" for a in acc)
+                  + f" | {loss:+.4f} | {mean / max(floor, 1):.1f}x | "
+                  + (f"{moved[0]:.1f} / {moved[1]:.1f} | {moved[2]:.0f}%" if target is None else "- | -")
                   + {0: " (old default)", 1: " (default)"}.get(i, ""))
 
 if __name__ == "__main__":

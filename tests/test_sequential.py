@@ -67,7 +67,9 @@ P_GRID = np.linspace(0.02, 0.98, 49)
 
 
 @pytest.mark.parametrize("family, n_max", [(GroupSequentialCP(4, 2.0), 64), (GroupSequentialCP(5, 1.5), 90),
-                                           (GroupSequentialCP(3, 1.25), 80), (MixtureCS(1), 60), (MixtureCS(7), 120)])
+                                           (GroupSequentialCP(3, 1.25), 80), (GroupSequentialCP(5, 1.5, 0.8), 90),
+                                           (GroupSequentialCP(3, 1.25, 0.95), 80), (MixtureCS(1), 60),
+                                           (MixtureCS(7), 120), (MixtureCS(7, 0.8), 120)])
 @pytest.mark.parametrize("alpha", [0.05, 0.2])
 def test_bounds_cover_exactly(family, n_max, alpha):
     worst = worst_crossing(family, n_max, alpha, P_GRID)
@@ -82,7 +84,10 @@ def test_the_dynamic_program_catches_a_scheme_that_does_not_spend_alpha():
 
 def test_spending_sums_to_alpha_and_looks_end_at_n_max():
     for looks in (1, 2, 7):
-        assert spend(0.05, looks).sum() == pytest.approx(0.05)
+        for last in (0.5, 0.8):
+            levels = spend(0.05, looks, last)
+            assert levels.sum() == pytest.approx(0.05)
+            assert levels[-1] == pytest.approx(0.05 if looks == 1 else 0.05 * last)
     looks = GroupSequentialCP(100, 2.0).looks(10_000)
     assert looks[0] == 100 and looks[-1] == 10_000 and np.all(np.diff(looks) > 0)
     assert list(MixtureCS(300).looks(1000)) == [300, 600, 900, 1000]
@@ -143,7 +148,8 @@ def test_table_radius_is_corollary_1():
 OLD_DEFAULTS = {"step": 100, "growth": 2.0, "futility": "threshold"}  # the defaults before issue 35
 OPTIONS = [Adaptive(), Adaptive(bound="anytime"), Adaptive(radius=4), Adaptive(bound="anytime", radius=4),
            Adaptive(beta=0.2, **OLD_DEFAULTS), Adaptive(radius=4, beta=0.05, **OLD_DEFAULTS),
-           Adaptive(beta=0.5, step=10, growth=1.25), Adaptive(radius=4, beta=0.5, step=10, growth=1.25)]
+           Adaptive(beta=0.5, step=10, growth=1.25), Adaptive(radius=4, beta=0.5, step=10, growth=1.25),
+           Adaptive(beta=0.5, step=10, growth=1.25, last=0.95)]
 
 
 @pytest.mark.parametrize("case", range(len(OPTIONS)))
@@ -182,7 +188,7 @@ def test_unset_options_come_from_the_defaults_or_a_resumed_log():
     assert Adaptive(step=7).settled().step == 7  # a chosen option stays
     old = {"scheme": "adaptive", "bound": "looks", "radius": None, "beta": 0.2, "step": 50, "growth": 2.0}
     resumed = Adaptive().settled(old)
-    assert (resumed.beta, resumed.step, resumed.growth, resumed.futility) == (0.2, 50, 2.0, "threshold")
+    assert (resumed.beta, resumed.step, resumed.growth, resumed.futility, resumed.last) == (0.2, 50, 2.0, "threshold", 0.5)
     assert {"scheme": "adaptive", **resumed.record()} == old  # the recorded settings compare equal
     assert Adaptive(radius=4).settled(old) == Adaptive(radius=4).settled()  # another question: the defaults
     predict = Adaptive().settled(predict=True)  # PREDICT keeps its schedule (the attacks query it)
@@ -227,7 +233,7 @@ def test_cap_stop_for_a_classifier_that_never_errs():
     cap = cor1(1.0)
     assert cap == 11  # tau_12 > 1 for d = 784, k = 45
     assert cert.predict == 3 and cert.radius == cap and cert.count == cert.n
-    assert cert.n < 1000  # four looks (100, 150, 225, 338) instead of 10,000 samples
+    assert cert.n < 1000  # five looks (100, 150, 225, 338, 506) instead of 10,000 samples
 
 
 def test_futility_stops_when_no_larger_radius_is_reachable():
@@ -285,7 +291,7 @@ def test_predict_decision_is_what_sequential_predict_returned():
 
 
 @pytest.mark.parametrize("bad", [dict(bound="nope"), dict(beta=0.0), dict(radius=-1.0), dict(step=0), dict(growth=1.0),
-                                 dict(futility="never")])
+                                 dict(futility="never"), dict(last=1.0), dict(last=0)])
 def test_bad_options_are_refused_by_their_own_name(bad):
     (name,) = bad
     with pytest.raises(ValueError, match=name):

@@ -8,14 +8,15 @@ pure numpy/scipy; :class:`smoothcert.classifiers.SmoothedClassifier` feeds the p
 Two kinds of time-uniform lower (and upper) bounds on a Bernoulli mean p:
 
 * :class:`GroupSequentialCP` -- Clopper-Pearson at a fixed schedule of looks ``n_1 < ... < n_J``,
-  with ``alpha`` spent across the looks (``alpha_j``, summing to ``alpha``). Each look's bound is an
+  with ``alpha`` spent across the looks (``alpha_j``, summing to ``alpha``: a share ``last`` of it
+  at the last look, the rest evenly over the others). Each look's bound is an
   exact one-sided ``1 - alpha_j`` bound for its fixed sample size, so by the union bound
   ``P(some L_j > p) <= sum_j alpha_j = alpha``; stopping early only skips looks.
 * :class:`MixtureCS` -- the Beta(1/2, 1/2) mixture confidence sequence, checked after every batch:
   for each fixed p, ``M_t(p) = int q^S (1-q)^(t-S) dBeta(q; 1/2, 1/2) / (p^S (1-p)^(t-S))`` is a
   nonnegative martingale with mean 1 under Bernoulli(p), so by Ville's inequality
   ``P(exists t: M_t(p) >= 1/a) <= a``; the bound is the set of p with ``M_t(p) < 1/a``. It is
-  spent at ``alpha / 2`` and a plain Clopper-Pearson bound at ``alpha / 2`` is added at
+  spent at ``(1 - last) alpha`` and a plain Clopper-Pearson bound at ``last * alpha`` is added at
   ``n_max`` (union bound again), so a run that uses all samples loses little against fixed n.
 
 Upper bounds only decide when further sampling is futile: the one-sided Clopper-Pearson upper
@@ -38,7 +39,7 @@ from scipy.optimize import brentq
 from scipy.special import betainc, betaln
 from scipy.stats import binomtest
 
-from .checks import check_alpha, check_integer
+from .checks import ArgumentError, check_alpha, check_integer
 from .statistics import clopper_pearson_lower, clopper_pearson_upper
 
 ABSTAIN = -1
@@ -83,28 +84,39 @@ def mixture_upper(count: int, n: int, alpha: float) -> float:
     return 1.0 - mixture_lower(n - count, n, alpha)
 
 
-def spend(alpha: float, looks: int) -> np.ndarray:
-    """Per-look levels of :class:`GroupSequentialCP`: half of ``alpha`` spread evenly over the
-    interim looks and half kept for the last one (all of it when there is a single look)."""
+def check_last(last: float) -> float:
+    """The share of ``alpha`` kept for the last look, in (0, 1)."""
+    if not (isinstance(last, (int, float)) and 0 < last < 1):
+        raise ArgumentError("last", last, "{name} (the share of alpha kept for the last look) must be in (0, 1), "
+                            "got {value}")
+    return float(last)
+
+
+def spend(alpha: float, looks: int, last: float = 0.5) -> np.ndarray:
+    """Per-look levels of :class:`GroupSequentialCP`: ``last * alpha`` kept for the last look and
+    the rest spread evenly over the interim looks (all of ``alpha`` when there is a single look).
+    They sum to ``alpha``, which is all the union bound needs."""
     a = check_alpha(alpha)
-    looks = check_integer(looks, "looks", 1)
+    looks, last = check_integer(looks, "looks", 1), check_last(last)
     if looks == 1:
         return np.array([a])
-    return np.array([a / (2 * (looks - 1))] * (looks - 1) + [a / 2])
+    return np.array([a * (1 - last) / (looks - 1)] * (looks - 1) + [a * last])
 
 
 @dataclass(frozen=True)
 class GroupSequentialCP:
     """Clopper-Pearson at looks ``first, first * growth, ...`` ending exactly at ``n_max``, with
-    ``alpha`` spent by :func:`spend`."""
+    ``alpha`` spent by :func:`spend` (``last``: the last look's share)."""
 
     first: int = 100
     growth: float = 2.0
+    last: float = 0.5
 
     def __post_init__(self) -> None:
         check_integer(self.first, "first", 1)
         if not self.growth > 1:
             raise ValueError(f"growth must be > 1, got {self.growth}")
+        check_last(self.last)
 
     def looks(self, n_max: int) -> np.ndarray:
         n_max = check_integer(n_max, "n_max", 1)
@@ -117,27 +129,29 @@ class GroupSequentialCP:
         return np.array([*looks, n_max], dtype=np.int64)
 
     def lower(self, count: int, n: int, look: int, looks: int, alpha: float) -> float:
-        return float(clopper_pearson_lower(count, n, spend(alpha, looks)[look]))
+        return float(clopper_pearson_lower(count, n, spend(alpha, looks, self.last)[look]))
 
 
 @dataclass(frozen=True)
 class MixtureCS:
-    """The Beta(1/2, 1/2) mixture confidence sequence at ``alpha / 2`` after every ``step``
-    samples, joined by Clopper-Pearson at ``alpha / 2`` at the last look (``n_max``)."""
+    """The Beta(1/2, 1/2) mixture confidence sequence at ``(1 - last) alpha`` after every ``step``
+    samples, joined by Clopper-Pearson at ``last * alpha`` at the last look (``n_max``)."""
 
     step: int = 100
+    last: float = 0.5
 
     def __post_init__(self) -> None:
         check_integer(self.step, "step", 1)
+        check_last(self.last)
 
     def looks(self, n_max: int) -> np.ndarray:
         n_max = check_integer(n_max, "n_max", 1)
         return np.unique(np.minimum(np.arange(1, -(-n_max // self.step) + 1) * self.step, n_max))
 
     def lower(self, count: int, n: int, look: int, looks: int, alpha: float) -> float:
-        bound = mixture_lower(count, n, alpha / 2)
+        bound = mixture_lower(count, n, alpha * (1 - self.last))
         if look == looks - 1:
-            bound = max(bound, float(clopper_pearson_lower(count, n, alpha / 2)))
+            bound = max(bound, float(clopper_pearson_lower(count, n, alpha * self.last)))
         return bound
 
 
@@ -154,15 +168,15 @@ when U is below the radius's threshold; ``final``, when even the last look's low
 count U n_max (every later sample at the rate U) would not certify it."""
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "largest": {"n0": 100, "beta": 0.1, "step": 100, "growth": 1.5, "futility": "final"},
-    "target": {"n0": 30, "beta": 0.02, "step": 50, "growth": 1.25, "futility": "final"},
-    "predict": {"beta": 0.2, "step": 100, "growth": 2.0, "futility": "threshold"},
+    "largest": {"n0": 100, "beta": 0.1, "step": 100, "growth": 1.5, "futility": "final", "last": 0.8},
+    "target": {"n0": 30, "beta": 0.02, "step": 50, "growth": 1.25, "futility": "final", "last": 0.5},
+    "predict": {"beta": 0.2, "step": 100, "growth": 2.0, "futility": "threshold", "last": 0.5},
 }
 """The options an :class:`Adaptive` leaves unset, per question (largest radius, a target radius,
 PREDICT), and CERTIFY's selection samples ``n0``: chosen by simulating sequential CERTIFY on the
 demo model's vote shares (``benchmarks/simulate_adaptive.py``, BENCHMARKS.md)."""
 
-LEGACY = {"futility": "threshold"}
+LEGACY = {"futility": "threshold", "last": 0.5}
 """Options added after logs were first written, at the value that behaves as before they existed:
 a log that does not record one was written with this value, and it is recorded only when it differs."""
 
@@ -176,7 +190,9 @@ class Adaptive:
     "is the image certified at R?" and stops as soon as that is decided. ``beta``: level of the
     futility (upper) bound at each look and ``futility`` its rule (:data:`FUTILITY`), power only.
     ``step``: the batch after which the bounds are checked (``anytime``) or the first look
-    (``looks``, which then grows by ``growth``). Unset options take the question's
+    (``looks``, which then grows by ``growth``). ``last``: the share of ``alpha`` kept for the
+    last look (validity holds at any share; a larger one certifies more when all samples are
+    needed, a smaller one stops earlier). Unset options take the question's
     :data:`DEFAULTS`, or the ones a resumed log recorded.
     """
 
@@ -186,6 +202,7 @@ class Adaptive:
     step: int | None = None
     growth: float | None = None
     futility: str | None = None
+    last: float | None = None
 
     def __post_init__(self) -> None:
         if self.bound not in BOUNDS:
@@ -196,6 +213,8 @@ class Adaptive:
             check_alpha(self.beta, "beta")
         if self.step is not None:
             check_integer(self.step, "step", 1)
+        if self.last is not None:
+            check_last(self.last)
         if self.radius is not None and not (math.isfinite(self.radius) and self.radius >= 0):
             raise ValueError(f"the target radius must be a finite number >= 0, got {self.radius!r}")
         self.settled().family()  # validates step and growth
@@ -211,7 +230,7 @@ class Adaptive:
         same = isinstance(recorded, Mapping) and recorded.get("bound") == self.bound and \
             recorded.get("radius") == self.radius
         source = {**LEGACY, **recorded} if same else DEFAULTS[self.question(predict)]
-        unset = {f: source[f] for f in ("beta", "step", "growth", "futility") if getattr(self, f) is None}
+        unset = {f: source[f] for f in ("beta", "step", "growth", "futility", "last") if getattr(self, f) is None}
         return replace(self, **unset) if unset else self
 
     def record(self) -> dict[str, Any]:
@@ -225,8 +244,8 @@ class Adaptive:
     def family(self) -> GroupSequentialCP | MixtureCS:
         options = self.settled()
         if self.bound == "looks":
-            return GroupSequentialCP(options.step, options.growth)
-        return MixtureCS(options.step)
+            return GroupSequentialCP(options.step, options.growth, options.last)
+        return MixtureCS(options.step, options.last)
 
 
 @dataclass(frozen=True)
