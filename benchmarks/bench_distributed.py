@@ -96,7 +96,8 @@ def throughput(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
 
 def compiled_speed(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    smoothed = SmoothedClassifier.from_checkpoint(args.checkpoint, batch_size=1000, device="cpu")
+    smoothed = SmoothedClassifier.from_checkpoint(args.checkpoint, batch_size=1000, device="cpu",
+                                                  compile="off", channels_last="off")  # the variants wrap the eager model
     eager = smoothed.base
     variants = {"eager": eager, "channels-last": Accelerated(copy.deepcopy(eager), channels_last=True),
                 "compile": Accelerated(copy.deepcopy(eager), compile=True),

@@ -13,13 +13,16 @@ elsewhere) is the reference's.
 One run alternates blocks of 10 digits (the order of the arms rotates per block, so load from
 other jobs falls on every arm alike) and compares, per digit:
 
-* (a) largest radius: reference (n0 = 1,000, n = 10,000) vs ``certify(..., sampling="adaptive")``;
+* (a) largest radius: reference (n0 = 1,000, n = 10,000) vs ``certify(..., sampling="adaptive")``
+  called per digit on ``SmoothedClassifier.from_checkpoint``, whose defaults are the command
+  line's speed defaults (the measured batch size, channels-last and compile ``"auto"``);
 * (b) target radius R: the same reference run vs ``Adaptive(radius=R)``;
-* with ``--compile``, (a) and (b) again on a compiled, channels-last copy of the model
-  (:func:`smoothcert.runtime.speed.accelerate`, compiled on warm-up batches first, its time reported apart);
-* ``packed``: (a) and (b) with the command line's speed defaults (the measured batch size,
-  channels-last and compile ``"auto"``) and each block of 10 digits certified in one packed call
+* with ``--compile``, (a) and (b) again with compilation on (``compile="on"``, compiled on
+  warm-up batches first, its time reported apart);
+* ``packed``: (a) and (b) with each block of 10 digits certified in one packed call
   (``certify(images, ..., seed=0, indices=...)``), which gives the same certificates per digit.
+
+The reference runs the checkpoint's model as it is (eager, float32, its own batches).
 
 Radii are compared in one convention: -1 where the digit is not certified correctly (wrong class
 or abstain, p_lower <= 1/2), else the certified L0 radius.
@@ -42,11 +45,10 @@ from statsmodels.stats.proportion import proportion_confint
 from torch import nn
 
 from smoothcert.certificates.sequential import Adaptive
+from smoothcert.checkpoint import load_checkpoint
 from smoothcert.classifiers.smoothed import SmoothedClassifier
 from smoothcert.data import load_dataset
-from smoothcert.reproductions.common import smoothed_classifier
 from smoothcert.runtime.seeding import generator
-from smoothcert.runtime.speed import accelerate
 
 BLOCK = 10  # the reference's DataLoader batch
 
@@ -143,6 +145,7 @@ def main() -> None:
     torch.manual_seed(0)
     data = load_dataset("mnist5k", "test")
     smoothed = SmoothedClassifier.from_checkpoint(args.checkpoint, device="cpu")
+    model = load_checkpoint(args.checkpoint)[0].eval()  # the reference's: the model as it is
     k = smoothed.noise.k
     arms: dict[str, Callable[[int], tuple[float, float]]] = {}
 
@@ -158,8 +161,7 @@ def main() -> None:
     largest, target = Adaptive(), Adaptive(radius=args.target)
     arms["adaptive"], arms[f"R={args.target:g}"] = sequential(smoothed, largest), sequential(smoothed, target)
     if args.compile:
-        fast = SmoothedClassifier.from_checkpoint(args.checkpoint, device="cpu")
-        fast.base = accelerate(fast.base, compile=True, channels_last=True)
+        fast = SmoothedClassifier.from_checkpoint(args.checkpoint, device="cpu", compile="on")
         start = time.perf_counter()
         with torch.inference_mode():  # compile a dynamic-shape graph and the batch-of-1 one before timing
             for size in (1000, 100, 37, 1):
@@ -167,14 +169,13 @@ def main() -> None:
         print(f"compiled copy: warm-up (compilation) {time.perf_counter() - start:.1f} s")
         arms["adaptive+compile"] = sequential(fast, largest)
         arms[f"R={args.target:g}+compile"] = sequential(fast, target)
-    packed = smoothed_classifier(args.checkpoint, "cpu")  # the command line's speed defaults
     blocks: dict[str, Callable[[list[int]], list[tuple[float, float]]]] = {}
 
     def packed_block(options: Adaptive) -> Callable[[list[int]], list[tuple[float, float]]]:
         n0 = options.default_n0() if args.adaptive_n0 is None else args.adaptive_n0
 
         def run(idx: list[int]) -> list[tuple[float, float]]:
-            certs = packed.certify(data.x[idx], n0, args.n, args.alpha, sampling=options, seed=0, indices=idx)
+            certs = smoothed.certify(data.x[idx], n0, args.n, args.alpha, sampling=options, seed=0, indices=idx)
             return [((c.radius if c.predict == int(data.y[i]) and not math.isnan(c.radius) else -1.0), c.n + n0)
                     for i, c in zip(idx, certs)]
         return run
@@ -191,7 +192,7 @@ def main() -> None:
         for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
             if name == "reference":
-                got, p_lower = reference_certify(data.x[idx], data.y[idx], smoothed.base, args.alpha, k, args.n0, args.n)
+                got, p_lower = reference_certify(data.x[idx], data.y[idx], model, args.alpha, k, args.n0, args.n)
                 radii[name][idx] = np.where((got >= 0) & (p_lower > 0.5), got, -1)
             elif name in blocks:
                 results = blocks[name](idx)

@@ -53,12 +53,16 @@ ATTACK_PASSES = 60
 n = 1,000 fixed ablations that keep the pixel a Pointwise query changes, which its oracle re-evaluates."""
 
 
+EAGER = {"compile": "off", "channels_last": "off"}
+"""The variants are applied to the eager model, so the classifier is built without its speed defaults."""
+
+
 def classifier(checkpoint: str | None, batch_size: int) -> SmoothedClassifier:
     if checkpoint:
-        return SmoothedClassifier.from_checkpoint(checkpoint, batch_size=batch_size, device="cpu")
+        return SmoothedClassifier.from_checkpoint(checkpoint, batch_size=batch_size, device="cpu", **EAGER)
     torch.manual_seed(0)
     return SmoothedClassifier(build_model("mnist_cnn", 2, 10), make_noise("ablation", k=45), 10,
-                              batch_size=batch_size, device="cpu")
+                              batch_size=batch_size, device="cpu", **EAGER)
 
 
 def certify_workload(smoothed: SmoothedClassifier) -> tuple[float, int]:

@@ -6,7 +6,6 @@ import torch
 from smoothcert.classifiers import Certificate, SmoothedClassifier
 from smoothcert.cli import main
 from smoothcert.data import load_dataset
-from smoothcert.runtime.speed import accelerate
 
 
 def _rows(path):
@@ -15,21 +14,21 @@ def _rows(path):
 
 
 @pytest.mark.parametrize("sampling, sizes, speed", [
-    ("fixed", ["--n0", "40", "--n", "500"], "auto"),  # the CLI's default speed-ups, mirrored by accelerate below
-    ("adaptive", ["--n0", "40", "--n", "3000"], "off"),
+    ("fixed", ["--n0", "40", "--n", "500"], {}),  # the speed defaults of both: measured batch size, channels-last
+    ("adaptive", ["--n0", "40", "--n", "3000"], {"batch_size": 200, "compile": "off", "channels_last": "off"}),
 ])
 def test_packed_certify_and_predict_give_the_runners_rows(tiny_checkpoint, tmp_path, sampling, sizes, speed):
     data, model = tiny_checkpoint
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in speed.items()]
     common = ["--checkpoint", str(model), "--dataset", data, "--sampling", sampling, "--skip", "2", "--seed", "3",
-              "--batch-size", "200", "--device", "cpu", "--quiet", "--compile", speed, "--channels-last", speed]
+              "--device", "cpu", "--quiet", *flags]
     assert main(["certify", *common, *sizes, "--out", str(tmp_path / "c.tsv")]) == 0
     assert main(["predict", *common, *sizes[2:], "--out", str(tmp_path / "p.tsv")]) == 0
     certified, predicted = _rows(tmp_path / "c.tsv"), _rows(tmp_path / "p.tsv")
     indices = [int(row["idx"]) for row in certified]
     assert indices == list(range(0, 24, 2))
 
-    smoothed = SmoothedClassifier.from_checkpoint(model, batch_size=200, device="cpu")
-    smoothed.base = accelerate(smoothed.base, compile=speed, channels_last=speed)
+    smoothed = SmoothedClassifier.from_checkpoint(model, device="cpu", **speed)
     images = load_dataset(data, "test").x[indices]
     n0, n = int(sizes[1]), int(sizes[3])
     certs = smoothed.certify(images, n0, n, 0.05, sampling=sampling, seed=3, indices=indices)

@@ -139,3 +139,20 @@ def test_attack_oracles_get_the_measured_defaults(tiny_checkpoint):
     assert isinstance(smoothed.base, Accelerated) and smoothed.base.channels_last
     smoothed = oracle_factory(model, device="cpu", batch_size=1000, compile="off", channels_last="off")[0](0).smoothed
     assert smoothed.batch_size == 1000 and not isinstance(smoothed.base, Accelerated)
+
+
+def test_a_classifier_built_in_python_gets_the_command_lines_speed_defaults(tiny_checkpoint):
+    from smoothcert.classifiers import SmoothedClassifier, load_classifier
+    from smoothcert.noises import Ablation
+
+    _, model = tiny_checkpoint  # an mnist_cnn
+    for smoothed in (SmoothedClassifier.from_checkpoint(model, device="cpu"), load_classifier(model, device="cpu")):
+        assert smoothed.batch_size == speed.BATCH_SIZES["mnist_cnn", "cpu"]
+        assert isinstance(smoothed.base, Accelerated) and smoothed.base.channels_last
+    plain = SmoothedClassifier.from_checkpoint(model, device="cpu", batch_size=1000, compile="off", channels_last="off")
+    assert plain.batch_size == 1000 and not isinstance(plain.base, Accelerated)
+    unknown = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(128, 10))  # no measurements: as it is, 1,000
+    smoothed = SmoothedClassifier(unknown, Ablation(16), 10, device="cpu")
+    assert smoothed.base is unknown and smoothed.batch_size == 1000
+    with pytest.raises(ValueError, match="--compile"):
+        SmoothedClassifier(unknown, Ablation(16), 10, device="cpu", compile="sometimes")

@@ -34,8 +34,7 @@ from ..certificates import ArgumentError
 from ..checkpoint import read_config
 from ..classifiers import Sampling, SmoothedClassifier, load_classifier
 from ..classifiers.checks import check_sampling
-from ..runtime.seeding import resolve_device
-from ..runtime.speed import Switch, accelerate, auto_batch_size
+from ..runtime.speed import Switch
 from .base import AttackResult, l0_pixels
 from .oracles import DeterministicOracle, ModelOracle, Oracle, SmoothedOracle
 from .patch import PatchAttack
@@ -70,13 +69,12 @@ def oracle_factory(
     by (seed, idx). ``n`` (default 1000), ``alpha`` (0.05) and ``sampling`` (fixed) are PREDICT's:
     checked by :func:`check_sampling` for a smoothed classifier, refused when given for the others.
     All the oracles share one base classifier, accelerated by ``compile`` and ``channels_last``
-    (:func:`~smoothcert.runtime.speed.accelerate`: ``"auto"`` turns each on once the queries have
-    done the evaluations that repay it, for models measured to gain); ``batch_size`` None is
-    :func:`~smoothcert.runtime.speed.auto_batch_size`."""
+    (:func:`~smoothcert.classifiers.base.prepare_base`: ``"auto"`` turns each on once the queries
+    have done the evaluations that repay it, for models measured to gain; ``batch_size`` None is the
+    fastest measured)."""
     config = read_config(checkpoint)
-    device = resolve_device(device)
-    batch_size = auto_batch_size(config.get("model"), device) if batch_size is None else batch_size
-    classifier = load_classifier(checkpoint, batch_size=batch_size, device=device, vote=vote, theta=theta)
+    classifier = load_classifier(checkpoint, batch_size=batch_size, device=device, vote=vote, theta=theta,
+                                 compile=compile, channels_last=channels_last)
     if isinstance(classifier, SmoothedClassifier):
         _, n, alpha, sampling = check_sampling(classifier, "predict", tuple(config["image_size"]),
                                                n=1000 if n is None else n, alpha=alpha,
@@ -87,7 +85,6 @@ def oracle_factory(
             if value is not None:
                 raise ArgumentError(name, value, "{name} {value}: " + f"attacks query {what} of a checkpoint "
                                     f"trained with --noise {classifier.noise.kind}, which samples nothing: drop {{name}}")
-    classifier.base = accelerate(classifier.base, compile=compile, channels_last=channels_last)
     query = {"n": n, "alpha": alpha, "fixed": fixed, "n_check": n_check, "sampling": sampling}
     return (lambda idx: ORACLES[classifier.kind](classifier, (seed, idx), **query)), config
 

@@ -27,11 +27,14 @@ KINDS: dict[str, type] = {"smoothed": SmoothedClassifier, "deterministic": Deter
                           "model": Undefended}
 """The classifier of each noise's ``classifier`` kind."""
 
+SPEED = ("batch_size", "device", "compile", "channels_last", "amp")
+"""What every kind takes: where and how fast its base model runs (:func:`.base.prepare_base`)."""
+
 OPTIONS: dict[type, tuple[str, ...]] = {
-    SmoothedClassifier: ("denoiser", "certificate", "batch_size", "device"),
-    DenoisedClassifier: ("denoiser", "certificate", "batch_size", "device"),
-    DeterministicClassifier: ("vote", "theta", "patch", "batch_size", "device"),
-    Undefended: ("denoiser", "batch_size", "device"),
+    SmoothedClassifier: ("denoiser", "certificate", *SPEED),
+    DenoisedClassifier: ("denoiser", "certificate", *SPEED),
+    DeterministicClassifier: ("vote", "theta", "patch", *SPEED),
+    Undefended: ("denoiser", *SPEED),
 }
 """The keyword arguments each kind takes from :func:`load_classifier` (a ``denoiser`` turns a
 smoothed or undefended checkpoint into a :class:`DenoisedClassifier`)."""
@@ -42,8 +45,8 @@ def load_classifier(checkpoint: str | Path, denoiser: str | Path | None = None, 
     ``denoiser`` checkpoint: the denoised classifier of the two).
 
     ``options`` are the classifier's keyword arguments (``certificate``, ``batch_size``,
-    ``device``; ``vote``, ``theta``, ``patch`` for deterministic noises); ``None`` values mean the
-    default. An option the kind does not take is a ValueError naming its flag, never ignored.
+    ``device``, ``compile``, ``channels_last``, ``amp``; ``vote``, ``theta``, ``patch`` for
+    deterministic noises); ``None`` values mean the default. An option the kind does not take is a ValueError naming its flag, never ignored.
     """
     noise = noise_from_config(read_config(checkpoint)["noise"])
     given = {key: value for key, value in {**options, "denoiser": denoiser}.items() if value is not None}

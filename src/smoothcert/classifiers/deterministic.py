@@ -23,8 +23,8 @@ from torch import nn
 from ..certificates import check_count, top_two
 from ..checkpoint import load_checkpoint
 from ..noises import Noise, ablate, noise_from_config
-from ..runtime.seeding import resolve_device
-from .base import Certificate, check_image
+from ..runtime.speed import Switch
+from .base import Certificate, check_image, prepare_base
 
 VOTES = ("argmax", "threshold")
 
@@ -36,7 +36,9 @@ class DeterministicClassifier:
     the noise's paper default (threshold 0.2 for bands and blocks, argmax for partitions). For band
     noises ``patch=M`` certifies M x M patches (radius M if certified, else 0); ``patch=None``
     reports the largest certified patch side. For a partition the radius is the L0 radius.
-    ``batch_size`` bounds the copies per forward pass.
+    ``batch_size`` (None: the fastest measured for the model) bounds how many copies go through the
+    model at once (memory cap); ``compile``, ``channels_last`` (``"auto"``, ``"on"``, ``"off"``) and
+    ``amp`` accelerate it (:func:`~smoothcert.classifiers.base.prepare_base`).
     """
 
     kind: ClassVar[str] = "deterministic"
@@ -52,8 +54,11 @@ class DeterministicClassifier:
         vote: str | None = None,
         theta: float = 0.2,
         patch: int | None = None,
-        batch_size: int = 1000,
+        batch_size: int | None = None,
         device: str | torch.device = "auto",
+        compile: Switch = "auto",
+        channels_last: Switch = "auto",
+        amp: str | None = None,
     ) -> None:
         if noise.classifier != "deterministic":
             raise ValueError(f"a deterministic classifier needs a deterministic noise (columns, blocks, partition), "
@@ -68,9 +73,8 @@ class DeterministicClassifier:
                 raise ValueError(f"--patch certifies column/block smoothing; {noise.kind} noise certifies L0 radii")
             check_count("patch", patch)
         self.num_classes = check_count("num_classes", num_classes)
-        self.batch_size = check_count("batch_size", batch_size)
-        self.device = resolve_device(device)
-        self.base = base.to(self.device).eval()
+        self.base, self.device, self.batch_size = prepare_base(base, device, batch_size, compile=compile,
+                                                               channels_last=channels_last, amp=amp)
         self.noise, self.vote, self.theta, self.patch = noise, vote, float(theta), patch
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.keep = noise.keep_masks(*self.image_size, device=self.device)

@@ -32,8 +32,8 @@ from ..certificates.sequential import predict_steps as sequential_predict
 from ..checkpoint import load_checkpoint
 from ..noises import Noise, noise_from_config
 from ..runtime import seeding
-from ..runtime.seeding import resolve_device
-from .base import Certificate, Steps, T, check_image, run_packed
+from ..runtime.speed import Switch
+from .base import Certificate, Steps, T, check_image, prepare_base, run_packed
 
 SAMPLINGS = ("adaptive", "fixed")
 Sampling = str | Adaptive
@@ -45,7 +45,9 @@ Images = torch.Tensor | Sequence[torch.Tensor]
 class SmoothedClassifier:
     """A base classifier ``base`` smoothed by ``noise``.
 
-    ``batch_size`` bounds how many noisy copies go through the model at once (memory cap);
+    ``batch_size`` (None: the fastest measured for the model) bounds how many noisy copies go through the
+    model at once (memory cap); ``compile``, ``channels_last`` (``"auto"``, ``"on"``, ``"off"``) and
+    ``amp`` accelerate it (:func:`~smoothcert.classifiers.base.prepare_base`).
     ``certificate`` names the certificate the noise computes (ablation: ``cor1``, ``cor2``, ``jia``;
     Gaussian: ``cohen``, ``two-class``); ``None`` takes the noise's first, the papers' choice.
 
@@ -69,13 +71,15 @@ class SmoothedClassifier:
         num_classes: int,
         *,
         certificate: str | None = None,
-        batch_size: int = 1000,
+        batch_size: int | None = None,
         device: str | torch.device = "auto",
+        compile: Switch = "auto",
+        channels_last: Switch = "auto",
+        amp: str | None = None,
     ) -> None:
         self.num_classes = check_count("num_classes", num_classes)
-        self.batch_size = check_count("batch_size", batch_size)
-        self.device = resolve_device(device)
-        self.base = base.to(self.device).eval()
+        self.base, self.device, self.batch_size = prepare_base(base, device, batch_size, compile=compile,
+                                                               channels_last=channels_last, amp=amp)
         self.noise = noise
         if getattr(noise, "per_batch", False):
             raise ValueError("certification needs an independent noise draw per sample: use per_batch=False")

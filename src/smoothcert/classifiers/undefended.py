@@ -12,21 +12,26 @@ from torch import nn
 from ..certificates import check_count
 from ..checkpoint import load_checkpoint
 from ..noises import Noise, noise_from_config
-from ..runtime.seeding import resolve_device
+from ..runtime.speed import Switch
+from .base import prepare_base
 
 
 class Undefended:
-    """The model ``base`` as it is: its prediction is the argmax of its logits."""
+    """The model ``base`` as it is: its prediction is the argmax of its logits.
+
+    ``batch_size`` (None: the fastest measured for the model) bounds how many copies go through the
+    model at once (memory cap); ``compile``, ``channels_last`` (``"auto"``, ``"on"``, ``"off"``) and
+    ``amp`` accelerate it (:func:`~smoothcert.classifiers.base.prepare_base`)."""
 
     kind: ClassVar[str] = "model"
     certified: ClassVar[str] = "has no certificate"
 
-    def __init__(self, base: nn.Module, noise: Noise, num_classes: int, *, batch_size: int = 1000,
-                 device: str | torch.device = "auto") -> None:
+    def __init__(self, base: nn.Module, noise: Noise, num_classes: int, *, batch_size: int | None = None,
+                 device: str | torch.device = "auto", compile: Switch = "auto", channels_last: Switch = "auto",
+                 amp: str | None = None) -> None:
         self.num_classes = check_count("num_classes", num_classes)
-        self.batch_size = check_count("batch_size", batch_size)
-        self.device = resolve_device(device)
-        self.base = base.to(self.device).eval()
+        self.base, self.device, self.batch_size = prepare_base(base, device, batch_size, compile=compile,
+                                                               channels_last=channels_last, amp=amp)
         self.noise = noise
 
     @classmethod

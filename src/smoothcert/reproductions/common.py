@@ -13,8 +13,6 @@ from ..data import load_dataset
 from ..reports import RunLog, plot_certified_accuracy, read_log
 from ..runner import run_dataset
 from ..runner.jobs import run_settings
-from ..runtime.seeding import resolve_device
-from ..runtime.speed import accelerate, auto_batch_size
 from ..training import Method, get_recipe, train_classifier
 
 # the command-line flag of each count the reproductions check (their messages name what the user typed)
@@ -69,23 +67,13 @@ def train_and_certify(
                               device=device, progress=progress, predict=predict)
 
 
-def smoothed_classifier(model_dir: Path, device: str = "auto") -> SmoothedClassifier:
-    """The smoothed classifier of the checkpoint ``model_dir`` with the command line's speed defaults:
-    the measured batch size, channels-last and compile ``"auto"`` (:mod:`smoothcert.runtime.speed`)."""
-    resolved = resolve_device(device)
-    smoothed = SmoothedClassifier.from_checkpoint(
-        model_dir, device=resolved, batch_size=auto_batch_size(read_config(model_dir).get("model"), resolved))
-    smoothed.base = accelerate(smoothed.base, compile="auto", channels_last="auto")
-    return smoothed
-
-
 def certify_checkpoint(
     model_dir: Path, run_dir: Path, *, max_images: int = 100, n0: int = 1000, n: int = 10_000, alpha: float = 0.05,
     seed: int = 0, device: str = "auto", progress: bool = True, predict: bool = False,
 ) -> Path:
     """The certify (and predict) half of :func:`train_and_certify` for a finished checkpoint
     ``model_dir``: logs go to ``run_dir``, never into the checkpoint."""
-    smoothed = smoothed_classifier(model_dir, device)
+    smoothed = SmoothedClassifier.from_checkpoint(model_dir, device=device)
     data = load_dataset("mnist5k", "test")
     settings = run_settings(model_dir, "mnist5k", "test")
     indices = list(range(min(max_images, len(data))))

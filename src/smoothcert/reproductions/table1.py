@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..classifiers import SmoothedClassifier
 from ..data import load_dataset
 from ..reports import format_table, read_log, summarize
 from ..runner import run_dataset
@@ -23,7 +24,6 @@ from .common import (
     markdown,
     median_cell,
     publish,
-    smoothed_classifier,
     train_and_certify,
 )
 from .published import TABLE1, TABLE8
@@ -90,7 +90,7 @@ def compare_sampling(
     """CERTIFY and PREDICT the digits of ``run_dir``'s fixed-sampling logs again with adaptive
     sampling (at most ``n`` samples, same alpha; :mod:`smoothcert.certificates.sequential`) and print the four
     runs side by side with their samples and seconds per image."""
-    smoothed = smoothed_classifier(run_dir / "model", device)
+    smoothed = SmoothedClassifier.from_checkpoint(run_dir / "model", device=device)
     data = load_dataset("mnist5k", "test")
     settings = run_settings(run_dir / "model", "mnist5k", "test")
     indices = list(range(min(max_images, len(data))))

@@ -28,7 +28,7 @@ from ..classifiers import Classifier, Sampling, load_classifier
 from ..classifiers.checks import check_sampling
 from ..data import ImageDataset, load_dataset
 from ..runtime.distributed import rank_device
-from ..runtime.speed import Switch, accelerate, auto_batch_size
+from ..runtime.speed import Switch
 from .dataset import WINDOW, run_attack, run_dataset, select_indices
 from .shards import Shard, run_sharded
 
@@ -91,18 +91,14 @@ def evaluate(
         raise ValueError(f"mode must be certify or predict, got {mode!r}")
     config = read_config(checkpoint)
     dataset, data = checkpoint_dataset(config, dataset, split, data_root)
-    device = rank_device(device)
-    if batch_size is None:
-        batch_size = auto_batch_size(config.get("model") if denoiser is None else None, device)
     classifier: Classifier = load_classifier(
         checkpoint, denoiser, certificate=certificate, vote=vote, theta=theta, patch=patch, batch_size=batch_size,
-        device=device)
+        device=rank_device(device), compile=compile, channels_last=channels_last, amp=amp)
     n0, n, alpha, sampling = check_sampling(classifier, mode, tuple(config["image_size"]), n0=n0, n=n, alpha=alpha,
                                             sampling=sampling)
     selection = n0 if n0 is not None else 1000  # run_dataset's default n0: the log's, else 1000 or fewer
-    check_batch_fits(batch_size, WINDOW * (n + (selection if mode == "certify" else 0)),
+    check_batch_fits(classifier.batch_size, WINDOW * (n + (selection if mode == "certify" else 0)),
                      (config["in_channels"], *data.image_shape[1:]))
-    classifier.base = accelerate(classifier.base, compile=compile, channels_last=channels_last, amp=amp)
     extra = {"denoiser": str(Path(denoiser).resolve())} if denoiser is not None else {}
     settings = run_settings(checkpoint, dataset, split, **extra, **({"amp": amp} if amp else {}))
     run = partial(run_dataset, classifier, data, mode=mode, n0=n0, n=n, alpha=alpha, seed=seed, sampling=sampling)
