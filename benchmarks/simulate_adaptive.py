@@ -10,7 +10,10 @@ with a futility rule (``threshold`` or ``final``) at ``beta``. The paper's fixed
 1,000, n = 10,000) is replayed on the same shares as the yardstick. Printed per question (largest
 radius, each target radius): the old and the current defaults (``DEFAULTS``) and the cheapest grid
 settings that lose at most ``--tolerance`` more than the old ones against fixed n: expected
-samples per image (selection included), ACR, certified accuracy.
+samples per image (selection included), ACR, certified accuracy, and for the largest radius how
+often a digit certifies lower / higher than in a fixed-n run and how often a Wilcoxon test on
+``--images`` digits tells the two apart. The grid spans n0, the first look, the growth, beta, the
+futility rule and the last look's share of alpha (``--last``).
 
 The statistical floor: an oracle that knows p and the radius to certify (the one fixed n gets at
 the expected count) needs the smallest n whose Clopper-Pearson bound at alpha, at the expected

@@ -46,7 +46,8 @@ def load_classifier(checkpoint: str | Path, denoiser: str | Path | None = None, 
 
     ``options`` are the classifier's keyword arguments (``certificate``, ``batch_size``,
     ``device``, ``compile``, ``channels_last``, ``amp``; ``vote``, ``theta``, ``patch`` for
-    deterministic noises); ``None`` values mean the default. An option the kind does not take is a ValueError naming its flag, never ignored.
+    deterministic noises); ``None`` values mean the default. An option the kind does not take is
+    a ValueError naming its flag, never ignored.
     """
     noise = noise_from_config(read_config(checkpoint)["noise"])
     given = {key: value for key, value in {**options, "denoiser": denoiser}.items() if value is not None}

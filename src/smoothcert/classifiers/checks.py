@@ -130,6 +130,7 @@ def check_sampling(classifier: Classifier, mode: str, image_size: tuple[int, int
                             f"for one class give p_lower {p_lower:.4f}, which certifies no {noise.kind} radius; "
                             "raise {name}")
     if options is not None and options.radius is not None and options.radius > cap:
-        raise ArgumentError("radius", options.radius, "{name} {value} is out of reach: " + f"with {n} samples and alpha "
-                            f"{alpha:g} no image is certified beyond radius {cap:g}; lower {{name}} or draw more samples")
+        raise ArgumentError("radius", options.radius, "{name} {value} is out of reach: " + f"with {n} samples and "
+                            f"alpha {alpha:g} no image is certified beyond radius {cap:g}; lower {{name}} or draw "
+                            "more samples")
     return n0, n, alpha, "fixed" if options is None else options

@@ -45,9 +45,9 @@ Images = torch.Tensor | Sequence[torch.Tensor]
 class SmoothedClassifier:
     """A base classifier ``base`` smoothed by ``noise``.
 
-    ``batch_size`` (None: the fastest measured for the model) bounds how many noisy copies go through the
-    model at once (memory cap); ``compile``, ``channels_last`` (``"auto"``, ``"on"``, ``"off"``) and
-    ``amp`` accelerate it (:func:`~smoothcert.classifiers.base.prepare_base`).
+    ``batch_size`` (None: the fastest measured for the model) bounds how many noisy copies go
+    through the model at once (memory cap); ``compile``, ``channels_last`` (``"auto"``, ``"on"``,
+    ``"off"``) and ``amp`` accelerate it (:func:`~smoothcert.classifiers.base.prepare_base`).
     ``certificate`` names the certificate the noise computes (ablation: ``cor1``, ``cor2``, ``jia``;
     Gaussian: ``cohen``, ``two-class``); ``None`` takes the noise's first, the papers' choice.
 
