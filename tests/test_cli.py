@@ -222,7 +222,8 @@ def test_a_log_written_with_older_defaults_resumes_with_them(tiny, tmp_path):
     smoothed = SmoothedClassifier.from_checkpoint(tiny["model"], batch_size=64, device="cpu")
     for log, images in ((out, 3), (whole, 6)):
         run_dataset(smoothed, load_dataset(tiny["data"], "test"), log, n0=100, n=200, alpha=0.05,
-                    indices=list(range(images)), sampling=Adaptive(beta=0.2, step=50, growth=2.0, futility="threshold", last=0.5),
+                    indices=list(range(images)),
+                    sampling=Adaptive(beta=0.2, step=50, growth=2.0, futility="threshold", last=0.5),
                     settings=run_settings(tiny["model"], tiny["data"], "test"), progress=False)
         assert json.loads(log.with_name(log.name + ".json").read_text())["sampling"] == before
     assert main(["certify", "--checkpoint", tiny["model"], "--dataset", tiny["data"], "--n", "200",

@@ -188,7 +188,8 @@ def test_unset_options_come_from_the_defaults_or_a_resumed_log():
     assert Adaptive(step=7).settled().step == 7  # a chosen option stays
     old = {"scheme": "adaptive", "bound": "looks", "radius": None, "beta": 0.2, "step": 50, "growth": 2.0}
     resumed = Adaptive().settled(old)
-    assert (resumed.beta, resumed.step, resumed.growth, resumed.futility, resumed.last) == (0.2, 50, 2.0, "threshold", 0.5)
+    assert (resumed.beta, resumed.step, resumed.growth, resumed.futility, resumed.last) == (
+        0.2, 50, 2.0, "threshold", 0.5)
     assert {"scheme": "adaptive", **resumed.record()} == old  # the recorded settings compare equal
     assert Adaptive(radius=4).settled(old) == Adaptive(radius=4).settled()  # another question: the defaults
     predict = Adaptive().settled(predict=True)  # PREDICT keeps its schedule (the attacks query it)
