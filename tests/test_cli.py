@@ -2,6 +2,8 @@
 
 import csv
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,6 +79,62 @@ def test_certify_refuses_to_mix_settings(tiny, tmp_path, capsys):
     assert _certify(tiny, out, "--max", "2") == 0
     assert _certify(tiny, out, "--max", "2", "--seed", "1") == 2
     assert "different settings (seed)" in capsys.readouterr().err
+
+
+def _certify_with(checkpoint, out, *extra):
+    return main(["certify", "--checkpoint", str(checkpoint), "--n0", "20", "--n", "200", "--alpha", "0.05",
+                 "--batch-size", "64", "--device", "cpu", "--quiet", "--out", str(out), *extra])
+
+
+def test_a_log_resumes_from_a_copy_of_its_checkpoint_in_another_folder(tiny, tmp_path, monkeypatch):
+    whole = tmp_path / "whole.tsv"
+    assert _certify(tiny, whole, "--max", "4") == 0
+    first, moved = tmp_path / "first" / "model", tmp_path / "elsewhere" / "renamed"
+    shutil.copytree(tiny["model"], first)
+    monkeypatch.chdir(tmp_path)
+    assert _certify_with("first/model", "part.tsv", "--max", "2") == 0
+    settings = json.loads((tmp_path / "part.tsv.json").read_text())
+    assert settings["checkpoint"] == "first/model"  # as typed, not resolved
+    assert len(settings["weights"]) == 64
+    shutil.rmtree(tmp_path / "first")
+    assert _certify_with(moved.relative_to(tmp_path), "part.tsv", "--max", "2") == 2  # no weights there yet
+    shutil.copytree(tiny["model"], moved)
+    assert _certify_with(moved.relative_to(tmp_path), "part.tsv", "--max", "4") == 0
+    assert _without_time(_rows(tmp_path / "part.tsv")) == _without_time(_rows(whole))
+
+
+def test_other_weights_at_the_logged_path_are_refused(tiny, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny["model"], model)
+    out = tmp_path / "c.tsv"
+    assert _certify_with(model, out, "--max", "2") == 0
+    before = out.read_text()
+    assert main(["train", "--dataset", tiny["data"], "--model", "mnist_cnn", "--k", "16", "--epochs", "1",
+                 "--batch-size", "32", "--seed", "1", "--device", "cpu", "--out", str(model), "--overwrite",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert _certify_with(model, out, "--max", "4") == 2
+    err = capsys.readouterr().err
+    assert "holds other weights" in err and "choose another --out" in err
+    assert out.read_text() == before
+
+
+def test_a_log_from_before_identities_resumes_and_gains_its_checkpoints_identity(tiny, tmp_path, capsys):
+    whole, old = tmp_path / "whole.tsv", tmp_path / "old.tsv"
+    assert _certify(tiny, whole, "--max", "4") == 0
+    assert _certify(tiny, old, "--max", "2") == 0
+    legacy = json.loads((tmp_path / "old.tsv.json").read_text())
+    weights = legacy.pop("weights")
+    legacy["checkpoint"] = str(Path(tiny["model"]).resolve())  # what logs recorded before identities
+    (tmp_path / "old.tsv.json").write_text(json.dumps(legacy))
+    other = tmp_path / "copy"
+    shutil.copytree(tiny["model"], other)
+    assert _certify_with(other, old, "--max", "4") == 2  # the same weights, but the old log only knows a path
+    assert "different settings (checkpoint)" in capsys.readouterr().err
+    assert _certify(tiny, old, "--max", "4") == 0
+    assert _without_time(_rows(old)) == _without_time(_rows(whole))
+    upgraded = json.loads((tmp_path / "old.tsv.json").read_text())
+    assert upgraded["weights"] == weights and upgraded["checkpoint"] == Path(tiny["model"]).as_posix()
 
 
 def test_predict_and_report(tiny, tmp_path, capsys):

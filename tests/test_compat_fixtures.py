@@ -32,7 +32,9 @@ from smoothcert import (
     read_log,
     summarize,
 )
+from smoothcert.checkpoint import weights_sha256
 from smoothcert.cli import main
+from smoothcert.runner.log import differing
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v0_1"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
@@ -184,9 +186,11 @@ def test_denoiser_certifies_with_its_classifier(old):
     argv[argv.index("--out") + 1] = "logs/denoised-again.tsv"
     assert main(argv) == 0
     assert [row[:-1] for row in _rows("logs/denoised-again.tsv")] == [row[:-1] for row in _rows(fixture_log)]
-    # a new run records the settings the old log has (else old logs would not resume)
-    assert (json.loads(Path("logs/denoised-again.tsv.json").read_text())
-            == json.loads(Path(str(fixture_log) + ".json").read_text()))
+    # a new run records the settings the old log has (else old logs would not resume), and the identities
+    new = json.loads(Path("logs/denoised-again.tsv.json").read_text())
+    assert differing(json.loads(Path(str(fixture_log) + ".json").read_text()), new) == []
+    assert new["checkpoint"] == "clean" and new["weights"] == weights_sha256("clean")
+    assert new["denoiser"] == "denoiser" and new["denoiser_weights"] == weights_sha256("denoiser")
 
 
 def test_training_checkpoint_is_described_and_not_overwritten(old, capsys):

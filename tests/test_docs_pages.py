@@ -1,5 +1,6 @@
-"""The user-facing pages speak of the product: no internal work-item numbers, a README short
-enough to read, and CI running exactly the README's test command."""
+"""The user-facing pages speak of the product: no internal work-item numbers, no path of the machine
+a page or log was made on, a README short enough to read, and CI running exactly the README's test
+command."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]
 WORK_ITEM = re.compile(r"\bissues?\s*#?\s*\d+|(?<![\w&/])#\d+\b|\bPR\s*#?\d+", re.IGNORECASE)
+# every committed text a user reads or resumes from: pages, benchmarks, and the logs' settings
+COMMITTED = sorted({*PAGES, ROOT / "BENCHMARKS.md", *(ROOT / "benchmarks").rglob("*.py"),
+                    *(ROOT / "docs/results").rglob("*.json")})
+# an absolute path of a machine: a POSIX path under a home, work or scratch folder, or a drive letter
+MACHINE_PATH = re.compile(r"(?<![\w.~/-])/(?:work|root|home|Users|tmp|mnt|scratch|private|var/folders)/[\w.-]"
+                          r"|\b[A-Z]:\\\\?[\w.-]")
 TEST_COMMAND = ('python3 -m venv .venv && . .venv/bin/activate && pip install -c constraints.txt -e ".[test]" '
                 "&& python -m pytest")
 
@@ -26,6 +33,21 @@ def test_the_pattern_catches_work_item_numbers():
         assert WORK_ITEM.search(text), text
     for text in ("Table 1", "Theorem 1", "[link](#section-2)", "k = 45", "&#8212;", "Eq. 20"):
         assert not WORK_ITEM.search(text), text
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[p.relative_to(ROOT).as_posix() for p in COMMITTED])
+def test_no_path_of_the_machine_it_was_made_on(path: Path):
+    found = [(n, m[0]) for n, line in enumerate(path.read_text().splitlines(), 1) for m in MACHINE_PATH.finditer(line)]
+    assert not found, f"{path.relative_to(ROOT)} names paths of the machine it was made on: {found}"
+
+
+def test_the_pattern_catches_machine_paths():
+    for text in ('"checkpoint": "/work/runs/k45/model"', "--out /home/ana/runs", "error: /tmp/tmpx1/locked.tsv",
+                 "C:\\Users\\ana\\model", "`/root/.cache/smoothcert`"):
+        assert MACHINE_PATH.search(text), text
+    for text in ('"checkpoint": "runs/k45/model"', "runs/demo/k45/model", "~/.cache/smoothcert/data", "a/tmp/b",
+                 "https://github.com/x/y/work/z", "L0/L2 radii", "Table 1: 4/work"):
+        assert not MACHINE_PATH.search(text), text
 
 
 def test_readme_is_short():

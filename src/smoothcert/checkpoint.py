@@ -143,6 +143,24 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return read_json_config(path, FORMAT, _REQUIRED, "smoothcert")
 
 
+WEIGHT_FILES = ("model.safetensors", "denoiser.safetensors")
+
+
+def weights_sha256(path: str | Path) -> str:
+    """A checkpoint's identity: the SHA-256 of its weights (``model.safetensors``, or a denoiser's
+    ``denoiser.safetensors``) as its ``config.json`` lists them, hashed from the file for a
+    checkpoint written before configs listed hashes. Logs record it, so a log follows its weights
+    wherever the checkpoint is copied and refuses other weights at the same path."""
+    path = Path(path)
+    listed = (json.loads((path / "config.json").read_text()).get("files") or {}) if (path / "config.json").is_file() else {}
+    for name in WEIGHT_FILES:
+        if name in listed:
+            return listed[name]
+        if (path / name).is_file():
+            return hashlib.sha256((path / name).read_bytes()).hexdigest()
+    raise FileNotFoundError(f"no checkpoint weights at {path} (expected one of {', '.join(WEIGHT_FILES)})")
+
+
 def load_tensors(file: Path) -> dict[str, torch.Tensor]:
     """The tensors of ``file``, checked against the hash its directory's config.json lists."""
     if not file.is_file():

@@ -242,7 +242,7 @@ def train_denoiser(
         "format": FORMAT, "channels": channels, "in_channels": noise.channels(channels), "depth": depth, "width": width,
         "method": method, "noise": noise.config(), "data_fraction": data_fraction, "num_images": len(subset),
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "dataset": train_set.name,
-        "classifier": {"path": None if classifier_path is None else str(Path(classifier_path).resolve()),
+        "classifier": {"path": None if classifier_path is None else Path(classifier_path).as_posix(),
                        "sha256": state_hash(classifier)},
         "decrop": asdict(sample_params) if method == "decrop" else None, "feature_layer": feature_layer,
     }

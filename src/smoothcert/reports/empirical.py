@@ -31,7 +31,9 @@ from .certified import RunLog, median_certified_robustness
 
 @dataclass(frozen=True, eq=False)
 class AttackLog:
-    """One parsed attack log; arrays have one entry per image, ``target`` is "model" or "smoothed"."""
+    """One parsed attack log; arrays have one entry per image, ``target`` is "model" or "smoothed",
+    ``checkpoint`` the path it records and ``run`` the (checkpoint identity, dataset, split) it attacked
+    (:func:`attacked_run`)."""
 
     path: Path
     name: str
@@ -43,6 +45,14 @@ class AttackLog:
     queries: np.ndarray
     success: np.ndarray
     time: np.ndarray
+    run: tuple[str | None, str | None, str | None] = (None, None, None)
+
+
+def attacked_run(settings: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """What a log's ``settings`` ran on: the checkpoint's identity (its weights' SHA-256; the
+    recorded path for a log from before identities), the dataset and the split. A certify log and an
+    attack log are compared image by image only when these agree."""
+    return settings.get("weights", settings.get("checkpoint")), settings.get("dataset"), settings.get("split")
 
 
 def is_attack_log(path: str | Path) -> bool:
@@ -86,7 +96,7 @@ def read_attack_log(path: str | Path, name: str | None = None) -> AttackLog:
     return AttackLog(path, path.stem if name is None else name, settings.get("target", "model"),
                      settings.get("checkpoint"), *(np.asarray(c) for c in columns[:2]),
                      np.asarray(columns[2], dtype=float), np.asarray(columns[3]), np.asarray(columns[4], dtype=bool),
-                     np.asarray(columns[5], dtype=float))
+                     np.asarray(columns[5], dtype=float), attacked_run(settings))
 
 
 def median_attack_magnitude(l0: np.ndarray) -> float:
@@ -129,18 +139,18 @@ def _l0_text(value: float) -> str:
 
 def table2(attacks: list[AttackLog], certify: list[RunLog], markdown: bool = False) -> str:
     """Table 2 at our scale: per attack log, the certified median of the certify log of the same
-    checkpoint (N/A for an undefended model) on the attacked images, the attack's success rate and
+    checkpoint, dataset and split (N/A for an undefended model) on the attacked images, the attack's success rate and
     median magnitude, and the soundness count (successes inside a certified radius)."""
-    by_checkpoint = {}
+    by_run = {}
     for log in certify:
         settings_path = log.path.with_name(log.path.name + ".json")
         if log.radius is not None and settings_path.is_file():
-            by_checkpoint[json.loads(settings_path.read_text()).get("checkpoint")] = log
+            by_run[attacked_run(json.loads(settings_path.read_text()))] = log
     header = ["attack log", "target", "images", "certified median", "attack success", "median attack L0",
               "inside certified radius"]
     rows = []
     for log in attacks:
-        cert = by_checkpoint.get(log.checkpoint) if log.target == "smoothed" else None
+        cert = by_run.get(log.run) if log.target == "smoothed" else None
         certified, inside = "N/A", "-"
         if cert is not None:
             keep = np.isin(cert.idx, log.idx)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ..certificates import max_gaussian_radius
-from ..checkpoint import load_checkpoint, read_config
+from ..checkpoint import load_checkpoint, read_config, weights_sha256
 from ..classifiers import SmoothedClassifier
 from ..data import load_dataset
 from ..denoisers import (
@@ -70,7 +70,8 @@ def reproduce_denoised(
 
     def certify(run: str, model: torch.nn.Module, noise: Any, name: str, **sampling: Any) -> RunLog:
         smoothed = SmoothedClassifier(model, noise, base_config["num_classes"], batch_size=100, device=device)
-        settings = {"classifier": str(model_dir.resolve()), "denoiser": run, "dataset": dataset, "split": "test"}
+        settings = {"classifier": model_dir.as_posix(), "weights": weights_sha256(model_dir), "denoiser": run,
+                    "dataset": dataset, "split": "test"}
         path = run_dataset(smoothed, test, out / run / "certify.tsv", seed=seed, indices=indices, settings=settings,
                            progress=progress, **sampling)
         return read_log(path, name=name)

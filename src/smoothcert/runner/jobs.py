@@ -23,7 +23,7 @@ from ..attacks import oracle_factory
 from ..attacks.base import L0Attack
 from ..attacks.substitute import run_substitute, split_seed
 from ..certificates import ArgumentError
-from ..checkpoint import read_config
+from ..checkpoint import read_config, weights_sha256
 from ..classifiers import Classifier, Sampling, load_classifier
 from ..classifiers.checks import check_sampling
 from ..data import ImageDataset, load_dataset
@@ -33,11 +33,18 @@ from .dataset import WINDOW, run_attack, run_dataset, select_indices
 from .shards import Shard, run_sharded
 
 
-def run_settings(checkpoint: str | Path, dataset: str, split: str, **extra: Any) -> dict[str, Any]:
+def run_settings(checkpoint: str | Path, dataset: str, split: str, denoiser: str | Path | None = None,
+                 **extra: Any) -> dict[str, Any]:
     """The settings a certify, predict or attack log records beside its sampling parameters: the
-    resolved ``checkpoint`` path, the ``dataset`` and ``split``, and the ``extra`` entries.
-    A resumed run must record the same settings."""
-    return {"checkpoint": str(Path(checkpoint).resolve()), "dataset": dataset, "split": split, **extra}
+    ``checkpoint`` as the user gave it and its identity (``weights``, the SHA-256 of its weights),
+    likewise ``denoiser`` and ``denoiser_weights`` if given, the ``dataset`` and ``split``, and the
+    ``extra`` entries. A resumed run must record the same settings; a checkpoint counts as the same
+    by its identity, wherever it lies now (:func:`~smoothcert.runner.log.differing`)."""
+    settings = {"checkpoint": Path(checkpoint).as_posix(), "weights": weights_sha256(checkpoint),
+                "dataset": dataset, "split": split}
+    if denoiser is not None:
+        settings.update(denoiser=Path(denoiser).as_posix(), denoiser_weights=weights_sha256(denoiser))
+    return {**settings, **extra}
 
 
 def checkpoint_dataset(config: dict[str, Any], dataset: str | None, split: str,
@@ -99,8 +106,7 @@ def evaluate(
     selection = n0 if n0 is not None else 1000  # run_dataset's default n0: the log's, else 1000 or fewer
     check_batch_fits(classifier.batch_size, WINDOW * (n + (selection if mode == "certify" else 0)),
                      (config["in_channels"], *data.image_shape[1:]))
-    extra = {"denoiser": str(Path(denoiser).resolve())} if denoiser is not None else {}
-    settings = run_settings(checkpoint, dataset, split, **extra, **({"amp": amp} if amp else {}))
+    settings = run_settings(checkpoint, dataset, split, denoiser, **({"amp": amp} if amp else {}))
     run = partial(run_dataset, classifier, data, mode=mode, n0=n0, n=n, alpha=alpha, seed=seed, sampling=sampling)
     return run_sharded(run, out, indices=select_indices(len(data), skip, max_images), settings=settings, shard=shard,
                        progress=progress)
@@ -155,7 +161,7 @@ def substitute(
         raise ValueError(f"{out} already exists: replace it with --overwrite or choose another --out")
     make_oracle, config = oracle_factory(checkpoint, n=n, alpha=alpha, fixed=False, seed=seed, batch_size=batch_size,
                                          device=device)
-    _, data = checkpoint_dataset(config, dataset, split, data_root)
+    dataset, data = checkpoint_dataset(config, dataset, split, data_root)
     seed_set, heldout = split_seed(data, seed_size)
     if max_images is not None:
         heldout = heldout.subset(range(min(max_images, len(heldout))))
@@ -165,6 +171,6 @@ def substitute(
                             **{key: value for key, value in params.items() if value is not None})
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"checkpoint": str(Path(checkpoint).resolve()), **result}, indent=2))
+        out.write_text(json.dumps({**run_settings(checkpoint, dataset, split), **result}, indent=2))
     return result
 

@@ -5,6 +5,12 @@ checks that the settings are the same (otherwise continuing would mix two experi
 file), drops a last line cut off by an interruption, and reports the finished indices, so a
 re-run appends exactly the missing rows and ends with the file an uninterrupted run writes.
 A log has one writer at a time: ``run.tsv.lock`` holds an exclusive lock while it is open.
+
+A checkpoint in the settings is recorded twice: the path as the user gave it and its identity, the
+SHA-256 of its weights (``checkpoint``/``weights``, ``denoiser``/``denoiser_weights``). Only the
+identity must match: a log resumes from a copy of its checkpoint in another folder or on another
+machine, and refuses other weights at the same path. A log written before identities were recorded
+(an absolute path, no hash) resumes from that path and gains the identity then.
 """
 
 from __future__ import annotations
@@ -21,6 +27,25 @@ from ..runtime.locking import FileLock
 CERTIFY_COLUMNS = ("idx", "label", "predict", "count", "n", "p_lower", "radius", "correct", "time")
 PREDICT_COLUMNS = ("idx", "label", "predict", "count", "n", "correct", "time")
 ATTACK_COLUMNS = ("idx", "label", "l0", "queries", "success", "time")
+
+
+# path key -> identity key of each checkpoint a log's settings may name ("classifier": the frozen
+# classifier of ``reproduce denoised``)
+IDENTITIES = {"checkpoint": "weights", "classifier": "weights", "denoiser": "denoiser_weights"}
+
+
+def differing(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The keys whose values differ between a log's recorded settings ``saved`` and a run's
+    ``current`` ones, comparing each checkpoint by its identity (see above), not by its path."""
+    saved, current = dict(saved), dict(current)
+    for path_key, id_key in IDENTITIES.items():
+        if id_key not in saved and path_key in saved and path_key in current:  # a log from before identities
+            current.pop(id_key, None)
+            if Path(saved[path_key]).resolve() == Path(current[path_key]).resolve():
+                saved.pop(path_key), current.pop(path_key)
+        elif id_key in saved and id_key in current:
+            saved.pop(path_key, None), current.pop(path_key, None)
+    return sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
 
 
 def _format(value: Any) -> str:
@@ -67,9 +92,17 @@ class TsvLog:
         if not self.settings_path.exists():
             raise ValueError(f"{self.path} exists but has no {self.settings_path.name}: not a smoothcert log; choose another --out")
         saved = json.loads(self.settings_path.read_text())
-        if saved != settings:
-            diff = sorted(k for k in saved.keys() | settings.keys() if saved.get(k) != settings.get(k))
+        diff = differing(saved, settings)
+        for path_key, id_key in IDENTITIES.items():
+            if id_key in diff and id_key in saved:
+                raise ValueError(f"{self.path} was written with the weights of {saved.get(path_key)} (SHA-256 "
+                                 f"{saved[id_key][:12]}...), but {settings.get(path_key)} holds other weights "
+                                 f"({str(settings.get(id_key))[:12]}...): its rows would mix two models; "
+                                 "choose another --out")
+        if diff:
             raise ValueError(f"{self.path} was written with different settings ({', '.join(diff)}); choose another --out")
+        if any(id_key in settings and id_key not in saved for id_key in IDENTITIES.values()):
+            self.settings_path.write_text(json.dumps(settings, indent=2, sort_keys=True))  # gains the identity
         text = self.path.read_text()
         if not text.endswith("\n"):  # a row cut off mid-write
             text = text[: text.rfind("\n") + 1]

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..runtime.distributed import barrier, current_world, process_group
 from .dataset import adversarial_path, read_adversarial, write_adversarial
-from .log import log_lock
+from .log import differing, log_lock
 
 SHARD_TIMEOUT = timedelta(days=7)
 """How long rank 0 waits at the barrier for the other shards: ranks of a resumed run may finish hours
@@ -99,12 +99,8 @@ def _read_rows(log: Path) -> tuple[list[str], dict[int, list[str]]]:
     return header, rows
 
 
-def _differing(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-
-
 def _check_same_settings(expected: dict[str, Any], found: dict[str, Any], where: str, reference: Path) -> None:
-    diff = _differing(expected, found)
+    diff = differing(expected, found)
     if diff:
         raise ValueError(f"{where} was written with different settings than {reference} ({', '.join(diff)}); "
                          "refusing to merge")
