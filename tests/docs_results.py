@@ -16,8 +16,17 @@ A table is framed by two markers; what lies between them must be exactly what it
   :mod:`smoothcert.reproductions.published` (``table1 45``, ``table7``, ``consistency``, ``decrop``,
   ``patch``, ``partition``).
 
-``python tests/docs_results.py --write`` rewrites every framed table from its logs (after new logs
-are committed); ``tests/test_docs_results.py`` fails while any table differs from its rendering.
+A figure is named by a one-line marker above its image::
+
+    <!-- figure: report docs/results/demo/certify.tsv docs/results/demo/certify-adaptive.tsv --plot docs/img/x.png -->
+
+It is what ``smoothcert report LOG... --plot PNG`` draws; the PNG records the digest of the curves it
+shows (:func:`smoothcert.reports.figures.curves_digest`), which must equal the digest of the curves
+the committed logs give.
+
+``python tests/docs_results.py --write`` rewrites every framed table and every figure from its logs
+(after new logs are committed); ``tests/test_docs_results.py`` fails while any table or figure
+differs from its rendering.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PENDING = ROOT / "docs/results/pending.txt"
+FIGURE = re.compile(r"<!-- figure: (?P<spec>report .*?) -->")
 MARKER = re.compile(r"<!-- results: (?P<spec>.*?) -->\n(?P<body>.*?)<!-- /results -->", re.DOTALL)
 
 
@@ -124,6 +134,40 @@ def render_paper(argv: list[str]) -> str:
     raise ValueError(f"unknown published table {what!r}")
 
 
+def figure_logs(spec: str) -> tuple[Path, list]:
+    """(the PNG, the certify logs it plots, named as ``smoothcert report`` names them) of a figure marker."""
+    from smoothcert.cli import build_parser
+    from smoothcert.reports import is_attack_log, read_log
+
+    args = build_parser().parse_args(shlex.split(spec))
+    if args.plot is None:
+        raise ValueError(f"figure marker without --plot: {spec}")
+    logs = [read_log(ROOT / path, name) for path, name in zip(args.logs, _row_names(args.logs))
+            if not is_attack_log(ROOT / path)]
+    return ROOT / args.plot, [log for log in logs if log.radius is not None]
+
+
+def figure_is_current(spec: str) -> bool:
+    """Whether the PNG of a figure marker exists and shows the curves its logs give."""
+    from smoothcert.reports.figures import curves_digest, figure_digest
+
+    png, logs = figure_logs(spec)
+    return png.is_file() and figure_digest(png) == curves_digest(logs)
+
+
+def draw_figure(spec: str) -> Path:
+    """Draw the PNG of a figure marker from its logs."""
+    from smoothcert.reports import plot_certified_accuracy
+
+    png, logs = figure_logs(spec)
+    return plot_certified_accuracy(logs, png)
+
+
+def figures(text: str) -> list[str]:
+    """The spec of every figure marker in ``text``."""
+    return [m["spec"] for m in FIGURE.finditer(text)]
+
+
 def render(spec: str) -> str:
     """What a marker's ``spec`` (``report ...`` or ``paper ...``) renders."""
     kind, *argv = shlex.split(spec)
@@ -145,10 +189,16 @@ def rewrite(text: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """``--write``: rewrite the tables in place; otherwise list the tables that differ (exit 1)."""
+    """``--write``: rewrite the tables and figures in place; otherwise list those that differ (exit 1)."""
     stale = 0
     for page in pages():
         text = page.read_text()
+        for spec in figures(text):
+            if not figure_is_current(spec):
+                stale += 1
+                print(f"{page.relative_to(ROOT)}: figure {spec} {'redrawn' if '--write' in argv else 'differs from its logs'}")
+                if "--write" in argv:
+                    draw_figure(spec)
         new = rewrite(text)
         if new != text:
             stale += 1

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from docs_results import ROOT, pages, pending_logs, render, tables
+from docs_results import ROOT, figure_is_current, figure_logs, figures, pages, pending_logs, render, tables
 from smoothcert.cli import build_parser
 from smoothcert.reports import report
 
 FRAMED = [(page, spec, body) for page in pages() for spec, body in tables(page.read_text())]
+FIGURES = [(page, spec) for page in pages() for spec in figures(page.read_text())]
 
 
 @pytest.mark.parametrize("page,spec,body", FRAMED, ids=[f"{p.relative_to(ROOT)}: {s[:70]}" for p, s, _ in FRAMED])
@@ -58,3 +59,35 @@ def test_a_changed_digit_fails():
     spec, body = next((s, b) for _, s, b in FRAMED if s.startswith("report") and re.search(r"\d", b))
     changed = re.sub(r"(\d)(?=[^\d]*$)", lambda m: str((int(m[1]) + 1) % 10), body, count=1)
     assert changed != body and changed != render(spec)
+
+
+@pytest.mark.parametrize("page,spec", FIGURES, ids=[f"{p.relative_to(ROOT)}: {s[:70]}" for p, s in FIGURES])
+def test_figure_shows_its_logs(page: Path, spec: str):
+    png, _ = figure_logs(spec)
+    assert png.name in page.read_text().split(spec, 1)[1], f"{page.relative_to(ROOT)} does not show {png.name}"
+    assert figure_is_current(spec), (f"{page.relative_to(ROOT)}: {png.relative_to(ROOT)} does not show the curves of "
+                                     f"`{spec}`; run `python tests/docs_results.py --write` after committing new logs")
+
+
+def test_the_curves_pages_have_figures():
+    """Table 1, adaptive sampling and partition voting show certified-accuracy curves from their logs."""
+    pages_with_figures = {page.relative_to(ROOT).as_posix() for page, _ in FIGURES}
+    assert {"docs/adaptive.md", "docs/reproducing/partition.md"} <= pages_with_figures
+
+
+def test_a_figure_of_other_data_is_not_current(tmp_path):
+    """The figure check is sensitive: a figure drawn from a log with one radius changed fails it."""
+    from smoothcert.reports import plot_certified_accuracy, read_log
+    from smoothcert.reports.figures import curves_digest, figure_digest
+
+    log = read_log(ROOT / "docs/results/demo/certify.tsv")
+    png = plot_certified_accuracy([log], tmp_path / "curve.png")
+    assert figure_digest(png) == curves_digest([log])
+    lines = (ROOT / "docs/results/demo/certify.tsv").read_text().splitlines()
+    header, row = lines[0].split("\t"), lines[1].split("\t")
+    column = header.index("radius")
+    assert row[header.index("correct")] == "1"
+    row[column] = str(float(row[column]) - 1)  # the first digit certifies one pixel less
+    (tmp_path / "changed.tsv").write_text("\n".join([lines[0], "\t".join(row), *lines[2:]]) + "\n")
+    changed = read_log(tmp_path / "changed.tsv", name=log.name)
+    assert figure_digest(png) != curves_digest([changed])

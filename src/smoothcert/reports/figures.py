@@ -7,6 +7,8 @@ imported only when a plotting function is called.  Figures are drawn at :data:`D
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,19 +33,46 @@ def _figure(figsize: tuple[float, float]) -> Any:
     return Figure(figsize=figsize, dpi=DPI, layout="constrained")
 
 
-def _save(fig: Any, path: str | Path) -> Path:
+DATA_KEY = "smoothcert-data"
+"""The PNG text chunk in which a figure drawn from logs keeps the SHA-256 of the data it plots."""
+
+
+def _save(fig: Any, path: str | Path, digest: str | None = None) -> Path:
+    """Save ``fig`` as a PNG; a ``digest`` of the data it shows goes into the file (:data:`DATA_KEY`),
+    so that :func:`figure_digest` can tell whether the figure still shows its data."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI)
+    metadata = {"Software": None} if digest is None else {"Software": None, DATA_KEY: digest}
+    fig.savefig(path, format="png", dpi=DPI, metadata=metadata)
     return path
 
 
-def plot_certified_accuracy(logs: list[RunLog], path: str | Path, max_radius: float | None = None,
-                            xlabel: str = "radius (pixels, L0)") -> Path:
-    """Certified accuracy against radius, one exact step curve per run; saves a PNG.
+def data_digest(data: Any) -> str:
+    """SHA-256 of ``data`` as canonical JSON (floats rounded to 9 significant digits)."""
+    def rounded(value: Any) -> Any:
+        if isinstance(value, float):
+            return float(f"{value:.9g}")
+        if isinstance(value, (list, tuple)):
+            return [rounded(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): rounded(v) for k, v in value.items()}
+        return value
+    return hashlib.sha256(json.dumps(rounded(data), sort_keys=True).encode()).hexdigest()
 
-    ``max_radius`` defaults to 1.1 x the largest certified radius (1 if there is none).
-    """
+
+def figure_digest(path: str | Path) -> str | None:
+    """The data digest a PNG written by this module records (None for a figure without one)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.text.get(DATA_KEY)
+
+
+def certified_accuracy_curves(logs: list[RunLog], max_radius: float | None = None
+                              ) -> tuple[float, list[tuple[str, list[float], list[float]]]]:
+    """(max_radius, [(run name, radii, certified accuracy)]): the exact step curves of the certify
+    ``logs``, certified accuracy being constant on (r_i, r_i+1]; ``max_radius`` defaults to 1.1 x
+    the largest certified radius (1 if there is none)."""
     if not logs:
         raise ValueError("no logs to plot")
     for log in logs:
@@ -54,17 +83,32 @@ def plot_certified_accuracy(logs: list[RunLog], path: str | Path, max_radius: fl
         max_radius = 1.1 * largest if largest > 0 else 1.0
     if not max_radius > 0:
         raise ValueError(f"max_radius must be > 0, got {max_radius}")
-    fig = _figure(CURVE_FIGSIZE)
-    ax = fig.add_subplot()
+    curves = []
     for log in logs:
         present = np.unique(log.radius[log.correct & (log.radius < max_radius)])
         x = np.concatenate([[0.0], present[present > 0], [max_radius]])
-        # Certified accuracy is constant on (r_i, r_{i+1}], hence "pre" steps.
-        ax.step(x, certified_accuracy(log.radius, log.correct, x), where="pre", label=log.name)
+        curves.append((log.name, x.tolist(), np.asarray(certified_accuracy(log.radius, log.correct, x)).tolist()))
+    return float(max_radius), curves
+
+
+def curves_digest(logs: list[RunLog], max_radius: float | None = None, xlabel: str = "radius (pixels, L0)") -> str:
+    """The digest :func:`plot_certified_accuracy` records in its PNG for these arguments."""
+    return data_digest([*certified_accuracy_curves(logs, max_radius), xlabel])
+
+
+def plot_certified_accuracy(logs: list[RunLog], path: str | Path, max_radius: float | None = None,
+                            xlabel: str = "radius (pixels, L0)") -> Path:
+    """Certified accuracy against radius, one exact step curve per run (see
+    :func:`certified_accuracy_curves`); saves a PNG that records the :func:`curves_digest` of its data."""
+    max_radius, curves = certified_accuracy_curves(logs, max_radius)
+    fig = _figure(CURVE_FIGSIZE)
+    ax = fig.add_subplot()
+    for name, x, y in curves:
+        ax.step(x, y, where="pre", label=name)
     ax.set(xlim=(0, max_radius), ylim=(0, 1), xlabel=xlabel, ylabel="certified accuracy")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return _save(fig, path, curves_digest(logs, max_radius, xlabel))
 
 
 def plot_delta(d: int, ks: Sequence[int], path: str | Path, max_rho: int = 30) -> Path:
