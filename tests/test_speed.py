@@ -30,8 +30,11 @@ def test_channels_last_and_bf16_autocast_run_on_cpu(model_and_inputs):
         eager = model(x)
         fast = Accelerated(build_model("mnist_cnn", 2, 10).eval(), channels_last=True)
         fast.model.load_state_dict(model.state_dict())
-        assert fast.model.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+        seen = []
+        fast.model.conv[0].register_forward_hook(lambda m, args, out: seen.append(args[0]))
         assert torch.allclose(fast(x), eager, atol=1e-4)
+        assert fast.channels_last and seen[0].is_contiguous(memory_format=torch.channels_last)
+        assert not fast.model.conv[0].weight.is_contiguous(memory_format=torch.channels_last)  # the model is untouched
         half = Accelerated(model, amp="bf16")(x)
     assert half.dtype == torch.float32 and half.shape == eager.shape
     assert torch.allclose(half, eager, atol=0.1 * eager.abs().max().item())  # bf16 keeps ~3 significant digits
@@ -151,8 +154,10 @@ def test_a_classifier_built_in_python_gets_the_command_lines_speed_defaults(tiny
         assert isinstance(smoothed.base, Accelerated) and smoothed.base.channels_last
     plain = SmoothedClassifier.from_checkpoint(model, device="cpu", batch_size=1000, compile="off", channels_last="off")
     assert plain.batch_size == 1000 and not isinstance(plain.base, Accelerated)
-    unknown = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(128, 10))  # no measurements: as it is, 1,000
+    unknown = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(128, 10)).eval()  # no measurements: as it is
     smoothed = SmoothedClassifier(unknown, Ablation(16), 10, device="cpu")
     assert smoothed.base is unknown and smoothed.batch_size == 1000
+    training = SmoothedClassifier(unknown.train(), Ablation(16), 10, device="cpu").base  # a copy in eval mode
+    assert training is not unknown and not training.training and unknown.training
     with pytest.raises(ValueError, match="--compile"):
         SmoothedClassifier(unknown, Ablation(16), 10, device="cpu", compile="sometimes")

@@ -10,6 +10,7 @@ noise (:mod:`.deterministic`), the smoothed classifier of a denoiser in front of
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Generator, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from torch import nn
 from ..certificates import check_count
 from ..runtime.seeding import resolve_device
 from ..runtime.speed import Switch, accelerate, auto_batch_size
+from .preprocessing import Bounds, Preprocessing, preprocessed
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -33,17 +35,30 @@ WINDOW = 64
 
 
 def prepare_base(base: nn.Module, device: str | torch.device, batch_size: int | None, *, compile: Switch,
-                 channels_last: Switch, amp: str | None) -> tuple[nn.Module, torch.device, int]:
-    """``(base, device, batch_size)`` of a classifier: ``base`` in eval mode on the resolved
-    ``device``, accelerated by :func:`~smoothcert.runtime.speed.accelerate` (``"auto"`` turns on
-    what was measured to pay for this model on this device type), and ``batch_size`` None the
-    measured fastest for the model (:func:`~smoothcert.runtime.speed.auto_batch_size`). With the
-    defaults a classifier built in Python runs as fast as the command line's."""
+                 channels_last: Switch, amp: str | None, preprocessing: Preprocessing = None
+                 ) -> tuple[nn.Module, torch.device, int]:
+    """``(model, device, batch_size)`` of a classifier: the library's own view of ``base``, in eval
+    mode on the resolved ``device``, behind ``preprocessing`` (:mod:`.preprocessing`) and accelerated
+    by :func:`~smoothcert.runtime.speed.accelerate` (``"auto"`` turns on what was measured to pay for
+    this model on this device type), and ``batch_size`` None the measured fastest for the model
+    (:func:`~smoothcert.runtime.speed.auto_batch_size`). With the defaults a classifier built in
+    Python runs as fast as the command line's.
+
+    The caller's ``base`` is never changed: a model already in eval mode on ``device`` is used as
+    it is (channels-last changes only the input's layout), any other is copied first."""
     device = resolve_device(device)
-    base = base.to(device).eval()
     model = getattr(base, "build_config", {}).get("model")
     size = auto_batch_size(model, device) if batch_size is None else check_count("batch_size", batch_size)
-    return accelerate(base, compile=compile, channels_last=channels_last, amp=amp), device, size
+    tensors = [*base.parameters(), *base.buffers()]
+    if any(m.training for m in base.modules()) or any(t.device != device for t in tensors):
+        try:
+            base = copy.deepcopy(base)
+        except Exception as err:  # noqa: BLE001 - any module that cannot be copied
+            raise ValueError(f"the base model cannot be copied ({type(err).__name__}: {err}); pass it in eval mode "
+                             f"on {device} (model.eval().to(device)) and it is used as it is") from err
+        base = base.to(device).eval()
+    view = accelerate(preprocessed(base, preprocessing, device), compile=compile, channels_last=channels_last, amp=amp)
+    return view, device, size
 
 
 @dataclass(frozen=True)
@@ -58,12 +73,20 @@ class Certificate:
     radius: float
 
 
-def check_image(x: torch.Tensor) -> torch.Tensor:
-    """``x``; ValueError unless it is one (C, H, W) image with finite pixels in [0, 1]."""
+def check_image(x: torch.Tensor, bounds: Bounds = (0.0, 1.0)) -> torch.Tensor:
+    """``x``; ValueError unless it is one (C, H, W) floating-point image with finite pixels within
+    ``bounds`` (the classifier's input space, :mod:`.preprocessing`)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"expected an image as a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 3:
         raise ValueError(f"expected one image of shape (C, H, W), got shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-        raise ValueError("pixel values must lie in [0, 1]")
+    if not x.is_floating_point():
+        raise ValueError(f"expected a floating-point image, got dtype {x.dtype} (scale integer pixels to the "
+                         "classifier's bounds first, e.g. x.float() / 255)")
+    lower, upper = bounds
+    if not torch.isfinite(x).all() or x.min() < lower or x.max() > upper:
+        raise ValueError(f"pixel values must lie in [{lower:g}, {upper:g}]"
+                         + (" (declare another input space with bounds=...)" if bounds == (0.0, 1.0) else ""))
     return x
 
 

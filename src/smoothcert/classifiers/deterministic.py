@@ -25,6 +25,7 @@ from ..checkpoint import load_checkpoint
 from ..noises import Noise, ablate, noise_from_config
 from ..runtime.speed import Switch
 from .base import Certificate, check_image, prepare_base
+from .preprocessing import Bounds, Preprocessing, check_bounds
 
 VOTES = ("argmax", "threshold")
 
@@ -38,7 +39,9 @@ class DeterministicClassifier:
     reports the largest certified patch side. For a partition the radius is the L0 radius.
     ``batch_size`` (None: the fastest measured for the model) bounds how many copies go through the
     model at once (memory cap); ``compile``, ``channels_last`` (``"auto"``, ``"on"``, ``"off"``) and
-    ``amp`` accelerate it (:func:`~smoothcert.classifiers.base.prepare_base`).
+    ``amp`` accelerate it (:func:`~smoothcert.classifiers.base.prepare_base`). ``bounds`` and
+    ``preprocessing`` declare the input space and what the model sees, as for
+    :class:`~smoothcert.classifiers.smoothed.SmoothedClassifier`.
     """
 
     kind: ClassVar[str] = "deterministic"
@@ -59,6 +62,8 @@ class DeterministicClassifier:
         compile: Switch = "auto",
         channels_last: Switch = "auto",
         amp: str | None = None,
+        bounds: Bounds = (0.0, 1.0),
+        preprocessing: Preprocessing = None,
     ) -> None:
         if noise.classifier != "deterministic":
             raise ValueError(f"a deterministic classifier needs a deterministic noise (columns, blocks, partition), "
@@ -73,8 +78,10 @@ class DeterministicClassifier:
                 raise ValueError(f"--patch certifies column/block smoothing; {noise.kind} noise certifies L0 radii")
             check_count("patch", patch)
         self.num_classes = check_count("num_classes", num_classes)
+        self.bounds = check_bounds(bounds)
         self.base, self.device, self.batch_size = prepare_base(base, device, batch_size, compile=compile,
-                                                               channels_last=channels_last, amp=amp)
+                                                               channels_last=channels_last, amp=amp,
+                                                               preprocessing=preprocessing)
         self.noise, self.vote, self.theta, self.patch = noise, vote, float(theta), patch
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.keep = noise.keep_masks(*self.image_size, device=self.device)
@@ -99,7 +106,7 @@ class DeterministicClassifier:
     @torch.inference_mode()
     def copy_votes(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """(copies, num_classes) 0/1 votes of the ablation sets ``rows`` (default all) on one image ``x``."""
-        x = check_image(x).to(self.device)
+        x = check_image(x, self.bounds).to(self.device)
         c, h, w = x.shape
         if (h, w) != self.image_size:
             raise ValueError(f"the classifier certifies {self.image_size[0]}x{self.image_size[1]} images, got {h}x{w}")

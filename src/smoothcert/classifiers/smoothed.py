@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from scipy.stats import binomtest
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..certificates import check_alpha, check_count
 from ..certificates.sequential import ABSTAIN, Adaptive
@@ -34,6 +35,7 @@ from ..noises import Noise, noise_from_config
 from ..runtime import seeding
 from ..runtime.speed import Switch
 from .base import Certificate, Steps, T, check_image, prepare_base, run_packed
+from .preprocessing import Bounds, Preprocessing, check_bounds
 
 SAMPLINGS = ("adaptive", "fixed")
 Sampling = str | Adaptive
@@ -50,6 +52,10 @@ class SmoothedClassifier:
     ``"off"``) and ``amp`` accelerate it (:func:`~smoothcert.classifiers.base.prepare_base`).
     ``certificate`` names the certificate the noise computes (ablation: ``cor1``, ``cor2``, ``jia``;
     Gaussian: ``cohen``, ``two-class``); ``None`` takes the noise's first, the papers' choice.
+    ``bounds`` is the input space images are given in, where the noise acts and the certificate
+    holds; ``preprocessing`` (``{"mean": ..., "std": ...}`` or a callable) maps each noisy copy to
+    what the model was trained on (:mod:`~smoothcert.classifiers.preprocessing`). The caller's
+    ``base`` is never modified (:func:`~smoothcert.classifiers.base.prepare_base`).
 
     ``certify`` / ``predict`` take one (C, H, W) image (one result; noise from ``generator``) or a
     batch, (N, C, H, W) or a list of images, and then return a list: the images' samples are packed
@@ -76,10 +82,14 @@ class SmoothedClassifier:
         compile: Switch = "auto",
         channels_last: Switch = "auto",
         amp: str | None = None,
+        bounds: Bounds = (0.0, 1.0),
+        preprocessing: Preprocessing = None,
     ) -> None:
         self.num_classes = check_count("num_classes", num_classes)
+        self.bounds = check_bounds(bounds)
         self.base, self.device, self.batch_size = prepare_base(base, device, batch_size, compile=compile,
-                                                               channels_last=channels_last, amp=amp)
+                                                               channels_last=channels_last, amp=amp,
+                                                               preprocessing=preprocessing)
         self.noise = noise
         if getattr(noise, "per_batch", False):
             raise ValueError("certification needs an independent noise draw per sample: use per_batch=False")
@@ -124,7 +134,7 @@ class SmoothedClassifier:
             queued -= size
 
         for i, (x, num, generator) in enumerate(requests):
-            x = check_image(x).to(self.device)
+            x = check_image(x, self.bounds).to(self.device)
             remaining = check_count("number of samples", num)
             while remaining > 0:
                 b = min(self.batch_size, remaining)
@@ -142,10 +152,11 @@ class SmoothedClassifier:
 
     def run_images(
         self, x: Images, steps: Callable[[tuple[int, int]], Steps[T]], generator: torch.Generator | None,
-        seed: int | None, indices: Sequence[int] | None,
+        seed: int | None, indices: Sequence[int] | None, progress: bool = True, desc: str = "images",
     ) -> T | list[T]:
         """Drive ``steps(image_size)`` on one image (``run``; with ``seed``, the stream (seed, index)) or,
-        packed, on each image of a batch with the streams (seed, index): see the class docstring."""
+        packed, on each image of a batch with the streams (seed, index): see the class docstring. A
+        batch shows a progress bar named ``desc`` unless ``progress`` is False."""
         if isinstance(x, torch.Tensor) and x.dim() not in (3, 4):
             raise ValueError(f"expected one image (C, H, W) or a batch (N, C, H, W), got shape {tuple(x.shape)}")
         single = isinstance(x, torch.Tensor) and x.dim() == 3
@@ -165,17 +176,21 @@ class SmoothedClassifier:
         seed = 0 if seed is None else seed
         jobs = ((i, image, steps(size), seeding.generator(seed, index, device=self.device))
                 for i, (image, index) in enumerate(zip(images, indices, strict=True)))
-        outcomes = [outcome for _, outcome, _ in run_packed(self, jobs)]
+        bar = tqdm(run_packed(self, jobs), total=len(images), desc=desc, unit="image", disable=single or not progress)
+        outcomes = [outcome for _, outcome, _ in bar]
         return outcomes[0] if single else outcomes
 
     def predict(
         self, x: Images, n: int, alpha: float, generator: torch.Generator | None = None, *,
         sampling: Sampling = "fixed", seed: int | None = None, indices: Sequence[int] | None = None,
+        progress: bool = True,
     ) -> int | list[int]:
         """PREDICT: the top class of ``n`` noisy votes, or ``ABSTAIN`` (see ``predict_from_counts``);
         adaptive sampling stops as soon as the top class is decided (``n`` is then the maximum).
-        A batch gives a list, packed and seeded by (``seed``, index) as described in the class docstring."""
-        outcome = self.run_images(x, lambda size: self.predict_steps(n, alpha, sampling), generator, seed, indices)
+        A batch gives a list, packed and seeded by (``seed``, index) as described in the class
+        docstring, with a progress bar unless ``progress`` is False."""
+        outcome = self.run_images(x, lambda size: self.predict_steps(n, alpha, sampling), generator, seed, indices,
+                                  progress, "predict")
         return outcome[0] if isinstance(outcome, tuple) else [decision for decision, _ in outcome]
 
     def predict_steps(self, n: int, alpha: float, sampling: Sampling = "fixed") -> Steps[tuple[int, np.ndarray]]:
@@ -202,13 +217,16 @@ class SmoothedClassifier:
     def certify(
         self, x: Images, n0: int, n: int, alpha: float, generator: torch.Generator | None = None, *,
         sampling: Sampling = "fixed", seed: int | None = None, indices: Sequence[int] | None = None,
+        progress: bool = True,
     ) -> Certificate | list[Certificate]:
         """CERTIFY: select the top class on ``n0`` samples, bound its probability on ``n`` fresh
         samples at level ``alpha`` (adaptive: at most ``n``), and return the certified radius of
-        the noise's threat model. A batch gives a list, packed and seeded by (``seed``, index) as
-        described in the class docstring."""
+        the noise's threat model, in the classifier's input space. An abstention is ``ABSTAIN`` with
+        radius NaN (Cohen et al.'s code and ART return radius 0 there). A batch gives a list, packed
+        and seeded by (``seed``, index) as described in the class docstring, with a progress bar
+        unless ``progress`` is False."""
         return self.run_images(x, lambda size: self.certify_steps(size, n0, n, alpha, sampling), generator, seed,
-                               indices)
+                               indices, progress, "certify")
 
     def certify_steps(
         self, image_size: tuple[int, int], n0: int, n: int, alpha: float, sampling: Sampling = "fixed"

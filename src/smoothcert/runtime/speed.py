@@ -100,7 +100,8 @@ class Accelerated(nn.Module):
     def _switch(self) -> None:
         """Turn on every acceleration whose evaluation count has been reached."""
         if self._at["channels_last"] is not None and self.evaluations >= self._at["channels_last"]:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            # only the input changes layout: convolutions then run channels-last (measured as fast as
+            # with converted weights, benchmarks/bench_speed_defaults.py) and the model is never modified
             self.channels_last, self._at["channels_last"] = True, None
         if self._at["compile"] is not None and self.evaluations >= self._at["compile"]:
             self._at["compile"] = None

@@ -1,0 +1,175 @@
+"""A user's own model: the classifiers never change the module they are handed, take inputs in a
+declared space with preprocessing inside, and show progress on batch calls."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from smoothcert import Ablation, Bands, Gaussian, load_checkpoint
+from smoothcert.classifiers import DeterministicClassifier, SmoothedClassifier, load_classifier
+from smoothcert.data import load_dataset
+from smoothcert.models import build_model
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+def snapshot(module: nn.Module) -> dict:
+    """Everything a caller could observe of a module: each submodule's type, mode and attribute
+    names, and each tensor's values, dtype, device, layout (strides) and requires_grad."""
+    modules = {name: (type(m).__name__, m.training, sorted(vars(m))) for name, m in module.named_modules()}
+    tensors = {name: (t.detach().clone(), t.dtype, t.device, t.stride(), t.requires_grad)
+               for name, t in [*module.named_parameters(), *module.named_buffers()]}
+    return {"modules": modules, "tensors": tensors}
+
+
+def assert_unchanged(before: dict, module: nn.Module) -> None:
+    after = snapshot(module)
+    assert after["modules"] == before["modules"]
+    assert after["tensors"].keys() == before["tensors"].keys()
+    for name, (value, *attributes) in before["tensors"].items():
+        now, *now_attributes = after["tensors"][name]
+        assert now_attributes == attributes, name
+        assert torch.equal(now, value), name  # bit for bit
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_smoothed_classifier_leaves_the_callers_model_as_it_was(mode):
+    model = build_model("mnist_cnn", in_channels=2, num_classes=10)  # channels-last pays for it: "auto" is on
+    model.train(mode == "train")
+    before = snapshot(model)
+    smoothed = SmoothedClassifier(model, Ablation(k=45), 10, device="cpu")
+    assert_unchanged(before, model)
+    images = load_dataset("mnist5k", "test").x[:2]
+    smoothed.certify(images, 20, 100, 0.05, progress=False)
+    smoothed.predict(images[0], 100, 0.05)
+    assert_unchanged(before, model)
+    assert getattr(smoothed.base, "channels_last", False)  # the speed-up applies to the library's view
+
+
+def test_a_model_in_eval_mode_on_the_device_is_used_without_a_copy():
+    model = build_model("mnist_cnn", in_channels=2, num_classes=10).eval()
+    smoothed = SmoothedClassifier(model, Ablation(k=45), 10, device="cpu")
+    assert smoothed.base.model is model
+
+
+def test_deterministic_classifier_leaves_the_callers_model_as_it_was():
+    model = build_model("mnist_cnn", in_channels=2, num_classes=10).train()
+    before = snapshot(model)
+    classifier = DeterministicClassifier(model, Bands(shape="columns", band=4), 10, (28, 28), device="cpu")
+    classifier.certify(load_dataset("mnist5k", "test").x[0])
+    assert_unchanged(before, model)
+
+
+def test_load_classifier_leaves_a_loaded_model_as_it_was(tiny_checkpoint):
+    _, path = tiny_checkpoint
+    model, _ = load_checkpoint(path)
+    before = snapshot(model)
+    classifier = load_classifier(path, device="cpu")
+    smoothed = SmoothedClassifier(model, classifier.noise, classifier.num_classes, device="cpu")
+    smoothed.certify(torch.rand(1, 8, 8), 10, 50, 0.05, generator=torch.Generator().manual_seed(0))
+    assert_unchanged(before, model)
+
+
+class HandNormalize(nn.Module):
+    """What a user writes without the preprocessing option: the normalisation as the model's first layer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - MNIST_MEAN) / MNIST_STD
+
+
+def outcomes(certs: list) -> list[tuple]:
+    """Certificates as comparable tuples (an abstention's radius is NaN, which equals nothing)."""
+    return [(c.predict, c.count, c.n, c.p_lower, None if math.isnan(c.radius) else c.radius) for c in certs]
+
+
+@pytest.fixture(scope="module")
+def normalised_model() -> nn.Module:
+    """A small CNN trained with Gaussian noise (sigma 0.25) on normalised mnist5k digits, as models
+    in the wild are: it expects (x - mean) / std of a noisy image x in [0, 1]."""
+    torch.manual_seed(0)
+    data = load_dataset("mnist5k", "train")
+    model = nn.Sequential(nn.Conv2d(1, 8, 5, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 12 * 12, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(2):
+        for i in range(0, 4000, 100):
+            x, y = data.x[i:i + 100], data.y[i:i + 100]
+            noisy = x + 0.25 * torch.randn_like(x)
+            loss = nn.functional.cross_entropy(model((noisy - MNIST_MEAN) / MNIST_STD), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+def test_declared_preprocessing_gives_the_radii_of_the_model_wrapped_by_hand(normalised_model):
+    test = load_dataset("mnist5k", "test")
+    images, labels = test.x[:12], test.y[:12].tolist()
+    declared = SmoothedClassifier(normalised_model, Gaussian(0.25), 10, device="cpu",
+                                  preprocessing={"mean": [MNIST_MEAN], "std": [MNIST_STD]})
+    by_hand = SmoothedClassifier(nn.Sequential(HandNormalize(), normalised_model), Gaussian(0.25), 10, device="cpu")
+    ours = outcomes(declared.certify(images, 50, 500, 0.01, seed=1, progress=False))
+    assert ours == outcomes(by_hand.certify(images, 50, 500, 0.01, seed=1, progress=False))
+    assert sum(c[0] == y for c, y in zip(ours, labels, strict=True)) >= 9  # the model did learn
+    assert sum(c[4] is not None and c[4] > 0.25 for c in ours) >= 6  # and certifies
+    as_callable = SmoothedClassifier(normalised_model, Gaussian(0.25), 10, device="cpu",
+                                     preprocessing=lambda x: (x - MNIST_MEAN) / MNIST_STD)
+    assert outcomes(as_callable.certify(images, 50, 500, 0.01, seed=1, progress=False)) == ours
+
+
+def test_bounds_declare_the_input_space_where_the_noise_acts_and_the_radius_holds(normalised_model):
+    images = load_dataset("mnist5k", "test").x[:6]
+    unit = SmoothedClassifier(normalised_model, Gaussian(0.25), 10, device="cpu",
+                              preprocessing={"mean": MNIST_MEAN, "std": MNIST_STD})
+    with pytest.raises(ValueError, match=r"\[0, 1\].*bounds="):
+        unit.certify(images[0] * 255, 50, 500, 0.01)
+    bytes_space = SmoothedClassifier(normalised_model, Gaussian(0.25 * 255), 10, device="cpu", bounds=(0, 255),
+                                     preprocessing={"mean": MNIST_MEAN * 255, "std": MNIST_STD * 255})
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        bytes_space.certify(images[0] * 300, 50, 500, 0.01)
+    in_bytes = bytes_space.certify(images * 255, 50, 500, 0.01, seed=2, progress=False)
+    in_unit = unit.certify(images, 50, 500, 0.01, seed=2, progress=False)
+    for a, b in zip(in_bytes, in_unit, strict=True):
+        assert a.predict == b.predict
+        if not math.isnan(b.radius):
+            assert a.radius == pytest.approx(255 * b.radius, rel=0.02)  # the same radius, in pixel-value units
+
+
+@pytest.mark.parametrize("preprocessing, message", [
+    ({"mean": [0.1]}, "exactly the keys 'mean' and 'std'"),
+    ({"mean": 0.1, "std": 0.0}, "positive stds"),
+    ("normalise", "must be None"),
+])
+def test_bad_preprocessing_is_refused(preprocessing, message):
+    with pytest.raises(ValueError, match=message):
+        SmoothedClassifier(nn.Linear(4, 2), Gaussian(0.25), 2, device="cpu", preprocessing=preprocessing)
+
+
+def test_preprocessing_for_other_channels_than_the_model_sees_is_refused():
+    smoothed = SmoothedClassifier(build_model("mnist_cnn", in_channels=2, num_classes=10), Ablation(k=45), 10,
+                                  device="cpu", preprocessing={"mean": [0.1, 0.2, 0.3], "std": [1, 1, 1]})
+    with pytest.raises(ValueError, match="3 values for the 2 channels"):
+        smoothed.predict(torch.rand(1, 28, 28), 10, 0.05)
+
+
+@pytest.mark.parametrize("bounds", [(1, 0), (0, float("inf")), ("a", 1), (0,)])
+def test_bad_bounds_are_refused(bounds):
+    with pytest.raises(ValueError, match="bounds"):
+        SmoothedClassifier(nn.Linear(4, 2), Gaussian(0.25), 2, device="cpu", bounds=bounds)
+
+
+def test_batch_calls_show_progress_unless_asked_not_to(capsys):
+    smoothed = SmoothedClassifier(build_model("mnist_cnn", in_channels=2, num_classes=10), Ablation(k=45), 10,
+                                  device="cpu")
+    images = list(load_dataset("mnist5k", "test").x[:3])
+    smoothed.certify(images, 10, 50, 0.05)
+    smoothed.predict(images, 50, 0.05)
+    err = capsys.readouterr().err
+    assert "certify" in err and "predict" in err and "3/3" in err
+    smoothed.certify(images, 10, 50, 0.05, progress=False)
+    smoothed.predict(images, 50, 0.05, progress=False)
+    smoothed.certify(images[0], 10, 50, 0.05)  # one image: no bar
+    assert capsys.readouterr().err == ""
