@@ -9,9 +9,10 @@ A table is framed by two markers; what lies between them must be exactly what it
     <!-- /results -->
 
 * ``report LOG... [--radii R,...]`` is ``smoothcert report LOG... --radii R,... --markdown`` (the
-  arguments go through the real parser; rows are named as ``smoothcert report`` names them). A log
-  listed in ``docs/results/pending.txt`` (a run whose logs are not committed yet) becomes a
-  "run pending" row without numbers; every other log must exist.
+  arguments go through the real parser; rows are named as ``smoothcert report`` names them; attack
+  logs add Table 2 and its soundness column). A certify or predict log listed in
+  ``docs/results/pending.txt`` (a run whose logs are not committed yet) becomes a "run pending" row
+  without numbers; every other log must exist.
 * ``paper TABLE KEY...`` is a table of the published numbers in
   :mod:`smoothcert.reproductions.published` (``table1 45``, ``table7``, ``consistency``, ``decrop``,
   ``patch``, ``partition``).
@@ -64,10 +65,12 @@ def _row_names(paths: list[Path]) -> list[str]:
 def render_report(argv: list[str]) -> str:
     """The markdown table ``smoothcert report ARGV --markdown`` prints, with pending logs as empty rows."""
     from smoothcert.cli import build_parser
-    from smoothcert.reports import format_table, read_log, summarize
+    from smoothcert.reports import format_table, read_log, report, summarize
 
     args = build_parser().parse_args(["report", *argv])
     pending = pending_logs()
+    if not any(path.as_posix() in pending for path in args.logs):  # everything committed: exactly `smoothcert report`
+        return report([ROOT / path for path in args.logs], args.radii, markdown=True)
     rows: list[str | None] = []
     logs = []
     for path, name in zip(args.logs, _row_names(args.logs)):
