@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from smoothcert import cli
+from smoothcert import cli, load_checkpoint, save_checkpoint
 from smoothcert.attacks import ATTACK_CLASSES, ATTACK_FLAGS
 from smoothcert.classifiers import OPTIONS, DeterministicClassifier, SmoothedClassifier
 from smoothcert.classifiers.checks import ADAPTIVE_OPTIONS, SAMPLING_OPTIONS
@@ -63,6 +63,12 @@ def world(tmp_path_factory, tiny_npz):
                      *QUIET]) == 0
     finally:
         os.chdir(cwd)
+    for name in ("model", "clean"):  # the weights a diverged training leaves: NaN
+        model, config = load_checkpoint(root / name)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.fill_(float("nan"))
+        save_checkpoint(root / f"nan-{name}", model, config)
     shutil.copytree(root / "model", root / "broken-weights")
     (root / "broken-weights" / "model.safetensors").write_bytes(b"garbage")
     shutil.copytree(root / "model", root / "broken-config")
@@ -106,6 +112,8 @@ CASES = [
     ("train", "contradictory flags", [*TRAIN[:-1], "model", "--resume", "--overwrite"], "choose one"),
     ("train", "unknown augmentation", [*TRAIN, "--augment", "affine+blur"], "unknown augmentation 'blur' in 'affine+blur'"),
     ("train", "no training images", [*TRAIN, "--max", "0"], "the number of training images (max_images) must be positive"),
+    ("train", "a learning rate that diverges", [*TRAIN, "--lr", "1e30", "--batch-size", "16"],
+     "training diverged in epoch 1: the loss became NaN or infinite (nothing was saved); lower --lr"),
     ("train", "more training images than the data has", [*TRAIN, "--max", "100"],
      "cannot train on the first 100 images: npz:tiny.npz has 64 training images"),
     ("train", "missing checkpoint to resume", [*TRAIN, "--resume"], "no smoothcert checkpoint at new"),
@@ -130,6 +138,8 @@ CASES = [
     ("certify", "wrong-kind checkpoint", [*CERTIFY[:2], "den", *CERTIFY[3:]], "is not a smoothcert checkpoint config"),
     ("certify", "wrong-kind checkpoint (a file)", [*CERTIFY[:2], "tiny.npz", *CERTIFY[3:]], "no smoothcert checkpoint at tiny.npz"),
     ("certify", "corrupt weights", [*CERTIFY[:2], "broken-weights", *CERTIFY[3:]], "corrupt checkpoint file"),
+    ("certify", "NaN weights", [*CERTIFY[:2], "nan-model", *CERTIFY[3:]], "the base model returned non-finite logits"),
+    ("predict", "NaN weights", [*PREDICT[:2], "nan-model", *PREDICT[3:]], "the base model returned non-finite logits"),
     ("certify", "corrupt config", [*CERTIFY[:2], "broken-config", *CERTIFY[3:]], "corrupt smoothcert checkpoint config"),
     ("certify", "wrong-kind denoiser", [*CERTIFY, "--denoiser", "model"], "is not a denoiser checkpoint config"),
     ("certify", "corrupt dataset", [*CERTIFY, "--dataset", "npz:corrupt.npz"], "not a readable .npz archive"),
@@ -157,6 +167,8 @@ CASES = [
     # attack
     ("attack", "missing checkpoint", [*ATTACK[:2], "nowhere", *ATTACK[3:]], "no smoothcert checkpoint at nowhere"),
     ("attack", "corrupt weights", [*ATTACK[:2], "broken-weights", *ATTACK[3:]], "corrupt checkpoint file"),
+    ("attack", "NaN weights (smoothed)", [*ATTACK[:2], "nan-model", *ATTACK[3:]], "non-finite logits"),
+    ("attack", "NaN weights (undefended)", [*ATTACK[:2], "nan-clean", *ATTACK[5:]], "non-finite logits"),
     ("attack", "wrong-kind checkpoint", [*ATTACK[:2], "den", *ATTACK[3:]], "is not a smoothcert checkpoint config"),
     ("attack", "out-of-range restarts", [*ATTACK, "--restarts", "0"], "restarts must be a positive integer"),
     ("attack", "out-of-range queries", [*ATTACK, "--max-queries", "0"], "--max-queries must be a positive integer"),

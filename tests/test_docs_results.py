@@ -91,3 +91,22 @@ def test_a_figure_of_other_data_is_not_current(tmp_path):
     (tmp_path / "changed.tsv").write_text("\n".join([lines[0], "\t".join(row), *lines[2:]]) + "\n")
     changed = read_log(tmp_path / "changed.tsv", name=log.name)
     assert figure_digest(png) != curves_digest([changed])
+
+
+def test_no_committed_patch_attack_breaks_a_certified_digit():
+    """Soundness on the committed patch logs: a digit certified against the attacked patch side
+    (threshold vote, the attack's target) is never broken by the patch attack."""
+    import json
+
+    import numpy as np
+
+    from smoothcert.reports import read_attack_log, read_log
+
+    attack = read_attack_log(ROOT / "docs/results/patch/attack.tsv")
+    certify = read_log(ROOT / "docs/results/patch/certify-threshold.tsv")
+    side = json.loads((ROOT / "docs/results/patch/attack.tsv.json").read_text())["size"]
+    certified = dict(zip(certify.idx.tolist(), (certify.correct & (certify.radius >= side)).tolist(), strict=True))
+    attacked_certified = [i for i in attack.idx.tolist() if certified[i]]
+    broken = [i for i, ok in zip(attack.idx.tolist(), attack.success, strict=True) if ok and certified[i]]
+    assert attacked_certified and np.any(attack.success)  # the check compares something
+    assert broken == []

@@ -173,3 +173,36 @@ def test_batch_calls_show_progress_unless_asked_not_to(capsys):
     smoothed.predict(images, 50, 0.05, progress=False)
     smoothed.certify(images[0], 10, 50, 0.05)  # one image: no bar
     assert capsys.readouterr().err == ""
+
+
+class OneRow(nn.Module):
+    """A broken model: one row of logits whatever the batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(1, 10)
+
+
+@pytest.mark.parametrize("model, message", [
+    (nn.Sequential(nn.Flatten(), nn.Linear(2 * 8 * 8, 5)), r"shape \(\d+, 5\) for a batch of \d+; expected \(\d+, 10\)"),
+    (OneRow(), r"shape \(1, 10\) for a batch of \d+"),
+    (nn.Sequential(nn.Flatten(), nn.Linear(2 * 8 * 8, 10), nn.Dropout(1.0), nn.Softplus(), nn.LogSigmoid()), None),
+])
+def test_the_models_outputs_are_checked_before_they_vote(model, message):
+    smoothed = SmoothedClassifier(model, Ablation(k=16), 10, device="cpu")
+    image = torch.rand(1, 8, 8)
+    if message is None:  # a well-formed model certifies
+        smoothed.certify(image, 10, 50, 0.05, generator=torch.Generator().manual_seed(0))
+        return
+    with pytest.raises(ValueError, match=message):
+        smoothed.certify(image, 10, 50, 0.05, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_model_with_nan_outputs_certifies_nothing():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 8 * 8, 10)).eval()
+    with torch.no_grad():
+        model[1].weight.fill_(float("nan"))
+    smoothed = SmoothedClassifier(model, Ablation(k=16), 10, device="cpu")
+    with pytest.raises(ValueError, match="non-finite logits"):
+        smoothed.certify(torch.rand(1, 8, 8), 10, 50, 0.05, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="non-finite logits"):
+        smoothed.predict(torch.rand(1, 8, 8), 50, 0.05, generator=torch.Generator().manual_seed(0))

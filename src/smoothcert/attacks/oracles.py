@@ -11,6 +11,7 @@ from torch import nn
 
 from ..certificates import check_alpha, check_count
 from ..certificates.sequential import predict_decision
+from ..classifiers.base import check_logits
 from ..classifiers.deterministic import DeterministicClassifier
 from ..classifiers.smoothed import Sampling, SmoothedClassifier, as_sampling
 from ..runtime.seeding import generator, resolve_device
@@ -52,7 +53,8 @@ class ModelOracle:
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         self.queries += len(x)
         x = x.to(self.device)
-        return torch.cat([self.model(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)]).float()
+        chunks = [x[i:i + self.batch_size] for i in range(0, len(x), self.batch_size)]
+        return torch.cat([check_logits(self.model(chunk), len(chunk), self.num_classes) for chunk in chunks]).float()
 
     def decide(self, scores: torch.Tensor) -> torch.Tensor:
         return scores.argmax(1)
@@ -125,7 +127,7 @@ class SmoothedOracle:
                 for i in range(0, len(missing), self.smoothed.batch_size):
                     chunk = missing[i:i + self.smoothed.batch_size]
                     inputs = noise.apply(x.expand(len(chunk), c, h, w), self._keep[chunk])
-                    votes[chunk] = self.smoothed.base(inputs).argmax(1)
+                    votes[chunk] = check_logits(self.smoothed.base(inputs), len(chunk), self.num_classes).argmax(1)
                 block = torch.bincount(votes[used:used + num], minlength=self.num_classes).cpu().numpy()
                 used, num = used + num, steps.send(block)
         except StopIteration as done:

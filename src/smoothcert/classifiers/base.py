@@ -90,6 +90,19 @@ def check_image(x: torch.Tensor, bounds: Bounds = (0.0, 1.0)) -> torch.Tensor:
     return x
 
 
+def check_logits(logits: torch.Tensor, rows: int, num_classes: int) -> torch.Tensor:
+    """``logits``; ValueError unless they are finite with shape (``rows``, ``num_classes``): a model
+    with NaN outputs (a diverged training) or of another shape must not vote, since an argmax over
+    them would certify whatever class comes first."""
+    if tuple(logits.shape) != (rows, num_classes):
+        raise ValueError(f"the base model returned outputs of shape {tuple(logits.shape)} for a batch of {rows}; "
+                         f"expected ({rows}, {num_classes}): one logit per class (num_classes={num_classes})")
+    if not torch.isfinite(logits).all():
+        raise ValueError("the base model returned non-finite logits (NaN or inf), as a diverged training leaves "
+                         "it; such a model cannot be certified: retrain it (e.g. with a lower --lr)")
+    return logits
+
+
 class Classifier(Protocol):
     """The interface of every classifier kind (smoothed, deterministic, denoised, undefended).
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from contextlib import nullcontext
 from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
@@ -132,6 +133,16 @@ def _check_resumable(saved: dict[str, Any], config: dict[str, Any]) -> None:
         raise ValueError(f"cannot resume: the run was started with different settings ({details})")
 
 
+def check_finite(finite: bool, epoch: int, out: str | Path | None, what: str) -> None:
+    """Stop a diverged training: ValueError unless ``finite`` (the loss, or every weight, in
+    ``epoch``, 0-based); the checkpoint ``out`` keeps the last finished epoch."""
+    if finite:
+        return
+    kept = f"{out} keeps epoch {epoch}, the last good one" if out is not None and epoch else "nothing was saved"
+    raise ValueError(f"training diverged in epoch {epoch + 1}: the {what} became NaN or infinite ({kept}); "
+                     "lower --lr (the recipe's learning rate) and train again")
+
+
 def fit(
     model: nn.Module,
     noise: Noise,
@@ -230,6 +241,7 @@ def fit(
             if recipe.augments(epoch):
                 x = augment(x, recipe.augment, g)
             loss, logits = method(net, x, y, noise, g, epoch)
+            check_finite(math.isfinite(loss.item()), epoch, out, "loss")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -250,6 +262,7 @@ def fit(
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
         if progress and world.main:
             bar.write("  ".join(f"{k} {v:.4g}" for k, v in record.items()))
+        check_finite(all(bool(torch.isfinite(p).all()) for p in average.parameters()), epoch, out, "weights")
         if out is not None and world.main:
             save_checkpoint(out, average, {**config, "epoch": epoch + 1, "history": history}, optimizer,
                             training=model if recipe.ema else None)
