@@ -13,6 +13,10 @@ A table is framed by two markers; what lies between them must be exactly what it
   logs add Table 2 and its soundness column). A certify or predict log listed in
   ``docs/results/pending.txt`` (a run whose logs are not committed yet) becomes a "run pending" row
   without numbers; every other log must exist.
+* ``information LOG... [--radii R,...]`` is Table 7's view of certify logs: per log its noise, CERTIFY
+  accuracy, median and certified accuracies, the largest radius its n and alpha can certify and
+  the mutual information of one noisy sample (Eq. 20 / 21), all from the log and its settings
+  (:func:`smoothcert.reproductions.table7.certifiable_and_information`).
 * ``paper TABLE KEY...`` is a table of the published numbers in
   :mod:`smoothcert.reproductions.published` (``table1 45``, ``table7``, ``consistency``, ``decrop``,
   ``patch``, ``partition``).
@@ -97,6 +101,34 @@ def render_report(argv: list[str]) -> str:
     return "\n".join(lines)
 
 
+def render_information(argv: list[str]) -> str:
+    """Table 7's columns for certify logs: noise, accuracy, median, certified accuracies, the
+    largest certifiable radius and the mutual information of a noisy sample."""
+    import json
+
+    from smoothcert.cli import build_parser
+    from smoothcert.data import load_dataset
+    from smoothcert.reports import read_log, summarize
+    from smoothcert.reproductions.table7 import certifiable_and_information
+
+    args = build_parser().parse_args(["report", *argv])
+    header = ["run", "noise", "accuracy (abstained)", "median", *(f"r={r:g}" for r in args.radii),
+              "largest certifiable radius", "I (bits per sample)"]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |"]
+    for path, name in zip(args.logs, _row_names(args.logs)):
+        settings = json.loads((ROOT / path).with_name(path.name + ".json").read_text())
+        summary = summarize(read_log(ROOT / path, name), args.radii)
+        noise = settings["noise"]
+        shape = load_dataset(settings["dataset"], settings["split"]).image_shape
+        cap, bits = certifiable_and_information(noise, settings["n"], settings["alpha"], shape)
+        kind = f"Lee et al., kappa={noise['kappa']:g}" if noise["noise"] == "lee" else f"ablation, k={noise['k']}"
+        median = "N/A" if summary["median"] == float("-inf") else f"{summary['median']:g}"
+        cells = [name, kind, f"{100 * summary['accuracy']:.2f}% ({100 * summary['abstained']:.2f}%)", median,
+                 *(f"{100 * summary['certified_accuracy'][r]:.2f}%" for r in args.radii), f"{cap:g}", f"{bits:,.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def render_paper(argv: list[str]) -> str:
     """A markdown table of published numbers (smoothcert.reproductions.published), with their source."""
     from smoothcert.reproductions import published as p
@@ -178,7 +210,9 @@ def render(spec: str) -> str:
         return render_report(argv)
     if kind == "paper":
         return render_paper(argv)
-    raise ValueError(f"unknown results marker {kind!r}: expected report or paper")
+    if kind == "information":
+        return render_information(argv)
+    raise ValueError(f"unknown results marker {kind!r}: expected report, information or paper")
 
 
 def tables(text: str) -> list[tuple[str, str]]:

@@ -30,6 +30,18 @@ TABLE7_KS = (20, 45)
 TABLE7_RADII = (1, 2, 4, 8)
 
 
+def certifiable_and_information(noise: dict, n: int, alpha: float, image_shape: tuple[int, int, int],
+                                levels: int = 256) -> tuple[float, float]:
+    """(the largest radius ``n`` and ``alpha`` can certify, the mutual information in bits of one
+    noisy sample: Eq. 20 for ablation, Eq. 21 for Lee et al.) of a log's recorded ``noise``."""
+    c, h, w = image_shape
+    if noise["noise"] == "lee":
+        levels = noise.get("levels", levels)
+        return (float(max_certifiable_radius_lee(n, alpha, c * h * w, levels, noise["kappa"])),
+                float(mutual_information_lee(c * h * w, noise["kappa"], levels)))
+    return float(max_certifiable_radius(n, alpha, h * w, noise["k"])), float(mutual_information_ablation(noise["k"], levels))
+
+
 def reproduce_table7(
     *, out: str | Path = "runs/table7", kappas: Sequence[float] = TABLE7_KAPPAS, ks: Sequence[int] = TABLE7_KS,
     levels: int = 256, ablation_checkpoint: str | Path | None = None, recipe: str = "fast", epochs: int = 40,
@@ -45,31 +57,27 @@ def reproduce_table7(
     accuracy at ``TABLE7_RADII``, the largest radius the sampling allows, and the mutual
     information of Eq. 20 (ablation) and Eq. 21 (Lee et al.)."""
     out = Path(out)
-    c, h, w = load_dataset("mnist5k", "test").image_shape
-    d = c * h * w  # Lee et al. count channel values; ablation counts pixels (the same for MNIST)
+    shape = load_dataset("mnist5k", "test").image_shape
     sampling = {"max_images": max_images, "n0": n0, "n": n, "alpha": alpha, "seed": seed, "device": device,
                 "progress": progress}
-    runs = []  # (row name, "lee" or "ablation", certify log, model config, radius cap, bits of Eq. 20/21)
+    runs = []  # (row name, "lee" or "ablation", certify log, model config)
     for kappa in kappas:
         run_dir = out / f"lee-kappa{kappa:g}"
         log = train_and_certify(run_dir, noise="lee", kappa=kappa, levels=levels, recipe=recipe, epochs=epochs, **sampling)
-        runs.append((f"Lee et al. kappa={kappa:g}", "lee", log, read_config(run_dir / "model"),
-                     max_certifiable_radius_lee(n, alpha, d, levels, kappa), mutual_information_lee(d, kappa, levels)))
+        runs.append((f"Lee et al. kappa={kappa:g}", "lee", log, read_config(run_dir / "model")))
     for k in ks:
         run_dir = out / f"ablation-k{k}"
         log = train_and_certify(run_dir, noise="ablation", k=k, recipe=recipe, epochs=epochs, **sampling)
-        runs.append((f"ablation k={k}", "ablation", log, read_config(run_dir / "model"),
-                     max_certifiable_radius(n, alpha, h * w, k), mutual_information_ablation(k, levels)))
+        runs.append((f"ablation k={k}", "ablation", log, read_config(run_dir / "model")))
     if ablation_checkpoint is not None:
         config = read_config(ablation_checkpoint)
         if config["noise"].get("noise") != "ablation":
             raise ValueError(f"--ablation-checkpoint {ablation_checkpoint} was not trained with ablation noise")
-        k = config["noise"]["k"]
         log = certify_checkpoint(Path(ablation_checkpoint), out / "ablation-reused", **sampling)
-        runs.append((f"ablation k={k} (reused)", "ablation", log, config, max_certifiable_radius(n, alpha, h * w, k),
-                     mutual_information_ablation(k, levels)))
+        runs.append((f"ablation k={config['noise']['k']} (reused)", "ablation", log, config))
     rows, logs, best = [], [], {}
-    for name, noise, path, config, cap, bits in runs:
+    for name, noise, path, config in runs:
+        cap, bits = certifiable_and_information(config["noise"], n, alpha, shape, levels)
         logs.append(read_log(path, name=name))
         ours = summarize(logs[-1], TABLE7_RADII)
         base = config["history"][-1].get("heldout_acc")
@@ -89,7 +97,7 @@ def reproduce_table7(
         "certificate, smoothcert.certificates.lee); ablation keeps k pixels (Corollary 1). Median: misclassified and abstained "
         "digits count as -inf; certified accuracy in %; base accuracy: the base classifier on one noisy copy of "
         "each of the 1,000 test digits after the last epoch; max radius: the largest radius n and alpha allow. "
-        f"I: mutual information per noisy sample of a uniform image (d={d}, |S|={levels}). "
+        f"I: mutual information per noisy sample of a uniform image (d={shape[0] * shape[1] * shape[2]}, |S|={levels}). "
         + ("" if ablation_checkpoint is None else f"The reused ablation model is {ablation_checkpoint}. ")
         + "Paper: Levine & Feizi 2020 Table 7 (full MNIST; the best hyperparameters of each work).\n"
     )
