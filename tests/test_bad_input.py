@@ -76,6 +76,15 @@ def world(tmp_path_factory, tiny_npz):
     (root / "bad.tsv").write_text("idx\tlabel\tpredict\tcount\tn\tcorrect\ttime\n0\t1\tseven\t3\t10\t0\t0.1\n")
     (root / "result.json").write_text("{}")
     (root / "header.tsv").write_text((root / "c.tsv").read_text().splitlines()[0] + "\n")
+    for name, sidecar in (("listed", "[]"), ("broken-sidecar", "{not json")):  # settings files that are not settings
+        shutil.copy(root / "c.tsv", root / f"{name}.tsv")
+        (root / f"{name}.tsv.json").write_text(sidecar)
+    shutil.copy(root / "c.tsv.json", root / "badrow.tsv.json")
+    (root / "badrow.tsv").write_text((root / "c.tsv").read_text() + "x\t1\t1\t3\t20\t0.5\t1\t1\t0.1\n")
+    shutil.copytree(root / "model", root / "no-k")
+    config = json.loads((root / "no-k" / "config.json").read_text())
+    del config["noise"]["k"]
+    (root / "no-k" / "config.json").write_text(json.dumps(config))
     return root
 
 
@@ -112,6 +121,10 @@ CASES = [
     ("train", "contradictory flags", [*TRAIN[:-1], "model", "--resume", "--overwrite"], "choose one"),
     ("train", "unknown augmentation", [*TRAIN, "--augment", "affine+blur"], "unknown augmentation 'blur' in 'affine+blur'"),
     ("train", "no training images", [*TRAIN, "--max", "0"], "the number of training images (max_images) must be positive"),
+    ("train", "the output is the teacher", ["train", "--dataset", "npz:tiny.npz", "--epochs", "1", "--method",
+                                            "distillation", "--method-param", "teacher=model", "--out", "model",
+                                            "--overwrite"],
+     "--out model would overwrite --method-param teacher model, which this command reads"),
     ("train", "a learning rate that diverges", [*TRAIN, "--lr", "1e30", "--batch-size", "16"],
      "training diverged in epoch 1: the loss became NaN or infinite (nothing was saved); lower --lr"),
     ("train", "more training images than the data has", [*TRAIN, "--max", "100"],
@@ -154,6 +167,13 @@ CASES = [
     ("certify", "undefended model", [*CERTIFY[:2], "clean", *CERTIFY[3:]], "certify it through a denoiser"),
     ("certify", "existing output (a log of other settings)", [*CERTIFY[:-1], "c.tsv", "--seed", "1"], "different settings (seed)"),
     ("certify", "existing output (a checkpoint folder)", [*CERTIFY[:-1], "model"], "choose another --out"),
+    ("certify", "a settings file holding a list", [*CERTIFY[:-1], "listed.tsv"],
+     "listed.tsv.json: not a settings file of a smoothcert log (a JSON list, expected an object)"),
+    ("certify", "a broken settings file", [*CERTIFY[:-1], "broken-sidecar.tsv"],
+     "broken-sidecar.tsv.json: not a settings file of a smoothcert log (Expecting"),
+    ("certify", "a damaged row in the log", [*CERTIFY[:-1], "badrow.tsv"], "badrow.tsv:4: idx 'x' is not an image index"),
+    ("certify", "a checkpoint config without a noise key", [*CERTIFY[:2], "no-k", *CERTIFY[3:]],
+     "does not describe a Ablation noise (Ablation.__init__() missing 1 required positional argument: 'k')"),
     # predict
     ("predict", "missing checkpoint", [*PREDICT[:2], "nowhere", *PREDICT[3:]], "no smoothcert checkpoint at nowhere"),
     ("predict", "wrong-kind checkpoint", [*PREDICT[:2], "den", *PREDICT[3:]], "is not a smoothcert checkpoint config"),
@@ -188,6 +208,10 @@ CASES = [
     ("denoise", "missing classifier", [*DENOISE[:2], "nowhere", *DENOISE[3:]], "no smoothcert checkpoint at nowhere"),
     ("denoise", "wrong-kind classifier", [*DENOISE[:2], "den", *DENOISE[3:]], "is not a smoothcert checkpoint config"),
     ("denoise", "existing output (a denoiser)", [*DENOISE[:-1], "den"], "den already holds a finished denoiser"),
+    ("denoise", "the output is the classifier", [*DENOISE[:-1], "clean", "--overwrite"],
+     "--out clean would overwrite --classifier clean, which this command reads"),
+    ("denoise", "the output inside the classifier", [*DENOISE[:-1], "clean/den"],
+     "--out clean/den would overwrite --classifier clean"),
     ("denoise", "existing output (a classifier)", [*DENOISE[:-1], "model"], "model already holds a classifier checkpoint"),
     ("denoise", "existing output with other settings", [*DENOISE[:-1], "den", "--resume", "--sigma", "0.5"],
      "den holds a denoiser trained with different settings"),
@@ -507,3 +531,26 @@ def test_ctrl_c_leaves_a_resumable_run(world, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(TsvLog, "write", real_write)
     assert run(certify, capsys)[0] == 0
     assert [row.split("\t")[0] for row in log.read_text().splitlines()[1:]] == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("command", ["certify", "predict", "attack", "train"])
+def test_a_negative_seed_is_refused_before_any_file(world, monkeypatch, capsys, command):
+    argv = {"certify": CERTIFY, "predict": PREDICT, "attack": ATTACK, "train": TRAIN}[command]
+    monkeypatch.chdir(world)
+    before = snapshot(world)
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--seed", "-1", "--quiet"])
+    assert exit_.value.code == 2
+    assert "argument --seed: a seed is a non-negative integer, got -1" in capsys.readouterr().err
+    assert snapshot(world) == before
+
+
+def test_a_negative_seed_is_refused_by_the_library_before_the_log(tmp_path, tiny_checkpoint):
+    from smoothcert.data import load_dataset
+    from smoothcert.runner import run_dataset
+
+    data, model = tiny_checkpoint
+    smoothed = SmoothedClassifier.from_checkpoint(model, device="cpu")
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
+        run_dataset(smoothed, load_dataset(data, "test"), tmp_path / "c.tsv", n0=10, n=20, seed=-1, progress=False)
+    assert list(tmp_path.iterdir()) == []

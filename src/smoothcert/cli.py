@@ -52,7 +52,7 @@ def _add_data(p: argparse.ArgumentParser, default: str | None = "mnist5k", split
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -253,11 +253,27 @@ def _number_or_text(value: str) -> float | str:
 
 
 def _int_list(text: str) -> list[int]:
-    return [int(t) for t in text.split(",") if t]
+    try:
+        return [int(t) for t in text.split(",") if t]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers (e.g. 20,45,70)") from None
 
 
 def _float_list(text: str) -> list[float]:
-    return [float(t) for t in text.split(",") if t]
+    try:
+        return [float(t) for t in text.split(",") if t]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers (e.g. 0,0.25,0.5)") from None
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is a non-negative integer, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -375,7 +375,7 @@ def denoise(
     if noise not in denoisable:
         raise ArgumentError("noise", noise, "denoise trains for {name} " + " or ".join(denoisable) + ", not {value}")
     check_noise_flags(noise, noise_flags)
-    refuse_overwrite(out, resume, overwrite)  # before loading anything
+    refuse_overwrite(out, resume, overwrite, {"--classifier": classifier})  # before loading anything
     model, cls_config = load_checkpoint(classifier)
     dataset = dataset or cls_config.get("dataset")
     if dataset is None:

@@ -237,4 +237,8 @@ def noise_from_config(config: Mapping[str, Any]) -> ThreatModel:
         cls = noise_class(config.get("noise"))
     except ValueError as err:
         raise ValueError(f"{err} (in the checkpoint config)") from None
-    return cls.from_config(config)
+    try:
+        return cls.from_config(config)
+    except TypeError as err:  # a missing or unknown key: the dataclass names it
+        raise ValueError(f"the recorded noise {dict(config)} does not describe a {cls.__name__} noise ({err}); "
+                         "the checkpoint config or log settings were edited or are damaged") from None

@@ -20,7 +20,7 @@ from ..certificates import check_alpha, check_count
 from ..classifiers.base import WINDOW, run_packed
 from ..classifiers.smoothed import Sampling, SmoothedClassifier, as_sampling
 from ..data import ImageDataset
-from ..runtime.seeding import generator
+from ..runtime.seeding import check_seed, generator
 from .log import ATTACK_COLUMNS, CERTIFY_COLUMNS, PREDICT_COLUMNS, TsvLog
 
 
@@ -76,6 +76,7 @@ def run_dataset(
         raise ValueError(f"unknown mode {mode!r}; choose certify or predict")
     indices = list(range(len(data))) if indices is None else indices
     _check_indices(indices, len(data))
+    check_seed(seed)
     check_alpha(alpha)
     check_count("n", n)
     check_count("window", window)
@@ -163,6 +164,7 @@ def run_attack(
     """
     indices = list(range(len(data))) if indices is None else indices
     _check_indices(indices, len(data))
+    check_seed(seed)
     if indices:
         make_oracle(indices[0]).scores(data.x[indices[:1]])  # model/data mismatches fail here, before a log is written
     npz = adversarial_path(out)

@@ -48,6 +48,19 @@ def differing(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
 
 
+def read_settings(path: Path) -> dict[str, Any]:
+    """The settings file ``path`` of a log, a JSON object; ValueError naming the file otherwise."""
+    try:
+        settings = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not a settings file of a smoothcert log ({err}); restore it or choose another "
+                         "--out") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path}: not a settings file of a smoothcert log (a JSON {type(settings).__name__}, "
+                         "expected an object); restore it or choose another --out")
+    return settings
+
+
 def _format(value: Any) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else "inf" if math.isinf(value) else f"{value:.6g}"
@@ -86,12 +99,12 @@ class TsvLog:
         """The settings recorded beside the log ``path`` ({} when there is no such log yet)."""
         path = Path(path)
         settings = path.with_name(path.name + ".json")
-        return json.loads(settings.read_text()) if path.exists() and settings.is_file() else {}
+        return read_settings(settings) if path.exists() and settings.is_file() else {}
 
     def _reopen(self, settings: dict[str, Any]) -> None:
         if not self.settings_path.exists():
             raise ValueError(f"{self.path} exists but has no {self.settings_path.name}: not a smoothcert log; choose another --out")
-        saved = json.loads(self.settings_path.read_text())
+        saved = read_settings(self.settings_path)
         diff = differing(saved, settings)
         for path_key, id_key in IDENTITIES.items():
             if id_key in diff and id_key in saved:
@@ -113,8 +126,12 @@ class TsvLog:
         for number, line in enumerate(lines[1:], start=2):
             fields = line.split("\t")
             if len(fields) != len(self.columns):
-                raise ValueError(f"{self.path} line {number} has {len(fields)} fields, expected {len(self.columns)}")
-            self.done.add(int(fields[0]))
+                raise ValueError(f"{self.path}:{number}: {len(fields)} fields, expected {len(self.columns)}")
+            try:
+                self.done.add(int(fields[0]))
+            except ValueError:
+                raise ValueError(f"{self.path}:{number}: idx {fields[0]!r} is not an image index; the log was edited "
+                                 "or damaged: repair that line or choose another --out") from None
 
     def write(self, row: dict[str, Any]) -> None:
         """Append one row (keys = columns) and flush it to disk."""

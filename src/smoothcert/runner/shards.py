@@ -28,7 +28,7 @@ import numpy as np
 
 from ..runtime.distributed import barrier, current_world, process_group
 from .dataset import adversarial_path, read_adversarial, write_adversarial
-from .log import differing, log_lock
+from .log import differing, log_lock, read_settings
 
 SHARD_TIMEOUT = timedelta(days=7)
 """How long rank 0 waits at the barrier for the other shards: ranks of a resumed run may finish hours
@@ -78,7 +78,7 @@ def _read_settings(log: Path) -> dict[str, Any]:
     path = _settings_path(log)
     if not log.is_file() or not path.is_file():
         raise FileNotFoundError(f"{log} is not a smoothcert log (missing {log.name if not log.is_file() else path.name})")
-    return json.loads(path.read_text())
+    return read_settings(path)
 
 
 def _read_rows(log: Path) -> tuple[list[str], dict[int, list[str]]]:

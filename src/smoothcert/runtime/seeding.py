@@ -27,6 +27,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def check_seed(seed: int) -> int:
+    """``seed``; ValueError unless it is a non-negative integer (the streams are keyed by it)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return seed
+
+
 def stream_seed(*key: int) -> int:
     """A 63-bit seed mixed from integer ``key`` by numpy's SeedSequence (well spread, stable)."""
     if any(int(k) < 0 for k in key):

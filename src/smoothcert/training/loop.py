@@ -87,11 +87,14 @@ def describe_checkpoint(path: str | Path) -> str:
     return f"a checkpoint (format {config.get('format')!r})"
 
 
-def refuse_overwrite(out: str | Path | None, resume: bool, overwrite: bool) -> None:
+def refuse_overwrite(out: str | Path | None, resume: bool, overwrite: bool,
+                     inputs: dict[str, str | Path | None] | None = None) -> None:
     """The rule for every command that writes a checkpoint folder: never replace one silently.
 
     ValueError if ``out`` is a file, or already holds a checkpoint (its ``config.json``) while
-    neither ``resume`` (continue it) nor ``overwrite`` (replace it) is set; call it before any work.
+    neither ``resume`` (continue it) nor ``overwrite`` (replace it) is set, or is, lies inside or
+    holds one of the ``inputs`` (flag -> path: the checkpoints and folders the command reads);
+    call it before any work.
     """
     if resume and overwrite:
         raise ValueError("resume (--resume) continues the checkpoint in the output folder and overwrite "
@@ -102,6 +105,13 @@ def refuse_overwrite(out: str | Path | None, resume: bool, overwrite: bool) -> N
     existing = next((p for p in (out, *out.parents) if p.exists()), None)  # out or the folder it would go in
     if existing is not None and not existing.is_dir():
         raise ValueError(f"{existing} is a file, not a checkpoint folder: choose another output folder (--out)")
+    for flag, given in (inputs or {}).items():
+        if given is None:
+            continue
+        source, target = Path(given).resolve(), Path(out).resolve()
+        if source == target or source in target.parents or target in source.parents:
+            raise ValueError(f"--out {out} would overwrite {flag} {given}, which this command reads: choose "
+                             "another --out")
     if (out / "config.json").exists() and not (resume or overwrite):
         raise ValueError(f"{out} already holds {describe_checkpoint(out)}: resume it with --resume "
                          "(resume=True), replace it with --overwrite (overwrite=True), or choose another --out")
@@ -315,7 +325,9 @@ def train_classifier(
     if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
         raise ValueError(f"the number of training images (max_images) must be positive, got {max_images!r}")
     check_noise_flags(noise, noise_flags)
-    refuse_overwrite(out, resume, overwrite)  # before loading any data
+    teacher = getattr(make_method(method) if isinstance(method, str) else method, "teacher", None) or None
+    data_path = dataset.split(":", 1)[1] if dataset.startswith(("folder:", "npz:")) else None
+    refuse_overwrite(out, resume, overwrite, {"--method-param teacher": teacher, "--dataset": data_path})  # first
     if resume:
         read_config(out)  # a missing or foreign checkpoint is refused before the lock creates anything
     train = load_dataset(dataset, "train", data_root)
