@@ -133,14 +133,30 @@ def _comparable(run: dict[str, Any]) -> dict[str, Any]:
     return run
 
 
+# the command-line flag of each setting a resumed training must repeat (messages name what the user typed)
+RESUME_FLAGS = {"model": "--model", "dataset": "--dataset", "validation": "--validation", "max_images": "--max",
+                "seed": "--seed", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
+                "augment": "--augment", "name": "--recipe", "method": "--method", "noise": "--noise", "k": "--k",
+                "encoding": "--encoding", "sigma": "--sigma", "kappa": "--kappa", "levels": "--levels",
+                "band": "--band", "groups": "--groups"}
+
+
 def _check_resumable(saved: dict[str, Any], config: dict[str, Any]) -> None:
     saved, config = _comparable(saved), _comparable(config)
     keys = ("model", "noise", "dataset", "validation", "max_images", "recipe", "method", "seed", "in_channels",
             "num_classes")
-    diff = [k for k in keys if saved.get(k) != config.get(k)]
-    if diff:
-        details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {config.get(k)!r}" for k in diff)
-        raise ValueError(f"cannot resume: the run was started with different settings ({details})")
+    changes = []
+    for key in keys:
+        before, now = saved.get(key), config.get(key)
+        if isinstance(before, dict) and isinstance(now, dict):  # recipe, method, noise: name the fields
+            changes += [(RESUME_FLAGS.get(f, f"{key} {f}"), before.get(f), now.get(f))
+                        for f in sorted(before.keys() | now.keys()) if before.get(f) != now.get(f)]
+        elif before != now:
+            changes.append((RESUME_FLAGS.get(key, key), before, now))
+    if changes:
+        details = "; ".join(f"{name} {before!r} then, {now!r} now" for name, before, now in changes)
+        raise ValueError(f"cannot resume: the checkpoint was trained with other settings ({details}); resume with "
+                         "the settings it was started with, or train into another --out")
 
 
 def check_finite(finite: bool, epoch: int, out: str | Path | None, what: str) -> None:
