@@ -170,6 +170,8 @@ CASES = [
     ("certify", "undefended model", [*CERTIFY[:2], "clean", *CERTIFY[3:]], "certify it through a denoiser"),
     ("certify", "existing output (a log of other settings)", [*CERTIFY[:-1], "c.tsv", "--seed", "1"], "different settings (seed)"),
     ("certify", "existing output (a checkpoint folder)", [*CERTIFY[:-1], "model"], "choose another --out"),
+    ("certify", "classes named otherwise than in training", [*CERTIFY, "--dataset", "folder:folder"],
+     "--dataset folder:folder labels its classes otherwise than the checkpoint: label 0 is 'left' here but '0'"),
     ("certify", "a settings file holding a list", [*CERTIFY[:-1], "listed.tsv"],
      "listed.tsv.json: not a settings file of a smoothcert log (a JSON list, expected an object)"),
     ("certify", "a broken settings file", [*CERTIFY[:-1], "broken-sidecar.tsv"],

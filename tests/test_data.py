@@ -392,6 +392,28 @@ def test_folder_greyscale_without_splits_and_mixed_modes(tmp_path):
     assert torch.equal(ds.x[3], _expected(colour.transpose(2, 0, 1)))
 
 
+def test_numbered_class_folders_are_labelled_by_their_number(tmp_path):
+    image = lambda: RNG.integers(0, 256, size=(4, 4), dtype=np.uint8)  # noqa: E731
+    _write_pngs(tmp_path, {"1": [image()], "2": [image()], "10": [image(), image()], "9": [image()]})  # no 0
+    ds = load_folder(tmp_path, "test")
+    assert ds.y.tolist() == [1, 2, 9, 10, 10]  # not 0..3 by position, not "10" before "2"
+    assert ds.classes == tuple(str(i) for i in range(11))
+
+
+def test_class_names_other_than_the_checkpoints_are_refused(tmp_path):
+    from smoothcert.certificates import ArgumentError
+    from smoothcert.runner.jobs import checkpoint_dataset
+
+    image = lambda: RNG.integers(0, 256, size=(4, 4), dtype=np.uint8)  # noqa: E731
+    _write_pngs(tmp_path / "words", {"one": [image()], "zero": [image()]})  # sorted: one=0, zero=1
+    _write_pngs(tmp_path / "digits", {"0": [image()], "1": [image()]})
+    config = {"num_classes": 2, "classes": ["0", "1"]}
+    assert checkpoint_dataset(config, f"folder:{tmp_path / 'digits'}", "test")[1].y.tolist() == [0, 1]
+    with pytest.raises(ArgumentError, match="label 0 is 'one' here but '0' in training"):
+        checkpoint_dataset(config, f"folder:{tmp_path / 'words'}", "test")
+    assert checkpoint_dataset({"num_classes": 2}, f"folder:{tmp_path / 'words'}", "test")  # an old checkpoint: no names
+
+
 def test_folder_size_mismatch_and_empty(tmp_path):
     _write_pngs(tmp_path, {"a": [np.zeros((4, 4), np.uint8)], "b": [np.zeros((4, 5), np.uint8)]})
     with pytest.raises(ValueError, match="000.png"):

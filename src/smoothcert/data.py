@@ -35,7 +35,9 @@ Dataset specs accepted by :func:`load_dataset` (``split`` is ``"train"`` or ``"t
     names them, else K = 1 + the largest label in the file.
 ``folder:PATH``
     Image files in ``PATH/<split>/<class>/`` when ``PATH/train`` or ``PATH/test`` exists, else
-    in ``PATH/<class>/`` (split ignored). Classes are the sub-folder names, sorted. All images
+    in ``PATH/<class>/`` (split ignored). Classes are the sub-folder names, sorted; folders named
+    by numbers (``0``, ``1``, ...) are labelled by their number, even with some missing. Commands on
+    a checkpoint refuse class names that differ from the ones it was trained on. All images
     must share one size; greyscale if every image is mode "L" or "1", else RGB.
 
 Roots default to :func:`default_root` (``$SMOOTHCERT_DATA`` or ``~/.cache/smoothcert/data``).
@@ -478,8 +480,15 @@ def load_folder(path: str | Path, split: str) -> ImageDataset:
     if not top.is_dir():
         raise FileNotFoundError(f"{path} has split folders but no {split!r} folder")
     class_dirs = sorted(d for d in top.iterdir() if d.is_dir() and not d.name.startswith("."))
+    numbered = bool(class_dirs) and all(d.name.isdigit() for d in class_dirs)
+    if numbered:  # folders named 0, 1, ...: each folder's number is its label, whichever are present
+        class_dirs.sort(key=lambda d: int(d.name))
+        classes = tuple(str(i) for i in range(int(class_dirs[-1].name) + 1))
+    else:  # named classes: sorted by name
+        classes = tuple(d.name for d in class_dirs)
     images, labels, size, files = [], [], None, []
-    for label, class_dir in enumerate(class_dirs):
+    for class_dir in class_dirs:
+        label = int(class_dir.name) if numbered else classes.index(class_dir.name)
         for file in sorted(class_dir.iterdir()):
             if file.suffix.lower() not in _IMAGE_SUFFIXES or file.name.startswith("."):
                 continue
@@ -500,8 +509,7 @@ def load_folder(path: str | Path, split: str) -> ImageDataset:
     pixels = np.stack([np.asarray(img.convert("L" if grey else "RGB")) for img in images])
     pixels = pixels[:, None] if grey else pixels.transpose(0, 3, 1, 2)
     name = f"folder:{path}:{split}" if has_splits else f"folder:{path}"
-    return _make_dataset(pixels, np.array(labels, dtype=np.int64),
-                         tuple(d.name for d in class_dirs), name)
+    return _make_dataset(pixels, np.array(labels, dtype=np.int64), classes, name)
 
 
 # ---------------------------------------------------------------- dispatch

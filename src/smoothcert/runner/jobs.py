@@ -50,12 +50,22 @@ def run_settings(checkpoint: str | Path, dataset: str, split: str, denoiser: str
 def checkpoint_dataset(config: dict[str, Any], dataset: str | None, split: str,
                        data_root: str | Path | None = None) -> tuple[str, ImageDataset]:
     """The dataset to run on (``dataset``, else the one the checkpoint ``config`` names) and its
-    ``split``; ValueError if a label is not one of the checkpoint's ``num_classes`` classes."""
+    ``split``; ValueError if a label is not one of the checkpoint's ``num_classes`` classes, or if
+    the classes of the labels used are named otherwise than the checkpoint's (recorded in training)."""
     dataset = dataset or config.get("dataset")
     if dataset is None:
         raise ValueError("the checkpoint does not name its dataset: pass --dataset")
     data = load_dataset(dataset, split, data_root)
     data.check_labels(config["num_classes"], dataset)
+    trained = config.get("classes")
+    if trained is not None:
+        used = sorted({int(label) for label in data.y.tolist()})
+        renamed = [(data.classes[i], trained[i]) for i in used if i < len(trained) and data.classes[i] != trained[i]]
+        if renamed:
+            raise ArgumentError("dataset", dataset, "{name} {value} labels its classes otherwise than the checkpoint: "
+                                + ", ".join(f"label {data.classes.index(a)} is {a!r} here but {b!r} in training"
+                                            for a, b in renamed[:3])
+                                + "; name the class folders (or the npz 'classes') as in training")
     return dataset, data
 
 
