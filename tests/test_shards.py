@@ -83,6 +83,26 @@ def test_merge_refuses_mismatched_settings_and_incomplete_sets(tiny_checkpoint, 
     assert [r.split("\t")[0] for r in _rows(out)] == ["0", "1", "2", "3"]
 
 
+def test_merge_refuses_shards_of_other_selections_and_interrupted_shards(tiny_checkpoint, tmp_path, capsys):
+    a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    assert _certify(tiny_checkpoint, a, "--max", "6", "--shard", "0/2") == 0
+    assert _certify(tiny_checkpoint, b, "--max", "6", "--skip", "2", "--shard", "1/2") == 0
+    assert _certify(tiny_checkpoint, a, "--max", "6", "--shard", "1/2") == 0
+    a0, a1, b1 = Shard(0, 2).path(a), Shard(1, 2).path(a), Shard(1, 2).path(b)
+    out = tmp_path / "out.tsv"
+    with pytest.raises(ValueError, match=r"different settings than .* \(selection\)"):
+        merge_logs(out, [a0, b1])  # --skip 2 selects 0, 2, 4, ...: another run's images
+    lines = a1.read_text().splitlines(keepends=True)
+    a1.write_text("".join(lines[:-1]))  # shard 1 lost its last row (idx 5): interrupted
+    with pytest.raises(ValueError, match=r"lacks 1 of its images \(idx 5\): the shard was interrupted"):
+        merge_logs(out, [a0, a1])
+    assert not out.exists()
+    assert _certify(tiny_checkpoint, a, "--max", "6", "--shard", "1/2") == 0  # resumed
+    merge_logs(out, [a0, a1])
+    assert [r.split("\t")[0] for r in _rows(out)] == ["0", "1", "2", "3", "4", "5"]
+    assert "selection" not in json.loads((tmp_path / "out.tsv.json").read_text())
+
+
 def _rows(path):
     return path.read_text().splitlines()[1:]
 

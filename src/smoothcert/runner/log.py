@@ -34,10 +34,17 @@ ATTACK_COLUMNS = ("idx", "label", "l0", "queries", "success", "time")
 IDENTITIES = {"checkpoint": "weights", "classifier": "weights", "denoiser": "denoiser_weights"}
 
 
+# settings that logs record since a later version: a log without them still resumes
+LATER_KEYS = ("selection",)
+
+
 def differing(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The keys whose values differ between a log's recorded settings ``saved`` and a run's
     ``current`` ones, comparing each checkpoint by its identity (see above), not by its path."""
     saved, current = dict(saved), dict(current)
+    for key in LATER_KEYS:
+        if key not in saved:
+            current.pop(key, None)
     for path_key, id_key in IDENTITIES.items():
         if id_key not in saved and path_key in saved and path_key in current:  # a log from before identities
             current.pop(id_key, None)

@@ -141,10 +141,12 @@ def merge_logs(out: str | Path, shards: Sequence[str | Path], *, remove: bool = 
         if missing or any(Shard.parse(s).count != count for s in found):
             raise ValueError(f"the shard logs are not shards 0..{count - 1} of one run of {count} "
                              f"(missing {', '.join(missing) or 'none'}; found {', '.join(sorted(found))})")
+        selection = base.pop("selection", None)  # the merged log is no shard: its rows are the whole selection
         header, rows = _read_rows(paths[0])[0], {}
         origin: dict[int, Path] = {}
         if out.exists():
-            _check_same_settings(_read_settings(out), base, str(out), paths[0])
+            _check_same_settings({k: v for k, v in _read_settings(out).items() if k != "selection"}, base, str(out),
+                                 paths[0])
             out_header, rows = _read_rows(out)
             if out_header != header:
                 raise ValueError(f"{out} has the columns {' '.join(out_header)}, {paths[0]} has {' '.join(header)}")
@@ -161,6 +163,8 @@ def merge_logs(out: str | Path, shards: Sequence[str | Path], *, remove: bool = 
                     raise ValueError(f"image idx {idx} differs between {out} and {p}; refusing to merge")
                 if idx not in rows:
                     rows[idx], origin[idx] = fields, p
+        if selection is not None:
+            _check_complete(selection, count, found, rows)
         examples = _join_examples(out, paths)
         if examples is not None:
             lacking = sorted(rows.keys() - examples.keys())
@@ -179,6 +183,33 @@ def merge_logs(out: str | Path, shards: Sequence[str | Path], *, remove: bool = 
                         f.unlink(missing_ok=True)
                 p.with_name(p.name + ".lock").unlink(missing_ok=True)  # held by us: nobody else can be using it
     return out
+
+
+def describe_selection(indices: Sequence[int]) -> dict[str, Any]:
+    """The images a sharded run covers, as its shard logs record them: ``{"start", "stop", "step"}``
+    for a range (``--skip``/``--max``), else ``{"indices": [...]}``."""
+    indices = [int(i) for i in indices]
+    step = indices[1] - indices[0] if len(indices) > 1 else 1
+    if step > 0 and indices == list(range(indices[0], indices[0] + step * len(indices), step)):
+        return {"start": indices[0] if indices else 0, "stop": indices[0] + step * len(indices) if indices else 0,
+                "step": step}
+    return {"indices": indices}
+
+
+def _selected(selection: dict[str, Any]) -> list[int]:
+    if "indices" in selection:
+        return [int(i) for i in selection["indices"]]
+    return list(range(selection["start"], selection["stop"], selection["step"]))
+
+
+def _check_complete(selection: dict[str, Any], count: int, found: dict[str, Path], rows: dict[int, list[str]]) -> None:
+    """Refuse to merge while a shard lacks rows of its images (an interrupted shard: resume it first)."""
+    for index in range(count):
+        lacking = [i for i in Shard(index, count).select(_selected(selection)) if i not in rows]
+        if lacking:
+            shown = ", ".join(map(str, lacking[:5])) + (", ..." if len(lacking) > 5 else "")
+            raise ValueError(f"{found[str(Shard(index, count))]} lacks {len(lacking)} of its images (idx {shown}): "
+                             "the shard was interrupted; run it again with the same command, then merge")
 
 
 def _join_examples(out: Path, paths: Sequence[Path]) -> dict[int, tuple[np.ndarray, bool, int]] | None:
@@ -212,6 +243,7 @@ def run_sharded(run: Callable[..., Path], out: str | Path, *, indices: Sequence[
     if shard is None and not world.distributed:
         return run(out=out, indices=list(indices), settings=settings, progress=progress, **kwargs)
     out = Path(out)
+    settings = {**(settings or {}), "selection": describe_selection(indices)}
     if shard is not None:
         return _run_shard(run, out, shard, shard.select(indices), settings, progress, kwargs)
     with process_group("gloo", SHARD_TIMEOUT) as world:
