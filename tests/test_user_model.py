@@ -206,3 +206,37 @@ def test_a_model_with_nan_outputs_certifies_nothing():
         smoothed.certify(torch.rand(1, 8, 8), 10, 50, 0.05, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="non-finite logits"):
         smoothed.predict(torch.rand(1, 8, 8), 50, 0.05, generator=torch.Generator().manual_seed(0))
+
+
+def test_inputs_as_users_hold_them_are_taken_or_refused_with_what_is_expected():
+    smoothed = SmoothedClassifier(build_model("mnist_cnn", in_channels=2, num_classes=10), Ablation(k=45), 10,
+                                  device="cpu")
+    image = load_dataset("mnist5k", "test").x[0]
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    as_float64 = smoothed.certify(image.double(), 10, 50, 0.05, generator=g())
+    assert outcomes([as_float64]) == outcomes([smoothed.certify(image, 10, 50, 0.05, generator=g())])
+    with pytest.raises(ValueError, match=r"looks like \(H, W, C\): pass x.permute\(2, 0, 1\)"):
+        smoothed.certify(image.permute(1, 2, 0), 10, 50, 0.05, generator=g())
+    with pytest.raises(ValueError, match="generator must be a torch.Generator.*pass seed= instead"):
+        smoothed.certify(image, 10, 50, 0.05, generator=0)
+    with pytest.raises(ValueError, match="floating-point image, got dtype torch.uint8"):
+        smoothed.certify((image * 255).to(torch.uint8), 10, 50, 0.05, generator=g())
+
+
+def test_an_attack_refuses_a_label_outside_the_oracles_classes():
+    from smoothcert.attacks import ModelOracle, Pointwise
+
+    oracle = ModelOracle(nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).eval(), 10, device="cpu")
+    with pytest.raises(ValueError, match=r"label must be a class index in 0..9 .*got 12"):
+        Pointwise(restarts=1)(oracle, load_dataset("mnist5k", "test").x[0], 12)
+
+
+def test_fit_refuses_a_model_with_fewer_outputs_than_the_data_has_classes():
+    from smoothcert import fit, get_recipe
+
+    train = load_dataset("mnist5k", "train").subset(range(64))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 28 * 28, 5))
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"outputs of shape \(2, 5\) .* labels up to 9: build it with num_classes=10"):
+        fit(model, Ablation(k=45), train, get_recipe("fast", epochs=1), device="cpu", progress=False)
+    assert_unchanged(before, model)  # refused before the first step

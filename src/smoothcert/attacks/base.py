@@ -64,6 +64,9 @@ class L0Attack:
 
     def __call__(self, oracle: Oracle, x: torch.Tensor, label: int, *, key: tuple[int, ...] = (0,)) -> AttackResult:
         x = check_image(x).cpu()
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < oracle.num_classes:
+            raise ValueError(f"label must be a class index in 0..{oracle.num_classes - 1} (the oracle's "
+                             f"num_classes={oracle.num_classes}), got {label!r}")
         spent = queried(oracle)
         if int(oracle.decide(oracle.scores(x[None]))[0]) != label:
             ok, decision = oracle.confirm(x, label)

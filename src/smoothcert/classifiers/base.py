@@ -80,6 +80,9 @@ def check_image(x: torch.Tensor, bounds: Bounds = (0.0, 1.0)) -> torch.Tensor:
         raise ValueError(f"expected an image as a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 3:
         raise ValueError(f"expected one image of shape (C, H, W), got shape {tuple(x.shape)}")
+    if x.shape[0] == x.shape[1] and x.shape[2] in (1, 3) and x.shape[0] > 4:
+        raise ValueError(f"expected one image of shape (C, H, W), got {tuple(x.shape)}, which looks like (H, W, C): "
+                         "pass x.permute(2, 0, 1)")
     if not x.is_floating_point():
         raise ValueError(f"expected a floating-point image, got dtype {x.dtype} (scale integer pixels to the "
                          "classifier's bounds first, e.g. x.float() / 255)")

@@ -91,6 +91,7 @@ class SmoothedClassifier:
                                                                channels_last=channels_last, amp=amp,
                                                                preprocessing=preprocessing)
         self.noise = noise
+        self.dtype = next((p.dtype for p in base.parameters() if p.is_floating_point()), torch.float32)  # inputs'
         if getattr(noise, "per_batch", False):
             raise ValueError("certification needs an independent noise draw per sample: use per_batch=False")
         if certificate is None and not noise.certificates:
@@ -134,7 +135,7 @@ class SmoothedClassifier:
             queued -= size
 
         for i, (x, num, generator) in enumerate(requests):
-            x = check_image(x, self.bounds).to(self.device)
+            x = check_image(x, self.bounds).to(self.device, self.dtype)
             remaining = check_count("number of samples", num)
             while remaining > 0:
                 b = min(self.batch_size, remaining)
@@ -161,6 +162,9 @@ class SmoothedClassifier:
             raise ValueError(f"expected one image (C, H, W) or a batch (N, C, H, W), got shape {tuple(x.shape)}")
         single = isinstance(x, torch.Tensor) and x.dim() == 3
         images = [x] if single else list(x)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)), got "
+                             f"{type(generator).__name__}; to seed by a number pass seed= instead")
         if generator is not None and (seed is not None or not single):
             raise ValueError("generator= drives one (C, H, W) image; a batch draws image i from the stream "
                              "(seed, indices[i]): pass seed= instead")

@@ -169,6 +169,24 @@ def check_finite(finite: bool, epoch: int, out: str | Path | None, what: str) ->
                      "lower --lr (the recipe's learning rate) and train again")
 
 
+@torch.no_grad()
+def _check_outputs(model: nn.Module, noise: Noise, train_set: ImageDataset, device: torch.device) -> None:
+    """Refuse, before the first step, a model whose outputs cannot be logits of the dataset's classes
+    (one noisy copy of two images, in eval mode, with its own generator: training draws are unchanged)."""
+    training = model.training
+    model.eval()
+    try:
+        probe = train_set.x[:2].to(device)
+        logits = model(noise(probe, torch.Generator(device).manual_seed(0)))
+    finally:
+        model.train(training)
+    classes = int(train_set.y.max()) + 1
+    if logits.dim() != 2 or logits.shape[0] != len(probe) or logits.shape[1] < classes:
+        raise ValueError(f"the model gives outputs of shape {tuple(logits.shape)} for {len(probe)} images, but "
+                         f"{train_set.name} has labels up to {classes - 1}: build it with num_classes="
+                         f"{train_set.num_classes} (one logit per class)")
+
+
 def fit(
     model: nn.Module,
     noise: Noise,
@@ -223,6 +241,7 @@ def fit(
             "config={'model': NAME, 'in_channels': C, 'num_classes': K, 'image_size': [H, W]} naming a model of "
             "smoothcert.models.MODELS; for a model of your own, train without out and save model.state_dict() yourself"
         )
+    _check_outputs(model, noise, train_set, device)
     if recipe.mask_per_batch and hasattr(noise, "per_batch"):
         noise = replace(noise, per_batch=True)
     history: list[dict[str, float]] = []
