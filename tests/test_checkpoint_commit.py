@@ -84,3 +84,50 @@ def test_a_training_run_locks_its_checkpoint_folder(tiny_npz, tmp_path):
     assert not (out / "config.json").exists()
     train_classifier(spec, out, k=16, recipe=get_recipe("fast", epochs=1), model="mnist_cnn", device="cpu", progress=False)
     assert read_config(out)["epoch"] == 1
+
+
+def _full_disk_after(calls: int, real):
+    """``real`` that raises ENOSPC from its ``calls + 1``-th call on, as a disk that fills up."""
+    count = {"n": 0}
+
+    def write(*args, **kwargs):
+        count["n"] += 1
+        if count["n"] > calls:
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    return write
+
+
+def test_a_full_disk_during_a_save_leaves_the_last_checkpoint_and_no_staged_file(data, tmp_path, monkeypatch):
+    model = build_model("mnist_cnn", 2, 2, image_size=(8, 8))
+    recipe = get_recipe("fast", epochs=2, batch_size=64)
+    saved = []
+    real_commit = checkpoint.commit
+    monkeypatch.setattr(checkpoint, "commit", lambda *a, **k: saved.append(real_commit(*a, **k)) or saved[-1])
+    monkeypatch.setattr(checkpoint, "_write_durably", _full_disk_after(3, checkpoint._write_durably))  # epoch 1 fits
+    with pytest.raises(OSError, match=f"cannot write the checkpoint {tmp_path}: No space left on device"):
+        fit(model, Ablation(16), data, recipe, device="cpu", out=tmp_path, progress=False)
+    assert len(saved) == 1 and read_config(tmp_path)["epoch"] == 1  # the last good epoch, loadable
+    load_checkpoint(tmp_path)
+    assert not list(tmp_path.glob("*.tmp"))
+    monkeypatch.undo()
+    fit(build_model("mnist_cnn", 2, 2, image_size=(8, 8)), Ablation(16), data, recipe, device="cpu", out=tmp_path,
+        resume=True, progress=False)
+    assert read_config(tmp_path)["epoch"] == 2
+
+
+def test_a_log_created_on_a_full_disk_leaves_nothing_that_blocks_the_rerun(tmp_path, monkeypatch):
+    import os
+
+    from smoothcert.runner import CERTIFY_COLUMNS, TsvLog
+
+    out = tmp_path / "c.tsv"
+    monkeypatch.setattr(os, "fsync", _full_disk_after(1, os.fsync))  # the settings file fits, the log does not
+    with pytest.raises(OSError, match="cannot write .*c.tsv: No space left on device"):
+        TsvLog(out, CERTIFY_COLUMNS, {"seed": 0})
+    assert not out.exists() and not list(tmp_path.glob("*.tmp"))
+    monkeypatch.undo()
+    with TsvLog(out, CERTIFY_COLUMNS, {"seed": 0}) as log:
+        assert log.done == set()
+    assert out.read_text() == "\t".join(CERTIFY_COLUMNS) + "\n"

@@ -54,11 +54,19 @@ def commit(path: str | Path, tensor_files: dict[str, dict[str, torch.Tensor]], c
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     hashes = {}
-    for name, tensors in tensor_files.items():
-        data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
-        _write_durably(path / (name + _STAGED), data)
-        hashes[name] = hashlib.sha256(data).hexdigest()
-    _write_durably(path / ("config.json" + _STAGED), json.dumps({**config, "files": hashes}, indent=2, sort_keys=True).encode())
+    staged = [path / (name + _STAGED) for name in (*tensor_files, "config.json")]
+    try:
+        for name, tensors in tensor_files.items():
+            data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+            _write_durably(path / (name + _STAGED), data)
+            hashes[name] = hashlib.sha256(data).hexdigest()
+        _write_durably(path / ("config.json" + _STAGED),
+                       json.dumps({**config, "files": hashes}, indent=2, sort_keys=True).encode())
+    except OSError as err:  # e.g. a full disk: the committed checkpoint stays as it was, no staged file remains
+        for file in staged:
+            file.unlink(missing_ok=True)
+        raise OSError(err.errno, f"cannot write the checkpoint {path}: {err.strerror or err} (the last saved "
+                      "epoch is kept)") from err
     for name in (*tensor_files, "config.json"):
         os.replace(path / (name + _STAGED), path / name)
     return path

@@ -55,6 +55,21 @@ def differing(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file renamed into place; on failure (a full
+    disk) nothing is left behind and the OSError names ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
+
+
 def read_settings(path: Path) -> dict[str, Any]:
     """The settings file ``path`` of a log, a JSON object; ValueError naming the file otherwise."""
     try:
@@ -93,9 +108,9 @@ class TsvLog:
         try:
             if self.path.exists():
                 self._reopen(settings)
-            else:
-                self.settings_path.write_text(json.dumps(settings, indent=2, sort_keys=True))
-                self.path.write_text("\t".join(self.columns) + "\n")
+            else:  # each file appears whole or not at all: a full disk leaves nothing that blocks a rerun
+                write_atomically(self.settings_path, json.dumps(settings, indent=2, sort_keys=True))
+                write_atomically(self.path, "\t".join(self.columns) + "\n")
             self._file = self.path.open("a")
         except BaseException:
             self._lock.release()
