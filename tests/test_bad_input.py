@@ -43,6 +43,7 @@ def world(tmp_path_factory, tiny_npz):
     arrays["y_test"][3] = arrays["y_train"][5] = 12
     np.savez(root / "labels12.npz", **arrays)
     np.savez(root / "wide.npz", x=np.zeros((4, 10, 10), np.float32), y=np.arange(4) % 2)  # 10x10: not the model's 8x8
+    np.savez(root / "rgb.npz", x=np.zeros((4, 3, 8, 8), np.float32), y=np.arange(4) % 2)  # colour for a grey model
     np.save(root / "single.npy", x)
     (root / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip archive")
     for split in ("train", "test"):
@@ -170,6 +171,8 @@ CASES = [
     ("certify", "undefended model", [*CERTIFY[:2], "clean", *CERTIFY[3:]], "certify it through a denoiser"),
     ("certify", "existing output (a log of other settings)", [*CERTIFY[:-1], "c.tsv", "--seed", "1"], "different settings (seed)"),
     ("certify", "existing output (a checkpoint folder)", [*CERTIFY[:-1], "model"], "choose another --out"),
+    ("certify", "colour images for a greyscale model", [*CERTIFY, "--dataset", "npz:rgb.npz"],
+     "--dataset npz:rgb.npz has 3-channel images (6 channels under the checkpoint's noise); the model takes 2"),
     ("certify", "classes named otherwise than in training", [*CERTIFY, "--dataset", "folder:folder"],
      "--dataset folder:folder labels its classes otherwise than the checkpoint: label 0 is 'left' here but '0'"),
     ("certify", "a settings file holding a list", [*CERTIFY[:-1], "listed.tsv"],

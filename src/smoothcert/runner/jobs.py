@@ -27,6 +27,7 @@ from ..checkpoint import read_config, weights_sha256
 from ..classifiers import Classifier, Sampling, load_classifier
 from ..classifiers.checks import check_sampling
 from ..data import ImageDataset, load_dataset
+from ..noises import noise_from_config
 from ..runtime.distributed import rank_device
 from ..runtime.speed import Switch
 from .dataset import WINDOW, run_attack, run_dataset, select_indices
@@ -57,6 +58,11 @@ def checkpoint_dataset(config: dict[str, Any], dataset: str | None, split: str,
         raise ValueError("the checkpoint does not name its dataset: pass --dataset")
     data = load_dataset(dataset, split, data_root)
     data.check_labels(config["num_classes"], dataset)
+    channels = noise_from_config(config["noise"]).channels(data.channels)
+    if "in_channels" in config and channels != config["in_channels"]:
+        raise ArgumentError("dataset", dataset, f"{{name}} {{value}} has {data.channels}-channel images ("
+                            f"{channels} channels under the checkpoint's noise); the model takes {config['in_channels']}: "
+                            "use images of the kind it was trained on (greyscale or colour)")
     trained = config.get("classes")
     if trained is not None:
         used = sorted({int(label) for label in data.y.tolist()})
