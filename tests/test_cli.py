@@ -119,6 +119,18 @@ def test_other_weights_at_the_logged_path_are_refused(tiny, tmp_path, capsys):
     assert out.read_text() == before
 
 
+def test_a_log_refuses_other_images_under_the_same_dataset_name(tmp_path, tiny_npz, tiny, capsys):
+    data = tiny_npz(tmp_path / "data.npz", 0, 256, 24)
+    out = tmp_path / "c.tsv"
+    assert _certify(tiny, out, "--dataset", data, "--max", "2") == 0
+    assert len(json.loads((tmp_path / "c.tsv.json").read_text())["data_sha256"]) == 64
+    tiny_npz(tmp_path / "data.npz", 1, 256, 24)  # another draw written over the same file
+    capsys.readouterr()
+    assert _certify(tiny, out, "--dataset", data, "--max", "4") == 2
+    assert "was written on other images than npz:" in capsys.readouterr().err
+    assert len(out.read_text().splitlines()) == 3
+
+
 def test_a_log_from_before_identities_resumes_and_gains_its_checkpoints_identity(tiny, tmp_path, capsys):
     whole, old = tmp_path / "whole.tsv", tmp_path / "old.tsv"
     assert _certify(tiny, whole, "--max", "4") == 0

@@ -53,6 +53,7 @@ import pickle
 import struct
 import zipfile
 import zlib
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,13 @@ class ImageDataset:
     def image_shape(self) -> tuple[int, int, int]:
         c, h, w = self.x.shape[1:]
         return (int(c), int(h), int(w))
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the images and labels: the dataset's identity in a log's settings, so a log
+        resumes only on the same images (a replaced npz or folder at the same path is refused)."""
+        digest = hashlib.sha256(self.x.contiguous().numpy().tobytes())
+        digest.update(self.y.numpy().tobytes())
+        return digest.hexdigest()
 
     def check_labels(self, num_classes: int, spec: str) -> None:
         """:class:`ArgumentError` naming the dataset ``spec`` (argument ``dataset``), the label and

@@ -35,16 +35,19 @@ from .shards import Shard, run_sharded
 
 
 def run_settings(checkpoint: str | Path, dataset: str, split: str, denoiser: str | Path | None = None,
-                 **extra: Any) -> dict[str, Any]:
+                 data: ImageDataset | None = None, **extra: Any) -> dict[str, Any]:
     """The settings a certify, predict or attack log records beside its sampling parameters: the
     ``checkpoint`` as the user gave it and its identity (``weights``, the SHA-256 of its weights),
-    likewise ``denoiser`` and ``denoiser_weights`` if given, the ``dataset`` and ``split``, and the
-    ``extra`` entries. A resumed run must record the same settings; a checkpoint counts as the same
+    likewise ``denoiser`` and ``denoiser_weights`` if given, the ``dataset`` and ``split`` (with the
+    ``data``, its identity ``data_sha256``: :meth:`~smoothcert.data.ImageDataset.fingerprint`), and
+    the ``extra`` entries. A resumed run must record the same settings; a checkpoint counts as the same
     by its identity, wherever it lies now (:func:`~smoothcert.runner.log.differing`)."""
     settings = {"checkpoint": Path(checkpoint).as_posix(), "weights": weights_sha256(checkpoint),
                 "dataset": dataset, "split": split}
     if denoiser is not None:
         settings.update(denoiser=Path(denoiser).as_posix(), denoiser_weights=weights_sha256(denoiser))
+    if data is not None:
+        settings["data_sha256"] = data.fingerprint()
     return {**settings, **extra}
 
 
@@ -122,7 +125,7 @@ def evaluate(
     selection = n0 if n0 is not None else 1000  # run_dataset's default n0: the log's, else 1000 or fewer
     check_batch_fits(classifier.batch_size, WINDOW * (n + (selection if mode == "certify" else 0)),
                      (config["in_channels"], *data.image_shape[1:]))
-    settings = run_settings(checkpoint, dataset, split, denoiser, **({"amp": amp} if amp else {}))
+    settings = run_settings(checkpoint, dataset, split, denoiser, data, **({"amp": amp} if amp else {}))
     run = partial(run_dataset, classifier, data, mode=mode, n0=n0, n=n, alpha=alpha, seed=seed, sampling=sampling)
     return run_sharded(run, out, indices=select_indices(len(data), skip, max_images), settings=settings, shard=shard,
                        progress=progress)
@@ -151,7 +154,7 @@ def attack(
                             "which samples nothing: drop it", flag=None if name == "n_check" else "--fresh")
     dataset, data = checkpoint_dataset(config, dataset, split, data_root)
     attack.check_image_size(data.image_shape[1:])
-    settings = run_settings(checkpoint, dataset, split, target=oracle.target,
+    settings = run_settings(checkpoint, dataset, split, data=data, target=oracle.target,
                             **oracle.settings(vote=vote, theta=theta, n_check=n_check))
     return run_sharded(partial(run_attack, make_oracle, attack, data, seed=seed), out,
                        indices=select_indices(len(data), skip, max_images), settings=settings, shard=shard,

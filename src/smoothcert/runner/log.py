@@ -34,8 +34,9 @@ ATTACK_COLUMNS = ("idx", "label", "l0", "queries", "success", "time")
 IDENTITIES = {"checkpoint": "weights", "classifier": "weights", "denoiser": "denoiser_weights"}
 
 
-# settings that logs record since a later version: a log without them still resumes
-LATER_KEYS = ("selection",)
+# settings that logs record since a later version, or only where they are known (the dataset's identity
+# in the command line's jobs): compared only when both sides record them, so older logs still resume
+LATER_KEYS = ("selection", "data_sha256")
 
 
 def differing(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -43,8 +44,8 @@ def differing(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     ``current`` ones, comparing each checkpoint by its identity (see above), not by its path."""
     saved, current = dict(saved), dict(current)
     for key in LATER_KEYS:
-        if key not in saved:
-            current.pop(key, None)
+        if key not in saved or key not in current:
+            saved.pop(key, None), current.pop(key, None)
     for path_key, id_key in IDENTITIES.items():
         if id_key not in saved and path_key in saved and path_key in current:  # a log from before identities
             current.pop(id_key, None)
@@ -134,6 +135,10 @@ class TsvLog:
                                  f"{saved[id_key][:12]}...), but {settings.get(path_key)} holds other weights "
                                  f"({str(settings.get(id_key))[:12]}...): its rows would mix two models; "
                                  "choose another --out")
+        if "data_sha256" in diff:
+            raise ValueError(f"{self.path} was written on other images than {settings.get('dataset')} "
+                             f"({settings.get('split')}) holds now (the dataset file changed): its rows would mix two "
+                             "datasets; choose another --out")
         if diff:
             raise ValueError(f"{self.path} was written with different settings ({', '.join(diff)}); choose another --out")
         if any(id_key in settings and id_key not in saved for id_key in IDENTITIES.values()):
