@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,12 @@ def _save(fig: Any, path: str | Path, digest: str | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"Software": None} if digest is None else {"Software": None, DATA_KEY: digest}
-    fig.savefig(path, format="png", dpi=DPI, metadata=metadata)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata=metadata)
+        os.replace(tmp, path)  # a figure appears whole or not at all
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -31,6 +31,7 @@ from ..noises import noise_from_config
 from ..runtime.distributed import rank_device
 from ..runtime.speed import Switch
 from .dataset import WINDOW, run_attack, run_dataset, select_indices
+from .log import write_atomically
 from .shards import Shard, run_sharded
 
 
@@ -190,6 +191,6 @@ def substitute(
                             **{key: value for key, value in params.items() if value is not None})
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({**run_settings(checkpoint, dataset, split), **result}, indent=2))
+        write_atomically(out, json.dumps({**run_settings(checkpoint, dataset, split), **result}, indent=2))
     return result
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..runtime.distributed import barrier, current_world, process_group
 from .dataset import adversarial_path, read_adversarial, write_adversarial
-from .log import differing, log_lock, read_settings
+from .log import differing, log_lock, read_settings, write_atomically
 
 SHARD_TIMEOUT = timedelta(days=7)
 """How long rank 0 waits at the barrier for the other shards: ranks of a resumed run may finish hours
@@ -172,7 +172,7 @@ def merge_logs(out: str | Path, shards: Sequence[str | Path], *, remove: bool = 
                 raise ValueError(f"image idx {lacking[0]} has a row but no adversarial example; refusing to merge")
             write_adversarial(adversarial_path(out), {i: examples[i] for i in rows})
         if not out.exists():
-            _settings_path(out).write_text(json.dumps(base, indent=2, sort_keys=True))
+            write_atomically(_settings_path(out), json.dumps(base, indent=2, sort_keys=True))
         tmp = out.with_name(out.name + ".merging")
         tmp.write_text("".join("\t".join(fields) + "\n" for fields in [header, *(rows[i] for i in sorted(rows))]))
         os.replace(tmp, out)
