@@ -48,11 +48,16 @@ class PatchAttack(L0Attack):
         p = self.p_init / 2 ** sum(query > f * self.max_queries for f in self._HALVINGS)
         return max(1, min(self.size, round(math.sqrt(p) * self.size)))
 
+    def check_image_size(self, image_size: tuple[int, int]) -> None:
+        """The patch must fit the images (checked before a run writes anything)."""
+        h, w = image_size
+        if self.size > h or self.size > w:
+            raise ValueError(f"--patch {self.size}: a {self.size}x{self.size} patch does not fit a {h}x{w} image")
+
     def attack(self, oracle: Oracle, x: torch.Tensor, label: int, key: tuple[int, ...], spent: int) -> AttackResult:
         c, h, w = x.shape
         m = self.size
-        if m > h or m > w:
-            raise ValueError(f"a {m}x{m} patch does not fit a {h}x{w} image")
+        self.check_image_size((h, w))
         g = generator(*key, ATTACK_STREAM)
 
         def position() -> tuple[int, int]:

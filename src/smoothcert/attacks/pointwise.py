@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import torch
 
-from ..certificates import check_count
+from ..certificates import ArgumentError, check_count
 from ..runtime.seeding import generator
 from .base import AttackResult, L0Attack, best_confirmed, l0_pixels
 from .oracles import ATTACK_STREAM, Oracle
@@ -98,7 +98,7 @@ class Pointwise(L0Attack):
         for name in ("search_steps", "kicks"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+                raise ArgumentError(name, value, "{name} must be a non-negative integer, got {value}")
 
     def _start(self, run: _Restart, g: torch.Generator) -> None:
         """Salt-and-pepper noise (Foolbox's ``SaltAndPepperNoiseAttack`` in whole pixels, smallest

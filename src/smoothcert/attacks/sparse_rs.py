@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import torch
 
-from ..certificates import check_count
+from ..certificates import ArgumentError, check_count
 from ..runtime.seeding import generator
 from .base import AttackResult, L0Attack, label_margin, queried, smallest
 from .oracles import ATTACK_STREAM, Oracle
@@ -59,7 +59,7 @@ class SparseRS(L0Attack):
         if not 0 < self.p_init <= 1:
             raise ValueError(f"p_init must lie in (0, 1], got {self.p_init}")
         if isinstance(self.bisect, bool) or not isinstance(self.bisect, int) or self.bisect < 0:
-            raise ValueError(f"bisect must be a non-negative integer, got {self.bisect!r}")
+            raise ArgumentError("bisect", self.bisect, "{name} must be a non-negative integer, got {value}")
 
     def swaps(self, query: int, budget: int) -> int:
         """Pixels swapped at step ``query`` (1, 2, ...): ``max(floor(p * budget), 1)`` with ``p`` on
