@@ -57,3 +57,16 @@ def test_readme_is_short():
 def test_ci_runs_the_readme_test_command():
     assert TEST_COMMAND in (ROOT / "README.md").read_text()
     assert TEST_COMMAND in (ROOT / ".ci/run").read_text().splitlines()
+
+
+def test_one_version_everywhere():
+    """The package, its metadata, the citation file and the docs name the same version."""
+    import tomllib
+
+    import smoothcert
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert smoothcert.__version__ == version
+    assert f"\nversion: {version}\n" in (ROOT / "CITATION.cff").read_text()
+    citing = (ROOT / "docs/citing.md").read_text()
+    assert f"describes smoothcert {version}." in citing and f"version = {{{version}}}" in citing
