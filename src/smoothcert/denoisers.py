@@ -8,7 +8,7 @@ as usual. D is a DnCNN (Zhang et al. 2017) trained with one of
 * ``stability``: CE(f(D(x + d)), argmax f(x)) with f frozen;
 * ``mse-stability``: Salman et al.'s best practice, MSE pre-training then stability: the first
   ceil(epochs/2) epochs MSE, the remaining floor(epochs/2) stability, each phase with a fresh Adam;
-* ``decrop``: DE-CROP (Nayak et al. 2023, :mod:`smoothcert.decrop`): stage 2 (L_lc + L_cs + MMD)
+* ``decrop``: DE-CROP (Nayak et al. 2023, [`smoothcert.decrop`][smoothcert.decrop]): stage 2 (L_lc + L_cs + MMD)
   for ceil(epochs/2) epochs, then stage 3 (adding the domain discriminator) for the rest.
 
 Every phase runs Adam (lr 1e-3 by default) with the learning rate divided by 10 after each third

@@ -1,9 +1,9 @@
 """Base classifiers for the certificates (Levine & Feizi 2020, appendix Tables 9-12).
 
-* :class:`MnistCNN` - the MNIST network of appendix Table 9 (Table 1 of the supplement).
-* :class:`PixelTransformer` - a transformer over the kept pixels of an ablated image (not in the paper).
-* :class:`ResNet18` - "pytorch-cifar" ResNet18 used for CIFAR-10 (3x3 stem, no max-pool).
-* :class:`ResNet50` - ImageNet ResNet50 (7x7 stride-2 stem + max-pool, Bottleneck blocks).
+* [`MnistCNN`][MnistCNN] - the MNIST network of appendix Table 9 (Table 1 of the supplement).
+* [`PixelTransformer`][PixelTransformer] - a transformer over the kept pixels of an ablated image (not in the paper).
+* [`ResNet18`][ResNet18] - "pytorch-cifar" ResNet18 used for CIFAR-10 (3x3 stem, no max-pool).
+* [`ResNet50`][ResNet50] - ImageNet ResNet50 (7x7 stride-2 stem + max-pool, Bottleneck blocks).
 
 The paper's only change to the standard networks is the number of input channels (2 for
 MNIST, 6 for RGB images: the ablated image plus the "kept" indicator channels), so every model
@@ -204,7 +204,7 @@ class MnistCNN(_ImageClassifier):
     Conv(in->64, 4x4, stride 2, pad 1)+ReLU, Conv(64->128, 4x4, s2, p1)+ReLU, Flatten,
     FC 500+ReLU, FC 100+ReLU, FC ``num_classes``; ``width`` multiplies the convolution channels
     (``mnist_cnn_wide``: 2) and ``batch_norm`` puts batch normalisation before every hidden ReLU
-    (``mnist_cnn_bn``; not in the paper); ``interpolate`` puts :class:`Interpolate` before the
+    (``mnist_cnn_bn``; not in the paper); ``interpolate`` puts [`Interpolate`][Interpolate] before the
     first convolution (``mnist_cnn_interp``, with batch normalisation; not in the paper). The
     flatten size follows from ``image_size`` (6272 = 128*7*7 for 28x28); ``features`` returns the
     100-d ReLU output.
@@ -424,7 +424,7 @@ MODELS: dict[str, Callable[[int, int, tuple[int, int]], nn.Module]] = {
 
 
 def check_model(name: str) -> None:
-    """ValueError naming the choices unless ``name`` is registered in :data:`MODELS`."""
+    """ValueError naming the choices unless ``name`` is registered in [`MODELS`][MODELS]."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
 
@@ -437,7 +437,7 @@ def build_model(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> nn.Module:
-    """Build the model registered as ``name`` in :data:`MODELS`.
+    """Build the model registered as ``name`` in [`MODELS`][MODELS].
 
     ``image_size`` sets MnistCNN's flatten size; the ResNets pool globally and ignore it.
     Without ``mean``/``std`` the bare model is returned. With both, the result is

@@ -67,9 +67,9 @@ def oracle_factory(
     exact vote (``vote``, ``theta``) of a columns/blocks/partition model, else its smoothed
     classifier queried through PREDICT (``sampling``: fixed or sequential) with noise streams keyed
     by (seed, idx). ``n`` (default 1000), ``alpha`` (0.05) and ``sampling`` (fixed) are PREDICT's:
-    checked by :func:`check_sampling` for a smoothed classifier, refused when given for the others.
+    checked by `check_sampling` for a smoothed classifier, refused when given for the others.
     All the oracles share one base classifier, accelerated by ``compile`` and ``channels_last``
-    (:func:`~smoothcert.classifiers.base.prepare_base`: ``"auto"`` turns each on once the queries
+    ([`prepare_base`][smoothcert.classifiers.base.prepare_base]: ``"auto"`` turns each on once the queries
     have done the evaluations that repay it, for models measured to gain; ``batch_size`` None is the
     fastest measured)."""
     config = read_config(checkpoint)

@@ -1,5 +1,5 @@
 """What an attack queries: an undefended model or the PREDICT of a smoothed classifier (see
-:mod:`smoothcert.attacks`)."""
+`smoothcert.attacks`)."""
 
 from __future__ import annotations
 
@@ -80,8 +80,8 @@ class SmoothedOracle:
     ablation the base classifier's vote on each draw is cached and only the draws that keep a
     changed pixel are re-evaluated (exactly the same votes, several times fewer forward passes).
     ``fixed=False`` draws fresh noise per query. ``sampling="adaptive"`` (or an
-    :class:`~smoothcert.certificates.sequential.Adaptive`) makes every query the sequential PREDICT of
-    :func:`smoothcert.certificates.sequential.predict_steps` with at most ``n`` samples: it stops at the first
+    [`Adaptive`][smoothcert.certificates.sequential.Adaptive]) makes every query the sequential PREDICT of
+    [`smoothcert.certificates.sequential.predict_steps`][smoothcert.certificates.sequential.predict_steps] with at most ``n`` samples: it stops at the first
     look that settles the top class, and with fixed ablations only the draws up to that look are
     evaluated. ``confirm`` always uses fresh samples (``n_check``, default ``n``) and the same
     ``sampling``.
@@ -157,7 +157,7 @@ class SmoothedOracle:
 
     def decide(self, scores: torch.Tensor) -> torch.Tensor:
         """PREDICT's answer on the vote counts ``scores`` returned (for adaptive sampling, the
-        counts it stopped at determine the answer: :func:`smoothcert.certificates.sequential.predict_decision`)."""
+        counts it stopped at determine the answer: [`smoothcert.certificates.sequential.predict_decision`][smoothcert.certificates.sequential.predict_decision])."""
         counts = scores.long().numpy()
         if self._adaptive:
             return torch.tensor([predict_decision(row, self.alpha, self.num_classes) for row in counts])

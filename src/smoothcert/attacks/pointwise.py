@@ -60,10 +60,10 @@ class Pointwise(L0Attack):
     iterated local search, decision-based, in whole pixels.
 
     Each restart starts from the sparsest adversarial salt-and-pepper noise found in ``steps``
-    draws of adapted density (:meth:`_start`) and runs *reset passes*: visit the perturbed pixels
+    draws of adapted density (`_start`) and runs *reset passes*: visit the perturbed pixels
     in a random order and reset each one whose reset keeps the input adversarial, until a pass
     resets nothing. The result is 1-minimal (no single pixel can be reset) but often not minimal,
-    so ``kicks`` steps of iterated local search follow (:meth:`_kick`, our addition to Schott et
+    so ``kicks`` steps of iterated local search follow (`_kick`, our addition to Schott et
     al.'s attack): perturb ``kick`` random untouched pixels, run reset passes again (in a fresh
     random order they may now reset pixels of the old set) and keep the result when it has no
     more pixels than before. Then Schott et al.'s rounds: a *search pass* moves every remaining
@@ -73,7 +73,7 @@ class Pointwise(L0Attack):
     (``search_steps=0``: no search; ``kicks=0``: Foolbox's algorithm). Every query counts
     against ``max_queries`` per restart; the smallest confirmed result of ``restarts`` restarts is
     returned, where a restart whose final image fails the fresh re-check offers earlier images
-    (:func:`_back_off`).
+    (`_back_off`).
 
     The defaults were chosen on mnist5k test digits 100-139 of an undefended CNN, 3 restarts
     each (see the attack benchmarks): 20 kicks of 8 pixels cut the mean L0 from 11.7 to 8.9 pixels

@@ -153,7 +153,7 @@ def transfer_rate(oracle: LabelOracle, x_adv: torch.Tensor, y: torch.Tensor, *, 
     """Fraction of ``x_adv`` the oracle misclassifies or abstains on (labels ``y``).
 
     Used on clean images it is the oracle's clean error, the baseline the transfer rate is read
-    against (:func:`run_substitute` reports both).
+    against ([`run_substitute`][run_substitute] reports both).
     """
     check_images(x_adv)
     return error_rate(_query(oracle, x_adv, _int_at_least("batch_size", batch_size, 1)), y)
@@ -161,7 +161,7 @@ def transfer_rate(oracle: LabelOracle, x_adv: torch.Tensor, y: torch.Tensor, *, 
 
 @dataclass
 class SubstituteResult:
-    """What :meth:`JacobianAugmentation.fit` returns.
+    """What [`JacobianAugmentation.fit`][JacobianAugmentation.fit] returns.
 
     ``history`` has one record per round rho: ``round``, ``size`` = |S_rho|, ``queries`` = oracle
     labels of training points so far, and with a heldout set ``accuracy`` (vs. its true labels)
@@ -344,9 +344,9 @@ def run_substitute(
 ) -> dict[str, object]:
     """JbDA substitute from ``data_seed`` (S_0), then FGSM (``eps``) transfer on ``heldout``.
 
-    ``params`` are :class:`JacobianAugmentation` arguments (rounds, lam, tau, reservoir_after,
+    ``params`` are [`JacobianAugmentation`][JacobianAugmentation] arguments (rounds, lam, tau, reservoir_after,
     kappa, epochs, batch_size, lr, hidden). ``heldout`` must not contain the S_0 images (see
-    :func:`split_seed`); the oracle labels it once, which gives the per-round agreement and the
+    [`split_seed`][split_seed]); the oracle labels it once, which gives the per-round agreement and the
     oracle's clean error, then labels its FGSM images once. Returns a JSON-ready dict: the
     per-round ``history``, final substitute ``accuracy`` and ``agreement``, query counts,
     ``substitute_success`` (FGSM images the substitute itself misclassifies, Figure 5's success
@@ -384,7 +384,7 @@ def run_substitute(
 
 
 def format_substitute(result: dict[str, Any]) -> str:
-    """The rounds of :func:`run_substitute`'s ``result`` as a table, then its transfer rate."""
+    """The rounds of [`run_substitute`][run_substitute]'s ``result`` as a table, then its transfer rate."""
     lines = ["round  |S_rho|  oracle queries  substitute accuracy  agreement with oracle"]
     lines += [f"{h['round']:5d}  {h['size']:7d}  {h['queries']:14d}  {100 * h['accuracy']:18.2f}%  "
               f"{100 * h['agreement']:20.2f}%" for h in result["history"]]

@@ -1,14 +1,14 @@
-"""Certificates, one module per threat model, mirroring :mod:`smoothcert.noises` by name.
+"""Certificates, one module per threat model, mirroring [`smoothcert.noises`][smoothcert.noises] by name.
 
-- :mod:`.ablation`: randomized ablation's L0 radii (Levine & Feizi 2020, Theorem 1, Corollaries
+- [`ablation`][.ablation]: randomized ablation's L0 radii (Levine & Feizi 2020, Theorem 1, Corollaries
   1 and 2; Jia et al. 2022);
-- :mod:`.gaussian`: Gaussian smoothing's L2 radii (Cohen, Rosenfeld & Kolter 2019, Theorem 1);
-- :mod:`.lee`: the L0 certificate of Lee et al.'s discrete noise (Levine & Feizi 2020, Table 7);
-- :mod:`.bands` and :mod:`.partition`: exact patch and L0 certificates of deterministic votes
-  (shared vote logic in :mod:`.votes`);
-- :mod:`.information`: mutual information per sample (Levine & Feizi 2020, Eq. 20-21);
-- shared statistics: :mod:`.statistics` (Clopper-Pearson, simultaneous class bounds) and
-  :mod:`.sequential` (the bounds of adaptive sampling); input checks in :mod:`.checks`.
+- [`gaussian`][.gaussian]: Gaussian smoothing's L2 radii (Cohen, Rosenfeld & Kolter 2019, Theorem 1);
+- [`lee`][.lee]: the L0 certificate of Lee et al.'s discrete noise (Levine & Feizi 2020, Table 7);
+- [`bands`][.bands] and [`partition`][.partition]: exact patch and L0 certificates of deterministic votes
+  (shared vote logic in [`votes`][.votes]);
+- [`information`][.information]: mutual information per sample (Levine & Feizi 2020, Eq. 20-21);
+- shared statistics: [`statistics`][.statistics] (Clopper-Pearson, simultaneous class bounds) and
+  [`sequential`][.sequential] (the bounds of adaptive sampling); input checks in [`checks`][.checks].
 
 Everything here is pure numpy/scipy: importing it does not build a model.
 """

@@ -15,7 +15,7 @@ decided again with exact rational arithmetic (``fractions.Fraction`` of the give
 and ``math.comb``), so every returned radius is the exact answer for the given ``p`` bounds.
 
 The p bounds passed to the radius functions are assumed to hold with the caller's confidence
-``1 - alpha`` (:mod:`smoothcert.certificates.statistics` computes them from vote counts).
+``1 - alpha`` ([`smoothcert.certificates.statistics`][smoothcert.certificates.statistics] computes them from vote counts).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from .checks import (
 from .statistics import vote_bounds
 
 CERTIFICATES = ("cor1", "cor2", "jia")
-"""Names accepted by :func:`certify_counts`."""
+"""Names accepted by [`certify_counts`][certify_counts]."""
 
 
 def _ablation_size(d: int, k: int) -> tuple[int, int]:
@@ -175,7 +175,7 @@ def radius_cor2(p_lower_a, p_upper_b, d: int, k: int):
     """Corollary 2 (Eq. 17): the largest rho with ``p_lower_a - Delta > p_upper_b + Delta``.
 
     ``p_upper_b`` is the largest upper bound over the classes B != A; the bounds must hold
-    simultaneously (see :func:`class_bounds`).  NaN where no rho >= 0 qualifies.
+    simultaneously (see [`class_bounds`][class_bounds]).  NaN where no rho >= 0 qualifies.
     """
     d, k = _ablation_size(d, k)
     pa, pb = np.broadcast_arrays(check_probability(p_lower_a, "p_lower_a"), check_probability(p_upper_b, "p_upper_b"))
@@ -203,7 +203,7 @@ def radius_jia(p_lower_a, p_upper_b, d: int, k: int):
 
     ``p'_A = ceil(p_lower_a N) / N`` and ``p'_B = floor(min(p_upper_b, 1 - p_lower_a) N) / N``
     with ``N = C(d, k)``: every ``p_i(x)`` is a count of k-subsets over N, and ``p_B <= 1 - p_A``.
-    Equals :func:`radius_jia_topk` with ``top=1``.  NaN where no rho >= 0 qualifies.
+    Equals [`radius_jia_topk`][radius_jia_topk] with ``top=1``.  NaN where no rho >= 0 qualifies.
     """
     d, k = _ablation_size(d, k)
     pa, pb = np.broadcast_arrays(check_probability(p_lower_a, "p_lower_a"), check_probability(p_upper_b, "p_upper_b"))
@@ -229,7 +229,7 @@ def radius_jia_topk(p_lower_label, p_upper_others, d: int, k: int, top: int):
     ``p_j(x') >= p_l(x')``; the t of them with the smallest upper bounds have bounds summing to
     at most ``sum_{j=top-t+1}^{top} p'_j``, and their true sum is also at most ``1 - p_l(x)``;
     so ``t (p_l(x) - Delta) <= S_t + Delta`` for every t, contradicting the condition.
-    For ``top=1`` this is ``p'_l - Delta > min(p'_1, 1 - p'_l) + Delta`` (:func:`radius_jia`).
+    For ``top=1`` this is ``p'_l - Delta > min(p'_1, 1 - p'_l) + Delta`` ([`radius_jia`][radius_jia]).
     """
     d, k = _ablation_size(d, k)
     top = check_integer(top, "top")
@@ -294,8 +294,8 @@ def certify_counts(counts, n, alpha: float, d: int, k: int, certificate: str = "
     * ``"cor1"`` (Corollary 1): ``p_lower`` is the Clopper-Pearson lower bound of the selected
       class at level ``alpha`` (at ``alpha / C`` with ``selected=None``: all C lower bounds then
       hold jointly).
-    * ``"cor2"`` / ``"jia"`` (Corollary 2 / :func:`radius_jia`): bounds from
-      :func:`class_bounds`, ``p_upper_b`` the largest upper bound of the other classes.
+    * ``"cor2"`` / ``"jia"`` (Corollary 2 / [`radius_jia`][radius_jia]): bounds from
+      [`class_bounds`][class_bounds], ``p_upper_b`` the largest upper bound of the other classes.
 
     ``predict`` is the certified class, or -1 where the radius is NaN (abstain).
     """

@@ -3,7 +3,7 @@
 An m x m patch intersects at most Delta = min(m + s - 1, W) of the W bands of width s, or
 min(m + s - 1, H) * min(m + s - 1, W) of the H*W s x s blocks (bands and blocks wrap around the
 image edge); the vote is certified against the patch iff it survives Delta changed copies
-(:func:`.votes.certified_against`).
+(`votes.certified_against`).
 """
 
 from __future__ import annotations

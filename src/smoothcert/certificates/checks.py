@@ -1,5 +1,5 @@
 """Input checks shared by the certificates: each returns the checked value or raises an
-:class:`ArgumentError` (a ValueError) naming the argument, the value and the allowed range. Pure numpy."""
+[`ArgumentError`][ArgumentError] (a ValueError) naming the argument, the value and the allowed range. Pure numpy."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ error of Delta (Theorem 1) is at most about ``2.2e-16 * d``, far below this for 
 class ArgumentError(ValueError):
     """A value that one argument cannot take. ``message`` is a template with ``{name}`` and
     ``{value}``: ``str(err)`` fills in the Python ``argument`` and the value's repr ("beta must be
-    in (0, 1), got 1.5"), :meth:`for_flag` the command-line flag and the value as typed ("--beta
+    in (0, 1), got 1.5"), [`for_flag`][for_flag] the command-line flag and the value as typed ("--beta
     must be in (0, 1), got 1.5"). The flag is ``flag`` if given (when it is not the argument's
     name, e.g. ``--max`` for ``max_images``), else ``--`` plus the argument with dashes."""
 
@@ -35,7 +35,7 @@ class ArgumentError(ValueError):
 
 
 def check_alpha(alpha: float, name: str = "alpha") -> float:
-    """Return ``alpha`` as a float; :class:`ArgumentError` naming ``name`` unless ``0 < alpha < 1``."""
+    """Return ``alpha`` as a float; [`ArgumentError`][ArgumentError] naming ``name`` unless ``0 < alpha < 1``."""
     try:
         value = float(alpha)
     except (TypeError, ValueError):
@@ -46,7 +46,7 @@ def check_alpha(alpha: float, name: str = "alpha") -> float:
 
 
 def check_integer(value: object, name: str, minimum: int | None = None) -> int:
-    """``value`` as an int; :class:`ArgumentError` unless it is an integer (and ``>= minimum`` if given)."""
+    """``value`` as an int; [`ArgumentError`][ArgumentError] unless it is an integer (and ``>= minimum`` if given)."""
     reason = "{name} must be an integer" + ("" if minimum is None else f" >= {minimum}") + ", got {value}"
     try:
         number = operator.index(value)  # type: ignore[arg-type]
@@ -89,14 +89,14 @@ def check_probability(p: object, name: str) -> np.ndarray:
 
 
 def check_positive(value: object, name: str) -> float:
-    """``value`` as a float; :class:`ArgumentError` unless it is a finite number > 0."""
+    """``value`` as a float; [`ArgumentError`][ArgumentError] unless it is a finite number > 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
         raise ArgumentError(name, value, "{name} must be a finite number > 0, got {value}")
     return float(value)
 
 
 def check_count(name: str, value: object) -> int:
-    """``value`` as an int; :class:`ArgumentError` unless it is a positive integer (a sample or class count)."""
+    """``value`` as an int; [`ArgumentError`][ArgumentError] unless it is a positive integer (a sample or class count)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ArgumentError(name, value, "{name} must be a positive integer, got {value}")
     return int(value)

@@ -6,7 +6,7 @@ Theorem 1 (lecture): if ``P(f(x + eps) = c_A) >= p_A >= p_B >= max_{c != c_A} P(
 then ``g(x + delta) = c_A`` for ``||delta||_2 < R = sigma/2 (Phi^-1(p_A) - Phi^-1(p_B))``.
 Cohen et al.'s CERTIFY uses ``p_B = 1 - p_A``, i.e. ``R = sigma Phi^-1(p_A)``.
 
-Conventions (as in :mod:`smoothcert.certificates`): abstention is a NaN radius.  Cohen et al.
+Conventions (as in `smoothcert.certificates`): abstention is a NaN radius.  Cohen et al.
 state Theorem 1 for the open ball ``||delta||_2 < R`` (the lecture writes ``<=``), which is
 empty for ``R = 0``: with ``p_A = p_B``
 (e.g. ``p_A = 0.5`` for Cohen's form) g(x) may be a tie, so these cases abstain.  Cohen et al.'s
@@ -24,7 +24,7 @@ from .checks import check_alpha, check_integer, check_positive, check_probabilit
 from .statistics import vote_bounds
 
 GAUSSIAN_CERTIFICATES = ("cohen", "two-class")
-"""Names accepted by :func:`certify_gaussian`; the first is the default."""
+"""Names accepted by [`certify_gaussian`][certify_gaussian]; the first is the default."""
 
 
 def check_sigma(sigma: float) -> float:
@@ -67,7 +67,7 @@ def radius_lp(p_lower_a, p_upper_b, sigma: float, d: int, p: float):
     ``r_p = sigma / (2 d^(1/2 - 1/p)) * (Phi^-1(p_lower_a) - Phi^-1(p_upper_b))``.
 
     ``||delta||_2 <= d^(1/2 - 1/p) ||delta||_p``, so the L_p ball of radius ``r_p`` lies in the
-    L2 ball of :func:`radius_two_class`; ``p = 2`` gives that radius, ``p = inf`` divides it by
+    L2 ball of [`radius_two_class`][radius_two_class]; ``p = 2`` gives that radius, ``p = inf`` divides it by
     ``sqrt(d)``.  ``d`` is the number of input scalars the noise is added to (C*H*W, not the
     pixel count of ablation).  NaN where ``p_lower_a <= p_upper_b``.
     """
@@ -106,16 +106,16 @@ def max_gaussian_radius(n: int, alpha: float, sigma: float):
 def certify_gaussian(counts, n, alpha: float, sigma: float, certificate: str = "cohen", selected=None):
     """Certify images from their vote counts under Gaussian noise: ``(predict, p_lower, radius)``.
 
-    Mirrors :func:`smoothcert.certificates.certify_counts`.  ``counts`` (..., C): votes of the
+    Mirrors [`smoothcert.certificates.certify_counts`][smoothcert.certificates.certify_counts].  ``counts`` (..., C): votes of the
     n estimation samples (rows sum to n); ``selected`` (...,): the class to certify, chosen
     independently of ``counts`` (Cohen et al.'s selection samples); ``None`` certifies the
     argmax with bounds made simultaneous over classes.
 
     * ``"cohen"``: ``p_lower`` is the Clopper-Pearson lower bound of the class at level ``alpha``
-      (``alpha / C`` with ``selected=None``), radius :func:`radius_cohen` (CERTIFY).
-    * ``"two-class"``: bounds from :func:`~smoothcert.certificates.class_bounds`, ``p_B`` the
+      (``alpha / C`` with ``selected=None``), radius [`radius_cohen`][radius_cohen] (CERTIFY).
+    * ``"two-class"``: bounds from [`class_bounds`][smoothcert.certificates.class_bounds], ``p_B`` the
       largest upper bound of the other classes clipped to ``1 - p_lower`` (valid because
-      ``p_B <= 1 - p_A`` and the bounds hold jointly), radius :func:`radius_two_class`.
+      ``p_B <= 1 - p_A`` and the bounds hold jointly), radius [`radius_two_class`][radius_two_class].
 
     ``predict`` is the certified class, or -1 where the radius is NaN (abstain).
     """

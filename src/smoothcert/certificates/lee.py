@@ -1,6 +1,6 @@
 """The tight L0 certificate of Lee, Yuan, Chang & Jaakkola (NeurIPS 2019) for discrete noise.
 
-Noise (:class:`smoothcert.noises.Lee`): each of the d coordinates (channel values) is kept with
+Noise ([`smoothcert.noises.Lee`][smoothcert.noises.Lee]): each of the d coordinates (channel values) is kept with
 probability kappa and otherwise replaced by one of the other K - 1 values uniformly, so a value
 other than x_i has probability ``beta = (1 - kappa) / (K - 1)``.
 
@@ -21,12 +21,12 @@ sees the experiment of r - 1 changes), and the radius is the largest r <= d with
 ``p_lower > threshold(r)``.  Levine & Feizi (2020, Discussion) quote ``threshold(1) = .596`` for
 kappa = 0.1 and K = 256; the certificate does not depend on d beyond ``r <= d``.
 
-Exactness, as in :mod:`smoothcert.certificates`: thresholds are computed in floating point
+Exactness, as in `smoothcert.certificates`: thresholds are computed in floating point
 (sums of positive terms, error below ``1e-14 (r + 1)``); a comparison whose margin is below
 ``FLOAT_ERROR`` plus that is decided again with integers (masses times ``M^r``, where kappa is
 the exact rational value of the given float and M its denominator times K - 1), so every returned
 radius is the exact answer for the given ``p_lower``.  Conventions as in
-:mod:`smoothcert.certificates`: abstention is a NaN radius; radius 0 means only x is certified.
+`smoothcert.certificates`: abstention is a NaN radius; radius 0 means only x is certified.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def _exact_masses(r: int, levels: int, kappa: float) -> list[int]:
 
 
 def exact_threshold(r: int, levels: int, kappa: float) -> Fraction:
-    """:func:`lee_threshold` in exact rational arithmetic, for the exact value of the float kappa."""
+    """[`lee_threshold`][lee_threshold] in exact rational arithmetic, for the exact value of the float kappa."""
     levels, kappa = _parameters(levels, kappa)
     r = check_integer(r, "r", 0)
     scale = (Fraction(kappa).denominator * (levels - 1)) ** r
@@ -196,7 +196,7 @@ def certify_lee(counts, n, alpha: float, d: int, levels: int, kappa: float, sele
 
     ``p_lower`` is the Clopper-Pearson lower bound of the ``selected`` class (chosen independently
     of ``counts``, as in CERTIFY) at level ``alpha``, or of the argmax at ``alpha / C``, as in
-    :func:`smoothcert.certificates.certify_counts`; ``predict`` is -1 where the radius is NaN.
+    [`smoothcert.certificates.certify_counts`][smoothcert.certificates.certify_counts]; ``predict`` is -1 where the radius is NaN.
     """
     cls, p_lower, _ = vote_bounds(counts, n, alpha, selected)
     radius = radius_lee(p_lower, d, levels, kappa)

@@ -1,7 +1,7 @@
 """The L0 certificate of feature partition voting (Hammoudeh & Lowd, AAAI 2024).
 
 Each pixel lies in exactly one of the T groups, so changing r pixels changes at most r copies
-(Delta = r in :mod:`.votes`): the largest certified r is floor((n_y - n_y' - [y > y']) / 2).
+(Delta = r in `votes`): the largest certified r is floor((n_y - n_y' - [y > y']) / 2).
 """
 
 from __future__ import annotations

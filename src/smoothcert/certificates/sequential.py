@@ -3,16 +3,16 @@
 Cohen et al.'s CERTIFY spends a fixed n samples on every image. The procedures here draw
 samples in growing batches and stop as soon as the answer is settled, with the same guarantee:
 the returned radius is wrong with probability at most ``alpha``. Everything in this module is
-pure numpy/scipy; :class:`smoothcert.classifiers.SmoothedClassifier` feeds the procedures with votes.
+pure numpy/scipy; [`smoothcert.classifiers.SmoothedClassifier`][smoothcert.classifiers.SmoothedClassifier] feeds the procedures with votes.
 
 Two kinds of time-uniform lower (and upper) bounds on a Bernoulli mean p:
 
-* :class:`GroupSequentialCP` -- Clopper-Pearson at a fixed schedule of looks ``n_1 < ... < n_J``,
+* [`GroupSequentialCP`][GroupSequentialCP] -- Clopper-Pearson at a fixed schedule of looks ``n_1 < ... < n_J``,
   with ``alpha`` spent across the looks (``alpha_j``, summing to ``alpha``: a share ``last`` of it
   at the last look, the rest evenly over the others). Each look's bound is an
   exact one-sided ``1 - alpha_j`` bound for its fixed sample size, so by the union bound
   ``P(some L_j > p) <= sum_j alpha_j = alpha``; stopping early only skips looks.
-* :class:`MixtureCS` -- the Beta(1/2, 1/2) mixture confidence sequence, checked after every batch:
+* [`MixtureCS`][MixtureCS] -- the Beta(1/2, 1/2) mixture confidence sequence, checked after every batch:
   for each fixed p, ``M_t(p) = int q^S (1-q)^(t-S) dBeta(q; 1/2, 1/2) / (p^S (1-p)^(t-S))`` is a
   nonnegative martingale with mean 1 under Bernoulli(p), so by Ville's inequality
   ``P(exists t: M_t(p) >= 1/a) <= a``; the bound is the set of p with ``M_t(p) < 1/a``. It is
@@ -43,6 +43,7 @@ from .checks import ArgumentError, check_alpha, check_integer
 from .statistics import clopper_pearson_lower, clopper_pearson_upper
 
 ABSTAIN = -1
+"""The class PREDICT and CERTIFY return when they abstain (with radius NaN)."""
 
 
 # ----------------------------------------------------------------------------- bounds
@@ -93,7 +94,7 @@ def check_last(last: float) -> float:
 
 
 def spend(alpha: float, looks: int, last: float = 0.5) -> np.ndarray:
-    """Per-look levels of :class:`GroupSequentialCP`: ``last * alpha`` kept for the last look and
+    """Per-look levels of [`GroupSequentialCP`][GroupSequentialCP]: ``last * alpha`` kept for the last look and
     the rest spread evenly over the interim looks (all of ``alpha`` when there is a single look).
     They sum to ``alpha``, which is all the union bound needs."""
     a = check_alpha(alpha)
@@ -106,7 +107,7 @@ def spend(alpha: float, looks: int, last: float = 0.5) -> np.ndarray:
 @dataclass(frozen=True)
 class GroupSequentialCP:
     """Clopper-Pearson at looks ``first, first * growth, ...`` ending exactly at ``n_max``, with
-    ``alpha`` spent by :func:`spend` (``last``: the last look's share)."""
+    ``alpha`` spent by [`spend`][spend] (``last``: the last look's share)."""
 
     first: int = 100
     growth: float = 2.0
@@ -172,7 +173,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "target": {"n0": 30, "beta": 0.02, "step": 50, "growth": 1.25, "futility": "final", "last": 0.5},
     "predict": {"beta": 0.2, "step": 100, "growth": 2.0, "futility": "threshold", "last": 0.5},
 }
-"""The options an :class:`Adaptive` leaves unset, per question (largest radius, a target radius,
+"""The options an [`Adaptive`][Adaptive] leaves unset, per question (largest radius, a target radius,
 PREDICT), and CERTIFY's selection samples ``n0``: chosen by simulating sequential CERTIFY on the
 demo model's vote shares (``benchmarks/simulate_adaptive.py``, BENCHMARKS.md)."""
 
@@ -183,17 +184,17 @@ a log that does not record one was written with this value, and it is recorded o
 
 @dataclass(frozen=True)
 class Adaptive:
-    """Options of sequential CERTIFY and PREDICT; ``None`` leaves one to :meth:`settled`.
+    """Options of sequential CERTIFY and PREDICT; ``None`` leaves one to [`settled`][settled].
 
-    ``bound``: ``looks`` (:class:`GroupSequentialCP`) or ``anytime`` (:class:`MixtureCS`).
+    ``bound``: ``looks`` ([`GroupSequentialCP`][GroupSequentialCP]) or ``anytime`` ([`MixtureCS`][MixtureCS]).
     ``radius``: the question. ``None`` asks for the largest certified radius; a number R asks
     "is the image certified at R?" and stops as soon as that is decided. ``beta``: level of the
-    futility (upper) bound at each look and ``futility`` its rule (:data:`FUTILITY`), power only.
+    futility (upper) bound at each look and ``futility`` its rule ([`FUTILITY`][FUTILITY]), power only.
     ``step``: the batch after which the bounds are checked (``anytime``) or the first look
     (``looks``, which then grows by ``growth``). ``last``: the share of ``alpha`` kept for the
     last look (validity holds at any share; a larger one certifies more when all samples are
     needed, a smaller one stops earlier). Unset options take the question's
-    :data:`DEFAULTS`, or the ones a resumed log recorded.
+    [`DEFAULTS`][DEFAULTS], or the ones a resumed log recorded.
     """
 
     bound: str = "looks"
@@ -225,8 +226,8 @@ class Adaptive:
 
     def settled(self, recorded: Mapping[str, Any] | None = None, *, predict: bool = False) -> Adaptive:
         """These options with every unset one filled in: from ``recorded`` (the sampling settings
-        of a log being resumed, so it goes on as it began; :data:`LEGACY` for what it lacks) when
-        it asks the same question with the same bound, else from :data:`DEFAULTS`."""
+        of a log being resumed, so it goes on as it began; [`LEGACY`][LEGACY] for what it lacks) when
+        it asks the same question with the same bound, else from [`DEFAULTS`][DEFAULTS]."""
         same = isinstance(recorded, Mapping) and recorded.get("bound") == self.bound and \
             recorded.get("radius") == self.radius
         source = {**LEGACY, **recorded} if same else DEFAULTS[self.question(predict)]
@@ -234,7 +235,7 @@ class Adaptive:
         return replace(self, **unset) if unset else self
 
     def record(self) -> dict[str, Any]:
-        """The settled options as a log records them (:data:`LEGACY` values left out)."""
+        """The settled options as a log records them ([`LEGACY`][LEGACY] values left out)."""
         return {k: v for k, v in asdict(self.settled()).items() if k not in LEGACY or LEGACY[k] != v}
 
     def default_n0(self) -> int:
@@ -284,7 +285,7 @@ def certify_steps(
     radius: Radius, n0: int, n_max: int, alpha: float, options: Adaptive, resolution: float = 1.0
 ) -> Generator[int, np.ndarray, Outcome]:
     """Sequential CERTIFY as a coroutine: it yields how many fresh samples it needs next and is
-    sent their vote counts (num_classes,); it returns an :class:`Outcome`.
+    sent their vote counts (num_classes,); it returns an [`Outcome`][Outcome].
 
     The top class comes from ``n0`` selection samples that never enter a bound. Then batches up
     to ``n_max`` estimation samples; after each look (the bound family's schedule) it stops when
@@ -370,7 +371,7 @@ def _settled(counts: np.ndarray, alpha: float, num_classes: int) -> int | None:
 
 
 def predict_decision(counts: np.ndarray, alpha: float, num_classes: int) -> int:
-    """What :func:`predict_steps` returns with the ``counts`` it stopped at: the top class if its
+    """What [`predict_steps`][predict_steps] returns with the ``counts`` it stopped at: the top class if its
     e-value settled it, else (all ``n_max`` samples drawn) the top class if Cohen et al.'s
     binomial test at ``alpha / 2`` rejects a tie with the runner-up, else ``ABSTAIN``. A function
     of the final counts alone, since sampling stops at the first look that settles."""

@@ -84,7 +84,7 @@ def vote_bounds(counts, n, alpha: float, selected=None, runner_up: bool = False)
     Returns ``(cls, p_lower, p_upper_b)``: ``cls`` is ``selected`` (chosen independently of
     ``counts``, as in CERTIFY) or the argmax; ``p_lower`` is its Clopper-Pearson lower bound at
     level ``alpha`` (``alpha / C`` for the argmax, so that all C candidates hold jointly). With
-    ``runner_up`` the bounds come from :func:`class_bounds` instead and ``p_upper_b`` is the
+    ``runner_up`` the bounds come from [`class_bounds`][class_bounds] instead and ``p_upper_b`` is the
     largest upper bound of the other classes, simultaneously valid; otherwise it is None.
     """
     a = check_alpha(alpha)

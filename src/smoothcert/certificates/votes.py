@@ -5,7 +5,7 @@ the gap n_c - n_c' between two classes by at most 2 (it can lose one vote for c 
 c'). If at most Delta copies can change, the prediction y is certified iff for its runner-up y'
 (most votes, then smallest index) n_y - n_y' > 2 Delta, or n_y - n_y' = 2 Delta and y < y'
 (Levine & Feizi, NeurIPS 2020, Section 3; Hammoudeh & Lowd, AAAI 2024). The threat
-models fix Delta: :mod:`.bands` for patches, :mod:`.partition` for L0.
+models fix Delta: `bands` for patches, `partition` for L0.
 """
 
 from __future__ import annotations

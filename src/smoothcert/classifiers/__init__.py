@@ -1,13 +1,13 @@
-"""Classifiers behind one interface (:class:`~smoothcert.classifiers.base.Classifier`).
+"""Classifiers behind one interface ([`Classifier`][smoothcert.classifiers.base.Classifier]).
 
-- :class:`SmoothedClassifier`: the smoothed classifier of a sampled noise (Cohen et al. 2019;
+- [`SmoothedClassifier`][SmoothedClassifier]: the smoothed classifier of a sampled noise (Cohen et al. 2019;
   Levine & Feizi 2020), with fixed or adaptive sampling;
-- :class:`DeterministicClassifier`: the exact vote over every ablation set of a deterministic
+- [`DeterministicClassifier`][DeterministicClassifier]: the exact vote over every ablation set of a deterministic
   noise (column/block smoothing, feature partition);
-- :class:`DenoisedClassifier`: the smoothed classifier of a denoiser in front of a frozen model;
-- :class:`Undefended`: a model trained without noise, which attacks query directly.
+- [`DenoisedClassifier`][DenoisedClassifier]: the smoothed classifier of a denoiser in front of a frozen model;
+- [`Undefended`][Undefended]: a model trained without noise, which attacks query directly.
 
-:func:`load_classifier` is the one place that picks the kind for a checkpoint.
+[`load_classifier`][load_classifier] is the one place that picks the kind for a checkpoint.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ KINDS: dict[str, type] = {"smoothed": SmoothedClassifier, "deterministic": Deter
 """The classifier of each noise's ``classifier`` kind."""
 
 SPEED = ("batch_size", "device", "compile", "channels_last", "amp")
-"""What every kind takes: where and how fast its base model runs (:func:`.base.prepare_base`)."""
+"""What every kind takes: where and how fast its base model runs (`base.prepare_base`)."""
 
 OPTIONS: dict[type, tuple[str, ...]] = {
     SmoothedClassifier: ("denoiser", "certificate", *SPEED),
@@ -36,8 +36,8 @@ OPTIONS: dict[type, tuple[str, ...]] = {
     DeterministicClassifier: ("vote", "theta", "patch", *SPEED),
     Undefended: ("denoiser", *SPEED),
 }
-"""The keyword arguments each kind takes from :func:`load_classifier` (a ``denoiser`` turns a
-smoothed or undefended checkpoint into a :class:`DenoisedClassifier`)."""
+"""The keyword arguments each kind takes from [`load_classifier`][load_classifier] (a ``denoiser`` turns a
+smoothed or undefended checkpoint into a [`DenoisedClassifier`][DenoisedClassifier])."""
 
 
 def load_classifier(checkpoint: str | Path, denoiser: str | Path | None = None, **options: Any) -> Classifier:

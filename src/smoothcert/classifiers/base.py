@@ -3,9 +3,9 @@ interface that the dataset runner, the attacks' oracles and the reports rely on.
 
 A *classifier* here is a base model together with the rule that turns its outputs on transformed
 copies of an image into a prediction with a certificate: the smoothed classifier of a sampled
-noise (:mod:`.smoothed`, Cohen et al. 2019; Levine & Feizi 2020), the exact vote of a deterministic
-noise (:mod:`.deterministic`), the smoothed classifier of a denoiser in front of a frozen model
-(:mod:`.denoised`), or an undefended model (:mod:`.undefended`, which certifies nothing).
+noise (`smoothed`, Cohen et al. 2019; Levine & Feizi 2020), the exact vote of a deterministic
+noise (`deterministic`), the smoothed classifier of a denoiser in front of a frozen model
+(`denoised`), or an undefended model (`undefended`, which certifies nothing).
 """
 
 from __future__ import annotations
@@ -31,17 +31,17 @@ Steps = Generator[int, np.ndarray, T]
 """A sampling coroutine: yields sample counts, is sent vote counts, returns its outcome."""
 
 WINDOW = 64
-"""How many images :func:`run_packed` keeps in flight, their samples packed into shared forward passes."""
+"""How many images [`run_packed`][run_packed] keeps in flight, their samples packed into shared forward passes."""
 
 
 def prepare_base(base: nn.Module, device: str | torch.device, batch_size: int | None, *, compile: Switch,
                  channels_last: Switch, amp: str | None, preprocessing: Preprocessing = None
                  ) -> tuple[nn.Module, torch.device, int]:
     """``(model, device, batch_size)`` of a classifier: the library's own view of ``base``, in eval
-    mode on the resolved ``device``, behind ``preprocessing`` (:mod:`.preprocessing`) and accelerated
-    by :func:`~smoothcert.runtime.speed.accelerate` (``"auto"`` turns on what was measured to pay for
+    mode on the resolved ``device``, behind ``preprocessing`` (`preprocessing`) and accelerated
+    by [`accelerate`][smoothcert.runtime.speed.accelerate] (``"auto"`` turns on what was measured to pay for
     this model on this device type), and ``batch_size`` None the measured fastest for the model
-    (:func:`~smoothcert.runtime.speed.auto_batch_size`). With the defaults a classifier built in
+    ([`auto_batch_size`][smoothcert.runtime.speed.auto_batch_size]). With the defaults a classifier built in
     Python runs as fast as the command line's.
 
     The caller's ``base`` is never changed: a model already in eval mode on ``device`` is used as
@@ -75,7 +75,7 @@ class Certificate:
 
 def check_image(x: torch.Tensor, bounds: Bounds = (0.0, 1.0)) -> torch.Tensor:
     """``x``; ValueError unless it is one (C, H, W) floating-point image with finite pixels within
-    ``bounds`` (the classifier's input space, :mod:`.preprocessing`)."""
+    ``bounds`` (the classifier's input space, `preprocessing`)."""
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"expected an image as a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 3:
@@ -109,7 +109,7 @@ def check_logits(logits: torch.Tensor, rows: int, num_classes: int) -> torch.Ten
 class Classifier(Protocol):
     """The interface of every classifier kind (smoothed, deterministic, denoised, undefended).
 
-    ``kind`` names it in logs and picks its oracle in :mod:`smoothcert.attacks`. ``sample_counts``
+    ``kind`` names it in logs and picks its oracle in `smoothcert.attacks`. ``sample_counts``
     says how many samples CERTIFY / PREDICT really draw and with which sampling (a deterministic
     vote evaluates each copy once, whatever was asked). ``certify_steps`` / ``predict_steps`` are
     the coroutines the dataset runner drives, with ``sample_many`` packing the samples of many
@@ -151,7 +151,7 @@ def run_packed(
     Up to ``window`` images are in flight, admitted while their pending requests fill less than one
     forward pass (``classifier.batch_size``); every round samples all pending requests in one
     ``sample_many`` call, so images that need few samples share forward passes. Each image draws
-    from its own ``generator`` exactly as if it were sampled alone (:meth:`sample_many`), so its
+    from its own ``generator`` exactly as if it were sampled alone (`sample_many`), so its
     outcome does not depend on the packing. ``jobs`` is read lazily (a job's coroutine and
     generator can be made on admission); ``seconds`` is the image's share, by samples, of the
     rounds it took part in. The dataset runner and the batch calls of ``certify`` / ``predict`` use this.

@@ -1,7 +1,7 @@
 """Checks of the sampling options of a certify, predict or attack run against the classifier of
 its checkpoint, before anything runs: a flag the classifier does not read is refused, and so are
 sample counts with which no image can be certified or predicted. Errors are
-:class:`~smoothcert.certificates.ArgumentError` naming the argument (the CLI shows its flag)."""
+[`ArgumentError`][smoothcert.certificates.ArgumentError] naming the argument (the CLI shows its flag)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .base import Classifier
 from .smoothed import Sampling, SmoothedClassifier, as_sampling
 
 ADAPTIVE_OPTIONS = ("radius", "bound", "step", "beta", "futility")
-"""The options of adaptive sampling (fields of :class:`Adaptive`, flags ``--radius`` ...) that fixed sampling does not read."""
+"""The options of adaptive sampling (fields of [`Adaptive`][Adaptive], flags ``--radius`` ...) that fixed sampling does not read."""
 
 SAMPLING_OPTIONS = ("sampling", "n0", "n", "alpha", *ADAPTIVE_OPTIONS)
 """What only a sampled classifier reads: an exact (deterministic) vote refuses each of them."""
@@ -30,7 +30,7 @@ SAMPLING_OPTIONS = ("sampling", "n0", "n", "alpha", *ADAPTIVE_OPTIONS)
 
 def sampling_options(sampling: str | None = None, *, radius: float | None = None, bound: str | None = None,
                      beta: float | None = None, step: int | None = None, futility: str | None = None) -> Sampling | None:
-    """``"fixed"``, the :class:`Adaptive` options of ``--sampling``, ``--radius``, ``--bound``,
+    """``"fixed"``, the [`Adaptive`][Adaptive] options of ``--sampling``, ``--radius``, ``--bound``,
     ``--beta``, ``--step`` and ``--futility`` (None: the resumed log's, else the question's default),
     or None when none was given (the job's default).
     Each given value is checked under its own name; an adaptive option with fixed sampling is refused."""

@@ -1,6 +1,6 @@
 """Denoised smoothing (Salman et al., NeurIPS 2020): the smoothed classifier of a denoiser D in
 front of a frozen classifier f, certified as any smoothed classifier of D∘f. Denoisers are trained
-by :mod:`smoothcert.denoisers` (MSE, stability, DE-CROP)."""
+by [`smoothcert.denoisers`][smoothcert.denoisers] (MSE, stability, DE-CROP)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .smoothed import SmoothedClassifier
 
 
 class DenoisedClassifier(SmoothedClassifier):
-    """A :class:`SmoothedClassifier` whose base is ``Sequential(denoiser, classifier)``."""
+    """A [`SmoothedClassifier`][SmoothedClassifier] whose base is ``Sequential(denoiser, classifier)``."""
 
     kind: ClassVar[str] = "denoised"
     certified: ClassVar[str] = "is certified by sampling through the denoiser"

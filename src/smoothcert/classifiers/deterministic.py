@@ -6,7 +6,7 @@ column/block smoothing (Levine & Feizi, NeurIPS 2020, Section 3) or the T groups
 partition (Hammoudeh & Lowd, AAAI 2024). Each copy votes for its argmax class, or for every class
 whose softmax is >= theta (Levine & Feizi's default, theta = 0.2). The prediction is the class
 with most votes, ties going to the smaller class index; the noise turns the vote counts into its
-certified radius (``noise.vote_radius``, :mod:`smoothcert.certificates.votes`). The certificates
+certified radius (``noise.vote_radius``, [`smoothcert.certificates.votes`][smoothcert.certificates.votes]). The certificates
 hold without probability: ``p_lower`` is NaN in the logs and ``n`` is the number of copies.
 """
 
@@ -39,9 +39,9 @@ class DeterministicClassifier:
     reports the largest certified patch side. For a partition the radius is the L0 radius.
     ``batch_size`` (None: the fastest measured for the model) bounds how many copies go through the
     model at once (memory cap); ``compile``, ``channels_last`` (``"auto"``, ``"on"``, ``"off"``) and
-    ``amp`` accelerate it (:func:`~smoothcert.classifiers.base.prepare_base`). ``bounds`` and
+    ``amp`` accelerate it ([`prepare_base`][smoothcert.classifiers.base.prepare_base]). ``bounds`` and
     ``preprocessing`` declare the input space and what the model sees, as for
-    :class:`~smoothcert.classifiers.smoothed.SmoothedClassifier`.
+    [`SmoothedClassifier`][smoothcert.classifiers.smoothed.SmoothedClassifier].
     """
 
     kind: ClassVar[str] = "deterministic"

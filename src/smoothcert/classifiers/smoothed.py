@@ -6,12 +6,12 @@ samples; PREDICT abstains unless a binomial test separates the top two classes. 
 (ablation, ...) supplies both the sampling and the matching certificate, so this class does not
 know which threat model it certifies.
 
-``sampling="fixed"`` is that protocol; an :class:`~smoothcert.certificates.sequential.Adaptive` (or
+``sampling="fixed"`` is that protocol; an [`Adaptive`][smoothcert.certificates.sequential.Adaptive] (or
 ``"adaptive"``) draws samples in growing batches and stops once the answer is settled, at the
-same ``alpha`` (:mod:`smoothcert.certificates.sequential`). Both are coroutines that ask for samples
+same ``alpha`` ([`smoothcert.certificates.sequential`][smoothcert.certificates.sequential]). Both are coroutines that ask for samples
 (``certify_steps``, ``predict_steps``), so one image can be driven alone or many together with
 their samples packed into full forward passes (``certify`` / ``predict`` on a batch, the dataset
-runner: :func:`~smoothcert.classifiers.base.run_packed`).
+runner: [`run_packed`][smoothcert.classifiers.base.run_packed]).
 """
 
 from __future__ import annotations
@@ -49,13 +49,13 @@ class SmoothedClassifier:
 
     ``batch_size`` (None: the fastest measured for the model) bounds how many noisy copies go
     through the model at once (memory cap); ``compile``, ``channels_last`` (``"auto"``, ``"on"``,
-    ``"off"``) and ``amp`` accelerate it (:func:`~smoothcert.classifiers.base.prepare_base`).
+    ``"off"``) and ``amp`` accelerate it ([`prepare_base`][smoothcert.classifiers.base.prepare_base]).
     ``certificate`` names the certificate the noise computes (ablation: ``cor1``, ``cor2``, ``jia``;
     Gaussian: ``cohen``, ``two-class``); ``None`` takes the noise's first, the papers' choice.
     ``bounds`` is the input space images are given in, where the noise acts and the certificate
     holds; ``preprocessing`` (``{"mean": ..., "std": ...}`` or a callable) maps each noisy copy to
-    what the model was trained on (:mod:`~smoothcert.classifiers.preprocessing`). The caller's
-    ``base`` is never modified (:func:`~smoothcert.classifiers.base.prepare_base`).
+    what the model was trained on (`preprocessing`). The caller's
+    ``base`` is never modified ([`prepare_base`][smoothcert.classifiers.base.prepare_base]).
 
     ``certify`` / ``predict`` take one (C, H, W) image (one result; noise from ``generator``) or a
     batch, (N, C, H, W) or a list of images, and then return a list: the images' samples are packed
@@ -236,7 +236,7 @@ class SmoothedClassifier:
         self, image_size: tuple[int, int], n0: int, n: int, alpha: float, sampling: Sampling = "fixed"
     ) -> Steps[Certificate]:
         """CERTIFY as a coroutine for images of ``image_size`` (H, W): yields sample counts, is sent
-        votes, returns the :class:`Certificate`."""
+        votes, returns the [`Certificate`][Certificate]."""
         check_alpha(alpha)
         check_count("n0", n0)
         check_count("n", n)
@@ -259,7 +259,7 @@ class SmoothedClassifier:
 
 
 def as_sampling(sampling: Sampling) -> Adaptive | None:
-    """``None`` for fixed sampling, else the :class:`Adaptive` options (``"adaptive"``: the defaults)."""
+    """``None`` for fixed sampling, else the [`Adaptive`][Adaptive] options (``"adaptive"``: the defaults)."""
     if isinstance(sampling, Adaptive):
         return sampling
     if sampling == "fixed":

@@ -21,7 +21,7 @@ class Undefended:
 
     ``batch_size`` (None: the fastest measured for the model) bounds how many copies go through the
     model at once (memory cap); ``compile``, ``channels_last`` (``"auto"``, ``"on"``, ``"off"``) and
-    ``amp`` accelerate it (:func:`~smoothcert.classifiers.base.prepare_base`)."""
+    ``amp`` accelerate it ([`prepare_base`][smoothcert.classifiers.base.prepare_base])."""
 
     kind: ClassVar[str] = "model"
     certified: ClassVar[str] = "has no certificate"

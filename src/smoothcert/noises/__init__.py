@@ -1,19 +1,19 @@
 """Noise distributions of smoothed classifiers: one module per threat model, one registry.
 
-Every noise subclasses :class:`~smoothcert.noises.base.ThreatModel` and is registered under its
-``--noise`` name(s) (:func:`register_noise`); :func:`make_noise` builds one from command-line
-flags and :func:`noise_from_config` from the JSON a checkpoint or log recorded.
+Every noise subclasses [`ThreatModel`][smoothcert.noises.base.ThreatModel] and is registered under its
+``--noise`` name(s) ([`register_noise`][register_noise]); [`make_noise`][make_noise] builds one from command-line
+flags and [`noise_from_config`][noise_from_config] from the JSON a checkpoint or log recorded.
 
 - ``Ablation`` (``ablation``): randomized ablation (Levine & Feizi 2020, Preliminaries): keep k of
   the d = H*W pixels, NULL elsewhere (multichannel or mean encoding, Table 8); L0 certificates in
-  :mod:`smoothcert.certificates.ablation`.
+  [`smoothcert.certificates.ablation`][smoothcert.certificates.ablation].
 - ``Gaussian`` (``gaussian``): isotropic Gaussian noise (Cohen, Rosenfeld & Kolter 2019); L2
-  certificates in :mod:`smoothcert.certificates.gaussian`.
+  certificates in [`smoothcert.certificates.gaussian`][smoothcert.certificates.gaussian].
 - ``Lee`` (``lee``): the discrete noise of Lee et al. (2019), the L0 baseline of Levine & Feizi's
-  Table 7; certificate in :mod:`smoothcert.certificates.lee`.
+  Table 7; certificate in [`smoothcert.certificates.lee`][smoothcert.certificates.lee].
 - ``Bands`` (``columns``, ``blocks``; Levine & Feizi, NeurIPS 2020) and ``Partition``
   (``partition``; Hammoudeh & Lowd, AAAI 2024): deterministic, every ablation set is evaluated
-  once (``keep_masks``); certificates in :mod:`smoothcert.certificates.bands` and ``.partition``.
+  once (``keep_masks``); certificates in [`smoothcert.certificates.bands`][smoothcert.certificates.bands] and ``.partition``.
 - ``Clean`` (``none``): no noise, for undefended models; certifies nothing.
 """
 
@@ -40,7 +40,7 @@ from .lee import Lee
 from .partition import Partition, partition_assignment
 
 NOISES = noise_kinds()
-"""The built-in ``--noise`` names (:func:`noise_kinds` also lists noises registered later)."""
+"""The built-in ``--noise`` names ([`noise_kinds`][noise_kinds] also lists noises registered later)."""
 
 __all__ = ["CLASSIFIERS", "ENCODINGS", "NOISES", "Ablation", "Bands", "Clean", "Gaussian", "Lee", "Noise",
            "NoiseContext", "Partition", "ThreatModel", "ablate", "certificate_help", "certificate_names",

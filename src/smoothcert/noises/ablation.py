@@ -2,7 +2,7 @@
 chosen uniformly without replacement (a colour pixel is one unit), and replace every other pixel by
 NULL. NULL is encoded as in "Architectural and training considerations": ``multichannel`` maps a
 pixel s to (s, 1-s) and NULL to 0 on every channel; ``mean`` keeps the channels and writes the
-training-set mean into ablated pixels (Table 8). Certified in L0 by :mod:`smoothcert.certificates.ablation`.
+training-set mean into ablated pixels (Table 8). Certified in L0 by [`smoothcert.certificates.ablation`][smoothcert.certificates.ablation].
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class Ablation(ThreatModel):
         return sample_keep_mask(n, h * w, self.k, generator, device)
 
     def apply(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """ABLATE(x, T) in this noise's encoding, for masks from :meth:`sample_keep`."""
+        """ABLATE(x, T) in this noise's encoding, for masks from [`sample_keep`][sample_keep]."""
         return ablate(x, keep, self.encoding, self.mean)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -8,8 +8,8 @@ lies in exactly s bands (s^2 blocks). NULL is encoded as in randomized ablation 
 a kept pixel v becomes (v, 1-v), an ablated one 0).
 
 Training ablates each image to one uniformly random band (block); certification enumerates all
-of them (:class:`smoothcert.classifiers.DeterministicClassifier`) and certifies patches by
-:mod:`smoothcert.certificates.bands`.
+of them ([`smoothcert.classifiers.DeterministicClassifier`][smoothcert.classifiers.DeterministicClassifier]) and certifies patches by
+[`smoothcert.certificates.bands`][smoothcert.certificates.bands].
 """
 
 from __future__ import annotations

@@ -7,19 +7,19 @@ the library asks of it:
   base classifier, ``channels(c)`` says how many channels those have, ``clean_input(x)`` is the
   noise-free input in the same format (training methods that compare clean and noisy outputs);
 - how it is certified: ``classifier`` names the classifier kind that certifies it (``smoothed``:
-  sampled votes, :class:`~smoothcert.classifiers.SmoothedClassifier`; ``deterministic``: every
-  ablation set once, :class:`~smoothcert.classifiers.DeterministicClassifier`; ``model``: nothing
+  sampled votes, [`SmoothedClassifier`][smoothcert.classifiers.SmoothedClassifier]; ``deterministic``: every
+  ablation set once, [`DeterministicClassifier`][smoothcert.classifiers.DeterministicClassifier]; ``model``: nothing
   to certify), ``certificates`` the certificate names it computes (the first is the default) and
   ``samplings`` the sampling modes they allow;
 - its configuration: ``to_config()`` is the JSON that checkpoints and logs record and
   ``from_config`` rebuilds the same noise from it;
 - its command-line flags: ``flags`` maps each flag it reads to its argparse settings;
-  ``from_flags`` builds it from their values and from what the data tell (:class:`NoiseContext`).
+  ``from_flags`` builds it from their values and from what the data tell ([`NoiseContext`][NoiseContext]).
 
-:func:`register_noise` puts a noise class in the registry under its ``kinds``; :func:`make_noise`
-(from flags) and :func:`noise_from_config` (from a checkpoint) are the only places that look a
-noise up by name. Adding a threat model means a noise module (subclass :class:`ThreatModel`,
-decorate it with :func:`register_noise`) and its certificate module; see CONTRIBUTING.md.
+[`register_noise`][register_noise] puts a noise class in the registry under its ``kinds``; [`make_noise`][make_noise]
+(from flags) and [`noise_from_config`][noise_from_config] (from a checkpoint) are the only places that look a
+noise up by name. Adding a threat model means a noise module (subclass [`ThreatModel`][ThreatModel],
+decorate it with [`register_noise`][register_noise]) and its certificate module; see CONTRIBUTING.md.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class ThreatModel:
         raise NotImplementedError
 
     def config(self) -> dict[str, Any]:
-        """Deprecated name of :meth:`to_config` (kept for one release)."""
+        """Deprecated name of `to_config` (kept for one release)."""
         return self.to_config()
 
     def channels(self, data_channels: int) -> int:
@@ -153,7 +153,7 @@ def register_noise(cls: type[N]) -> type[N]:
     """Class decorator: register ``cls`` under each of its ``kinds`` (default ``(cls.kind,)``).
 
     ValueError if a name is taken by another class, if ``classifier`` is not one of
-    :data:`CLASSIFIERS`, or if a flag it declares is declared differently by a registered noise.
+    [`CLASSIFIERS`][CLASSIFIERS], or if a flag it declares is declared differently by a registered noise.
     """
     kinds = cls.kinds or (cls.kind,)
     if cls.classifier not in CLASSIFIERS:
@@ -202,7 +202,7 @@ def noise_class(kind: object) -> type[ThreatModel]:
 
 
 def check_noise_flags(kind: str, values: Mapping[str, Any]) -> type[ThreatModel]:
-    """The class of noise ``kind``; :class:`ArgumentError` naming the flag if ``values`` gives (not
+    """The class of noise ``kind``; [`ArgumentError`][ArgumentError] naming the flag if ``values`` gives (not
     None) a flag that another noise reads and this one does not, TypeError for a name no noise declares."""
     cls = noise_class(kind)
     unknown = sorted(set(values) - set(NoiseContext.__dataclass_fields__) - set(noise_flags()))
@@ -218,9 +218,9 @@ def check_noise_flags(kind: str, values: Mapping[str, Any]) -> type[ThreatModel]
 def make_noise(kind: str, **values: Any) -> ThreatModel:
     """The noise named by the CLI's ``--noise`` and its flags, e.g. ``make_noise("ablation", k=45)``.
 
-    ``values`` hold flags (``k``, ``encoding``, ``sigma``, ...) and :class:`NoiseContext` fields
+    ``values`` hold flags (``k``, ``encoding``, ``sigma``, ...) and [`NoiseContext`][NoiseContext] fields
     (``train_mean``, ``image_size``, ``seed``); a flag left out or None takes its default (``--k`` 45,
-    ...). A flag of another noise is refused unless None (:func:`check_noise_flags`).
+    ...). A flag of another noise is refused unless None ([`check_noise_flags`][check_noise_flags]).
     """
     cls = check_noise_flags(kind, values)
     context_fields = NoiseContext.__dataclass_fields__

@@ -1,5 +1,5 @@
 """Isotropic Gaussian noise (Cohen, Rosenfeld & Kolter 2019), certified in L2 by
-:mod:`smoothcert.certificates.gaussian`."""
+[`smoothcert.certificates.gaussian`][smoothcert.certificates.gaussian]."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Discrete-noise L0 smoothing of Lee, Yuan, Chang & Jaakkola (NeurIPS 2019), the baseline of
 Levine & Feizi (2020), Discussion and Table 7: every coordinate is kept with probability kappa and
 otherwise replaced by one of the other ``levels - 1`` values uniformly; there is no NULL symbol.
-Certified in L0 by :mod:`smoothcert.certificates.lee`.
+Certified in L0 by [`smoothcert.certificates.lee`][smoothcert.certificates.lee].
 
 As in Lee et al., a coordinate is one channel value: a colour pixel is three coordinates, and the
 certified radius counts channel values.

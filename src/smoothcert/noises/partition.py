@@ -5,7 +5,7 @@ round-robin deal (position ``perm[i]`` joins group ``i mod T``), so group sizes 
 one. Copy t keeps group t and ablates every other pixel (multichannel NULL encoding, as in
 randomized ablation). Each pixel lies in exactly one group, so changing r pixels changes at most
 r of the T copies; the certified L0 radius is floor((n_y - n_y' - [y > y']) / 2)
-(:func:`smoothcert.certificates.partition.partition_radius`).
+([`smoothcert.certificates.partition.partition_radius`][smoothcert.certificates.partition.partition_radius]).
 
 The assignment is stored in the checkpoint (``config()``), so certification uses exactly the
 partition the model was trained on. One base classifier is trained on a random group of that
@@ -44,7 +44,7 @@ def partition_assignment(d: int, groups: int, seed: int) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class Partition(ThreatModel):
     """Partition voting over ``groups`` disjoint pixel groups; ``assignment[p]`` is pixel p's group
-    (row-major over ``image_size``). Build it with :meth:`create`."""
+    (row-major over ``image_size``). Build it with [`create`][create]."""
 
     groups: int
     image_size: tuple[int, int]

@@ -1,6 +1,6 @@
-"""Reports from the logs: certified accuracy and its summaries (:mod:`.certified`, Levine &
-Feizi 2020, Results), attack logs against certificates (:mod:`.empirical`, Table 2) and figures
-(:mod:`.figures`)."""
+"""Reports from the logs: certified accuracy and its summaries ([`certified`][.certified], Levine &
+Feizi 2020, Results), attack logs against certificates ([`empirical`][.empirical], Table 2) and figures
+([`figures`][.figures])."""
 
 from .certified import (
     RunLog,

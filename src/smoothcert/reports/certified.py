@@ -14,7 +14,7 @@ Metrics follow the paper's definitions (Results section):
 * *median certified robustness*: the largest r whose certified accuracy is at least 0.5
   (Table 1, Table 8);
 * *ACR* (average certified radius): the mean certified robustness with N/A counted as 0.
-Figures are in :mod:`smoothcert.reports.figures`.
+Figures are in [`smoothcert.reports.figures`][smoothcert.reports.figures].
 """
 
 from __future__ import annotations

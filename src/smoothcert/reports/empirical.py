@@ -33,7 +33,7 @@ from .certified import RunLog, median_certified_robustness
 class AttackLog:
     """One parsed attack log; arrays have one entry per image, ``target`` is "model" or "smoothed",
     ``checkpoint`` the path it records and ``run`` the (checkpoint identity, dataset, split) it attacked
-    (:func:`attacked_run`)."""
+    ([`attacked_run`][attacked_run])."""
 
     path: Path
     name: str

@@ -2,7 +2,7 @@
 Figure 2) and ablated samples (Figure 1).
 
 Plots use matplotlib's object-oriented API rendered by Agg (no pyplot state); matplotlib is
-imported only when a plotting function is called.  Figures are drawn at :data:`DPI` dots per inch.
+imported only when a plotting function is called.  Figures are drawn at [`DPI`][DPI] dots per inch.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from .certified import RunLog, certified_accuracy
 DPI = 100
 """Resolution of every saved figure; sizes below are in inches."""
 CURVE_FIGSIZE = (6.0, 4.0)
-"""Size of the certified-accuracy and Delta plots (600 x 400 pixels at :data:`DPI`)."""
+"""Size of the certified-accuracy and Delta plots (600 x 400 pixels at [`DPI`][DPI])."""
 PANEL_SIZE = (1.5, 1.75)
-"""Width and height of one image panel in :func:`plot_ablated_samples`."""
+"""Width and height of one image panel in [`plot_ablated_samples`][plot_ablated_samples]."""
 NULL_COLOUR = (0.0, 0.8, 0.0)
 """Display colour of ablated (NULL) pixels: green, as in the paper's Figure 1."""
 
@@ -39,8 +39,8 @@ DATA_KEY = "smoothcert-data"
 
 
 def _save(fig: Any, path: str | Path, digest: str | None = None) -> Path:
-    """Save ``fig`` as a PNG; a ``digest`` of the data it shows goes into the file (:data:`DATA_KEY`),
-    so that :func:`figure_digest` can tell whether the figure still shows its data."""
+    """Save ``fig`` as a PNG; a ``digest`` of the data it shows goes into the file ([`DATA_KEY`][DATA_KEY]),
+    so that [`figure_digest`][figure_digest] can tell whether the figure still shows its data."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"Software": None} if digest is None else {"Software": None, DATA_KEY: digest}
@@ -98,14 +98,14 @@ def certified_accuracy_curves(logs: list[RunLog], max_radius: float | None = Non
 
 
 def curves_digest(logs: list[RunLog], max_radius: float | None = None, xlabel: str = "radius (pixels, L0)") -> str:
-    """The digest :func:`plot_certified_accuracy` records in its PNG for these arguments."""
+    """The digest [`plot_certified_accuracy`][plot_certified_accuracy] records in its PNG for these arguments."""
     return data_digest([*certified_accuracy_curves(logs, max_radius), xlabel])
 
 
 def plot_certified_accuracy(logs: list[RunLog], path: str | Path, max_radius: float | None = None,
                             xlabel: str = "radius (pixels, L0)") -> Path:
     """Certified accuracy against radius, one exact step curve per run (see
-    :func:`certified_accuracy_curves`); saves a PNG that records the :func:`curves_digest` of its data."""
+    [`certified_accuracy_curves`][certified_accuracy_curves]); saves a PNG that records the [`curves_digest`][curves_digest] of its data."""
     max_radius, curves = certified_accuracy_curves(logs, max_radius)
     fig = _figure(CURVE_FIGSIZE)
     ax = fig.add_subplot()

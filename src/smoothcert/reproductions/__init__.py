@@ -14,7 +14,7 @@ reproductions it names load it on first use. One module per reproduction:
 - ``partition``: partition voting (Hammoudeh & Lowd, AAAI 2024) against randomized ablation
 
 ``published`` holds the papers' numbers, ``common`` the shared train, certify and table steps, and
-:func:`run` is ``smoothcert reproduce TABLE``.
+[`run`][run] is ``smoothcert reproduce TABLE``.
 """
 
 from __future__ import annotations
@@ -58,18 +58,18 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "partition": ("groups", "classifier", "epochs", "n0", "n", "alpha"),
 }
 """The options each table of ``smoothcert reproduce TABLE`` reads besides ``out``, ``max_images``,
-``seed``, ``device`` and ``progress``; :func:`run` refuses the others (denoised has its own
+``seed``, ``device`` and ``progress``; [`run`][run] refuses the others (denoised has its own
 schedules, patch certifies exactly, smoothing, denoised, patch and partition train with ``fast``)."""
 
 TABLES = tuple(OPTIONS)
 
 FIGURE_OPTIONS: dict[str, tuple[str, ...]] = {"delta": ("d", "ks"),
                                               "samples": ("checkpoint", "dataset", "index", "data_root")}
-"""The options each figure of ``smoothcert figure`` reads besides ``out``; :func:`figure` refuses the others."""
+"""The options each figure of ``smoothcert figure`` reads besides ``out``; [`figure`][figure] refuses the others."""
 
 
 def _refuse_unread(command: str, reads: Sequence[str], options: dict[str, object]) -> None:
-    """:class:`ArgumentError` for the first given (not None, not empty) option that ``command`` does not read."""
+    """[`ArgumentError`][ArgumentError] for the first given (not None, not empty) option that ``command`` does not read."""
     for name, value in options.items():
         if value is not None and value != [] and name not in reads:
             read = ", ".join("--" + option.replace("_", "-") for option in reads) or "none of them"
@@ -113,9 +113,9 @@ def run(
     ablation_checkpoint: str | Path | None = None, seed: int = 0, device: str = "auto", progress: bool = True,
 ) -> str:
     """``smoothcert reproduce TABLE``: check the options before anything runs, then reproduce ``table``
-    (one of :data:`TABLES`) and return its markdown. None (or an empty list) keeps the reproduction's
-    default (``recipe``: ``fast``); an option the table does not read (:data:`OPTIONS`) is refused.
-    Errors name the arguments (:class:`ArgumentError`; ``max_images`` is the CLI's ``--max``)."""
+    (one of `TABLES`) and return its markdown. None (or an empty list) keeps the reproduction's
+    default (``recipe``: ``fast``); an option the table does not read ([`OPTIONS`][OPTIONS]) is refused.
+    Errors name the arguments ([`ArgumentError`][ArgumentError]; ``max_images`` is the CLI's ``--max``)."""
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
     chosen = {"ks": ks, "kappas": kappas, "sigmas": sigmas, "groups": groups, "classifier": classifier,
@@ -153,7 +153,7 @@ def figure(
     """``smoothcert figure``: Figure 2 (``delta``: Delta(rho) for ``d`` pixels, default 784, and
     ``ks``, default 5..100) or Figure 1 (``samples``: ablations of test image ``index``, default 0,
     of ``dataset`` with the labels of ``checkpoint``'s base classifier) into ``out``; an option the
-    figure does not read is refused (:data:`FIGURE_OPTIONS`)."""
+    figure does not read is refused ([`FIGURE_OPTIONS`][FIGURE_OPTIONS])."""
     if which not in FIGURE_OPTIONS:
         raise ValueError(f"unknown figure {which!r}; choose one of {', '.join(FIGURE_OPTIONS)}")
     _refuse_unread(f"figure {which}", FIGURE_OPTIONS[which],

@@ -71,7 +71,7 @@ def certify_checkpoint(
     model_dir: Path, run_dir: Path, *, max_images: int = 100, n0: int = 1000, n: int = 10_000, alpha: float = 0.05,
     seed: int = 0, device: str = "auto", progress: bool = True, predict: bool = False,
 ) -> Path:
-    """The certify (and predict) half of :func:`train_and_certify` for a finished checkpoint
+    """The certify (and predict) half of [`train_and_certify`][train_and_certify] for a finished checkpoint
     ``model_dir``: logs go to ``run_dir``, never into the checkpoint."""
     smoothed = SmoothedClassifier.from_checkpoint(model_dir, device=device)
     data = load_dataset("mnist5k", "test")

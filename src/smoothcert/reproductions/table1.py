@@ -88,7 +88,7 @@ def compare_sampling(
     device: str = "auto", progress: bool = True, radii: Sequence[float] = (0, 2, 4, 6, 8, 10),
 ) -> str:
     """CERTIFY and PREDICT the digits of ``run_dir``'s fixed-sampling logs again with adaptive
-    sampling (at most ``n`` samples, same alpha; :mod:`smoothcert.certificates.sequential`) and print the four
+    sampling (at most ``n`` samples, same alpha; [`smoothcert.certificates.sequential`][smoothcert.certificates.sequential]) and print the four
     runs side by side with their samples and seconds per image."""
     smoothed = SmoothedClassifier.from_checkpoint(run_dir / "model", device=device)
     data = load_dataset("mnist5k", "test")

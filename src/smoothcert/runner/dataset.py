@@ -61,11 +61,11 @@ def run_dataset(
     ``data`` and append one row each to the TSV log ``out``; finished rows are kept and skipped.
 
     ``sampling`` is ``"fixed"`` (``n`` samples) or adaptive (at most ``n``, see
-    :mod:`smoothcert.certificates.sequential`). ``n0`` (CERTIFY's selection samples) and the
+    [`smoothcert.certificates.sequential`][smoothcert.certificates.sequential]). ``n0`` (CERTIFY's selection samples) and the
     adaptive options left unset are the ones recorded in the log when it is resumed, else the
-    defaults (n0 1,000 fixed, :meth:`Adaptive.default_n0` adaptive), so changing the defaults
+    defaults (n0 1,000 fixed, [`Adaptive.default_n0`][Adaptive.default_n0] adaptive), so changing the defaults
     never stops an old log from resuming. Up to ``window`` images are in flight at once and their samples
-    share forward passes (:func:`~smoothcert.classifiers.base.run_packed`, as the batch calls of
+    share forward passes ([`run_packed`][smoothcert.classifiers.base.run_packed], as the batch calls of
     ``SmoothedClassifier.certify`` / ``predict``); each image draws its noise from its own stream
     keyed by (seed, idx), so its row does not depend on that packing. Rows are
     written in the order of ``indices``; an image's ``time`` is its share (by samples) of the

@@ -1,12 +1,12 @@
 """Whole jobs as the CLI runs them: a checkpoint, a dataset and settings, certified, predicted or
 attacked image by image into a resumable TSV log (sharded under torchrun or ``--shard``).
 
-Everything is checked before the log exists: the classifier (:func:`load_classifier` refuses
+Everything is checked before the log exists: the classifier ([`load_classifier`][load_classifier] refuses
 options its kind does not take), the dataset's labels against the model's classes, the sampling
-options against the checkpoint's noise (:func:`~smoothcert.classifiers.checks.check_sampling`: a flag
+options against the checkpoint's noise (`check_sampling`: a flag
 the classifier does not read is refused, and so are sample counts with which no image can be
 certified or predicted), the memory of one batch and the attack's parameters. Errors name the
-argument (:class:`~smoothcert.certificates.ArgumentError`), which the CLI shows as its flag. :func:`run_settings` builds the settings that every log records, in one place.
+argument ([`ArgumentError`][smoothcert.certificates.ArgumentError]), which the CLI shows as its flag. [`run_settings`][run_settings] builds the settings that every log records, in one place.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ def run_settings(checkpoint: str | Path, dataset: str, split: str, denoiser: str
     """The settings a certify, predict or attack log records beside its sampling parameters: the
     ``checkpoint`` as the user gave it and its identity (``weights``, the SHA-256 of its weights),
     likewise ``denoiser`` and ``denoiser_weights`` if given, the ``dataset`` and ``split`` (with the
-    ``data``, its identity ``data_sha256``: :meth:`~smoothcert.data.ImageDataset.fingerprint`), and
+    ``data``, its identity ``data_sha256``: [`fingerprint`][smoothcert.data.ImageDataset.fingerprint]), and
     the ``extra`` entries. A resumed run must record the same settings; a checkpoint counts as the same
-    by its identity, wherever it lies now (:func:`~smoothcert.runner.log.differing`)."""
+    by its identity, wherever it lies now ([`differing`][smoothcert.runner.log.differing])."""
     settings = {"checkpoint": Path(checkpoint).as_posix(), "weights": weights_sha256(checkpoint),
                 "dataset": dataset, "split": split}
     if denoiser is not None:
@@ -106,13 +106,13 @@ def evaluate(
     """``smoothcert certify`` / ``predict``: run ``mode`` on the images of ``dataset`` into the TSV
     log ``out`` (re-running resumes it); returns the log, or None on a torchrun rank other than 0.
 
-    The classifier is the one :func:`load_classifier` picks for the checkpoint; ``n0``, ``n``,
-    ``alpha`` and ``sampling`` (None: the defaults) are checked against it by :func:`check_sampling`
+    The classifier is the one [`load_classifier`][load_classifier] picks for the checkpoint; ``n0``, ``n``,
+    ``alpha`` and ``sampling`` (None: the defaults) are checked against it by `check_sampling`
     (a deterministic one evaluates every ablation set once and refuses them). ``n0`` defaults to the
-    resumed log's, else 1000 (the paper's) with fixed sampling and :meth:`Adaptive.default_n0` with
+    resumed log's, else 1000 (the paper's) with fixed sampling and [`Adaptive.default_n0`][Adaptive.default_n0] with
     adaptive sampling (see ``run_dataset``). ``compile`` / ``channels_last`` are ``"auto"``, ``"on"``
-    or ``"off"`` (:func:`~smoothcert.runtime.speed.accelerate`); ``batch_size`` None is
-    :func:`~smoothcert.runtime.speed.auto_batch_size`.
+    or ``"off"`` ([`accelerate`][smoothcert.runtime.speed.accelerate]); ``batch_size`` None is
+    [`auto_batch_size`][smoothcert.runtime.speed.auto_batch_size].
     """
     if mode not in ("certify", "predict"):
         raise ValueError(f"mode must be certify or predict, got {mode!r}")
@@ -141,7 +141,7 @@ def attack(
     channels_last: Switch = "auto", progress: bool = True,
 ) -> Path | None:
     """``smoothcert attack``: run ``attack`` on the images of ``dataset`` against the checkpoint's
-    classifier (the model, its exact vote or its smoothed PREDICT, see :func:`oracle_factory`) into
+    classifier (the model, its exact vote or its smoothed PREDICT, see `oracle_factory`) into
     the TSV log ``out``, adversarial examples beside it; returns the log (None on other ranks).
     ``n``, ``alpha``, ``sampling`` (None: defaults), ``fixed=False`` and ``n_check`` are PREDICT's
     options: refused for an undefended model or an exact vote, which sample nothing."""
@@ -170,7 +170,7 @@ def substitute(
     overwrite: bool = False, progress: bool = True, **params: Any,
 ) -> dict[str, Any]:
     """``smoothcert substitute``: Jacobian-based substitute training against the checkpoint's
-    classifier (fresh PREDICT noise per query), then FGSM transfer (:func:`run_substitute`); the
+    classifier (fresh PREDICT noise per query), then FGSM transfer ([`run_substitute`][run_substitute]); the
     first ``seed_size`` images of ``split`` seed it, at most ``max_images`` of the rest measure it.
     ``params`` (``rounds``, ``lam``, ``kappa``, ``epochs``; None: default) go to ``run_substitute``.
     With ``out`` the result is also written there as JSON (an existing file only with ``overwrite``)."""

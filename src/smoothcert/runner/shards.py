@@ -1,16 +1,16 @@
 """Split a dataset run into shards and join their logs: torchrun ranks or scheduler job arrays.
 
-Every image's row depends only on ``(seed, idx)`` (see :mod:`smoothcert.runner.dataset`), so a
+Every image's row depends only on ``(seed, idx)`` (see [`smoothcert.runner.dataset`][smoothcert.runner.dataset]), so a
 run can be cut into shards that write separate logs, ``certify.tsv`` -> ``certify.shard-0-of-4.tsv``
 ..., and the rows joined by ``idx`` give the log a single process writes (equal up to the
 ``time`` column). Shard ``I`` of ``N`` takes every ``N``-th image of the selection from position
 ``I``; its log records ``"shard": "I/N"`` beside the run's settings, so resuming it with another
 split is refused. Each shard log has its own lock, so shards never contend for one.
 
-``run_sharded`` wraps :func:`run_dataset` / :func:`run_attack`: under ``torchrun`` every rank runs
+``run_sharded`` wraps [`run_dataset`][run_dataset] / [`run_attack`][run_attack]: under ``torchrun`` every rank runs
 its shard and rank 0 merges the shard logs into ``out`` after a barrier (shard files need a
 filesystem all nodes share); with ``shard=Shard(I, N)`` (``--shard I/N``, e.g. a Slurm job array)
-it runs one shard and leaves the merge to :func:`merge_logs` (``smoothcert merge``).
+it runs one shard and leaves the merge to [`merge_logs`][merge_logs] (``smoothcert merge``).
 """
 
 from __future__ import annotations

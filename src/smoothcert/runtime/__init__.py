@@ -1,2 +1,2 @@
-"""Runtime helpers: seeded random streams and devices (:mod:`.seeding`), torchrun process groups
-(:mod:`.distributed`), file locks (:mod:`.locking`) and model acceleration (:mod:`.speed`)."""
+"""Runtime helpers: seeded random streams and devices ([`seeding`][.seeding]), torchrun process groups
+([`distributed`][.distributed]), file locks ([`locking`][.locking]) and model acceleration ([`speed`][.speed])."""

@@ -66,8 +66,8 @@ def rank_device(device: str | torch.device = "auto", world: World | None = None)
 
 
 _CONTROL: list[dist.ProcessGroup] = []
-"""The group of :func:`barrier`, :func:`all_reduce_sum` and :func:`broadcast_buffers` inside
-:func:`process_group` (empty: the default group)."""
+"""The group of [`barrier`][barrier], [`all_reduce_sum`][all_reduce_sum] and [`broadcast_buffers`][broadcast_buffers] inside
+[`process_group`][process_group] (empty: the default group)."""
 
 
 def _group() -> dist.ProcessGroup | None:

@@ -29,7 +29,7 @@ BREAK_EVEN: dict[tuple[str, str], dict[str, float]] = {
     ("mnist_cnn", "cpu"): {"channels_last": 0, "compile": float("inf")},
 }
 """Evaluations of the base classifier after which ``"auto"`` turns each acceleration on, per (model of
-:data:`smoothcert.models.MODELS`, device type; inf: never), measured by
+[`smoothcert.models.MODELS`][smoothcert.models.MODELS], device type; inf: never), measured by
 ``benchmarks/bench_speed_defaults.py`` on a 2-core CPU at 1 thread (BENCHMARKS.md, "Defaults that
 pay"). For the MNIST CNN, channels-last is faster from the first batch, with no setup; compiling
 costs 30-53 s (cold cache) and its forward passes were not reliably faster than channels-last
@@ -74,7 +74,7 @@ class Accelerated(nn.Module):
     """``model`` with its input in channels-last layout (``channels_last``), under autocast to
     ``amp`` ("bf16"/"fp16", meant for CUDA; on a CPU it runs but rarely helps) and compiled by
     ``torch.compile`` (``compile``, for inference: the weights are frozen into the graph);
-    returns float32 logits. ``compile`` and ``channels_last`` are switches (:data:`Switch`): an
+    returns float32 logits. ``compile`` and ``channels_last`` are switches ([`Switch`][Switch]): an
     ``"auto"`` one turns on after the evaluations of its break-even (``plan``), counted over the calls. If torch.compile is unavailable or fails, one warning names the reason and the model
     runs eagerly from then on."""
 

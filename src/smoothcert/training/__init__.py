@@ -1,6 +1,6 @@
-"""Training the base classifiers: recipes (:mod:`.recipes`), the training loop (:mod:`.loop`),
-the methods of the papers (:mod:`.methods`: noise augmentation, consistency, stability, MACER,
-SmoothAdv, distillation) and data augmentation (:mod:`.augment`)."""
+"""Training the base classifiers: recipes ([`recipes`][.recipes]), the training loop ([`loop`][.loop]),
+the methods of the papers ([`methods`][.methods]: noise augmentation, consistency, stability, MACER,
+SmoothAdv, distillation) and data augmentation ([`augment`][.augment])."""
 
 from .augment import augment, check_augment
 from .loop import (

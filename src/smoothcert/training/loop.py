@@ -1,6 +1,6 @@
 """Training base classifiers on noisy inputs, one command for a whole schedule.
 
-A run follows a :class:`~smoothcert.training.recipes.Recipe`. Every epoch draws its randomness from
+A run follows a [`Recipe`][smoothcert.training.recipes.Recipe]. Every epoch draws its randomness from
 ``generator(seed, epoch)`` and the learning rate is a pure function of the epoch, so a run
 resumed from its last checkpoint continues exactly as if it had never stopped.
 
@@ -355,7 +355,7 @@ def train_classifier(
     ``model`` defaults to the recipe's, else the paper's MNIST CNN for 28x28 images and ResNet18. A
     checkpoint already in ``out`` is refused unless ``resume`` or ``overwrite`` (``fit``).
     ``noise_flags`` are the noise's flags (``k=45``, ``encoding="mean"``, ``sigma=0.25``, ...; see
-    :func:`smoothcert.noises.make_noise`).
+    [`smoothcert.noises.make_noise`][smoothcert.noises.make_noise]).
     """
     if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
         raise ValueError(f"the number of training images (max_images) must be positive, got {max_images!r}")

@@ -15,7 +15,7 @@ mask across the batch (``Ablation(per_batch=True)``).
 Every method works with both noises except SmoothAdv (Gaussian only). Methods built for the
 Gaussian L2 certificate (Stability, MACER, Consistency) are applied to ablation by replacing
 "x + delta" with an ablated copy of x; Consistency's argument does not depend on the noise,
-MACER's ablation variant is a surrogate (see :class:`Macer`).
+MACER's ablation variant is a surrogate (see [`Macer`][Macer]).
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ class Stability(_Config):
     """Stability training (Li et al. 2019): CE(f(x), y) + lam *
     KL(softmax(f(x)) || softmax(f(x + delta))), lam=2 as in Jeong & Shin's supplement, Appendix B.
 
-    ``x`` is the noise-free input in the model's format (:func:`clean_input`). The reference code
+    ``x`` is the noise-free input in the model's format (`clean_input`). The reference code
     of Jeong & Shin uses the cross-entropy CE(softmax(f(x)) -> f(x + delta)) = KL + H(softmax(f(x)));
     we use the KL, so the term is zero exactly when the clean and noisy predictions agree.
     """
@@ -220,7 +220,7 @@ class Macer(_Config):
     """MACER (Zhai et al. 2020; Jeong & Shin supplement, Eq. 7-8): attack-free maximisation of the certified radius.
 
     loss = CE(log mean_i softmax(f(x + delta_i)), y) + lam * mean over the batch of
-    :func:`macer_hinge` (zero on misclassified images), the hinge computed with the softmax
+    [`macer_hinge`][macer_hinge] (zero on misclassified images), the hinge computed with the softmax
     temperature ``beta``. For Gaussian noise its scale is sigma/2, so the hinge acts on the
     Gaussian radius (sigma/2)(Phi^-1(p1) - Phi^-1(p2)). Ablation has no sigma: the hinge acts on
     Phi^-1(p1) - Phi^-1(p2) with scale 1, a monotone margin surrogate (Levine & Feizi's Corollary 1
@@ -320,13 +320,13 @@ class SmoothAdv(_Config):
 
 @dataclass(frozen=True)
 class Distillation(_Config):
-    """Consistency regularization (:class:`Consistency`, eta = 0) whose cross-entropy targets come
+    """Consistency regularization ([`Consistency`][Consistency], eta = 0) whose cross-entropy targets come
     partly from a teacher that sees the image without noise (knowledge distillation, Hinton et al.
     2015; the teacher sees the same augmented view as the student, Beyer et al. 2022).
 
     loss = mean over the m copies of [(1 - weight) CE(f(noisy copy), y)
     + weight T^2 KL(softmax(t(x) / T) || softmax(f(noisy copy) / T))] + lam * consistency KL,
-    with t(x) the teacher's logits on the clean input in its own format (:func:`clean_input` of the
+    with t(x) the teacher's logits on the clean input in its own format (`clean_input` of the
     noise it was trained with: an ordinary classifier trained with noise ``none`` sees x itself).
     ``teacher`` is a classifier checkpoint folder (``smoothcert train``), loaded once, in eval mode and
     without gradients; the training noise of the student does not matter for it.
@@ -373,6 +373,7 @@ class Distillation(_Config):
 METHODS: dict[str, type] = {
     cls.name: cls for cls in (NoiseAugmentation, Consistency, Stability, Macer, SmoothAdv, Distillation)
 }
+"""The training methods by name (``--method``): noise augmentation and the regularizers of the papers."""
 
 
 def make_method(name: str, **params: Any) -> Method:

@@ -22,11 +22,11 @@ from .methods import Method, make_method
 class Recipe:
     """An optimisation schedule. ``milestones`` multiply the lr by ``gamma`` (step schedule);
     ``schedule="cosine"`` anneals it to 0 over ``epochs`` instead. ``augment`` names the data
-    augmentation (:mod:`smoothcert.training.augment`), applied during the first ``augment_until`` fraction of
+    augmentation ([`smoothcert.training.augment`][smoothcert.training.augment]), applied during the first ``augment_until`` fraction of
     the epochs (1: all of them; below 1 the last epochs train on the images as they are); ``ema``
     > 0 keeps an exponential moving average of the weights with that decay per step, which is what
     is evaluated and saved. ``method`` and ``method_params`` name the training method
-    (:mod:`smoothcert.training.methods`) and ``model`` the architecture (``smoothcert.models``; None: the
+    ([`smoothcert.training.methods`][smoothcert.training.methods]) and ``model`` the architecture (``smoothcert.models``; None: the
     dataset's default) used when none is given."""
 
     name: str
@@ -113,6 +113,7 @@ RECIPES: dict[str, Recipe] = {
         source="Levine & Feizi 2020, appendix Table 12 (random-resized crops simplified to pad-and-crop)",
     ),
 }
+"""The training recipes by name (``--recipe``): the papers' (Tables 10-12) and the CPU defaults."""
 
 
 def get_recipe(name: str, **overrides: Any) -> Recipe:
