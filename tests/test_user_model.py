@@ -240,3 +240,10 @@ def test_fit_refuses_a_model_with_fewer_outputs_than_the_data_has_classes():
     with pytest.raises(ValueError, match=r"outputs of shape \(2, 5\) .* labels up to 9: build it with num_classes=10"):
         fit(model, Ablation(k=45), train, get_recipe("fast", epochs=1), device="cpu", progress=False)
     assert_unchanged(before, model)  # refused before the first step
+
+
+def test_a_model_that_cannot_take_the_noises_samples_is_told_what_they_are():
+    smoothed = SmoothedClassifier(nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)), Ablation(k=45), 10, device="cpu")
+    with pytest.raises(ValueError, match=r"cannot take its inputs, the samples of Ablation\(k=45, encoding='multichannel'"
+                                         r".*batches \(N, 2, 28, 28\), i.e. 2 channels of 28x28 pixels per copy"):
+        smoothed.certify(torch.rand(1, 28, 28), 10, 50, 0.05, generator=torch.Generator().manual_seed(0))

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..certificates import check_alpha, check_count
 from ..certificates.sequential import predict_decision
-from ..classifiers.base import check_logits
+from ..classifiers.base import base_logits
 from ..classifiers.deterministic import DeterministicClassifier
 from ..classifiers.smoothed import Sampling, SmoothedClassifier, as_sampling
 from ..runtime.seeding import generator, resolve_device
@@ -54,7 +54,8 @@ class ModelOracle:
         self.queries += len(x)
         x = x.to(self.device)
         chunks = [x[i:i + self.batch_size] for i in range(0, len(x), self.batch_size)]
-        return torch.cat([check_logits(self.model(chunk), len(chunk), self.num_classes) for chunk in chunks]).float()
+        return torch.cat([base_logits(self.model, chunk, self.num_classes, "the images as given")
+                          for chunk in chunks]).float()
 
     def decide(self, scores: torch.Tensor) -> torch.Tensor:
         return scores.argmax(1)
@@ -127,7 +128,8 @@ class SmoothedOracle:
                 for i in range(0, len(missing), self.smoothed.batch_size):
                     chunk = missing[i:i + self.smoothed.batch_size]
                     inputs = noise.apply(x.expand(len(chunk), c, h, w), self._keep[chunk])
-                    votes[chunk] = check_logits(self.smoothed.base(inputs), len(chunk), self.num_classes).argmax(1)
+                    logits = base_logits(self.smoothed.base, inputs, self.num_classes, f"the samples of {noise!r}")
+                    votes[chunk] = logits.argmax(1)
                 block = torch.bincount(votes[used:used + num], minlength=self.num_classes).cpu().numpy()
                 used, num = used + num, steps.send(block)
         except StopIteration as done:

@@ -93,6 +93,23 @@ def check_image(x: torch.Tensor, bounds: Bounds = (0.0, 1.0)) -> torch.Tensor:
     return x
 
 
+def base_logits(model: nn.Module, batch: torch.Tensor, num_classes: int, source: str) -> torch.Tensor:
+    """``model(batch)``, checked ([`check_logits`][smoothcert.classifiers.base.check_logits]); a model
+    that cannot take the batch is a ValueError that says what input it was given and where it came
+    from (``source``, e.g. the noise's samples)."""
+    try:
+        logits = model(batch)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as err:
+        c, h, w = batch.shape[1:] if batch.dim() == 4 else (None, None, None)
+        given = f"{c} channels of {h}x{w} pixels" if c is not None else f"shape {tuple(batch.shape[1:])}"
+        raise ValueError(f"the base model cannot take its inputs, {source}: batches (N, {c}, {h}, {w}), "
+                         f"i.e. {given} per copy; build the model for that input (the noise's channels(...) "
+                         f"says how many channels it feeds) ({str(err).splitlines()[0]})") from err
+    return check_logits(logits, len(batch), num_classes)
+
+
 def check_logits(logits: torch.Tensor, rows: int, num_classes: int) -> torch.Tensor:
     """``logits``; ValueError unless they are finite with shape (``rows``, ``num_classes``): a model
     with NaN outputs (a diverged training) or of another shape must not vote, since an argmax over

@@ -24,7 +24,7 @@ from ..certificates import check_count, top_two
 from ..checkpoint import load_checkpoint
 from ..noises import Noise, ablate, noise_from_config
 from ..runtime.speed import Switch
-from .base import Certificate, check_image, check_logits, prepare_base
+from .base import Certificate, base_logits, check_image, prepare_base
 from .preprocessing import Bounds, Preprocessing, check_bounds
 
 VOTES = ("argmax", "threshold")
@@ -114,8 +114,8 @@ class DeterministicClassifier:
         out = []
         for i in range(0, len(keep), self.batch_size):
             chunk = keep[i:i + self.batch_size]
-            logits = check_logits(self.base(ablate(x.expand(len(chunk), c, h, w), chunk)), len(chunk),
-                                  self.num_classes)
+            logits = base_logits(self.base, ablate(x.expand(len(chunk), c, h, w), chunk), self.num_classes,
+                                 f"the copies of {self.noise!r}")
             if self.vote == "argmax":
                 out.append(nn.functional.one_hot(logits.argmax(1), self.num_classes).bool())
             else:

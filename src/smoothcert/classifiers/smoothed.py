@@ -34,7 +34,7 @@ from ..checkpoint import load_checkpoint
 from ..noises import Noise, noise_from_config
 from ..runtime import seeding
 from ..runtime.speed import Switch
-from .base import Certificate, Steps, T, check_image, check_logits, prepare_base, run_packed
+from .base import Certificate, Steps, T, base_logits, check_image, prepare_base, run_packed
 from .preprocessing import Bounds, Preprocessing, check_bounds
 
 SAMPLINGS = ("adaptive", "fixed")
@@ -129,7 +129,7 @@ class SmoothedClassifier:
         def forward(size: int) -> None:
             nonlocal queue, queued
             owners, batch = queue[0] if len(queue) == 1 else (torch.cat([o for o, _ in queue]), torch.cat([z for _, z in queue]))
-            labels = check_logits(self.base(batch[:size]), size, self.num_classes).argmax(1)
+            labels = base_logits(self.base, batch[:size], self.num_classes, f"the samples of {self.noise!r}").argmax(1)
             counts.index_put_((owners[:size], labels), torch.ones_like(labels), accumulate=True)
             queue = [(owners[size:], batch[size:])] if size < len(batch) else []
             queued -= size
