@@ -17,6 +17,10 @@ A table is framed by two markers; what lies between them must be exactly what it
   accuracy, median and certified accuracies, the largest radius its n and alpha can certify and
   the mutual information of one noisy sample (Eq. 20 / 21), all from the log and its settings
   (:func:`smoothcert.reproductions.table7.certifiable_and_information`).
+* ``radii`` is the largest radius each number of samples n can certify (ablation with Corollary 1
+  on MNIST at alpha 0.05, Gaussian smoothing at alpha 0.001), computed by the library's certificates.
+* ``support`` is the support matrix of the registered noises: their classifier kind, certificates,
+  samplings, the training methods whose needs they meet, what an attack queries, denoising.
 * ``paper TABLE KEY...`` is a table of the published numbers in
   :mod:`smoothcert.reproductions.published` (``table1 45``, ``table7``, ``consistency``, ``decrop``,
   ``patch``, ``partition``).
@@ -129,6 +133,47 @@ def render_information(argv: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in [header, ["---"] * len(header), *rows])
+
+
+SAMPLE_COUNTS = (100, 1_000, 10_000, 100_000, 1_000_000)
+
+
+def render_radii() -> str:
+    """The largest radius each n can certify: ablation (Corollary 1, MNIST d = 784, alpha 0.05) and
+    Gaussian smoothing (alpha 0.001), from the library's certificate functions."""
+    from smoothcert.certificates import max_certifiable_radius, max_gaussian_radius
+
+    def gaussian(n: int, sigma: float) -> str:
+        radius = float(max_gaussian_radius(n, 0.001, sigma))
+        return "none" if radius != radius else f"{radius:.2f}"
+
+    rows = [[f"{n:,}", *(f"{int(max_certifiable_radius(n, 0.05, 784, k))}" for k in (20, 45, 70)),
+             *(gaussian(n, sigma) for sigma in (0.25, 0.5, 1.0))] for n in SAMPLE_COUNTS]
+    return _markdown(["n", "ablation k=20 (pixels)", "k=45", "k=70", "Gaussian σ=0.25 (L2)", "σ=0.5", "σ=1"], rows)
+
+
+def render_support() -> str:
+    """What works with what, from the registries: noises, certificates, samplings, methods, oracles."""
+    from smoothcert.noises import noise_class, noise_kinds
+    from smoothcert.training.methods import METHODS, supports
+
+    queried = {"smoothed": "PREDICT on noisy copies", "deterministic": "the exact vote", "model": "the model itself"}
+    rows = []
+    for kind in noise_kinds():
+        cls = noise_class(kind)
+        methods = [name for name, method in METHODS.items() if supports(method, cls)]
+        certificates = ", ".join(cls.certificates) or ("patch side" if getattr(cls, "certifies_patches", None)
+                                                       else "L0 vote" if cls.classifier == "deterministic" else "-")
+        sampling = ", ".join(cls.samplings) or ("every copy once" if cls.classifier == "deterministic" else "-")
+        rows.append([kind, cls.classifier, certificates, sampling,
+                     ", ".join(methods) if len(methods) < len(METHODS) else "all",
+                     queried[cls.classifier], "yes" if cls.denoisable else "-"])
+    return _markdown(["noise (`--noise`)", "classifier", "certificates (`--certificate`)", "sampling",
+                      "training methods (`--method`)", "attacks query", "`denoise`"], rows)
+
+
 def render_paper(argv: list[str]) -> str:
     """A markdown table of published numbers (smoothcert.reproductions.published), with their source."""
     from smoothcert.reproductions import published as p
@@ -212,7 +257,11 @@ def render(spec: str) -> str:
         return render_paper(argv)
     if kind == "information":
         return render_information(argv)
-    raise ValueError(f"unknown results marker {kind!r}: expected report, information or paper")
+    if kind == "radii":
+        return render_radii()
+    if kind == "support":
+        return render_support()
+    raise ValueError(f"unknown results marker {kind!r}: expected report, information, radii, support or paper")
 
 
 def tables(text: str) -> list[tuple[str, str]]:

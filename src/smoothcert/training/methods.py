@@ -85,6 +85,8 @@ class _Config:
     """``config()`` for the method dataclasses: the name plus every parameter (field set at construction)."""
 
     name: ClassVar[str]
+    needs: ClassVar[tuple[str, ...]] = ()
+    """The noise capabilities (attributes of the noise) the method relies on: see [`supports`][.supports]."""
 
     def config(self) -> dict[str, Any]:
         return {"method": self.name, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}
@@ -265,6 +267,7 @@ class SmoothAdv(_Config):
     it takes gradients with respect to x' only, so nothing accumulates in the parameters.
     """
 
+    needs: ClassVar[tuple[str, ...]] = ("additive",)
     epsilon: float = 0.5
     steps: int = 10
     m: int = 4
@@ -303,7 +306,7 @@ class SmoothAdv(_Config):
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: Noise, generator: torch.Generator, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not noise.additive:
+        if not supports(self, noise):
             raise ValueError(
                 f"SmoothAdv needs Gaussian noise, got {noise.kind}: its PGD attack searches an L2 ball around "
                 "x + delta, which is neither the threat model nor the noise of other smoothings (for ablation the "
@@ -368,6 +371,12 @@ class Distillation(_Config):
         kd = distillation_kl(teacher_logits.repeat_interleave(self.m, 0), flat, self.temperature).mean()
         loss = (1 - self.weight) * ce + self.weight * kd + self.lam * consistency_kl(logits).mean()
         return loss, logits[:, 0]
+
+
+def supports(method: Method | type, noise: Noise | type) -> bool:
+    """Whether ``method`` can train under ``noise``: the noise has every capability in the method's
+    ``needs`` (e.g. SmoothAdv's PGD step needs an ``additive`` noise)."""
+    return all(getattr(noise, capability, False) for capability in getattr(method, "needs", ()))
 
 
 METHODS: dict[str, type] = {
