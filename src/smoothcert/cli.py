@@ -492,6 +492,18 @@ def _interrupted_note(args: argparse.Namespace) -> str:
     return "nothing resumable was written: re-run to start again"
 
 
+def check_output_folders(args: argparse.Namespace) -> None:
+    """Refuse an output (``--out``, ``--plot``) whose folder would have to be made where a file is."""
+    for name in ("out", "plot"):
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        blocker = next((folder for folder in Path(value).parents if folder.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise ArgumentError(name, value, f"{{name}} {{value}}: {blocker} is a file, not a folder; choose another "
+                                "--" + name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; every failure ends in one line ``smoothcert: error: ...`` (exit status 2
     for expected errors, 1 for a bug, 130 for Ctrl-C); ``--debug`` or SMOOTHCERT_DEBUG=1 adds the traceback."""
@@ -500,6 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if hasattr(args, "device"):
             resolve_device(args.device)  # an unavailable --device cuda fails before any work
+        check_output_folders(args)
         args.func(args)
     except KeyboardInterrupt:
         if debug:
