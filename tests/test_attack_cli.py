@@ -110,9 +110,9 @@ def test_substitute_end_to_end(tiny, tmp_path, capsys):
 @pytest.mark.parametrize(("args", "message"), [
     (["--attack", "sparse-rs", "--restarts", "2"], "--restarts belongs to --attack pointwise"),
     (["--attack", "sparse-rs", "--search-steps", "0"], "--search-steps belongs to --attack pointwise"),
-    (["--search-steps", "-1"], "search_steps must be a non-negative integer"),
+    (["--search-steps", "-1"], "--search-steps must be a non-negative integer"),
     (["--attack", "sparse-rs", "--kicks", "0"], "--kicks belongs to --attack pointwise"),
-    (["--kicks", "-1"], "kicks must be a non-negative integer"),
+    (["--kicks", "-1"], "--kicks must be a non-negative integer"),
     (["--budget", "3"], "--budget belongs to --attack sparse-rs"),
     (["--restarts", "0"], "restarts must be a positive integer"),
     (["--alpha", "2"], "alpha"),
