@@ -21,7 +21,7 @@ from .data import DATASETS
 from .denoisers import METHODS as DENOISER_METHODS
 from .denoisers import denoise
 from .models import MODELS
-from .noises import certificate_help, certificate_names, noise_flags, noise_kinds
+from .noises import certificate_help, certificate_names, noise_class, noise_flags, noise_kinds
 from .reports import (
     read_attack_log,
     read_log,
@@ -507,7 +507,20 @@ def check_output_folders(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; every failure ends in one line ``smoothcert: error: ...`` (exit status 2
     for expected errors, 1 for a bug, 130 for Ctrl-C); ``--debug`` or SMOOTHCERT_DEBUG=1 adds the traceback."""
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()  # noise plugins load here: their errors are one line too
+    except argparse.ArgumentError as err:  # a noise flag taken by the command line itself
+        flag = err.argument_name.split("/")[0] if err.argument_name else "?"
+        owners = [kind for kind in noise_kinds() if flag.removeprefix("--").replace("-", "_") in noise_class(kind).flags]
+        print(f"smoothcert: error: the flag {flag} of the noise {' / '.join(owners) or '?'} clashes with the command "
+              f"line's own {flag}: rename it in the noise's flags", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - every error becomes one line
+        if os.environ.get("SMOOTHCERT_DEBUG", "") not in ("", "0"):
+            traceback.print_exc()
+        print(f"smoothcert: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2 if isinstance(err, EXPECTED_ERRORS) else 1
+    args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("SMOOTHCERT_DEBUG", "") not in ("", "0")
     try:
         if hasattr(args, "device"):

@@ -240,7 +240,7 @@ def train_denoiser(
     channels = train_set.channels
     settings = {
         "format": FORMAT, "channels": channels, "in_channels": noise.channels(channels), "depth": depth, "width": width,
-        "method": method, "noise": noise.config(), "data_fraction": data_fraction, "num_images": len(subset),
+        "method": method, "noise": noise.to_config(), "data_fraction": data_fraction, "num_images": len(subset),
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "dataset": train_set.name,
         "classifier": {"path": None if classifier_path is None else Path(classifier_path).as_posix(),
                        "sha256": state_hash(classifier)},

@@ -30,8 +30,12 @@ from .base import (
     make_noise,
     noise_class,
     noise_flags,
+    PLUGIN_GROUP,
+    load_plugins,
     noise_from_config,
     noise_kinds,
+    noise_provider,
+    noise_record,
     register_noise,
 )
 from .clean import Clean
@@ -39,10 +43,12 @@ from .gaussian import Gaussian
 from .lee import Lee
 from .partition import Partition, partition_assignment
 
-NOISES = noise_kinds()
-"""The built-in ``--noise`` names ([`noise_kinds`][noise_kinds] also lists noises registered later)."""
+NOISES = noise_kinds(plugins=False)
+"""The built-in ``--noise`` names ([`noise_kinds`][noise_kinds] also lists noises registered later and
+those of installed plugins)."""
 
-__all__ = ["CLASSIFIERS", "ENCODINGS", "NOISES", "Ablation", "Bands", "Clean", "Gaussian", "Lee", "Noise",
+__all__ = ["CLASSIFIERS", "ENCODINGS", "NOISES", "PLUGIN_GROUP", "Ablation", "Bands", "Clean", "Gaussian", "Lee", "Noise",
            "NoiseContext", "Partition", "ThreatModel", "ablate", "certificate_help", "certificate_names",
            "check_noise_flags", "make_noise", "noise_class", "noise_flags", "noise_from_config", "noise_kinds",
-           "partition_assignment", "register_noise", "sample_keep_mask"]
+           "load_plugins", "noise_provider", "noise_record", "partition_assignment", "register_noise",
+           "sample_keep_mask"]

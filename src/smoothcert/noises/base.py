@@ -20,10 +20,16 @@ the library asks of it:
 (from flags) and [`noise_from_config`][noise_from_config] (from a checkpoint) are the only places that look a
 noise up by name. Adding a threat model means a noise module (subclass [`ThreatModel`][ThreatModel],
 decorate it with [`register_noise`][register_noise]) and its certificate module; see CONTRIBUTING.md.
+An installed package adds noises without an import through the entry-point group
+[`PLUGIN_GROUP`][PLUGIN_GROUP] (``smoothcert.noises``): each entry point names a noise class, which the
+registry loads on first use; a checkpoint of such a noise records the package (``provider``), so
+an unknown noise says what to install.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -149,6 +155,40 @@ class ThreatModel:
 _REGISTRY: dict[str, type[ThreatModel]] = {}
 
 
+PLUGIN_GROUP = "smoothcert.noises"
+"""The entry-point group of noise plugins: ``name = "package.module:NoiseClass"``."""
+_PROVIDERS: dict[str, str] = {}  # noise kind -> the installed package that provides it
+_PLUGINS = {"loaded": False}
+
+
+def load_plugins() -> None:
+    """Register the noises of installed packages ([`PLUGIN_GROUP`][PLUGIN_GROUP] entry points), once. A
+    plugin that fails to load is skipped with a warning naming its package."""
+    if _PLUGINS["loaded"]:
+        return
+    _PLUGINS["loaded"] = True
+    for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        provider = entry.dist.name if entry.dist is not None else entry.value.split(":")[0]
+        try:
+            cls = entry.load()
+            if not (isinstance(cls, type) and issubclass(cls, ThreatModel)):
+                raise TypeError(f"{entry.value} is not a ThreatModel subclass")
+            if cls not in _REGISTRY.values():
+                register_noise(cls)
+        except Exception as err:  # noqa: BLE001 - a broken plugin must not break the library
+            warnings.warn(f"smoothcert noise plugin {entry.name!r} of {provider} was not loaded "
+                          f"({type(err).__name__}: {err})", stacklevel=2)
+            continue
+        for kind in cls.kinds or (cls.kind,):
+            _PROVIDERS[kind] = provider
+
+
+def noise_provider(kind: str) -> str | None:
+    """The installed package that provides noise ``kind`` (None for the library's own noises)."""
+    load_plugins()
+    return _PROVIDERS.get(kind)
+
+
 def register_noise(cls: type[N]) -> type[N]:
     """Class decorator: register ``cls`` under each of its ``kinds`` (default ``(cls.kind,)``).
 
@@ -170,13 +210,17 @@ def register_noise(cls: type[N]) -> type[N]:
     return cls
 
 
-def noise_kinds() -> tuple[str, ...]:
-    """The registered ``--noise`` names, in registration order."""
+def noise_kinds(plugins: bool = True) -> tuple[str, ...]:
+    """The registered ``--noise`` names, in registration order (with ``plugins``, after loading the
+    installed packages' noises)."""
+    if plugins:
+        load_plugins()
     return tuple(_REGISTRY)
 
 
 def noise_flags() -> dict[str, dict[str, Any]]:
     """Every flag a registered noise reads -> its argparse settings (for the CLI)."""
+    load_plugins()
     flags: dict[str, dict[str, Any]] = {}
     for cls in dict.fromkeys(_REGISTRY.values()):
         flags.update({name: spec for name, spec in cls.flags.items() if name not in flags})
@@ -185,17 +229,20 @@ def noise_flags() -> dict[str, dict[str, Any]]:
 
 def certificate_help() -> str:
     """Which ``--certificate`` names each registered noise takes, its default first (for the CLI)."""
+    load_plugins()
     return "; ".join(f"{kind}: {', '.join(cls.certificates)}" for kind, cls in _REGISTRY.items() if cls.certificates)
 
 
 def certificate_names() -> tuple[str, ...]:
     """Every certificate name of a registered noise (for the CLI's ``--certificate``)."""
+    load_plugins()
     names = (name for cls in dict.fromkeys(_REGISTRY.values()) for name in cls.certificates)
     return tuple(dict.fromkeys(names))
 
 
 def noise_class(kind: object) -> type[ThreatModel]:
     """The class registered as ``kind``; ValueError naming the choices otherwise."""
+    load_plugins()
     if not isinstance(kind, str) or kind not in _REGISTRY:
         raise ValueError(f"unknown noise {kind!r}; choose one of {noise_kinds()}")
     return _REGISTRY[kind]
@@ -229,14 +276,25 @@ def make_noise(kind: str, **values: Any) -> ThreatModel:
     return cls.from_flags(kind, flags, context)
 
 
+def noise_record(noise: ThreatModel) -> dict[str, Any]:
+    """What a checkpoint records of ``noise``: ``to_config()``, with the package that provides it
+    (``provider``) for a plugin's noise."""
+    provider = noise_provider(noise.kind)
+    return {**noise.to_config(), **({"provider": provider} if provider else {})}
+
+
 def noise_from_config(config: Mapping[str, Any]) -> ThreatModel:
-    """Rebuild the noise that a checkpoint or log recorded with ``to_config()``."""
+    """Rebuild the noise that a checkpoint or log recorded with ``to_config()`` (or
+    [`noise_record`][noise_record])."""
     if not isinstance(config, Mapping):
         raise ValueError(f"a noise config must be a JSON object, got {config!r}")
+    provider = config.get("provider")
+    config = {key: value for key, value in config.items() if key != "provider"}
     try:
         cls = noise_class(config.get("noise"))
     except ValueError as err:
-        raise ValueError(f"{err} (in the checkpoint config)") from None
+        hint = f": it comes from the package {provider!r}; install it" if provider else ""
+        raise ValueError(f"{err} (in the checkpoint config){hint}") from None
     try:
         return cls.from_config(config)
     except TypeError as err:  # a missing or unknown key: the dataclass names it

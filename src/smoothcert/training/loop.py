@@ -38,7 +38,7 @@ from ..checkpoint import (
 )
 from ..data import ImageDataset, channel_mean, load_dataset
 from ..models import build_model
-from ..noises import Noise, check_noise_flags, make_noise
+from ..noises import Noise, check_noise_flags, make_noise, noise_record
 from ..runtime.distributed import (
     all_reduce_sum,
     barrier,
@@ -231,7 +231,7 @@ def fit(
     optimizer = recipe.make_optimizer(model.parameters())
     # the checkpoint records the noise to certify with (independent masks); training may share one mask per batch
     config = {**getattr(model, "build_config", {}), **(config or {}), "recipe": asdict(recipe),
-              "method": method.config(), "seed": seed, "noise": noise.config()}
+              "method": method.config(), "seed": seed, "noise": noise_record(noise)}
     config = json.loads(json.dumps(config))  # as it reads back from config.json (tuples become lists)
     missing = [key for key in ("model", "in_channels", "num_classes", "image_size") if key not in config]
     if out is not None and missing:
