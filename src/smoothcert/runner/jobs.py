@@ -62,7 +62,7 @@ def checkpoint_dataset(config: dict[str, Any], dataset: str | None, split: str,
         raise ValueError("the checkpoint does not name its dataset: pass --dataset")
     data = load_dataset(dataset, split, data_root)
     data.check_labels(config["num_classes"], dataset)
-    channels = noise_from_config(config["noise"]).channels(data.channels)
+    channels = noise_from_config(config["noise"]).channels(data.channels) if "noise" in config else data.channels
     if "in_channels" in config and channels != config["in_channels"]:
         raise ArgumentError("dataset", dataset, f"{{name}} {{value}} has {data.channels}-channel images ("
                             f"{channels} channels under the checkpoint's noise); the model takes {config['in_channels']}: "
