@@ -17,6 +17,9 @@ A table is framed by two markers; what lies between them must be exactly what it
   accuracy, median and certified accuracies, the largest radius its n and alpha can certify and
   the mutual information of one noisy sample (Eq. 20 / 21), all from the log and its settings
   (:func:`smoothcert.reproductions.table7.certifiable_and_information`).
+* ``substitute RESULT.json...`` is the black-box attack of ``smoothcert substitute --out``: per result
+  its oracle, seed images, rounds, oracle queries, the substitute's accuracy and agreement with
+  the oracle, and the FGSM transfer rate on the held-out images.
 * ``radii`` is the largest radius each number of samples n can certify (ablation with Corollary 1
   on MNIST at alpha 0.05, Gaussian smoothing at alpha 0.001), computed by the library's certificates.
 * ``support`` is the support matrix of the registered noises: their classifier kind, certificates,
@@ -140,6 +143,22 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
 SAMPLE_COUNTS = (100, 1_000, 10_000, 100_000, 1_000_000)
 
 
+def render_substitute(argv: list[str]) -> str:
+    """One row per ``smoothcert substitute`` result file (JSON)."""
+    import json
+
+    rows = []
+    for path in argv:
+        result = json.loads((ROOT / path).read_text())
+        rows.append([Path(path).stem, f"`{result['checkpoint']}`", str(result["seed_size"]), str(len(result["history"])),
+                     f"{result['queries']:,}", f"{100 * result['accuracy']:.1f}%", f"{100 * result['agreement']:.1f}%",
+                     f"{result['eps']:g}", str(result["heldout_size"]), f"{100 * result['transfer_rate']:.1f}%",
+                     f"{100 * result['oracle_clean_error']:.1f}%", f"{100 * result['oracle_abstain_rate']:.1f}%"])
+    return _markdown(["result", "oracle", "seed images", "rounds", "oracle queries", "substitute accuracy",
+                      "agreement with oracle", "FGSM ε", "held-out images", "transfer rate", "oracle clean error",
+                      "oracle abstains"], rows)
+
+
 def render_radii() -> str:
     """The largest radius each n can certify: ablation (Corollary 1, MNIST d = 784, alpha 0.05) and
     Gaussian smoothing (alpha 0.001), from the library's certificate functions."""
@@ -259,9 +278,11 @@ def render(spec: str) -> str:
         return render_information(argv)
     if kind == "radii":
         return render_radii()
+    if kind == "substitute":
+        return render_substitute(argv)
     if kind == "support":
         return render_support()
-    raise ValueError(f"unknown results marker {kind!r}: expected report, information, radii, support or paper")
+    raise ValueError(f"unknown results marker {kind!r}: expected report, information, substitute, radii, support or paper")
 
 
 def tables(text: str) -> list[tuple[str, str]]:
