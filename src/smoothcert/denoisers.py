@@ -382,10 +382,9 @@ def denoise(
         raise ValueError("the classifier checkpoint does not name its dataset: pass the dataset")
     data = load_dataset(dataset, split, data_root)
     data.check_labels(cls_config["num_classes"], dataset)
-    if noise == "gaussian" and noise_flags.get("sigma") is None:
-        noise_flags = {**noise_flags, "sigma": 0.25}  # Salman et al.'s sigma unless given
-    mean = channel_mean(data.x) if noise_flags.get("encoding") == "mean" else None
-    smoothing = make_noise(noise, **noise_flags, train_mean=mean)
+    defaults = noise_class(noise).denoise_defaults  # e.g. Salman et al.'s sigma for Gaussian noise
+    noise_flags = {**noise_flags, **{name: value for name, value in defaults.items() if noise_flags.get(name) is None}}
+    smoothing = make_noise(noise, **noise_flags, train_mean=channel_mean(data.x))
     backend = "nccl" if rank_device(device).type == "cuda" else "gloo"
     with process_group(backend) as world, checkpoint_lock(out) if world.main else nullcontext():
         train_denoiser(model, data, method=method, noise=smoothing, data_fraction=data_fraction, epochs=epochs,

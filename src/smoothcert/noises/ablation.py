@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..certificates.ablation import CERTIFICATES, certify_counts, radius_cor1
+from ..certificates.ablation import CERTIFICATES, certify_counts, max_certifiable_radius, radius_cor1
+from ..certificates.information import mutual_information_ablation
 from ..certificates.checks import ArgumentError
 from .base import NoiseContext, ThreatModel, register_noise
 
@@ -144,6 +145,14 @@ class Ablation(ThreatModel):
         """Corollary 1 (Eq. 14): the L0 radius certified by ``p_lower`` (NaN: abstain)."""
         h, w = image_size
         return float(radius_cor1(p_lower, h * w, self.k))
+
+    def largest_radius(self, n: int, alpha: float, image_shape: tuple[int, int, int]) -> float:
+        """The largest radius ``n`` samples at level ``alpha`` can certify on images of ``image_shape``."""
+        return float(max_certifiable_radius(n, alpha, image_shape[1] * image_shape[2], self.k))
+
+    def information(self, image_shape: tuple[int, int, int], levels: int = 256) -> float:
+        """Bits one ablated sample carries about a uniform image of ``levels`` values (Eq. 20)."""
+        return float(mutual_information_ablation(self.k, levels))
 
     def to_config(self) -> dict[str, Any]:
         cfg = asdict(self)

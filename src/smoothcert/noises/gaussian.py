@@ -38,6 +38,8 @@ class Gaussian(ThreatModel):
                   "help": "Gaussian noise level in [0, 1] pixel units (--noise gaussian)"},
     }
     denoisable: ClassVar[bool] = True
+    denoise_defaults: ClassVar[dict[str, Any]] = {"sigma": 0.25}
+    """Salman et al.'s (2020) sigma, unless ``denoise --sigma`` says otherwise."""
     additive: ClassVar[bool] = True
     """The noisy input is x plus noise independent of x (SmoothAdv's PGD needs this)."""
 

@@ -21,8 +21,10 @@ from ..certificates.lee import (
     certify_lee,
     check_kappa,
     check_levels,
+    max_certifiable_radius_lee,
     radius_lee,
 )
+from ..certificates.information import mutual_information_lee
 from .base import NoiseContext, ThreatModel, register_noise
 
 
@@ -85,6 +87,16 @@ class Lee(ThreatModel):
         """Lee et al.'s radius certified by ``p_lower`` (NaN: abstain), capped at d = H*W as in ``certify``."""
         h, w = image_size
         return float(radius_lee(p_lower, h * w, self.levels, self.kappa))
+
+    def largest_radius(self, n: int, alpha: float, image_shape: tuple[int, int, int]) -> float:
+        """The largest radius ``n`` samples at level ``alpha`` can certify (Lee et al. count channel values)."""
+        c, h, w = image_shape
+        return float(max_certifiable_radius_lee(n, alpha, c * h * w, self.levels, self.kappa))
+
+    def information(self, image_shape: tuple[int, int, int], levels: int | None = None) -> float:
+        """Bits one noisy sample carries about a uniform image (Eq. 21; ``levels``: the noise's own)."""
+        c, h, w = image_shape
+        return float(mutual_information_lee(c * h * w, self.kappa, self.levels if levels is None else levels))
 
     def to_config(self) -> dict[str, Any]:
         return {"noise": self.kind, "kappa": self.kappa, "levels": self.levels}

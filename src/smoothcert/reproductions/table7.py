@@ -5,13 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..certificates import (
-    max_certifiable_radius,
-    max_certifiable_radius_lee,
-    mutual_information_ablation,
-    mutual_information_lee,
-)
 from ..checkpoint import read_config
+from ..noises import noise_from_config
 from ..data import load_dataset
 from ..reports import read_log, summarize
 from .common import (
@@ -34,12 +29,8 @@ def certifiable_and_information(noise: dict, n: int, alpha: float, image_shape: 
                                 levels: int = 256) -> tuple[float, float]:
     """(the largest radius ``n`` and ``alpha`` can certify, the mutual information in bits of one
     noisy sample: Eq. 20 for ablation, Eq. 21 for Lee et al.) of a log's recorded ``noise``."""
-    c, h, w = image_shape
-    if noise["noise"] == "lee":
-        levels = noise.get("levels", levels)
-        return (float(max_certifiable_radius_lee(n, alpha, c * h * w, levels, noise["kappa"])),
-                float(mutual_information_lee(c * h * w, noise["kappa"], levels)))
-    return float(max_certifiable_radius(n, alpha, h * w, noise["k"])), float(mutual_information_ablation(noise["k"], levels))
+    recorded = noise_from_config(noise)
+    return recorded.largest_radius(n, alpha, image_shape), recorded.information(image_shape, levels)
 
 
 def reproduce_table7(
