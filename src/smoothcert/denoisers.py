@@ -384,7 +384,8 @@ def denoise(
     data.check_labels(cls_config["num_classes"], dataset)
     defaults = noise_class(noise).denoise_defaults  # e.g. Salman et al.'s sigma for Gaussian noise
     noise_flags = {**noise_flags, **{name: value for name, value in defaults.items() if noise_flags.get(name) is None}}
-    smoothing = make_noise(noise, **noise_flags, train_mean=channel_mean(data.x))
+    mean = channel_mean(data.x) if len(data) else None  # an empty training set is refused by name below
+    smoothing = make_noise(noise, **noise_flags, train_mean=mean)
     backend = "nccl" if rank_device(device).type == "cuda" else "gloo"
     with process_group(backend) as world, checkpoint_lock(out) if world.main else nullcontext():
         train_denoiser(model, data, method=method, noise=smoothing, data_fraction=data_fraction, epochs=epochs,
