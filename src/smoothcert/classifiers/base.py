@@ -38,7 +38,7 @@ def prepare_base(base: nn.Module, device: str | torch.device, batch_size: int | 
                  channels_last: Switch, amp: str | None, preprocessing: Preprocessing = None
                  ) -> tuple[nn.Module, torch.device, int]:
     """``(model, device, batch_size)`` of a classifier: the library's own view of ``base``, in eval
-    mode on the resolved ``device``, behind ``preprocessing`` (`preprocessing`) and accelerated
+    mode on the resolved ``device``, behind ``preprocessing`` (the preprocessing module) and accelerated
     by [`accelerate`][smoothcert.runtime.speed.accelerate] (``"auto"`` turns on what was measured to pay for
     this model on this device type), and ``batch_size`` None the measured fastest for the model
     ([`auto_batch_size`][smoothcert.runtime.speed.auto_batch_size]). With the defaults a classifier built in
@@ -50,7 +50,9 @@ def prepare_base(base: nn.Module, device: str | torch.device, batch_size: int | 
     model = getattr(base, "build_config", {}).get("model")
     size = auto_batch_size(model, device) if batch_size is None else check_count("batch_size", batch_size)
     tensors = [*base.parameters(), *base.buffers()]
-    if any(m.training for m in base.modules()) or any(t.device != device for t in tensors):
+    index = torch.cuda.current_device() if device.type == "cuda" and device.index is None else device.index
+    elsewhere = any(t.device.type != device.type or (index is not None and t.device.index != index) for t in tensors)
+    if any(m.training for m in base.modules()) or elsewhere:
         try:
             base = copy.deepcopy(base)
         except Exception as err:  # noqa: BLE001 - any module that cannot be copied

@@ -142,7 +142,7 @@ class TsvLog:
         if diff:
             raise ValueError(f"{self.path} was written with different settings ({', '.join(diff)}); choose another --out")
         if any(id_key in settings and id_key not in saved for id_key in IDENTITIES.values()):
-            self.settings_path.write_text(json.dumps(settings, indent=2, sort_keys=True))  # gains the identity
+            write_atomically(self.settings_path, json.dumps(settings, indent=2, sort_keys=True))  # gains the identity
         text = self.path.read_text()
         if not text.endswith("\n"):  # a row cut off mid-write
             text = text[: text.rfind("\n") + 1]
