@@ -43,6 +43,7 @@ differs from its rendering.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 import sys
@@ -108,13 +109,19 @@ def render_report(argv: list[str]) -> str:
     return "\n".join(lines)
 
 
+@functools.cache
+def _image_shape(dataset: str, split: str) -> tuple[int, int, int]:
+    from smoothcert.data import load_dataset
+
+    return load_dataset(dataset, split).image_shape
+
+
 def render_information(argv: list[str]) -> str:
     """Table 7's columns for certify logs: noise, accuracy, median, certified accuracies, the
     largest certifiable radius and the mutual information of a noisy sample."""
     import json
 
     from smoothcert.cli import build_parser
-    from smoothcert.data import load_dataset
     from smoothcert.reports import read_log, summarize
     from smoothcert.reproductions.table7 import certifiable_and_information
 
@@ -126,7 +133,7 @@ def render_information(argv: list[str]) -> str:
         settings = json.loads((ROOT / path).with_name(path.name + ".json").read_text())
         summary = summarize(read_log(ROOT / path, name), args.radii)
         noise = settings["noise"]
-        shape = load_dataset(settings["dataset"], settings["split"]).image_shape
+        shape = _image_shape(settings["dataset"], settings["split"])
         cap, bits = certifiable_and_information(noise, settings["n"], settings["alpha"], shape)
         kind = f"Lee et al., kappa={noise['kappa']:g}" if noise["noise"] == "lee" else f"ablation, k={noise['k']}"
         median = "N/A" if summary["median"] == float("-inf") else f"{summary['median']:g}"

@@ -160,7 +160,8 @@ def weights_sha256(path: str | Path) -> str:
     checkpoint written before configs listed hashes. Logs record it, so a log follows its weights
     wherever the checkpoint is copied and refuses other weights at the same path."""
     path = Path(path)
-    listed = (json.loads((path / "config.json").read_text()).get("files") or {}) if (path / "config.json").is_file() else {}
+    config = path / "config.json"
+    listed = (json.loads(config.read_text()).get("files") or {}) if config.is_file() else {}
     for name in WEIGHT_FILES:
         if name in listed:
             return listed[name]

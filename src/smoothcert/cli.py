@@ -256,14 +256,16 @@ def _int_list(text: str) -> list[int]:
     try:
         return [int(t) for t in text.split(",") if t]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers (e.g. 20,45,70)") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers (e.g. 20,45,70)"
+                                         ) from None
 
 
 def _float_list(text: str) -> list[float]:
     try:
         return [float(t) for t in text.split(",") if t]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers (e.g. 0,0.25,0.5)") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers (e.g. 0,0.25,0.5)"
+                                         ) from None
 
 
 def _seed(text: str) -> int:
@@ -511,7 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()  # noise plugins load here: their errors are one line too
     except argparse.ArgumentError as err:  # a noise flag taken by the command line itself
         flag = err.argument_name.split("/")[0] if err.argument_name else "?"
-        owners = [kind for kind in noise_kinds() if flag.removeprefix("--").replace("-", "_") in noise_class(kind).flags]
+        name = flag.removeprefix("--").replace("-", "_")
+        owners = [kind for kind in noise_kinds() if name in noise_class(kind).flags]
         print(f"smoothcert: error: the flag {flag} of the noise {' / '.join(owners) or '?'} clashes with the command "
               f"line's own {flag}: rename it in the noise's flags", file=sys.stderr)
         return 2

@@ -54,7 +54,7 @@ class ModelOracle:
         self.queries += len(x)
         x = x.to(self.device)
         chunks = [x[i:i + self.batch_size] for i in range(0, len(x), self.batch_size)]
-        return torch.cat([base_logits(self.model, chunk, self.num_classes, "the images as given")
+        return torch.cat([base_logits(self.model, chunk, self.num_classes)
                           for chunk in chunks]).float()
 
     def decide(self, scores: torch.Tensor) -> torch.Tensor:
@@ -128,8 +128,7 @@ class SmoothedOracle:
                 for i in range(0, len(missing), self.smoothed.batch_size):
                     chunk = missing[i:i + self.smoothed.batch_size]
                     inputs = noise.apply(x.expand(len(chunk), c, h, w), self._keep[chunk])
-                    logits = base_logits(self.smoothed.base, inputs, self.num_classes, f"the samples of {noise!r}")
-                    votes[chunk] = logits.argmax(1)
+                    votes[chunk] = base_logits(self.smoothed.base, inputs, self.num_classes, noise).argmax(1)
                 block = torch.bincount(votes[used:used + num], minlength=self.num_classes).cpu().numpy()
                 used, num = used + num, steps.send(block)
         except StopIteration as done:

@@ -95,15 +95,16 @@ def check_image(x: torch.Tensor, bounds: Bounds = (0.0, 1.0)) -> torch.Tensor:
     return x
 
 
-def base_logits(model: nn.Module, batch: torch.Tensor, num_classes: int, source: str) -> torch.Tensor:
+def base_logits(model: nn.Module, batch: torch.Tensor, num_classes: int, noise: object = None) -> torch.Tensor:
     """``model(batch)``, checked ([`check_logits`][smoothcert.classifiers.base.check_logits]); a model
     that cannot take the batch is a ValueError that says what input it was given and where it came
-    from (``source``, e.g. the noise's samples)."""
+    from (the samples of ``noise``, or the images as given when None)."""
     try:
         logits = model(batch)
     except torch.OutOfMemoryError:
         raise
     except RuntimeError as err:
+        source = "the images as given" if noise is None else f"the samples of {noise!r}"
         c, h, w = batch.shape[1:] if batch.dim() == 4 else (None, None, None)
         given = f"{c} channels of {h}x{w} pixels" if c is not None else f"shape {tuple(batch.shape[1:])}"
         raise ValueError(f"the base model cannot take its inputs, {source}: batches (N, {c}, {h}, {w}), "

@@ -114,8 +114,7 @@ class DeterministicClassifier:
         out = []
         for i in range(0, len(keep), self.batch_size):
             chunk = keep[i:i + self.batch_size]
-            logits = base_logits(self.base, ablate(x.expand(len(chunk), c, h, w), chunk), self.num_classes,
-                                 f"the copies of {self.noise!r}")
+            logits = base_logits(self.base, ablate(x.expand(len(chunk), c, h, w), chunk), self.num_classes, self.noise)
             if self.vote == "argmax":
                 out.append(nn.functional.one_hot(logits.argmax(1), self.num_classes).bool())
             else:

@@ -129,7 +129,7 @@ class SmoothedClassifier:
         def forward(size: int) -> None:
             nonlocal queue, queued
             owners, batch = queue[0] if len(queue) == 1 else (torch.cat([o for o, _ in queue]), torch.cat([z for _, z in queue]))
-            labels = base_logits(self.base, batch[:size], self.num_classes, f"the samples of {self.noise!r}").argmax(1)
+            labels = base_logits(self.base, batch[:size], self.num_classes, self.noise).argmax(1)
             counts.index_put_((owners[:size], labels), torch.ones_like(labels), accumulate=True)
             queue = [(owners[size:], batch[size:])] if size < len(batch) else []
             queued -= size

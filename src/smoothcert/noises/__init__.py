@@ -47,8 +47,8 @@ NOISES = noise_kinds(plugins=False)
 """The built-in ``--noise`` names ([`noise_kinds`][noise_kinds] also lists noises registered later and
 those of installed plugins)."""
 
-__all__ = ["CLASSIFIERS", "ENCODINGS", "NOISES", "PLUGIN_GROUP", "Ablation", "Bands", "Clean", "Gaussian", "Lee", "Noise",
-           "NoiseContext", "Partition", "ThreatModel", "ablate", "certificate_help", "certificate_names",
+__all__ = ["CLASSIFIERS", "ENCODINGS", "NOISES", "PLUGIN_GROUP", "Ablation", "Bands", "Clean", "Gaussian", "Lee",
+           "Noise", "NoiseContext", "Partition", "ThreatModel", "ablate", "certificate_help", "certificate_names",
            "check_noise_flags", "make_noise", "noise_class", "noise_flags", "noise_from_config", "noise_kinds",
            "load_plugins", "noise_provider", "noise_record", "partition_assignment", "register_noise",
            "sample_keep_mask"]

@@ -99,7 +99,11 @@ def certified_accuracy_curves(logs: list[RunLog], max_radius: float | None = Non
 
 def curves_digest(logs: list[RunLog], max_radius: float | None = None, xlabel: str = "radius (pixels, L0)") -> str:
     """The digest [`plot_certified_accuracy`][plot_certified_accuracy] records in its PNG for these arguments."""
-    return data_digest([*certified_accuracy_curves(logs, max_radius), xlabel])
+    return _curves_digest(*certified_accuracy_curves(logs, max_radius), xlabel)
+
+
+def _curves_digest(max_radius: float, curves: list[tuple[str, list[float], list[float]]], xlabel: str) -> str:
+    return data_digest([max_radius, curves, xlabel])
 
 
 def plot_certified_accuracy(logs: list[RunLog], path: str | Path, max_radius: float | None = None,
@@ -114,7 +118,7 @@ def plot_certified_accuracy(logs: list[RunLog], path: str | Path, max_radius: fl
     ax.set(xlim=(0, max_radius), ylim=(0, 1), xlabel=xlabel, ylabel="certified accuracy")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path, curves_digest(logs, max_radius, xlabel))
+    return _save(fig, path, _curves_digest(max_radius, curves, xlabel))
 
 
 def plot_delta(d: int, ks: Sequence[int], path: str | Path, max_rho: int = 30) -> Path:

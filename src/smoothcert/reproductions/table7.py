@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..checkpoint import read_config
-from ..noises import noise_from_config
 from ..data import load_dataset
+from ..noises import noise_from_config
 from ..reports import read_log, summarize
 from .common import (
     accuracy_cell,
@@ -88,7 +89,7 @@ def reproduce_table7(
         "certificate, smoothcert.certificates.lee); ablation keeps k pixels (Corollary 1). Median: misclassified and abstained "
         "digits count as -inf; certified accuracy in %; base accuracy: the base classifier on one noisy copy of "
         "each of the 1,000 test digits after the last epoch; max radius: the largest radius n and alpha allow. "
-        f"I: mutual information per noisy sample of a uniform image (d={shape[0] * shape[1] * shape[2]}, |S|={levels}). "
+        f"I: mutual information per noisy sample of a uniform image (d={math.prod(shape)}, |S|={levels}). "
         + ("" if ablation_checkpoint is None else f"The reused ablation model is {ablation_checkpoint}. ")
         + "Paper: Levine & Feizi 2020 Table 7 (full MNIST; the best hyperparameters of each work).\n"
     )

@@ -64,8 +64,8 @@ def checkpoint_dataset(config: dict[str, Any], dataset: str | None, split: str,
     data.check_labels(config["num_classes"], dataset)
     channels = noise_from_config(config["noise"]).channels(data.channels) if "noise" in config else data.channels
     if "in_channels" in config and channels != config["in_channels"]:
-        raise ArgumentError("dataset", dataset, f"{{name}} {{value}} has {data.channels}-channel images ("
-                            f"{channels} channels under the checkpoint's noise); the model takes {config['in_channels']}: "
+        raise ArgumentError("dataset", dataset, f"{{name}} {{value}} has {data.channels}-channel images ({channels} "
+                            f"channels under the checkpoint's noise); the model takes {config['in_channels']}: "
                             "use images of the kind it was trained on (greyscale or colour)")
     trained = config.get("classes")
     if trained is not None:

@@ -190,9 +190,8 @@ def describe_selection(indices: Sequence[int]) -> dict[str, Any]:
     for a range (``--skip``/``--max``), else ``{"indices": [...]}``."""
     indices = [int(i) for i in indices]
     step = indices[1] - indices[0] if len(indices) > 1 else 1
-    if step > 0 and indices == list(range(indices[0], indices[0] + step * len(indices), step)):
-        return {"start": indices[0] if indices else 0, "stop": indices[0] + step * len(indices) if indices else 0,
-                "step": step}
+    if indices and step > 0 and indices == list(range(indices[0], indices[0] + step * len(indices), step)):
+        return {"start": indices[0], "stop": indices[0] + step * len(indices), "step": step}
     return {"indices": indices}
 
 

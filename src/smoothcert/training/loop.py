@@ -286,13 +286,14 @@ def fit(
             if recipe.augments(epoch):
                 x = augment(x, recipe.augment, g)
             loss, logits = method(net, x, y, noise, g, epoch)
-            check_finite(math.isfinite(loss.item()), epoch, out, "loss")
+            value = loss.item()
+            check_finite(math.isfinite(value), epoch, out, "loss")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if recipe.ema:
                 _update_average(average, model, recipe.ema)
-            total_loss += loss.item() * len(idx)
+            total_loss += value * len(idx)
             total_correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)
         total_loss, total_correct, seen = all_reduce_sum([total_loss, total_correct, seen], device)
