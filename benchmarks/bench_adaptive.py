@@ -49,7 +49,7 @@ def main() -> None:
     settings = {"checkpoint": str(args.checkpoint.resolve()), "dataset": args.dataset, "split": "test"}
     radii = [float(r) for r in args.radii.split(",")]
     targets = [float(r) for r in args.targets.split(",")]
-    adaptive = {"looks": Adaptive(), "anytime": Adaptive(bound="anytime")}
+    adaptive = {"exact": Adaptive(), "looks": Adaptive(bound="looks"), "anytime": Adaptive(bound="anytime")}
     runs: dict[str, dict] = {  # cheap runs first, so an interrupted benchmark has them
         **{f"target R={r:g}": dict(n0=100, sampling=Adaptive(radius=r)) for r in targets},
         **{f"adaptive ({name})": dict(n0=100, sampling=options) for name, options in adaptive.items()},

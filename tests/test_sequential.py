@@ -145,11 +145,15 @@ def test_table_radius_is_corollary_1():
         assert cor1(p) == pytest.approx(float(radius_cor1(p, D, K)), nan_ok=True)
 
 
-OLD_DEFAULTS = {"step": 100, "growth": 2.0, "futility": "threshold"}  # the defaults before issue 35
-OPTIONS = [Adaptive(), Adaptive(bound="anytime"), Adaptive(radius=4), Adaptive(bound="anytime", radius=4),
+OLD_DEFAULTS = {"bound": "looks", "step": 100, "growth": 2.0, "futility": "threshold"}  # before issue 35
+LOOKS = Adaptive(bound="looks")
+OPTIONS = [LOOKS, Adaptive(bound="anytime"), Adaptive(bound="looks", radius=4), Adaptive(bound="anytime", radius=4),
            Adaptive(beta=0.2, **OLD_DEFAULTS), Adaptive(radius=4, beta=0.05, **OLD_DEFAULTS),
-           Adaptive(beta=0.5, step=10, growth=1.25), Adaptive(radius=4, beta=0.5, step=10, growth=1.25),
-           Adaptive(beta=0.5, step=10, growth=1.25, last=0.95)]
+           Adaptive(bound="looks", beta=0.5, step=10, growth=1.25),
+           Adaptive(bound="looks", radius=4, beta=0.5, step=10, growth=1.25),
+           Adaptive(bound="looks", beta=0.5, step=10, growth=1.25, last=0.95),
+           Adaptive(), Adaptive(radius=4), Adaptive(beta=0.9, step=5, growth=1.5, rho=0.25),
+           Adaptive(radius=4, beta=0.9, step=5, rho=3.0)]
 
 
 @pytest.mark.parametrize("case", range(len(OPTIONS)))
@@ -163,7 +167,7 @@ def test_sequential_certificate_is_wrong_at_most_alpha(case, r):
     assert wrong / runs <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
 
 
-@pytest.mark.parametrize("options", [Adaptive(), Adaptive(bound="anytime")])
+@pytest.mark.parametrize("options", [Adaptive(), LOOKS, Adaptive(bound="anytime")])
 def test_sequential_certificate_has_power_above_the_threshold(options):
     rng = np.random.default_rng(7)
     outcomes = [run_bernoulli(certify_steps(cor1, 10, 10_000, 0.05, options), TAU[4] + 0.03, rng) for _ in range(40)]
@@ -171,7 +175,8 @@ def test_sequential_certificate_has_power_above_the_threshold(options):
     assert max(o.n for o in outcomes) <= 10_000
 
 
-@pytest.mark.parametrize("options", [Adaptive(beta=0.1, step=100, growth=1.5), Adaptive(radius=4, beta=0.1, step=50)])
+@pytest.mark.parametrize("options", [Adaptive(bound="looks", beta=0.1, step=100, growth=1.5),
+                                     Adaptive(bound="looks", radius=4, beta=0.1, step=50)])
 def test_final_futility_stops_no_later_than_the_threshold_rule(options):
     """The last look's bound at the count U n_max is below U, so it rules a radius out whenever U does."""
     for seed in range(20):
@@ -182,16 +187,22 @@ def test_final_futility_stops_no_later_than_the_threshold_rule(options):
 
 
 def test_unset_options_come_from_the_defaults_or_a_resumed_log():
-    assert Adaptive().settled() == Adaptive(**{k: v for k, v in DEFAULTS["largest"].items() if k != "n0"})
-    assert Adaptive(radius=4).settled().beta == DEFAULTS["target"]["beta"]
+    largest = {k: v for k, v in DEFAULTS["exact"]["largest"].items() if k != "n0"}
+    assert Adaptive().settled() == Adaptive(bound="exact", **largest)
+    assert Adaptive(radius=4).settled().beta == DEFAULTS["exact"]["target"]["beta"]
+    assert Adaptive(bound="looks", radius=4).settled().beta == DEFAULTS["looks"]["target"]["beta"]
     assert (Adaptive().default_n0(), Adaptive(radius=2).default_n0()) == (100, 30)
     assert Adaptive(step=7).settled().step == 7  # a chosen option stays
     old = {"scheme": "adaptive", "bound": "looks", "radius": None, "beta": 0.2, "step": 50, "growth": 2.0}
-    resumed = Adaptive().settled(old)
-    assert (resumed.beta, resumed.step, resumed.growth, resumed.futility, resumed.last) == (
-        0.2, 50, 2.0, "threshold", 0.5)
-    assert {"scheme": "adaptive", **resumed.record()} == old  # the recorded settings compare equal
+    for given in (Adaptive(), Adaptive(bound="looks")):  # unset, the bound is the resumed log's own
+        resumed = given.settled(old)
+        assert (resumed.bound, resumed.beta, resumed.step, resumed.growth, resumed.futility, resumed.last,
+                resumed.rho) == ("looks", 0.2, 50, 2.0, "threshold", 0.5, None)
+        assert {"scheme": "adaptive", **resumed.record()} == old  # the recorded settings compare equal
+    assert Adaptive(bound="exact").settled(old) == Adaptive().settled()  # another bound: its defaults
     assert Adaptive(radius=4).settled(old) == Adaptive(radius=4).settled()  # another question: the defaults
+    exact = Adaptive().settled()
+    assert exact.settled(exact.record()) == exact and "last" not in exact.record()
     predict = Adaptive().settled(predict=True)  # PREDICT keeps its schedule (the attacks query it)
     assert (predict.step, predict.growth) == (100, 2.0)
 
@@ -199,7 +210,7 @@ def test_unset_options_come_from_the_defaults_or_a_resumed_log():
 def test_fixed_n_is_the_last_look_of_a_single_look_schedule():
     """With one look the sequential procedure is Clopper-Pearson at alpha on n samples."""
     rng = np.random.default_rng(3)
-    outcome = run_bernoulli(certify_steps(cor1, 10, 500, 0.05, Adaptive(step=500)), 0.8, rng)
+    outcome = run_bernoulli(certify_steps(cor1, 10, 500, 0.05, Adaptive(bound="looks", step=500)), 0.8, rng)
     assert outcome.n == 500
     assert outcome.p_lower == pytest.approx(float(clopper_pearson_lower(outcome.count, 500, 0.05)))
 
@@ -257,10 +268,13 @@ def test_futility_abstains_when_the_top_class_is_below_one_half():
 def test_target_radius_stops_at_the_first_decisive_look():
     smoothed = SmoothedClassifier(Constant(), Ablation(45), 10, device="cpu")
     x = torch.full((1, 28, 28), 0.5)
-    cert = smoothed.certify(x, 30, 10_000, 0.05, generator(0, 2), sampling=Adaptive(radius=2))
-    assert cert.n == 50 and cert.radius >= 2  # the first look (50 samples) decides
-    never = smoothed.certify(x, 30, 10_000, 0.05, generator(0, 2), sampling=Adaptive(radius=12))
+    for options in (Adaptive(bound="looks", radius=2), Adaptive(radius=2)):
+        cert = smoothed.certify(x, 30, 10_000, 0.05, generator(0, 2), sampling=options)
+        assert cert.n == options.settled().step and cert.radius >= 2  # the first look decides
+    never = smoothed.certify(x, 30, 10_000, 0.05, generator(0, 2), sampling=Adaptive(bound="looks", radius=12))
     assert never.n == 50 and never.radius < 12  # beyond the cap: decided "not certified" at once
+    never = smoothed.certify(x, 30, 10_000, 0.05, generator(0, 2), sampling=Adaptive(radius=12))
+    assert never.n == 0 and math.isnan(never.radius)  # the exact bound knows it before any estimation sample
 
 
 def test_sequential_predict_is_wrong_at_most_alpha():
@@ -292,9 +306,10 @@ def test_predict_decision_is_what_sequential_predict_returned():
 
 
 @pytest.mark.parametrize("bad", [dict(bound="nope"), dict(beta=0.0), dict(radius=-1.0), dict(step=0), dict(growth=1.0),
-                                 dict(futility="never"), dict(last=1.0), dict(last=0)])
+                                 dict(futility="never"), dict(last=1.0), dict(last=0), dict(rho=0.0),
+                                 dict(last=0.8), dict(futility="final"), dict(rho=1.0, bound="looks")])
 def test_bad_options_are_refused_by_their_own_name(bad):
-    (name,) = bad
+    name = next(iter(bad))
     with pytest.raises(ValueError, match=name):
         Adaptive(**bad)
 

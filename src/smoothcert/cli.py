@@ -14,7 +14,7 @@ from . import reproductions
 from .attacks import ATTACK_FLAGS, ATTACKS, make_attack
 from .attacks.substitute import format_substitute
 from .certificates import ArgumentError
-from .certificates.sequential import BOUNDS, FUTILITY
+from .certificates.sequential import BOUNDS, DEFAULT_BOUND, DEFAULTS, FUTILITY
 from .classifiers import SAMPLINGS, VOTES
 from .classifiers.checks import sampling_options
 from .data import DATASETS
@@ -77,21 +77,28 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
     p.add_argument("--sampling", choices=SAMPLINGS, default=None,
                    help="adaptive (default): stop sampling once the answer is settled, at the same alpha; "
                         "fixed: always --n samples, the paper's protocol")
+    exact, looks = DEFAULTS[DEFAULT_BOUND], DEFAULTS["looks"]
     p.add_argument("--bound", choices=tuple(BOUNDS), default=None,
-                   help="adaptive: looks = Clopper-Pearson at doubling looks (default), "
-                        "anytime = mixture confidence sequence after every --step samples")
+                   help="adaptive: exact = exact group-sequential boundaries (default; a resumed log keeps its "
+                        "own), looks = Clopper-Pearson at growing looks with alpha split over them, anytime = "
+                        "mixture confidence sequence after every --step samples")
     p.add_argument("--step", type=int, default=None,
-                   help="adaptive: first look (looks) or batch between looks (anytime); default 100, 50 with --radius")
+                   help=f"adaptive: first look (exact, looks) or batch between looks (anytime); default "
+                        f"{exact['largest']['step']}, {exact['target']['step']} with --radius "
+                        f"(looks: {looks['largest']['step']}, {looks['target']['step']})")
     p.add_argument("--beta", type=float, default=None,
-                   help="adaptive: level of the per-look futility bound (costs power, never validity; default "
-                        "0.1, 0.02 with --radius)")
+                   help=f"adaptive: futility level (costs power, never validity); default "
+                        f"{exact['largest']['beta']:g}, {exact['target']['beta']:g} with --radius "
+                        f"(looks: {looks['largest']['beta']:g}, {looks['target']['beta']:g})")
     p.add_argument("--futility", choices=FUTILITY, default=None,
-                   help="adaptive: a radius is out of reach when the futility bound is below its threshold, or "
-                        "(final) when the last look could not certify it at that rate (default final)")
+                   help="adaptive: how a radius is found out of reach: spent (exact bound, default) = futility "
+                        "boundaries that stop at most beta of the time at the rate the last look needs; looks and "
+                        "anytime: threshold = the futility bound is below its threshold, final (default) = the "
+                        "last look could not certify it at that rate")
     if certify:
         p.add_argument("--n0", type=int, default=None,
-                       help="selection samples (default 1000 as the paper with fixed sampling; adaptive: 100, "
-                            "30 with --radius)")
+                       help=f"selection samples (default 1000 as the paper with fixed sampling; adaptive: "
+                            f"{exact['largest']['n0']}, {exact['target']['n0']} with --radius)")
         p.add_argument("--radius", type=float, default=None,
                        help="adaptive: only ask whether each image is certified at this radius (stops much sooner)")
         p.add_argument("--certificate", choices=certificate_names(),

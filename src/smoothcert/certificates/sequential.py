@@ -5,7 +5,16 @@ samples in growing batches and stop as soon as the answer is settled, with the s
 the returned radius is wrong with probability at most ``alpha``. Everything in this module is
 pure numpy/scipy; [`smoothcert.classifiers.SmoothedClassifier`][smoothcert.classifiers.SmoothedClassifier] feeds the procedures with votes.
 
-Two kinds of time-uniform lower (and upper) bounds on a Bernoulli mean p:
+Three kinds of time-uniform bounds on a Bernoulli mean p:
+
+* [`ExactLooks`][ExactLooks] (the default) -- exact group-sequential boundaries at looks
+  ``n_1 < ... < n_J`` ([`smoothcert.certificates.boundaries`][smoothcert.certificates.boundaries]): for every
+  radius threshold tau the count that certifies it at look j is computed from the exact law of the
+  vote path at p = tau, with ``alpha (n_j / n)^rho`` spent by look j, so the looks cost no union
+  bound. The boundaries grow with tau, so one crossing event covers every radius at once: a
+  certificate of a radius whose threshold is >= p needs a crossing of the boundary of the
+  smallest threshold >= p, which has probability <= alpha. Futility boundaries spend ``beta`` the
+  same way at the proportion the last look needs (power only).
 
 * [`GroupSequentialCP`][GroupSequentialCP] -- Clopper-Pearson at a fixed schedule of looks ``n_1 < ... < n_J``,
   with ``alpha`` spent across the looks (``alpha_j``, summing to ``alpha``: a share ``last`` of it
@@ -19,7 +28,7 @@ Two kinds of time-uniform lower (and upper) bounds on a Bernoulli mean p:
   spent at ``(1 - last) alpha`` and a plain Clopper-Pearson bound at ``last * alpha`` is added at
   ``n_max`` (union bound again), so a run that uses all samples loses little against fixed n.
 
-Upper bounds only decide when further sampling is futile: the one-sided Clopper-Pearson upper
+For the two bounds above, upper bounds only decide when further sampling is futile: the one-sided Clopper-Pearson upper
 bound U at level ``beta``, at each look on its own; a radius is out of reach when U is below its
 threshold, or (``futility="final"``) when the last look's lower bound at the count U n_max would
 not certify it. They never enter a certificate, so ``beta`` and the rule cost power (a radius
@@ -39,6 +48,7 @@ from scipy.optimize import brentq
 from scipy.special import betainc, betaln
 from scipy.stats import binomtest
 
+from .boundaries import crossing_bounds, futility_bounds, spent
 from .checks import ArgumentError, check_alpha, check_integer
 from .statistics import clopper_pearson_lower, clopper_pearson_upper
 
@@ -104,6 +114,18 @@ def spend(alpha: float, looks: int, last: float = 0.5) -> np.ndarray:
     return np.array([a * (1 - last) / (looks - 1)] * (looks - 1) + [a * last])
 
 
+def schedule(first: int, growth: float, n_max: int) -> np.ndarray:
+    """Looks ``first, first * growth, ...`` (rounded) ending exactly at ``n_max``."""
+    n_max = check_integer(n_max, "n_max", 1)
+    looks, n = [], float(first)
+    while round(n) < n_max:
+        looks.append(round(n))
+        n *= growth
+    if looks and n_max < looks[-1] * (1 + (growth - 1) / 2):
+        looks.pop()  # a last step much shorter than the others costs a look for few samples
+    return np.array([*looks, n_max], dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class GroupSequentialCP:
     """Clopper-Pearson at looks ``first, first * growth, ...`` ending exactly at ``n_max``, with
@@ -120,14 +142,7 @@ class GroupSequentialCP:
         check_last(self.last)
 
     def looks(self, n_max: int) -> np.ndarray:
-        n_max = check_integer(n_max, "n_max", 1)
-        looks, n = [], float(self.first)
-        while round(n) < n_max:
-            looks.append(round(n))
-            n *= self.growth
-        if looks and n_max < looks[-1] * (1 + (self.growth - 1) / 2):
-            looks.pop()  # a last step much shorter than the others costs a look for few samples
-        return np.array([*looks, n_max], dtype=np.int64)
+        return schedule(self.first, self.growth, n_max)
 
     def lower(self, count: int, n: int, look: int, looks: int, alpha: float) -> float:
         return float(clopper_pearson_lower(count, n, spend(alpha, looks, self.last)[look]))
@@ -156,57 +171,135 @@ class MixtureCS:
         return bound
 
 
-BOUNDS = {"looks": GroupSequentialCP, "anytime": MixtureCS}
+EXACT_MAX = 1_000_000
+"""The largest ``n`` of the exact bound: its tables take about a second per radius there."""
+
+
+@dataclass(frozen=True)
+class ExactLooks:
+    """Exact group-sequential boundaries ([`boundaries`][smoothcert.certificates.boundaries]) at looks
+    ``first, first * growth, ...`` ending at ``n_max``: ``alpha (n_j / n_max)^rho`` spent by look j
+    (a larger ``rho`` keeps more for the last looks), futility ``beta (n_j / n_max)``."""
+
+    first: int = 20
+    growth: float = 1.3
+    rho: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_integer(self.first, "first", 1)
+        if not self.growth > 1:
+            raise ValueError(f"growth must be > 1, got {self.growth}")
+        if not (isinstance(self.rho, (int, float)) and 0 < self.rho <= 4):
+            raise ArgumentError("rho", self.rho, "{name} (the alpha-spending exponent) must be in (0, 4], got {value}")
+
+    def looks(self, n_max: int) -> np.ndarray:
+        if n_max > EXACT_MAX:
+            raise ArgumentError("n", n_max, "{name} {value} is too large for the exact bound, whose boundaries "
+                                f"are computed over every count (at most {EXACT_MAX:,}): choose the looks bound")
+        return schedule(self.first, self.growth, n_max)
+
+    def crossing(self, tau: float, n_max: int, alpha: float) -> np.ndarray:
+        """The counts that show p > ``tau`` at each look (``look + 1``: none)."""
+        looks = self.looks(n_max)
+        return crossing_bounds(tau, looks, spent(alpha, looks, self.rho))
+
+    def futility(self, theta: float, n_max: int, beta: float) -> np.ndarray:
+        """The counts at or below which p < ``theta`` is taken as settled at each look (-1: none)."""
+        looks = self.looks(n_max)
+        return futility_bounds(theta, looks, spent(beta, looks, 1.0))
+
+
+BOUNDS = {"exact": ExactLooks, "looks": GroupSequentialCP, "anytime": MixtureCS}
 """The bound families by their CLI name (``--bound``)."""
 
 
 # ----------------------------------------------------------------------------- procedures
 
 
-FUTILITY = ("threshold", "final")
-"""How the upper bound U decides that a radius is out of reach (``--futility``): ``threshold``,
-when U is below the radius's threshold; ``final``, when even the last look's lower bound at the
-count U n_max (every later sample at the rate U) would not certify it."""
+FUTILITY = ("threshold", "final", "spent")
+"""How a radius is found out of reach (``--futility``). With the ``looks`` and ``anytime`` bounds,
+by the Clopper-Pearson upper bound U at ``beta`` at each look: ``threshold``, when U is below the
+radius's threshold; ``final``, when even the last look's lower bound at the count U n_max (every
+later sample at the rate U) would not certify it. With the ``exact`` bound, ``spent``: by futility
+boundaries that stop with probability at most ``beta`` in all when p is the proportion the last
+look needs to certify the radius ([`ExactLooks.futility`][ExactLooks.futility])."""
 
-DEFAULTS: dict[str, dict[str, Any]] = {
+READS: dict[str, tuple[str, ...]] = {
+    "exact": ("beta", "step", "growth", "futility", "rho"),
+    "looks": ("beta", "step", "growth", "futility", "last"),
+    "anytime": ("beta", "step", "growth", "futility", "last"),
+}
+"""The options each bound family reads (``rho`` only the exact bound, ``last`` only the others)."""
+
+_LOOKS_DEFAULTS: dict[str, dict[str, Any]] = {
     "largest": {"n0": 100, "beta": 0.1, "step": 100, "growth": 1.5, "futility": "final", "last": 0.8},
     "target": {"n0": 30, "beta": 0.02, "step": 50, "growth": 1.25, "futility": "final", "last": 0.5},
     "predict": {"beta": 0.2, "step": 100, "growth": 2.0, "futility": "threshold", "last": 0.5},
 }
-"""The options an [`Adaptive`][Adaptive] leaves unset, per question (largest radius, a target radius,
-PREDICT), and CERTIFY's selection samples ``n0``: chosen by simulating sequential CERTIFY on the
-demo model's vote shares (``benchmarks/simulate_adaptive.py``, BENCHMARKS.md)."""
 
-LEGACY = {"futility": "threshold", "last": 0.5}
+DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "exact": {
+        "largest": {"n0": 100, "beta": 0.4, "step": 20, "growth": 1.3, "futility": "spent", "rho": 1.0},
+        "target": {"n0": 30, "beta": 0.6, "step": 10, "growth": 1.3, "futility": "spent", "rho": 0.25},
+        "predict": {"beta": 0.2, "step": 100, "growth": 2.0, "futility": "spent", "rho": 1.0},
+    },
+    "looks": _LOOKS_DEFAULTS,
+    "anytime": _LOOKS_DEFAULTS,
+}
+"""The options an [`Adaptive`][Adaptive] leaves unset, per bound family and question (largest radius,
+a target radius, PREDICT), and CERTIFY's selection samples ``n0``: chosen by simulating sequential
+CERTIFY on measured vote shares (``benchmarks/simulate_adaptive.py``, docs/benchmarks/adaptive.md).
+PREDICT reads only ``step`` and ``growth`` (its schedule), whatever the bound."""
+
+DEFAULT_BOUND = "exact"
+"""The bound family of a new run (a resumed log keeps its own)."""
+
+LEGACY = {"bound": "looks", "futility": "threshold", "last": 0.5}
 """Options added after logs were first written, at the value that behaves as before they existed:
 a log that does not record one was written with this value, and it is recorded only when it differs."""
 
 
+def _check_reads(bound: str, options: Mapping[str, Any]) -> None:
+    """Refuse an option that ``bound`` does not read, or a futility rule it does not apply."""
+    for name in ("rho", "last"):
+        if options.get(name) is not None and name not in READS[bound]:
+            raise ArgumentError(name, options[name], f"{{name}} {{value}} is an option of the "
+                                f"{'exact bound' if name == 'rho' else 'looks and anytime bounds'}, not of the {bound} "
+                                "bound: drop {name} or choose the bound it belongs to")
+    rule = options.get("futility")
+    if rule is not None and (rule == "spent") != (bound == "exact"):
+        fits = "the exact bound" if rule == "spent" else "the looks and anytime bounds"
+        raise ArgumentError("futility", rule, f"{{name}} {{value}} is a rule of {fits}, not of the {bound} bound: "
+                            "drop {name} or choose the bound it belongs to")
+
+
 @dataclass(frozen=True)
 class Adaptive:
-    """Options of sequential CERTIFY and PREDICT; ``None`` leaves one to [`settled`][settled].
+    """Options of sequential CERTIFY and PREDICT; ``None`` leaves one to [`settled`][Adaptive.settled].
 
-    ``bound``: ``looks`` ([`GroupSequentialCP`][GroupSequentialCP]) or ``anytime`` ([`MixtureCS`][MixtureCS]).
-    ``radius``: the question. ``None`` asks for the largest certified radius; a number R asks
-    "is the image certified at R?" and stops as soon as that is decided. ``beta``: level of the
-    futility (upper) bound at each look and ``futility`` its rule ([`FUTILITY`][FUTILITY]), power only.
-    ``step``: the batch after which the bounds are checked (``anytime``) or the first look
-    (``looks``, which then grows by ``growth``). ``last``: the share of ``alpha`` kept for the
-    last look (validity holds at any share; a larger one certifies more when all samples are
-    needed, a smaller one stops earlier). Unset options take the question's
-    [`DEFAULTS`][DEFAULTS], or the ones a resumed log recorded.
+    ``bound``: ``exact`` ([`ExactLooks`][ExactLooks], the default), ``looks``
+    ([`GroupSequentialCP`][GroupSequentialCP]) or ``anytime`` ([`MixtureCS`][MixtureCS]); unset, a resumed
+    log's own. ``radius``: the question. ``None`` asks for the largest certified radius; a number R
+    asks "is the image certified at R?" and stops as soon as that is decided. ``beta``: the
+    futility level and ``futility`` its rule ([`FUTILITY`][FUTILITY]), power only. ``step``: the
+    first look (``exact``, ``looks``, which then grow by ``growth``) or the batch after which the
+    bound is checked (``anytime``). ``rho`` (``exact``): the share of alpha spent by look j is
+    ``(n_j / n)^rho``. ``last`` (``looks``, ``anytime``): the share of ``alpha`` kept for the last
+    look. Validity holds at any setting; unset options take the [`DEFAULTS`][DEFAULTS] of the bound
+    and question, or the ones a resumed log recorded.
     """
 
-    bound: str = "looks"
+    bound: str | None = None
     radius: float | None = None
     beta: float | None = None
     step: int | None = None
     growth: float | None = None
     futility: str | None = None
     last: float | None = None
+    rho: float | None = None
 
     def __post_init__(self) -> None:
-        if self.bound not in BOUNDS:
+        if self.bound is not None and self.bound not in BOUNDS:
             raise ValueError(f"unknown bound {self.bound!r}; choose one of {tuple(BOUNDS)}")
         if self.futility is not None and self.futility not in FUTILITY:
             raise ValueError(f"unknown futility rule {self.futility!r}; choose one of {FUTILITY}")
@@ -218,33 +311,45 @@ class Adaptive:
             check_last(self.last)
         if self.radius is not None and not (math.isfinite(self.radius) and self.radius >= 0):
             raise ValueError(f"the target radius must be a finite number >= 0, got {self.radius!r}")
-        self.settled().family()  # validates step and growth
+        if self.bound is not None:
+            _check_reads(self.bound, asdict(self))
+        self.settled().family()  # validates step, growth and rho
 
     def question(self, predict: bool = False) -> str:
         """``predict``, or CERTIFY's ``largest`` (radius) or ``target`` (radius)."""
         return "predict" if predict else "largest" if self.radius is None else "target"
 
     def settled(self, recorded: Mapping[str, Any] | None = None, *, predict: bool = False) -> Adaptive:
-        """These options with every unset one filled in: from ``recorded`` (the sampling settings
-        of a log being resumed, so it goes on as it began; [`LEGACY`][LEGACY] for what it lacks) when
-        it asks the same question with the same bound, else from [`DEFAULTS`][DEFAULTS]."""
-        same = isinstance(recorded, Mapping) and recorded.get("bound") == self.bound and \
-            recorded.get("radius") == self.radius
-        source = {**LEGACY, **recorded} if same else DEFAULTS[self.question(predict)]
-        unset = {f: source[f] for f in ("beta", "step", "growth", "futility", "last") if getattr(self, f) is None}
-        return replace(self, **unset) if unset else self
+        """These options with the bound and every unset option filled in: from ``recorded`` (the
+        sampling settings of a log being resumed, so it goes on as it began; [`LEGACY`][LEGACY] for
+        what it lacks) when it asks the same question (with the same bound, if one is given), else
+        from the [`DEFAULTS`][DEFAULTS] of [`DEFAULT_BOUND`][DEFAULT_BOUND] or the given bound."""
+        resumed = {**LEGACY, **recorded} if isinstance(recorded, Mapping) else None
+        same = resumed is not None and resumed.get("radius") == self.radius and \
+            self.bound in (None, resumed.get("bound")) and resumed.get("bound") in BOUNDS
+        bound = resumed["bound"] if same else self.bound or DEFAULT_BOUND
+        source = resumed if same else DEFAULTS[bound][self.question(predict)]
+        unset = {f: source.get(f) for f in READS[bound] if getattr(self, f) is None}
+        _check_reads(bound, {**asdict(self), **unset})
+        return self if bound == self.bound and not unset else replace(self, bound=bound, **unset)
 
     def record(self) -> dict[str, Any]:
-        """The settled options as a log records them ([`LEGACY`][LEGACY] values left out)."""
-        return {k: v for k, v in asdict(self.settled()).items() if k not in LEGACY or LEGACY[k] != v}
+        """The settled options as a log records them (options the bound does not read and
+        [`LEGACY`][LEGACY] values of the other options left out)."""
+        settled = asdict(self.settled())
+        return {k: v for k, v in settled.items()
+                if (k in ("bound", "radius") or k in READS[settled["bound"]])
+                and (k == "bound" or k not in LEGACY or LEGACY[k] != v)}
 
     def default_n0(self) -> int:
         """The selection samples of sequential CERTIFY when none are asked for."""
-        return DEFAULTS[self.question()]["n0"]
+        return DEFAULTS[self.bound or DEFAULT_BOUND][self.question()]["n0"]
 
-    def family(self) -> GroupSequentialCP | MixtureCS:
+    def family(self) -> ExactLooks | GroupSequentialCP | MixtureCS:
         options = self.settled()
-        if self.bound == "looks":
+        if options.bound == "exact":
+            return ExactLooks(options.step, options.growth, options.rho)
+        if options.bound == "looks":
             return GroupSequentialCP(options.step, options.growth, options.last)
         return MixtureCS(options.step, options.last)
 
@@ -263,11 +368,22 @@ class Outcome:
 
 
 @lru_cache(maxsize=64)
-def best_lower(family: GroupSequentialCP | MixtureCS, n_max: int, alpha: float) -> float:
+def best_lower(family: ExactLooks | GroupSequentialCP | MixtureCS, n_max: int, alpha: float) -> float:
     """The largest lower bound any run can reach (every sample a success): it fixes the cap, the
-    largest radius sequential CERTIFY can certify with at most ``n_max`` samples."""
+    largest radius sequential CERTIFY can certify with at most ``n_max`` samples. For the exact
+    bound, the largest tau whose boundary some look can reach (to 1e-9)."""
     looks = family.looks(n_max)
+    if isinstance(family, ExactLooks):
+        tau = brentq(lambda t: 0.5 - _reachable(family, t, n_max, alpha), 1e-12, 1 - 1e-12, xtol=1e-10)
+        while not _reachable(family, tau, n_max, alpha):  # the root may lie just past the step
+            tau -= 1e-9
+        return tau
     return max(family.lower(int(m), int(m), j, len(looks), alpha) for j, m in enumerate(looks))
+
+
+def _reachable(family: ExactLooks, tau: float, n_max: int, alpha: float) -> float:
+    """1 if some look's boundary for ``tau`` is at most its sample size, else 0 (a step in tau)."""
+    return float(np.any(family.crossing(tau, n_max, alpha) <= family.looks(n_max)))
 
 
 Radius = Callable[[float], float]
@@ -290,20 +406,31 @@ def certify_steps(
     The top class comes from ``n0`` selection samples that never enter a bound. Then batches up
     to ``n_max`` estimation samples; after each look (the bound family's schedule) it stops when
 
-    * largest radius (``options.radius is None``): the lower bound certifies a radius in the grid
-      cell (width ``resolution``) of the largest radius any run could reach (the cap), or the upper
-      bound at ``beta`` shows that no radius in a higher cell is reachable (futility, by the rule
-      ``options.futility``);
-    * target radius R: the lower bound certifies R, or the upper bound shows R is out of reach.
+    * largest radius (``options.radius is None``): a radius in the grid cell (width
+      ``resolution``) of the largest radius any run could reach (the cap) is certified, or no
+      radius in a higher cell is reachable any more (futility, by the rule ``options.futility``);
+    * target radius R: R is certified, or R is out of reach.
 
-    The certificate is the largest radius certified at any look: the lower bounds hold at every
-    look simultaneously with probability >= 1 - alpha (see the module docstring).
+    The certificate is the largest radius certified at any look: the bounds hold at every look
+    simultaneously with probability >= 1 - alpha (see the module docstring). ``radius`` should be
+    hashable (a frozen dataclass, not a lambda) for the exact bound's tables to be reused across images.
     """
     check_alpha(alpha)
     options = options.settled()
     family = options.family()
-    looks = family.looks(n_max)
     top = int(np.argmax((yield check_integer(n0, "n0", 1))))
+    if isinstance(family, ExactLooks):
+        grid = _thresholds(radius, resolution, options.radius, family, n_max, alpha, options.beta)
+        return (yield from _exact_steps(grid, top, options.radius, resolution))
+    return (yield from _bound_steps(radius, top, family, n_max, alpha, options, resolution))
+
+
+def _bound_steps(
+    radius: Radius, top: int, family: GroupSequentialCP | MixtureCS, n_max: int, alpha: float, options: Adaptive,
+    resolution: float,
+) -> Generator[int, np.ndarray, Outcome]:
+    """The ``looks`` and ``anytime`` bounds: a lower bound on p at each look, its radius certified."""
+    looks = family.looks(n_max)
     cap = radius(best_lower(family, n_max, alpha))
     count = used = 0
     p_lower, certified = 0.0, math.nan
@@ -323,6 +450,106 @@ def certify_steps(
         elif certified >= options.radius or not reachable >= options.radius:
             break
     return Outcome(top, count, used, p_lower, certified)
+
+
+REFINE = 16
+"""Thresholds of the exact bound per ``resolution`` cell: a continuous radius (Gaussian) is certified
+on a grid of ``resolution / REFINE``, an integer one (ablation) exactly."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What the exact bound can certify: ``radii`` (increasing), their thresholds ``tau`` (the radius
+    is certified once p > tau is shown), and per threshold and look the counts that show it
+    (``crossing``, nondecreasing down the rows) and the counts at or below which it is out of
+    reach (``futility``)."""
+
+    looks: np.ndarray
+    radii: np.ndarray
+    tau: np.ndarray
+    crossing: np.ndarray
+    futility: np.ndarray
+
+
+def threshold(radius: Radius, r: float) -> float | None:
+    """The smallest p of six significant digits whose radius is at least ``r`` (None if none is
+    below 1): the exact bound certifies ``r`` once it shows p above it, and a log, which writes
+    six digits, keeps it exactly (so its radius follows from its ``p_lower``). Rounding up only
+    makes the test stricter, by less than 1e-6."""
+    lo, hi = 0.0, float(np.nextafter(1.0, 0.0))
+    if not radius(hi) >= r:
+        return None
+    for _ in range(64):
+        mid = (lo + hi) / 2
+        if mid in (lo, hi):
+            break
+        lo, hi = (lo, mid) if radius(mid) >= r else (mid, hi)
+    scale = 10 ** (5 - math.floor(math.log10(hi)))
+    tau = math.ceil(hi * scale) / scale
+    return tau if tau < 1 and radius(tau) >= r else None
+
+
+def _thresholds(radius: Radius, resolution: float, target: float | None, family: ExactLooks, n_max: int,
+                alpha: float, beta: float) -> Thresholds:
+    try:
+        hash(radius)
+    except TypeError:  # an unhashable radius: computed for this image alone
+        return _cached_thresholds.__wrapped__(radius, resolution, target, family, n_max, alpha, beta)
+    return _cached_thresholds(radius, resolution, target, family, n_max, alpha, beta)
+
+
+@lru_cache(maxsize=32)
+def _cached_thresholds(radius: Radius, resolution: float, target: float | None, family: ExactLooks, n_max: int,
+                       alpha: float, beta: float) -> Thresholds:
+    """The radii from 0 (or the ``target`` alone) up to the cap on a grid of ``resolution / REFINE``,
+    with their boundary tables; crossing boundaries are raised to be nondecreasing in tau (which
+    only lowers each one's crossing probability) and futility ones likewise."""
+    looks = family.looks(n_max)
+    radii, taus, crossing = [], [], []
+    r = 0.0 if target is None else float(target)
+    while (tau := threshold(radius, r)) is not None:
+        bounds = family.crossing(tau, n_max, alpha)
+        if crossing:
+            bounds = np.maximum(bounds, crossing[-1])
+        if np.all(bounds > looks):
+            break  # beyond the cap: no run certifies it
+        radii.append(radius(tau))
+        taus.append(tau)
+        crossing.append(bounds)
+        if target is not None:
+            break
+        fine = resolution / REFINE
+        r = (math.floor(radii[-1] / fine + 1e-9) + 1) * fine
+    futility = [family.futility(min(bounds[-1] / n_max, 1 - 1e-12), n_max, beta) for bounds in crossing]
+    empty = np.zeros((0, len(looks)), dtype=np.int64)
+    return Thresholds(looks, np.array(radii, dtype=float), np.array(taus, dtype=float),
+                      np.array(crossing).reshape(-1, len(looks)) if crossing else empty,
+                      np.maximum.accumulate(np.array(futility), axis=0) if futility else empty)
+
+
+def _exact_steps(grid: Thresholds, top: int, target: float | None,
+                 resolution: float) -> Generator[int, np.ndarray, Outcome]:
+    """The exact bound: radius k is certified once the count reaches its crossing boundary at a
+    look; the run stops as [`certify_steps`][certify_steps] describes, with "reachable" meaning above
+    the futility boundary."""
+    count = used = 0
+    best = -1
+    cap = _level(grid.radii[-1], resolution) if len(grid.radii) else -1.0
+    for j, look in enumerate(grid.looks if len(grid.radii) else []):
+        counts = yield int(look) - used
+        count, used = count + int(counts[top]), int(look)
+        best = max(best, int(np.sum(count >= grid.crossing[:, j])) - 1)
+        reach = int(np.sum(count > grid.futility[:, j])) - 1
+        if target is not None:
+            if best >= 0 or reach < 0:
+                break
+            continue
+        level = _level(grid.radii[best], resolution) if best >= 0 else -1.0
+        if level >= cap or (_level(grid.radii[reach], resolution) if reach >= 0 else -1.0) <= level:
+            break
+    if best < 0:
+        return Outcome(top, count, used, 0.0, math.nan)
+    return Outcome(top, count, used, float(grid.tau[best]), float(grid.radii[best]))
 
 
 def pair_log_evidence(top: int, second: int) -> float:

@@ -17,6 +17,7 @@ runner: [`run_packed`][smoothcert.classifiers.base.run_packed]).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -251,11 +252,23 @@ class SmoothedClassifier:
                 raise ValueError(f"adaptive sampling certifies with {self.noise.certificates[0]} only; "
                                  f"use fixed sampling for the {self.certificate} certificate")
             outcome = yield from sequential_certify(
-                lambda p: self.noise.radius(p, image_size), n0, n, alpha, options, self.noise.radius_step)
+                NoiseRadius(self.noise, tuple(image_size)), n0, n, alpha, options, self.noise.radius_step)
             top, count, n, p_lower, radius = outcome.top, outcome.count, outcome.n, outcome.p_lower, outcome.radius
         if np.isnan(radius):
             return Certificate(ABSTAIN, count, n, float(p_lower), float("nan"))
         return Certificate(top, count, n, float(p_lower), float(radius))
+
+
+@dataclass(frozen=True)
+class NoiseRadius:
+    """The radius a noise certifies from a lower bound on p, for images of ``image_size``: a
+    hashable certificate, so sequential CERTIFY reuses its tables across images."""
+
+    noise: Noise
+    image_size: tuple[int, ...]
+
+    def __call__(self, p_lower: float) -> float:
+        return self.noise.radius(p_lower, self.image_size)
 
 
 def as_sampling(sampling: Sampling) -> Adaptive | None:

@@ -1,0 +1,183 @@
+"""Exact group-sequential boundaries (smoothcert.certificates.boundaries) and the exact bound of
+sequential CERTIFY: crossing probabilities checked by enumerating every vote path, and the
+procedure's wrong-radius rate computed exactly over binomial paths (selection included) and by
+Monte-Carlo at the worst case, p exactly at a radius's threshold."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import binom, multinomial
+
+from smoothcert.certificates import delta
+from smoothcert.certificates.boundaries import crossing_bounds, crossing_probability, futility_bounds, spent
+from smoothcert.certificates.sequential import Adaptive, ExactLooks, _thresholds, certify_steps
+
+D, K = 784, 45
+TAU = 0.5 + delta(np.arange(13), D, K)
+
+
+def cor1(p: float) -> float:
+    r = int(np.searchsorted(TAU, p, side="left")) - 1
+    return math.nan if r < 0 else float(r)
+
+
+LOOKS = np.array([2, 5, 9, 12])
+PATHS = np.array(list(itertools.product([0, 1], repeat=int(LOOKS[-1]))))  # every vote path of 12 samples
+COUNTS = np.cumsum(PATHS, axis=1)[:, LOOKS - 1]  # (paths, looks): the count at each look
+
+
+def enumerated_crossing(bounds: np.ndarray, p: float) -> float:
+    """P_p(exists j: S_j >= bounds[j]) summed over all 4,096 paths, independent of the DP."""
+    weights = p ** PATHS.sum(1) * (1 - p) ** (len(PATHS[0]) - PATHS.sum(1))
+    return float(weights[np.any(COUNTS >= bounds, axis=1)].sum())
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.2])
+@pytest.mark.parametrize("rho", [0.25, 1.0, 3.0])
+@pytest.mark.parametrize("tau", [0.3, 0.5, 0.7, 0.9])
+def test_crossing_probability_is_at_most_alpha_by_enumeration(alpha, rho, tau):
+    cumulative = spent(alpha, LOOKS, rho)
+    bounds = crossing_bounds(tau, LOOKS, cumulative)
+    exact = enumerated_crossing(bounds, tau)
+    assert crossing_probability(bounds, LOOKS, tau) == pytest.approx(exact, abs=1e-12)
+    assert exact <= alpha
+    for p in (tau - 0.1, tau - 0.02):  # below tau the crossing is rarer
+        assert enumerated_crossing(bounds, p) <= exact + 1e-15
+    lower = np.maximum(bounds - 1, 0)  # one count less at any look with a boundary breaks the budget
+    for j in np.flatnonzero(bounds <= LOOKS):
+        if bounds[j] > 0:
+            loosened = bounds.copy()
+            loosened[j] = lower[j]
+            assert enumerated_crossing(loosened, tau) > cumulative[j] * 0.999 or j < len(LOOKS) - 1
+
+
+def test_boundaries_spend_alpha_look_by_look():
+    """At tau the probability of a first crossing by look j is at most the share spent by then, and
+    a boundary is the smallest count that keeps it so (one count lower would overspend)."""
+    for tau in (0.5, 0.8):
+        cumulative = spent(0.2, LOOKS, 1.0)
+        bounds = crossing_bounds(tau, LOOKS, cumulative)
+        for j in range(len(LOOKS)):
+            by_j = enumerated_crossing(np.where(np.arange(len(LOOKS)) <= j, bounds, LOOKS + 1), tau)
+            assert by_j <= cumulative[j] + 1e-15
+            if 0 < bounds[j] <= LOOKS[j]:
+                tighter = np.where(np.arange(len(LOOKS)) <= j, bounds, LOOKS + 1)
+                tighter[j] -= 1
+                assert enumerated_crossing(tighter, tau) > cumulative[j]
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.5])
+def test_futility_stops_at_most_beta_at_theta(beta):
+    for theta in (0.5, 0.8):
+        bounds = futility_bounds(theta, LOOKS, spent(beta, LOOKS, 1.0))
+        weights = theta ** PATHS.sum(1) * (1 - theta) ** (len(PATHS[0]) - PATHS.sum(1))
+        stopped = float(weights[np.any(COUNTS <= bounds, axis=1)].sum())
+        assert stopped <= beta
+        assert np.any(bounds >= 0)  # it does stop some paths
+
+
+def procedure_wrong_rate(p: float, wrong_from: int, options: Adaptive, n_max: int, alpha: float) -> float:
+    """P_p(sequential CERTIFY with the exact bound certifies a radius >= ``wrong_from``), computed
+    exactly by following every count path through the looks with its stops (cap, futility):
+    the state is (count, best radius so far) on the paths still sampling."""
+    options = options.settled()
+    grid = _thresholds(cor1, 1.0, options.radius, options.family(), n_max, alpha, options.beta)
+    rows = len(grid.radii)
+    alive = np.zeros((rows + 1, 1))  # alive[b + 1, s]: best index b (-1: none), count s
+    alive[0, 0] = 1.0
+    used, wrong = 0, 0.0
+    for j, look in enumerate(grid.looks):
+        step = binom.pmf(np.arange(look - used + 1), look - used, p)
+        alive = np.array([np.convolve(row, step) for row in alive])
+        used = int(look)
+        counts = np.arange(alive.shape[1])
+        moved = np.zeros_like(alive)
+        for b in range(-1, rows):
+            best = np.maximum(b, (counts[:, None] >= grid.crossing[:, j]).sum(1) - 1)
+            for nb in np.unique(best):
+                moved[nb + 1, best == nb] += alive[b + 1, best == nb]
+        reach = (counts[:, None] > grid.futility[:, j]).sum(1) - 1
+        for b in range(-1, rows):
+            if options.radius is None:
+                stop = (b >= rows - 1) | (reach <= b)
+            else:
+                stop = np.full(counts.shape, b >= 0) | (reach < 0)
+            certified = grid.radii[b] if b >= 0 else -1.0
+            if certified >= wrong_from:
+                wrong += moved[b + 1, stop].sum()
+            moved[b + 1, stop] = 0.0
+        alive = moved
+    for b in range(rows):  # paths that ran to n_max
+        if grid.radii[b] >= wrong_from:
+            wrong += alive[b + 1].sum()
+    return float(wrong)
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.01])
+@pytest.mark.parametrize("options", [Adaptive(), Adaptive(radius=4), Adaptive(beta=0.9, step=5, rho=0.25),
+                                     Adaptive(radius=8, step=5, growth=1.5, rho=3.0)],
+                         ids=["largest", "target4", "early", "target8-late"])
+def test_exact_certify_is_wrong_at_most_alpha_over_all_paths(alpha, options):
+    """Worst case p = tau_r (the true radius is r - 1), selection included: with three classes
+    (tau_r, and the rest split) the class picked on n0 = 10 votes is the top one or one whose p is
+    below 1/2, for which any certificate is wrong. Exact over vote paths and the selection's law."""
+    n_max = 600
+    for r in ([4] if options.radius == 4 else [8] if options.radius == 8 else [1, 4, 8]):
+        p_top = TAU[r]
+        rest = (1 - p_top) / 2
+        n0 = 10
+        pick_other = sum(multinomial.pmf([a, b, n0 - a - b], n0, [p_top, rest, rest])
+                         for a in range(n0 + 1) for b in range(n0 + 1 - a)
+                         if a + b <= n0 and max(b, n0 - a - b) > a)  # ties go to the top class (index 0)
+        wrong_top = procedure_wrong_rate(p_top, r, options, n_max, alpha)
+        wrong_other = procedure_wrong_rate(rest, 0, options, n_max, alpha)
+        total = (1 - pick_other) * wrong_top + pick_other * wrong_other
+        assert total <= alpha
+        if options.radius is None and r == 1:
+            assert wrong_top > alpha / 20  # the computation sees crossings: not vacuous
+
+
+def run_votes(steps, q: np.ndarray, rng: np.random.Generator):
+    """Drive a certify coroutine with multinomial votes of class probabilities ``q``."""
+    try:
+        size = next(steps)
+        while True:
+            size = steps.send(rng.multinomial(size, q))
+    except StopIteration as done:
+        return done.value
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.01])
+@pytest.mark.parametrize("options", [Adaptive(), Adaptive(radius=4)], ids=["largest", "target4"])
+def test_exact_certify_is_wrong_at_most_alpha_by_monte_carlo(alpha, options):
+    """The library's own coroutine, at p = tau_4 with a runner-up at 1 - tau_4 (selection on 30 votes)."""
+    rng = np.random.default_rng(int(alpha * 1000) + (options.radius is None))
+    q = np.array([TAU[4], 1 - TAU[4]])
+    runs = 1500
+    wrong = 0
+    for _ in range(runs):
+        outcome = run_votes(certify_steps(cor1, 30, 2000, alpha, options), q, rng)
+        wrong += outcome.radius >= 4 or (outcome.top != 0 and not math.isnan(outcome.radius))
+    assert wrong / runs <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
+
+
+def test_exact_certificate_reports_the_threshold_it_crossed():
+    rng = np.random.default_rng(4)
+    outcome = run_votes(certify_steps(cor1, 30, 10_000, 0.05, Adaptive()), np.array([0.9, 0.1]), rng)
+    assert outcome.radius == cor1(outcome.p_lower)  # p_lower is the threshold shown exceeded
+    assert outcome.p_lower > TAU[int(outcome.radius)] and outcome.radius in (7, 8)  # tau_8 = 0.878 < 0.9
+
+
+def test_exact_family_refuses_bad_spending():
+    with pytest.raises(ValueError, match="rho"):
+        ExactLooks(20, 1.3, 0.0)
+
+
+def test_the_path_computation_catches_boundaries_that_overspend(monkeypatch):
+    """Boundaries three counts too low at every look break the level, and the exact computation says so."""
+    honest = ExactLooks.crossing
+    monkeypatch.setattr(ExactLooks, "crossing", lambda self, tau, n, a: np.maximum(honest(self, tau, n, a) - 3, 0))
+    options = Adaptive(step=7)  # a schedule no other test caches
+    assert procedure_wrong_rate(TAU[4], 4, options, 600, 0.05) > 0.05
