@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 from scipy.stats import beta as beta_dist
-from scipy.stats import wilcoxon
+from scipy.stats import binom, binomtest, wilcoxon
 
 from smoothcert.certificates import delta
-from smoothcert.certificates.sequential import DEFAULTS, GroupSequentialCP, spend
+from smoothcert.certificates.sequential import DEFAULT_BOUND, DEFAULTS, ExactLooks, GroupSequentialCP, _thresholds, spend
 
 D, K, ALPHA, N_MAX = 784, 45, 0.05, 10_000
 TAU = 0.5 + delta(np.arange(13), D, K)  # radius r needs p_lower > tau_r; tau_12 > 1 caps it at 11
@@ -47,6 +47,15 @@ TAU = 0.5 + delta(np.arange(13), D, K)  # radius r needs p_lower > tau_r; tau_12
 def radius(p: np.ndarray) -> np.ndarray:
     """Corollary 1 by table: the largest r with p > tau_r, -1 for abstain."""
     return np.searchsorted(TAU, p, side="left") - 1
+
+
+@dataclass(frozen=True)
+class Cor1:
+    """Corollary 1 as the library's certify coroutine takes it (hashable, so its tables are cached)."""
+
+    def __call__(self, p: float) -> float:
+        r = int(radius(np.array(p)))
+        return float("nan") if r < 0 else float(r)
 
 
 def cp_lower(count: np.ndarray, n: np.ndarray | int, alpha: float | np.ndarray) -> np.ndarray:
@@ -105,7 +114,15 @@ class Setting:
     growth: float
     beta: float
     futility: str = "threshold"
-    last: float = 0.5  # the share of alpha kept for the last look (spend)
+    last: float = 0.5  # the share of alpha kept for the last look (spend; looks bound)
+    bound: str = "looks"
+    rho: float = 1.0  # alpha spent by look j: (n_j / n)^rho (exact bound)
+
+    @classmethod
+    def default(cls, bound: str, question: str) -> "Setting":
+        d = DEFAULTS[bound][question]
+        return cls(d["n0"], d["step"], d["growth"], d["beta"], d["futility"], d.get("last", 0.5), bound,
+                   d.get("rho", 1.0))
 
 
 def select(q: np.ndarray, n0: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -136,11 +153,19 @@ def reachable_table(first: int, growth: float, level: float, futility: str, last
     return [radius(cp_lower(np.floor(u * N_MAX), N_MAX, final)) for u in uppers]
 
 
+def exact_tables(s: Setting, target: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The library's own tables of the exact bound: looks, radii, crossing and futility counts."""
+    grid = _thresholds(Cor1(), 1.0, target, ExactLooks(s.first, s.growth, s.rho), N_MAX, ALPHA, s.beta)
+    return grid.looks, grid.radii.astype(int), grid.crossing, grid.futility
+
+
 def sequential(q: np.ndarray, s: Setting, target: float | None,
                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Selected class, certified radius (-1: abstain) and samples (selection included) of
     sequential CERTIFY on images with class probabilities ``q`` (..., classes)."""
     chosen, p = select(q, s.n0, rng)
+    if s.bound == "exact":
+        return (chosen, *exact_replay(p, s, target, rng))
     looks, certifies, cap = certified_table(s.first, s.growth, s.last)
     reaches = reachable_table(s.first, s.growth, s.beta, s.futility, s.last)
     count = np.zeros(p.shape, dtype=np.int64)
@@ -164,24 +189,98 @@ def sequential(q: np.ndarray, s: Setting, target: float | None,
     return chosen, certified, used + s.n0
 
 
+def exact_replay(p: np.ndarray, s: Setting, target: float | None,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Certified radius and samples (selection included) of the exact bound on top-class shares ``p``:
+    :func:`smoothcert.certificates.sequential._exact_steps`, vectorised over images and runs."""
+    looks, radii, crossing, futility = exact_tables(s, target)
+    count = np.zeros(p.shape, dtype=np.int64)
+    best = np.full(p.shape, -1)
+    used = np.zeros(p.shape, dtype=np.int64)
+    alive = np.ones(p.shape, dtype=bool)
+    previous = 0
+    for j, m in enumerate(looks if len(radii) else []):
+        count = count + np.where(alive, rng.binomial(m - previous, p), 0)
+        used = np.where(alive, m, used)
+        previous = m
+        best = np.where(alive, np.maximum(best, (count[..., None] >= crossing[:, j]).sum(-1) - 1), best)
+        reach = (count[..., None] > futility[:, j]).sum(-1) - 1
+        stop = (best >= len(radii) - 1) | (reach <= best) if target is None else (best >= 0) | (reach < 0)
+        alive &= ~stop
+        if not alive.any():
+            break
+    return np.where(best >= 0, radii[np.maximum(best, 0)], -1), used + s.n0
+
+
 def fixed(q: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Selected class and certified radius of the paper's protocol (n0 = 1,000, n = 10,000, Clopper-Pearson at alpha)."""
     chosen, share = select(q, 1000, rng)
     return chosen, radius(cp_lower(rng.binomial(N_MAX, share).astype(float), N_MAX, ALPHA))
 
 
-def oracle(p: np.ndarray, needed: np.ndarray) -> np.ndarray:
+def oracle(p: np.ndarray, needed: np.ndarray, power: float | None = None) -> np.ndarray:
     """Samples an oracle knowing p needs to certify radius ``needed`` (-1: nothing, 0 samples):
-    the smallest n whose Clopper-Pearson bound at the expected count p n passes tau_needed."""
+    the smallest n whose Clopper-Pearson bound at the expected count p n passes tau_needed (the
+    floor), or, with ``power``, the smallest fixed n that certifies it with that probability (at most n_max)."""
     out = np.zeros(p.shape)
     for i in np.flatnonzero(needed >= 0):
         lo, hi = 1, N_MAX
         while lo < hi:
             mid = (lo + hi) // 2
-            passes = cp_lower(np.array(p[i] * mid), mid, ALPHA) > TAU[needed[i]]
+            if power is None:
+                passes = cp_lower(np.array(p[i] * mid), mid, ALPHA) > TAU[needed[i]]
+            else:
+                counts = np.arange(mid + 1.0)
+                passes = binom.pmf(counts, mid, p[i])[cp_lower(counts, mid, ALPHA) > TAU[needed[i]]].sum() >= power
             lo, hi = (lo, mid) if passes else (mid + 1, hi)
         out[i] = lo
     return out
+
+
+def predict_floor(q: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Samples an oracle knowing q needs for PREDICT (0 where fixed n is not right): the smallest n
+    whose binomial test (Cohen et al.; Hung & Fithian) at the expected top-two counts rejects at alpha."""
+    second, first = np.sort(q, 1)[:, -2], q.max(1)
+    out = np.zeros(len(q))
+    for i in np.flatnonzero(right):
+        lo, hi = 1, N_MAX
+        while lo < hi:
+            mid = (lo + hi) // 2
+            a, b = round(first[i] * mid), round(second[i] * mid)
+            passes = a + b > 0 and binomtest(a, a + b, 0.5).pvalue <= ALPHA
+            lo, hi = (lo, mid) if passes else (mid + 1, hi)
+        out[i] = lo
+    return out
+
+
+def predict_section(q: np.ndarray, label: np.ndarray, reps: int, steps: dict[str, int | float]) -> None:
+    """PREDICT: fixed n against sequential PREDICT (the library's own coroutine, ``steps`` its schedule),
+    samples per image against the floor, and accuracy."""
+    from smoothcert.certificates.sequential import Adaptive, predict_steps
+
+    rng = np.random.default_rng(4)
+    fixed_right, seq_right, used = [], [], []
+    options = Adaptive(step=int(steps["step"]), growth=float(steps["growth"]))
+    for _ in range(reps):
+        for i in range(len(q)):
+            counts = rng.multinomial(N_MAX, q[i])
+            second, first = np.sort(counts)[-2:]
+            fixed_right.append(counts.argmax() == label[i] and binomtest(first, first + second, 0.5).pvalue <= ALPHA)
+            coroutine = predict_steps(N_MAX, ALPHA, q.shape[1], options)
+            try:
+                size = next(coroutine)
+                while True:
+                    size = coroutine.send(rng.multinomial(size, q[i]))
+            except StopIteration as done:
+                decision, drawn = done.value
+            seq_right.append(decision == label[i])
+            used.append(drawn.sum())
+    right = np.array(fixed_right).reshape(reps, -1).mean(0) > 0.5
+    floor = predict_floor(q, right & (q.argmax(1) == label)).mean()
+    print(f"\n== PREDICT: oracle floor {floor:,.0f} samples/image; fixed n: 10,000, accuracy "
+          f"{100 * np.mean(fixed_right):.2f}%; sequential (step {steps['step']}, growth {steps['growth']}): "
+          f"{np.mean(used):,.0f} samples/image (median {np.median(used):,.0f}), {np.mean(used) / max(floor, 1):.2f}x "
+          f"the floor, accuracy {100 * np.mean(seq_right):.2f}%")
 
 
 def paired(rad: np.ndarray, correct: np.ndarray, base: np.ndarray, base_correct: np.ndarray, images: int,
@@ -221,12 +320,16 @@ def main() -> None:
     parser.add_argument("--growth", default="1.5,2,2.5,3,4")
     parser.add_argument("--beta", default="0.01,0.05,0.1,0.2,0.3,0.5")
     parser.add_argument("--futility", default="threshold,final")
-    parser.add_argument("--last", default="0.5", help="shares of alpha kept for the last look (spend)")
+    parser.add_argument("--last", default="0.5", help="shares of alpha kept for the last look (spend; looks)")
+    parser.add_argument("--bound", choices=("exact", "looks"), default="exact", help="the grid's bound family")
+    parser.add_argument("--rho", default="0.25,0.5,1,2", help="alpha-spending exponents (exact)")
     parser.add_argument("--images", type=int, default=40, help="digits per simulated Wilcoxon test against fixed n")
     parser.add_argument("--tolerance", type=float, default=0.005,
                         help="a setting may lose at most this much more than the old default (ACR/100 or accuracy)")
     parser.add_argument("--top", type=int, default=8, help="settings printed per question")
     parser.add_argument("--no-grid", action="store_true", help="only the old and the current defaults")
+    parser.add_argument("--skip-largest", action="store_true", help="only the target radii (and PREDICT)")
+    parser.add_argument("--skip-predict", action="store_true", help="no PREDICT section")
     args = parser.parse_args()
     if args.votes and len(args.votes) != len(args.logs):
         raise ValueError("--votes takes one file per log")
@@ -256,21 +359,27 @@ def main() -> None:
         print(f"selection on n0={n0:4d}: another class than the top one in {100 * wrong.mean():.2f}% of runs "
               f"(images with p > tau_0: {100 * wrong[:, p > TAU[0]].mean():.2f}%)")
 
-    grid = [] if args.no_grid else [Setting(int(a), int(b), float(c), float(d), e, float(f))
-                                    for a, b, c, d, e, f in itertools.product(
-        args.n0.split(","), args.first.split(","), args.growth.split(","), args.beta.split(","),
-        args.futility.split(","), args.last.split(","))]
-    for target in [None, *(float(t) for t in args.targets.split(","))]:
+    if args.no_grid:
+        grid = []
+    elif args.bound == "exact":
+        grid = [Setting(int(a), int(b), float(c), float(d), "spent", 0.5, "exact", float(e))
+                for a, b, c, d, e in itertools.product(args.n0.split(","), args.first.split(","),
+                                                       args.growth.split(","), args.beta.split(","),
+                                                       args.rho.split(","))]
+    else:
+        grid = [Setting(int(a), int(b), float(c), float(d), e, float(f))
+                for a, b, c, d, e, f in itertools.product(args.n0.split(","), args.first.split(","),
+                                                          args.growth.split(","), args.beta.split(","),
+                                                          args.futility.split(","), args.last.split(","))]
+    for target in [*([] if args.skip_largest else [None]), *(float(t) for t in args.targets.split(",") if t)]:
         name = "largest radius" if target is None else f"target radius {target:g}"
         need = np.where(top == label, expected_radius, -1)
         if target is not None:
             need = np.where(need >= target, int(target), -1)
         floor = oracle(p, need).mean()
-        old = Setting(100, 100, 2.0, 0.2 if target is None else 0.05)
-        new = DEFAULTS["largest" if target is None else "target"]
-        now = Setting(new["n0"], new["step"], new["growth"], new["beta"], new["futility"], new["last"])
+        question = "largest" if target is None else "target"
         rows = []
-        for s in [old, now, *grid]:
+        for s in [Setting.default("looks", question), Setting.default(DEFAULT_BOUND, question), *grid]:
             chosen, rad, used = sequential(Q, s, target, np.random.default_rng(1))
             acr, acc = summary(rad, chosen == label, radii)
             if target is None:
@@ -280,16 +389,21 @@ def main() -> None:
             moved = paired(rad, chosen == label, base_radius, base_chosen == label, min(args.images, len(p)),
                            np.random.default_rng(3))
             rows.append((s, used.mean(), np.median(used), acr, acc, loss, moved))
-        ok = sorted((r for r in rows[2:] if r[5] <= max(rows[0][5], 0) + args.tolerance), key=lambda r: r[1])
-        print(f"\n== {name}: oracle floor {floor:,.0f} samples/image (fixed n: 11,000, {11_000 / max(floor, 1):.0f}x it)")
-        print("n0 first growth beta futility last | samples mean median | ACR | certified % r=0..11 | loss vs fixed "
-              f"| x floor | lower / higher % than fixed | Wilcoxon p <= 0.05 on {args.images} digits")
+        ok = sorted((r for r in rows[2:] if r[5] <= max(rows[1][5], 0) + args.tolerance), key=lambda r: r[1])
+        powered = ", ".join(f"{int(100 * w)}% power {oracle(p, need, w).mean():,.0f}" for w in (0.8, 0.9))
+        print(f"\n== {name}: oracle floor {floor:,.0f} samples/image (fixed n: 11,000, {11_000 / max(floor, 1):.0f}x "
+              f"it); an oracle knowing p that fixes n for {powered}")
+        print("bound n0 first growth beta futility last rho | samples mean median | ACR | certified % r=0..11 "
+              f"| loss vs fixed | x floor | lower / higher % than fixed | Wilcoxon p <= 0.05 on {args.images} digits")
         for i, (s, mean, median, acr, acc, loss, moved) in enumerate([*rows[:2], *ok[: args.top]]):
-            print(f"{s.n0:3d} {s.first:4d} {s.growth:4.2f} {s.beta:4.2f} {s.futility:9s} {s.last:4.2f} | "
-                  f"{mean:7,.0f} {median:7,.0f} | {acr:.3f} | " + " ".join(f"{a:.1f}" for a in acc)
-                  + f" | {loss:+.4f} | {mean / max(floor, 1):.1f}x | "
+            print(f"{s.bound:5s} {s.n0:3d} {s.first:4d} {s.growth:4.2f} {s.beta:4.2f} {s.futility:9s} {s.last:4.2f} "
+                  f"{s.rho:4.2f} | {mean:7,.0f} {median:7,.0f} | {acr:.3f} | " + " ".join(f"{a:.1f}" for a in acc)
+                  + f" | {loss:+.4f} | {mean / max(floor, 1):.2f}x | "
                   + (f"{moved[0]:.1f} / {moved[1]:.1f} | {moved[2]:.0f}%" if target is None else "- | -")
-                  + {0: " (old default)", 1: " (default)"}.get(i, ""))
+                  + {0: " (looks default)", 1: " (default)"}.get(i, ""))
+    if not args.skip_predict:
+        predict_section(q, label, max(1, args.reps // 10), DEFAULTS[DEFAULT_BOUND]["predict"])
+
 
 if __name__ == "__main__":
     main()
