@@ -105,7 +105,15 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model`` (and ``optimizer``) with ``config`` to the directory ``path`` as one ``commit``.
     ``training``: the weights being trained when ``model`` is their average (``training.safetensors``,
-    read back by ``load_weights(..., file=TRAINING_WEIGHTS)`` to resume)."""
+    read back by ``load_weights(..., file=TRAINING_WEIGHTS)`` to resume).
+
+    Args:
+        path: The checkpoint folder.
+        model: The model, built by [`build_model`][smoothcert.models.build_model] or described by ``config``.
+        config: What the checkpoint records (``config.json``).
+        optimizer: The optimizer's state, to resume training; or None.
+        training: The weights being trained when ``model`` is their average; or None.
+    """
     config = {**config, "format": FORMAT}
     missing = [k for k in _REQUIRED if k not in config]
     if missing:
@@ -197,7 +205,12 @@ def load_weights(path: str | Path, model: nn.Module, file: str = "model.safetens
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a checkpoint describes, load its weights, return (model in eval mode, config)."""
+    """Rebuild the model a checkpoint describes, load its weights, return (model in eval mode, config).
+
+    Args:
+        path: The checkpoint folder (``smoothcert train --out``).
+        device: Where the model is loaded.
+    """
     config = read_config(path)
     model = build_model(
         config["model"], config["in_channels"], config["num_classes"], tuple(config["image_size"]),

@@ -114,7 +114,14 @@ def channel_mean(x: torch.Tensor) -> tuple[float, ...]:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class ImageDataset:
-    """Images ``x`` (float32, (N, C, H, W), in [0, 1]) with int64 labels ``y`` (N,)."""
+    """Images ``x`` (float32, (N, C, H, W), in [0, 1]) with int64 labels ``y`` (N,).
+
+    Args:
+        x: Images (N, C, H, W), float32 in [0, 1].
+        y: Labels (N,), int64.
+        classes: The class names.
+        name: The dataset's name (recorded in logs).
+    """
 
     x: torch.Tensor
     y: torch.Tensor
@@ -523,7 +530,15 @@ def load_folder(path: str | Path, split: str) -> ImageDataset:
 # ---------------------------------------------------------------- dispatch
 
 def load_dataset(spec: str, split: str = "test", root: str | Path | None = None) -> ImageDataset:
-    """Load ``spec`` (one of `DATASETS`) for ``split``; ``root`` serves mnist/cifar10."""
+    """Load ``spec`` (one of `DATASETS`) for ``split``; ``root`` serves mnist/cifar10.
+
+    Args:
+        spec: ``mnist5k`` (4,000 + 1,000 MNIST digits from an installed package), ``mnist`` or
+            ``cifar10`` (their files under ``root``; nothing is downloaded), ``npz:PATH`` or
+            ``folder:PATH`` (layouts in the module docstring).
+        split: ``"train"`` or ``"test"``.
+        root: Where ``mnist`` and ``cifar10`` are kept; None: ``$SMOOTHCERT_DATA`` or ``~/.cache/smoothcert/data``.
+    """
     _check_split(split)
     data_root = Path(root) if root is not None else default_root()
     if spec == "mnist5k":

@@ -80,6 +80,12 @@ class DnCNN(nn.Module):
     encoding. The last convolution starts at zero, so an untrained DnCNN is the identity on the
     first ``channels`` channels (the composition starts as the plain classifier). Weights are kept
     in channels-last layout, which makes the small convolutions about 1.5x faster on a CPU.
+
+    Args:
+        channels: Image channels C it outputs.
+        depth: Convolution layers (the paper's 17).
+        width: Channels of the hidden layers (the paper's 64).
+        in_channels: Input channels; None: ``channels``.
     """
 
     def __init__(self, channels: int, depth: int = 17, width: int = 64, in_channels: int | None = None) -> None:
@@ -124,7 +130,12 @@ class KeepChannels(nn.Module):
 
 
 def denoised_classifier(denoiser: nn.Module, classifier: nn.Module) -> nn.Sequential:
-    """``Sequential(denoiser, classifier)``: the base classifier D∘f that ``SmoothedClassifier`` smooths."""
+    """``Sequential(denoiser, classifier)``: the base classifier D∘f that ``SmoothedClassifier`` smooths.
+
+    Args:
+        denoiser: The denoiser D.
+        classifier: The frozen classifier f.
+    """
     expected = getattr(classifier, "in_channels", None)
     produced = getattr(denoiser, "channels", None)
     if expected is not None and produced is not None and expected != produced:
@@ -216,6 +227,29 @@ def train_denoiser(
     ``overwrite=True`` (retrain and replace it); see ``train.refuse_overwrite``.
     DE-CROP's stage-1 samples are cached in ``cache_dir`` (default ``out/stage1``); ``feature_layer``
     names the module whose input are the penultimate features if the classifier has no ``features``.
+
+    Args:
+        classifier: The frozen classifier f.
+        train_set: The training images.
+        method: ``"mse"``, ``"stability"``, ``"mse-stability"`` or ``"decrop"``.
+        sigma: The Gaussian noise's standard deviation (or give ``noise``).
+        noise: A denoisable noise (or give ``sigma``).
+        data_fraction: The stratified share of ``train_set`` trained on.
+        epochs: Training epochs; None: the method's schedule.
+        batch_size: Images per step; None: the method's schedule.
+        lr: Adam's learning rate.
+        depth: DnCNN layers.
+        width: DnCNN channels.
+        seed: The seed of the noise, sampling and shuffling streams.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        out: The checkpoint folder, or None.
+        classifier_path: The classifier's checkpoint, recorded.
+        feature_layer: The module whose input are the penultimate features (DE-CROP).
+        sample_params: DE-CROP's stage-1 hyperparameters; None: the defaults.
+        cache_dir: Where DE-CROP's stage-1 samples are cached; None: ``out/stage1``.
+        resume: Load a finished denoiser in ``out`` (refusing different settings).
+        overwrite: Retrain and replace a denoiser in ``out``.
+        progress: Whether to show progress bars.
     """
     refuse_overwrite(out, resume, overwrite)
     if len(train_set) == 0:
@@ -370,7 +404,29 @@ def denoise(
     ``split`` of ``dataset`` (default: the checkpoint's) and write it to ``out``; returns ``out``.
 
     ``noise`` is a denoisable noise (``gaussian`` or ``ablation``) and ``noise_flags`` its flags
-    (``sigma``, default 0.25; ``k`` and ``encoding``); ``resume``/``overwrite`` as in ``train_denoiser``."""
+    (``sigma``, default 0.25; ``k`` and ``encoding``); ``resume``/``overwrite`` as in ``train_denoiser``.
+
+    Args:
+        classifier: The classifier's ``smoothcert train`` checkpoint.
+        dataset: The training data; None: the checkpoint's.
+        split: The split trained on.
+        method: ``"mse"``, ``"stability"``, ``"mse-stability"`` or ``"decrop"``.
+        data_fraction: The stratified share of the split trained on.
+        noise: ``"gaussian"`` or ``"ablation"``.
+        epochs: Training epochs; None: the method's schedule.
+        batch_size: Images per step; None: the method's schedule.
+        lr: Adam's learning rate.
+        depth: DnCNN layers.
+        width: DnCNN channels.
+        out: The denoiser's checkpoint folder.
+        seed: The seed of every random stream.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        data_root: Where ``mnist`` and ``cifar10`` are kept; None: the default cache.
+        resume: As in [`train_denoiser`][train_denoiser].
+        overwrite: As in [`train_denoiser`][train_denoiser].
+        progress: Whether to show progress bars.
+        **noise_flags: The noise's flags (``sigma``; ``k``, ``encoding``).
+    """
     denoisable = [kind for kind in noise_kinds() if noise_class(kind).denoisable]
     if noise not in denoisable:
         raise ArgumentError("noise", noise, "denoise trains for {name} " + " or ".join(denoisable) + ", not {value}")

@@ -58,6 +58,10 @@ class Normalize(nn.Module):
 
     Placed as a model's first layer, it lets the certificates and attacks work on inputs in
     pixel units while the network sees standardised inputs.
+
+    Args:
+        mean: Per-channel means.
+        std: Per-channel standard deviations.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
@@ -170,6 +174,10 @@ class Interpolate(nn.Module):
     k = 45 keeps. It is a function of the ablated image alone, so the smoothed classifier's
     certificate (Theorem 1) holds as for any base classifier. Output channels:
     ``in_channels + len(sigmas) * in_channels // 2``.
+
+    Args:
+        in_channels: Channels of the multichannel encoding (2·C).
+        sigmas: The Gaussian widths, in pixels.
     """
 
     def __init__(self, in_channels: int, sigmas: Sequence[float] = (1.0, 2.0, 4.0)) -> None:
@@ -211,6 +219,14 @@ class MnistCNN(_ImageClassifier):
     The table's final SoftMax is left out: the model returns logits. Weights use He (Kaiming)
     normal initialisation: with PyTorch's default init, training on ablated inputs (~6% of the
     pixels non-zero at k = 45) can sit at loss 2.30 for tens of epochs before it learns.
+
+    Args:
+        in_channels: Input channels (2·C under ablation's multichannel encoding).
+        num_classes: Output classes.
+        image_size: (H, W) of the inputs.
+        width: The convolution channels' multiplier.
+        batch_norm: Batch normalisation before every hidden ReLU.
+        interpolate: An [`Interpolate`][Interpolate] layer first.
     """
 
     def __init__(
@@ -261,6 +277,14 @@ class PixelTransformer(_ImageClassifier):
     (``dim``-d). Ablated pixels are never read, as in smoothed vision transformers, which drop
     the ablated tokens (Salman et al. 2022); the certificate holds as for any base classifier.
     Reads the ``multichannel`` encoding only (``mnist_pixel_transformer``).
+
+    Args:
+        in_channels: Input channels (2·C under ablation's multichannel encoding).
+        num_classes: Output classes.
+        image_size: (H, W) of the inputs (the row and column embeddings).
+        dim: The token width.
+        depth: Transformer layers.
+        heads: Attention heads.
     """
 
     def __init__(
@@ -394,7 +418,12 @@ def _imagenet_stem(in_channels: int) -> list[nn.Module]:
 class ResNet18(_ResNet):
     """CIFAR-style ResNet18 ("pytorch-cifar"): 3x3 stride-1 stem, no max-pool, BasicBlocks
     [2, 2, 2, 2]. The CIFAR-10 base classifier of Levine & Feizi (6 input channels).
-    Accepts any image size (global average pooling); ``features`` is 512-d."""
+    Accepts any image size (global average pooling); ``features`` is 512-d.
+
+    Args:
+        in_channels: Input channels (2·C under ablation's multichannel encoding).
+        num_classes: Output classes.
+    """
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__(in_channels, num_classes, _cifar_stem, BasicBlock, (2, 2, 2, 2))
@@ -403,7 +432,12 @@ class ResNet18(_ResNet):
 class ResNet50(_ResNet):
     """ImageNet ResNet50: 7x7 stride-2 stem + 3x3 max-pool, Bottleneck blocks [3, 4, 6, 3]
     with the stride on the 3x3 conv. The ImageNet base classifier of Levine & Feizi
-    (6 input channels). Accepts any image size; ``features`` is 2048-d."""
+    (6 input channels). Accepts any image size; ``features`` is 2048-d.
+
+    Args:
+        in_channels: Input channels (2·C under ablation's multichannel encoding).
+        num_classes: Output classes.
+    """
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__(in_channels, num_classes, _imagenet_stem, Bottleneck, (3, 4, 6, 3))
@@ -444,6 +478,14 @@ def build_model(
     ``nn.Sequential(normalize=Normalize(mean, std), model=model)`` so inputs stay in pixel
     units; reach the classifier (and its ``features``) as ``result.model``. The result's
     ``build_config`` holds these arguments, so a checkpoint can rebuild it (``fit(out=...)``).
+
+    Args:
+        name: A name of [`MODELS`][MODELS] (``mnist_cnn``, ``resnet18``, ...).
+        in_channels: Input channels (the noise's ``channels(C)``).
+        num_classes: Output classes.
+        image_size: (H, W) of the inputs.
+        mean: Per-channel means of a [`Normalize`][Normalize] first layer, or None.
+        std: Per-channel standard deviations, with ``mean``.
     """
     check_model(name)
     model = MODELS[name](

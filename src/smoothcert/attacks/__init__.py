@@ -71,7 +71,27 @@ def oracle_factory(
     All the oracles share one base classifier, accelerated by ``compile`` and ``channels_last``
     ([`prepare_base`][smoothcert.classifiers.base.prepare_base]: ``"auto"`` turns each on once the queries
     have done the evaluations that repay it, for models measured to gain; ``batch_size`` None is the
-    fastest measured)."""
+    fastest measured).
+
+    Args:
+        checkpoint: The ``smoothcert train`` checkpoint to attack.
+        n: PREDICT's noise samples per query (at most, adaptive); None: 1000.
+        alpha: PREDICT's level; None: 0.05.
+        fixed: Whether every query of an image reuses one set of noise draws.
+        n_check: Fresh samples that confirm an adversarial example; None: ``n``.
+        seed: The seed of the noise streams (seed, idx).
+        batch_size: Most copies per forward pass; None: the fastest measured for the model.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        vote: The exact vote of a deterministic model: ``"argmax"`` or ``"threshold"``.
+        theta: The softmax threshold of the ``threshold`` vote.
+        sampling: PREDICT's sampling: ``"fixed"``, ``"adaptive"`` or an
+            [`Adaptive`][smoothcert.certificates.sequential.Adaptive]; None: fixed.
+        compile: Whether to `torch.compile` the model: ``"auto"``, ``"on"`` or ``"off"``.
+        channels_last: Whether to feed channels-last inputs: ``"auto"``, ``"on"`` or ``"off"``.
+
+    Returns:
+        ``(make_oracle, config)``: the oracle of image ``idx``, and the checkpoint's config.
+    """
     config = read_config(checkpoint)
     classifier = load_classifier(checkpoint, batch_size=batch_size, device=device, vote=vote, theta=theta,
                                  compile=compile, channels_last=channels_last)
@@ -99,7 +119,16 @@ ATTACK_FLAGS = tuple(dict.fromkeys(flag for cls in ATTACK_CLASSES.values() for f
 def make_attack(name: str, **flags: float | int | None) -> Pointwise | SparseRS | PatchAttack:
     """The attack named on the command line (``--attack``) from its flags (argparse dests such as
     ``restarts``, ``start_budget``, ``patch``; None: the default). The attack validates its values;
-    a flag of another attack is a ValueError naming the attack it belongs to."""
+    a flag of another attack is a ValueError naming the attack it belongs to.
+
+    Args:
+        name: ``"pointwise"``, ``"sparse-rs"`` or ``"patch"``.
+        **flags: The attack's flags by argparse dest (``restarts``, ``start_steps``,
+            ``search_steps``, ``kicks``, ``budget``, ``start_budget``, ``patch``, ``max_queries``).
+
+    Raises:
+        ValueError: For an unknown attack, a flag of another attack, or an invalid value.
+    """
     if name not in ATTACK_CLASSES:
         raise ValueError(f"unknown attack {name!r}; choose one of {ATTACKS}")
     cls = ATTACK_CLASSES[name]

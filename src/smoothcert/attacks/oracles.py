@@ -36,7 +36,14 @@ class Oracle(Protocol):
 
 
 class ModelOracle:
-    """An undefended classifier queried directly: scores are logits, decisions their argmax."""
+    """An undefended classifier queried directly: scores are logits, decisions their argmax.
+
+    Args:
+        model: The classifier: images (N, C, H, W) to logits (N, ``num_classes``).
+        num_classes: How many classes the logits have.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        batch_size: Most images per forward pass.
+    """
 
     target: ClassVar[str] = "model"
 
@@ -86,6 +93,16 @@ class SmoothedOracle:
     look that settles the top class, and with fixed ablations only the draws up to that look are
     evaluated. ``confirm`` always uses fresh samples (``n_check``, default ``n``) and the same
     ``sampling``.
+
+    Args:
+        smoothed: The smoothed classifier whose PREDICT is queried.
+        n: Noise samples per query (adaptive: at most).
+        alpha: PREDICT's level: it abstains unless the top class is decided at ``alpha``.
+        fixed: Whether every query reuses one set of noise draws (seeded by ``key``).
+        key: The seed of the fixed draws and the fresh ones, e.g. (seed, idx).
+        n_check: Fresh samples of ``confirm``; None: ``n``.
+        sampling: ``"fixed"``, ``"adaptive"`` or an
+            [`Adaptive`][smoothcert.certificates.sequential.Adaptive].
     """
 
     target: ClassVar[str] = "smoothed"
@@ -181,7 +198,11 @@ class DeterministicOracle:
     are the exact vote counts, decisions their argmax with the smaller-index tie-break. Each copy's
     votes are cached per image, and only the copies that keep a pixel in which a query differs from
     the closer of the last two images are re-evaluated (exactly the same votes, far fewer forward
-    passes for attacks that change a few pixels at a time). ``forward_passes`` counts the copies evaluated."""
+    passes for attacks that change a few pixels at a time). ``forward_passes`` counts the copies evaluated.
+
+    Args:
+        classifier: The deterministic classifier whose exact vote is queried.
+    """
 
     target: ClassVar[str] = "deterministic"
 

@@ -26,6 +26,11 @@ class PatchAttack(L0Attack):
     proposal is kept when the margin (score of the true class minus the best other) does not grow.
     The first proposal the oracle decides wrongly and ``confirm`` accepts is returned; its L0 is
     the number of pixels the patch actually changed (at most ``size``^2).
+
+    Args:
+        size: The patch side m (``--patch``).
+        max_queries: Oracle queries.
+        p_init: The initial share of the patch's area a recolouring changes.
     """
 
     flags: ClassVar[dict[str, str]] = {"patch": "size", "max_queries": "max_queries"}

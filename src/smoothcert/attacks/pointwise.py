@@ -80,6 +80,14 @@ class Pointwise(L0Attack):
     for 16% more queries, still 3% fewer than Foolbox's PointwiseAttack (mean L0 12.2); kicks of
     2, 5 and 12 pixels did no better, and 40 kicks cost more queries than Foolbox. The search runs
     once after the kicks: inside every kick it doubled the queries for a worse result.
+
+    Args:
+        restarts: Independent restarts; the smallest confirmed result is returned.
+        steps: Salt-and-pepper draws of the start (``--start-steps``).
+        search_steps: Binary-search queries per pixel and search pass; 0: no search.
+        kicks: Iterated-local-search steps; 0: Foolbox's algorithm.
+        kick: Pixels each kick perturbs.
+        max_queries: Oracle queries per restart.
     """
 
     flags: ClassVar[dict[str, str]] = {"restarts": "restarts", "start_steps": "steps", "search_steps": "search_steps", "kicks": "kicks", "max_queries": "max_queries"}

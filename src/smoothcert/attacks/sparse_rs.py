@@ -31,6 +31,13 @@ class SparseRS(L0Attack):
     tried gets ``max_queries``. An adversarial candidate counts only once ``confirm`` (fresh
     samples for a smoothed oracle) accepts it; a rejected one is kept as the search state. The
     reported L0 counts the pixels actually changed (a random corner may equal the original).
+
+    Args:
+        budget: Pixels to perturb; None: search the smallest budget.
+        max_queries: Oracle queries per budget tried.
+        p_init: The initial share of the budget that a step swaps.
+        bisect: Bisection steps after the doubling search finds a budget.
+        start: The first budget of the doubling search (``--start-budget``).
     """
 
     flags: ClassVar[dict[str, str]] = {"budget": "budget", "start_budget": "start", "max_queries": "max_queries"}

@@ -130,6 +130,12 @@ def fgsm(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: float = 0
     """Untargeted L-inf FGSM (Goodfellow et al. 2015): ``clip(x + eps * sign(grad_x CE), 0, 1)``.
 
     The step raises the cross-entropy of ``model``'s logits for ``labels``; ``eps`` in (0, 1].
+
+    Args:
+        model: The (substitute) model: images to logits.
+        x: Images (B, C, H, W) in [0, 1].
+        labels: Their labels (B,).
+        eps: The L-inf step size, in (0, 1].
     """
     eps = _check_eps(eps)
     check_images(x)
@@ -154,6 +160,12 @@ def transfer_rate(oracle: LabelOracle, x_adv: torch.Tensor, y: torch.Tensor, *, 
 
     Used on clean images it is the oracle's clean error, the baseline the transfer rate is read
     against ([`run_substitute`][run_substitute] reports both).
+
+    Args:
+        oracle: ``oracle(x) -> labels`` (-1 for an abstention).
+        x_adv: The images (B, C, H, W) to label.
+        y: Their true labels (B,).
+        batch_size: Images per oracle call.
     """
     check_images(x_adv)
     return error_rate(_query(oracle, x_adv, _int_at_least("batch_size", batch_size, 1)), y)
@@ -186,6 +198,18 @@ class JacobianAugmentation:
     ``reservoir_after`` = sigma = 3 rounds, a 2x``hidden`` ReLU MLP trained from scratch each
     round for ``epochs`` = 10 with Adam (``lr``, ``batch_size``). ``seed`` fixes every random
     choice (initialisation, shuffling, reservoir).
+
+    Args:
+        rounds: Substitute training rounds rho_max.
+        lam: The Jacobian step lambda.
+        tau: The period of lambda's sign change.
+        reservoir_after: The round sigma after which reservoir sampling starts.
+        kappa: Points added per round once reservoir sampling starts.
+        epochs: Training epochs of the substitute per round.
+        batch_size: The substitute's training batch.
+        lr: Adam's learning rate.
+        hidden: The width of the MLP's two hidden layers.
+        seed: The seed of every random choice.
     """
 
     def __init__(
@@ -351,6 +375,18 @@ def run_substitute(
     per-round ``history``, final substitute ``accuracy`` and ``agreement``, query counts,
     ``substitute_success`` (FGSM images the substitute itself misclassifies, Figure 5's success
     rate), ``oracle_clean_error`` and ``transfer_rate`` (oracle misclassifies or abstains).
+
+    Args:
+        oracle: ``oracle(x) -> labels`` of the attacked classifier (-1 for an abstention).
+        data_seed: The initial substitute training set S_0 (its labels are not used).
+        heldout: Images for the agreement and the transfer rate, disjoint from S_0.
+        num_classes: How many classes the oracle has.
+        abstain: Whether the oracle may abstain (the substitute then learns it as a class).
+        eps: FGSM's L-inf step.
+        seed: The seed of every random choice.
+        device: Where the substitute trains.
+        progress: Whether to show progress bars.
+        **params: [`JacobianAugmentation`][JacobianAugmentation]'s arguments.
     """
     eps = _check_eps(eps)
     attack = JacobianAugmentation(seed=seed, **params)  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .checks import (
     FLOAT_ERROR,
@@ -87,8 +88,14 @@ def log_binom_ratio(rho, d: int, k: int):
     return _log_ratio_table(d, k, int(rho.max(initial=0)))[rho][()]
 
 
-def delta(rho, d: int, k: int):
-    """Theorem 1, Eq. 4: ``Delta(rho) = 1 - C(d - rho, k) / C(d, k)``; vectorised over ``rho``."""
+def delta(rho: ArrayLike, d: int, k: int):
+    """Theorem 1, Eq. 4: ``Delta(rho) = 1 - C(d - rho, k) / C(d, k)``; vectorised over ``rho``.
+
+    Args:
+        rho: The number of changed pixels (scalar or array).
+        d: Pixels per image.
+        k: Pixels each ablation keeps.
+    """
     return (0.0 - np.expm1(log_binom_ratio(rho, d, k)))[()]  # 0.0 - : no -0.0 at rho = 0
 
 
@@ -153,10 +160,15 @@ def _largest_rho(
     return np.where(radius >= 0, radius, np.nan)[()]
 
 
-def radius_cor1(p_lower, d: int, k: int):
+def radius_cor1(p_lower: ArrayLike, d: int, k: int):
     """Corollary 1 (Eq. 14): the largest rho with ``p_lower - Delta(rho) > 0.5``.
 
     NaN (abstain) where ``p_lower <= 0.5``; radius 0 means only x itself is certified.
+
+    Args:
+        p_lower: The lower confidence bound on the top class's probability p_A (scalar or array).
+        d: Pixels per image.
+        k: Pixels each ablation keeps.
     """
     d, k = _ablation_size(d, k)
     p = check_probability(p_lower, "p_lower")
@@ -171,11 +183,17 @@ def radius_cor1(p_lower, d: int, k: int):
     )
 
 
-def radius_cor2(p_lower_a, p_upper_b, d: int, k: int):
+def radius_cor2(p_lower_a: ArrayLike, p_upper_b: ArrayLike, d: int, k: int):
     """Corollary 2 (Eq. 17): the largest rho with ``p_lower_a - Delta > p_upper_b + Delta``.
 
     ``p_upper_b`` is the largest upper bound over the classes B != A; the bounds must hold
     simultaneously (see [`class_bounds`][class_bounds]).  NaN where no rho >= 0 qualifies.
+
+    Args:
+        p_lower_a: The lower bound on the top class's probability.
+        p_upper_b: The largest upper bound on another class's probability (simultaneous with it).
+        d: Pixels per image.
+        k: Pixels each ablation keeps.
     """
     d, k = _ablation_size(d, k)
     pa, pb = np.broadcast_arrays(check_probability(p_lower_a, "p_lower_a"), check_probability(p_upper_b, "p_upper_b"))
@@ -198,26 +216,32 @@ def _round_down(p: float, n: int) -> int:
     return math.floor(Fraction(p) * n)
 
 
-def radius_jia(p_lower_a, p_upper_b, d: int, k: int):
+def radius_jia(p_lower_a: ArrayLike, p_upper_b: ArrayLike, d: int, k: int):
     """Jia et al. (ICLR 2022) top-1 certificate: the largest rho with ``p'_A - Delta > p'_B + Delta``.
 
     ``p'_A = ceil(p_lower_a N) / N`` and ``p'_B = floor(min(p_upper_b, 1 - p_lower_a) N) / N``
     with ``N = C(d, k)``: every ``p_i(x)`` is a count of k-subsets over N, and ``p_B <= 1 - p_A``.
     Equals [`radius_jia_topk`][radius_jia_topk] with ``top=1``.  NaN where no rho >= 0 qualifies.
+
+    Args:
+        p_lower_a: The lower bound on the top class's probability.
+        p_upper_b: The largest upper bound on another class's probability (simultaneous with it).
+        d: Pixels per image.
+        k: Pixels each ablation keeps.
     """
     d, k = _ablation_size(d, k)
     pa, pb = np.broadcast_arrays(check_probability(p_lower_a, "p_lower_a"), check_probability(p_upper_b, "p_upper_b"))
     return radius_jia_topk(pa, pb[..., None], d, k, top=1)
 
 
-def radius_jia_topk(p_lower_label, p_upper_others, d: int, k: int, top: int):
+def radius_jia_topk(p_lower_label: ArrayLike, p_upper_others: ArrayLike, d: int, k: int, top: int):
     """Largest rho for which the label provably stays among the ``top`` classes of g (Jia et al. 2022).
 
     ``p_lower_label`` (...,) bounds p_l(x) from below; ``p_upper_others`` (..., m) bounds from
     above every other class (m >= top), all simultaneously.  With ``N = C(d, k)``,
     ``p'_l = ceil(p_lower_label N)/N``, the others' bounds rounded down to multiples of 1/N and
     sorted ``p'_1 >= p'_2 >= ...``, and ``S_t = min(sum_{j=top-t+1}^{top} p'_j, 1 - p'_l)``,
-    rho is certified iff for some ``t`` in ``1..top``::
+    rho is certified iff for some ``t`` in ``1..top``:
 
         p'_l - Delta(rho) > (S_t + Delta(rho)) / t.
 
@@ -230,6 +254,13 @@ def radius_jia_topk(p_lower_label, p_upper_others, d: int, k: int, top: int):
     at most ``sum_{j=top-t+1}^{top} p'_j``, and their true sum is also at most ``1 - p_l(x)``;
     so ``t (p_l(x) - Delta) <= S_t + Delta`` for every t, contradicting the condition.
     For ``top=1`` this is ``p'_l - Delta > min(p'_1, 1 - p'_l) + Delta`` ([`radius_jia`][radius_jia]).
+
+    Args:
+        p_lower_label: Lower bounds (...,) on the label's probability.
+        p_upper_others: Upper bounds (..., m) on every other class's probability, m >= ``top``.
+        d: Pixels per image.
+        k: Pixels each ablation keeps.
+        top: How many top classes the label must stay among.
     """
     d, k = _ablation_size(d, k)
     top = check_integer(top, "top")
@@ -273,6 +304,12 @@ def max_certifiable_radius(n: int, alpha: float, d: int, k: int):
 
     ``alpha ** (1/n)`` is the Clopper-Pearson lower bound when all n votes go to one class
     (Beta(n, 1) has CDF ``x ** n``), so no image can be certified beyond this.
+
+    Args:
+        n: Estimation samples.
+        alpha: The failure probability of the confidence bound.
+        d: Pixels per image.
+        k: Pixels each ablation keeps.
     """
     n = check_integer(n, "n")
     if n < 1:
@@ -282,7 +319,8 @@ def max_certifiable_radius(n: int, alpha: float, d: int, k: int):
 
 # ----------------------------------------------------------------------------- convenience
 
-def certify_counts(counts, n, alpha: float, d: int, k: int, certificate: str = "cor1", selected=None):
+def certify_counts(counts: ArrayLike, n: ArrayLike, alpha: float, d: int, k: int, certificate: str = "cor1",
+                   selected: ArrayLike | None = None):
     """Certify images from their vote counts: returns ``(predict, p_lower, radius)``.
 
     ``counts`` (..., C): votes per class of the n estimation samples of each image (each row
@@ -298,6 +336,15 @@ def certify_counts(counts, n, alpha: float, d: int, k: int, certificate: str = "
       [`class_bounds`][class_bounds], ``p_upper_b`` the largest upper bound of the other classes.
 
     ``predict`` is the certified class, or -1 where the radius is NaN (abstain).
+
+    Args:
+        counts: Votes (..., C) of the ``n`` estimation samples.
+        n: Estimation samples per image (each row of ``counts`` sums to it).
+        alpha: The probability that a certificate is wrong is at most ``alpha``.
+        d: Pixels per image.
+        k: Pixels each ablation keeps.
+        certificate: ``"cor1"``, ``"cor2"`` or ``"jia"``.
+        selected: The class (...,) to certify, chosen without ``counts``; None: their argmax.
     """
     if certificate not in CERTIFICATES:
         raise ValueError(f"certificate must be one of {CERTIFICATES}, got {certificate!r}")

@@ -18,6 +18,7 @@ this single point.  Every returned radius is therefore > 0; it is ``inf`` when `
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.stats import norm
 
 from .checks import check_alpha, check_integer, check_positive, check_probability
@@ -38,22 +39,31 @@ def _certified(radius: np.ndarray, margin: np.ndarray) -> np.ndarray:
         return np.where(margin > 0, radius, np.nan)[()]
 
 
-def radius_cohen(p_lower, sigma: float):
+def radius_cohen(p_lower: ArrayLike, sigma: float):
     """Cohen et al.'s CERTIFY radius ``sigma * Phi^-1(p_lower)`` (Theorem 1 with ``p_B = 1 - p_A``).
 
     NaN (abstain) where ``p_lower <= 0.5`` (see the module docstring for 0.5); ``inf`` at 1.
     Vectorised over ``p_lower``.
+
+    Args:
+        p_lower: The lower confidence bound on the top class's probability p_A (scalar or array).
+        sigma: The noise's standard deviation.
     """
     s = check_sigma(sigma)
     p = check_probability(p_lower, "p_lower")
     return _certified(s * norm.ppf(p), p - 0.5)
 
 
-def radius_two_class(p_lower_a, p_upper_b, sigma: float):
+def radius_two_class(p_lower_a: ArrayLike, p_upper_b: ArrayLike, sigma: float):
     """Theorem 1 (lecture): ``sigma/2 * (Phi^-1(p_lower_a) - Phi^-1(p_upper_b))``.
 
     ``p_upper_b`` bounds every class other than A from above; the bounds must hold together.
     NaN where ``p_lower_a <= p_upper_b`` (no positive radius).  Vectorised, broadcasting.
+
+    Args:
+        p_lower_a: The lower bound on the top class's probability.
+        p_upper_b: The upper bound on every other class's probability (simultaneous with it).
+        sigma: The noise's standard deviation.
     """
     s = check_sigma(sigma)
     pa, pb = np.broadcast_arrays(check_probability(p_lower_a, "p_lower_a"), check_probability(p_upper_b, "p_upper_b"))
@@ -62,7 +72,7 @@ def radius_two_class(p_lower_a, p_upper_b, sigma: float):
     return _certified(radius, pa - pb)
 
 
-def radius_lp(p_lower_a, p_upper_b, sigma: float, d: int, p: float):
+def radius_lp(p_lower_a: ArrayLike, p_upper_b: ArrayLike, sigma: float, d: int, p: float):
     """L_p radius of Gaussian smoothing for ``p >= 2`` (lecture, "Gaussian Smoothing for L_P Attacks"):
     ``r_p = sigma / (2 d^(1/2 - 1/p)) * (Phi^-1(p_lower_a) - Phi^-1(p_upper_b))``.
 
@@ -70,6 +80,13 @@ def radius_lp(p_lower_a, p_upper_b, sigma: float, d: int, p: float):
     L2 ball of [`radius_two_class`][radius_two_class]; ``p = 2`` gives that radius, ``p = inf`` divides it by
     ``sqrt(d)``.  ``d`` is the number of input scalars the noise is added to (C*H*W, not the
     pixel count of ablation).  NaN where ``p_lower_a <= p_upper_b``.
+
+    Args:
+        p_lower_a: The lower bound on the top class's probability.
+        p_upper_b: The upper bound on every other class's probability (simultaneous with it).
+        sigma: The noise's standard deviation.
+        d: Input scalars the noise is added to (C*H*W).
+        p: The norm, ``p >= 2`` (``np.inf`` allowed).
     """
     dim = check_integer(d, "d", 1)
     try:
@@ -81,12 +98,17 @@ def radius_lp(p_lower_a, p_upper_b, sigma: float, d: int, p: float):
     return radius_two_class(p_lower_a, p_upper_b, sigma) / dim ** (0.5 - 1.0 / order)
 
 
-def radius_lipschitz(p_a, p_b, lipschitz: float):
+def radius_lipschitz(p_a: ArrayLike, p_b: ArrayLike, lipschitz: float):
     """Theorem 0 (lecture): an L-Lipschitz ``f: R^d -> [0, 1]^K`` keeps its top class within
     ``||delta||_2 <= (P_A - P_B) / (2L)``, with ``P_A`` the top and ``P_B`` the runner-up score.
 
     Theorem 1 is this applied to ``Phi^-1(f_hat)``, which is ``1/sigma``-Lipschitz.  NaN where
     ``P_A <= P_B``.  Vectorised, broadcasting.
+
+    Args:
+        p_a: The top class's score P_A.
+        p_b: The runner-up's score P_B.
+        lipschitz: The Lipschitz constant L of ``f``.
     """
     lip = check_positive(lipschitz, "the Lipschitz constant L")
     pa, pb = np.broadcast_arrays(check_probability(p_a, "p_a"), check_probability(p_b, "p_b"))
@@ -98,12 +120,18 @@ def max_gaussian_radius(n: int, alpha: float, sigma: float):
 
     ``alpha^(1/n)`` is the Clopper-Pearson lower bound when all n votes go to one class
     (3.81 sigma at n = 100,000, alpha = 0.001); NaN when even that is <= 0.5 (n too small).
+
+    Args:
+        n: Estimation samples.
+        alpha: The failure probability of the confidence bound.
+        sigma: The noise's standard deviation.
     """
     samples = check_integer(n, "the number of samples n", 1)
     return radius_cohen(check_alpha(alpha) ** (1.0 / samples), sigma)
 
 
-def certify_gaussian(counts, n, alpha: float, sigma: float, certificate: str = "cohen", selected=None):
+def certify_gaussian(counts: ArrayLike, n: ArrayLike, alpha: float, sigma: float, certificate: str = "cohen",
+                     selected: ArrayLike | None = None):
     """Certify images from their vote counts under Gaussian noise: ``(predict, p_lower, radius)``.
 
     Mirrors [`smoothcert.certificates.certify_counts`][smoothcert.certificates.certify_counts].  ``counts`` (..., C): votes of the
@@ -118,6 +146,14 @@ def certify_gaussian(counts, n, alpha: float, sigma: float, certificate: str = "
       ``p_B <= 1 - p_A`` and the bounds hold jointly), radius [`radius_two_class`][radius_two_class].
 
     ``predict`` is the certified class, or -1 where the radius is NaN (abstain).
+
+    Args:
+        counts: Votes (..., C) of the ``n`` estimation samples.
+        n: Estimation samples per image (each row of ``counts`` sums to it).
+        alpha: The probability that a certificate is wrong is at most ``alpha``.
+        sigma: The noise's standard deviation.
+        certificate: ``"cohen"`` or ``"two-class"``.
+        selected: The class (...,) to certify, chosen without ``counts``; None: their argmax.
     """
     if certificate not in GAUSSIAN_CERTIFICATES:
         raise ValueError(f"certificate must be one of {GAUSSIAN_CERTIFICATES}, got {certificate!r}")

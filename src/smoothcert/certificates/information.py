@@ -16,7 +16,12 @@ from .checks import check_integer
 
 
 def mutual_information_ablation(k: int, levels: int = 256) -> float:
-    """Eq. 20: ``I_ablate = k log2 |S|`` bits; each of the k retained pixels is seen exactly."""
+    """Eq. 20: ``I_ablate = k log2 |S|`` bits; each of the k retained pixels is seen exactly.
+
+    Args:
+        k: Pixels each ablation keeps.
+        levels: Values per pixel |S|.
+    """
     return check_integer(k, "k", 0) * math.log2(check_integer(levels, "levels (|S|)", 2))
 
 
@@ -25,6 +30,11 @@ def mutual_information_lee(d: int, kappa: float, levels: int = 256) -> float:
 
     ``0 log 0 = 0``, so ``kappa = 1`` gives ``d log2 |S|`` (every pixel kept).  The information
     vanishes at ``kappa = 1/|S|``, where Y_o is uniform whatever X_o is.
+
+    Args:
+        d: Coordinates per image.
+        kappa: The probability of keeping a value.
+        levels: Values per coordinate |S|.
     """
     d = check_integer(d, "d", 0)
     s = check_integer(levels, "levels (|S|)", 2)

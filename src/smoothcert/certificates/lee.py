@@ -35,6 +35,7 @@ import numbers
 from fractions import Fraction
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .checks import FLOAT_ERROR, check_alpha, check_integer, check_probability
 from .statistics import vote_bounds
@@ -106,7 +107,13 @@ def _divide(x: float, y: float) -> float:
 
 
 def lee_threshold(r: int, levels: int, kappa: float) -> float:
-    """The p_lower that Lee et al.'s certificate needs to exceed for L0 radius r (float; 0.5 at r = 0)."""
+    """The p_lower that Lee et al.'s certificate needs to exceed for L0 radius r (float; 0.5 at r = 0).
+
+    Args:
+        r: The L0 radius (changed coordinates).
+        levels: Values per coordinate K.
+        kappa: The probability of keeping a value.
+    """
     levels, kappa = _parameters(levels, kappa)
     return float(_threshold(region_masses(r, levels, kappa), _ascending(levels, kappa), 1.0, _divide))
 
@@ -134,7 +141,13 @@ def _exact_masses(r: int, levels: int, kappa: float) -> list[int]:
 
 
 def exact_threshold(r: int, levels: int, kappa: float) -> Fraction:
-    """[`lee_threshold`][lee_threshold] in exact rational arithmetic, for the exact value of the float kappa."""
+    """[`lee_threshold`][lee_threshold] in exact rational arithmetic, for the exact value of the float kappa.
+
+    Args:
+        r: The L0 radius (changed coordinates).
+        levels: Values per coordinate K.
+        kappa: The probability of keeping a value.
+    """
     levels, kappa = _parameters(levels, kappa)
     r = check_integer(r, "r", 0)
     scale = (Fraction(kappa).denominator * (levels - 1)) ** r
@@ -158,10 +171,17 @@ def _thresholds(levels: int, kappa: float, p_max: float, d: int) -> np.ndarray:
     return np.maximum.accumulate(values)  # exactly non-decreasing; the float error is below the tolerance
 
 
-def radius_lee(p_lower, d: int, levels: int, kappa: float):
+def radius_lee(p_lower: ArrayLike, d: int, levels: int, kappa: float):
     """Largest L0 radius r <= d (in coordinates) with ``p_lower > threshold(r)``; NaN where
     ``p_lower <= 1/2`` (abstain), d where ``p_lower = 1`` (every threshold is below 1).
-    Vectorised over ``p_lower``; exact (module docstring)."""
+    Vectorised over ``p_lower``; exact (module docstring).
+
+    Args:
+        p_lower: The lower confidence bound on the top class's probability p_A (scalar or array).
+        d: Coordinates per image (channel values, C*H*W): the largest radius.
+        levels: Values per coordinate K.
+        kappa: The probability of keeping a value.
+    """
     levels, kappa = _parameters(levels, kappa)
     d = check_integer(d, "d", 1)
     p = check_probability(p_lower, "p_lower")
@@ -186,17 +206,35 @@ def radius_lee(p_lower, d: int, levels: int, kappa: float):
 
 def max_certifiable_radius_lee(n: int, alpha: float, d: int, levels: int, kappa: float):
     """Largest radius Lee et al.'s certificate can give with n samples: ``radius_lee(alpha ** (1/n))``
-    (the Clopper-Pearson lower bound when all n votes agree)."""
+    (the Clopper-Pearson lower bound when all n votes agree).
+
+    Args:
+        n: Estimation samples.
+        alpha: The failure probability of the confidence bound.
+        d: Coordinates per image (C*H*W).
+        levels: Values per coordinate K.
+        kappa: The probability of keeping a value.
+    """
     n = check_integer(n, "n", 1)
     return radius_lee(check_alpha(alpha) ** (1.0 / n), d, levels, kappa)
 
 
-def certify_lee(counts, n, alpha: float, d: int, levels: int, kappa: float, selected=None):
+def certify_lee(counts: ArrayLike, n: ArrayLike, alpha: float, d: int, levels: int, kappa: float,
+                selected: ArrayLike | None = None):
     """Certify images from vote ``counts`` (..., C): returns ``(predict, p_lower, radius)``.
 
     ``p_lower`` is the Clopper-Pearson lower bound of the ``selected`` class (chosen independently
     of ``counts``, as in CERTIFY) at level ``alpha``, or of the argmax at ``alpha / C``, as in
     [`smoothcert.certificates.certify_counts`][smoothcert.certificates.certify_counts]; ``predict`` is -1 where the radius is NaN.
+
+    Args:
+        counts: Votes (..., C) of the ``n`` estimation samples.
+        n: Estimation samples per image (each row of ``counts`` sums to it).
+        alpha: The probability that a certificate is wrong is at most ``alpha``.
+        d: Coordinates per image (C*H*W).
+        levels: Values per coordinate K.
+        kappa: The probability of keeping a value.
+        selected: The class (...,) to certify, chosen without ``counts``; None: their argmax.
     """
     cls, p_lower, _ = vote_bounds(counts, n, alpha, selected)
     radius = radius_lee(p_lower, d, levels, kappa)

@@ -12,6 +12,10 @@ from .votes import top_two
 
 
 def partition_radius(counts: np.ndarray) -> int:
-    """Certified L0 radius of partition voting: floor((n_y - n_y' - [y > y']) / 2)."""
+    """Certified L0 radius of partition voting: floor((n_y - n_y' - [y > y']) / 2).
+
+    Args:
+        counts: Vote counts (num_classes,) of the T groups, each voting once.
+    """
     y, runner_up = top_two(counts)
     return (int(counts[y]) - int(counts[runner_up]) - int(y > runner_up)) // 2

@@ -9,16 +9,22 @@ Every threat model's certificate starts from these bounds.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.stats import beta
 
 from .checks import check_alpha, check_counts, integer_array
 
 
-def clopper_pearson_lower(count, n, alpha):
+def clopper_pearson_lower(count: ArrayLike, n: ArrayLike, alpha: ArrayLike):
     """One-sided Clopper-Pearson lower bound on a binomial proportion at level ``alpha``.
 
     ``Beta.ppf(alpha, count, n - count + 1)``; 0 when ``count == 0``.  Equals statsmodels'
     ``proportion_confint(count, n, alpha=2 * alpha, method="beta")[0]``.  Vectorised.
+
+    Args:
+        count: Successes (scalar or array).
+        n: Trials.
+        alpha: The probability that the bound is above the true proportion.
     """
     a = check_alpha(alpha)
     c, total = check_counts(count, n)
@@ -26,11 +32,16 @@ def clopper_pearson_lower(count, n, alpha):
     return np.where(c == 0, 0.0, lower)[()]
 
 
-def clopper_pearson_upper(count, n, alpha):
+def clopper_pearson_upper(count: ArrayLike, n: ArrayLike, alpha: ArrayLike):
     """One-sided Clopper-Pearson upper bound at level ``alpha``: ``Beta.ppf(1 - alpha, count + 1, n - count)``.
 
     Computed as ``Beta.isf(alpha, ...)``, which keeps its accuracy when ``alpha`` is tiny;
     1 when ``count == n``.  Vectorised.
+
+    Args:
+        count: Successes (scalar or array).
+        n: Trials.
+        alpha: The probability that the bound is below the true proportion.
     """
     a = check_alpha(alpha)
     c, total = check_counts(count, n)
@@ -38,7 +49,7 @@ def clopper_pearson_upper(count, n, alpha):
     return np.where(c == total, 1.0, upper)[()]
 
 
-def class_bounds(counts, alpha: float, selected=None) -> tuple[np.ndarray, np.ndarray]:
+def class_bounds(counts: ArrayLike, alpha: float, selected: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-class lower and upper bounds on ``p_i(x)`` that hold simultaneously with prob. >= 1 - alpha.
 
     ``counts`` (..., C) are the votes per class of ``n = counts.sum(-1)`` samples.  Corollary 2
@@ -51,6 +62,14 @@ def class_bounds(counts, alpha: float, selected=None) -> tuple[np.ndarray, np.nd
       separate selection samples, or the true label): only the C bounds ``lower(A)`` and
       ``upper(B), B != A`` are needed, each at level ``alpha / C``; the unused entries are the
       trivially valid ``lower(B) = 0`` and ``upper(A) = 1``.
+
+    Args:
+        counts: Votes (..., C) per class.
+        alpha: The probability that any of the bounds fails.
+        selected: The class (...,) fixed without ``counts``, or None.
+
+    Returns:
+        ``(lower, upper)``, each (..., C).
     """
     counts = integer_array(counts, "counts")
     if counts.ndim < 1 or counts.shape[-1] < 1:

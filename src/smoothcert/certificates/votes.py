@@ -28,7 +28,12 @@ def top_two(counts: np.ndarray) -> tuple[int, int]:
 
 def certified_against(counts: np.ndarray, delta: int) -> bool:
     """Whether the vote prediction survives any change of at most ``delta`` copies:
-    n_y - n_y' > 2 delta, or = 2 delta and y < y' (the tie-break keeps y)."""
+    n_y - n_y' > 2 delta, or = 2 delta and y < y' (the tie-break keeps y).
+
+    Args:
+        counts: Vote counts (num_classes,) over the copies.
+        delta: How many copies an adversary may change.
+    """
     if delta < 0:
         raise ValueError(f"delta must be >= 0, got {delta}")
     y, runner_up = top_two(counts)

@@ -48,6 +48,20 @@ def load_classifier(checkpoint: str | Path, denoiser: str | Path | None = None, 
     ``device``, ``compile``, ``channels_last``, ``amp``; ``vote``, ``theta``, ``patch`` for
     deterministic noises); ``None`` values mean the default. An option the kind does not take is
     a ValueError naming its flag, never ignored.
+
+    Args:
+        checkpoint: The folder ``smoothcert train`` wrote (its ``--out``).
+        denoiser: A ``smoothcert denoise`` checkpoint trained for this classifier, or None.
+        **options: The classifier's keyword arguments, as above.
+
+    Returns:
+        A [`SmoothedClassifier`][smoothcert.classifiers.smoothed.SmoothedClassifier],
+        [`DeterministicClassifier`][smoothcert.classifiers.deterministic.DeterministicClassifier],
+        [`DenoisedClassifier`][smoothcert.classifiers.denoised.DenoisedClassifier] or
+        [`Undefended`][smoothcert.classifiers.undefended.Undefended].
+
+    Raises:
+        ValueError: For an option the checkpoint's kind does not take.
     """
     noise = noise_from_config(read_config(checkpoint)["noise"])
     given = {key: value for key, value in {**options, "denoiser": denoiser}.items() if value is not None}

@@ -45,7 +45,20 @@ def prepare_base(base: nn.Module, device: str | torch.device, batch_size: int | 
     Python runs as fast as the command line's.
 
     The caller's ``base`` is never changed: a model already in eval mode on ``device`` is used as
-    it is (channels-last changes only the input's layout), any other is copied first."""
+    it is (channels-last changes only the input's layout), any other is copied first.
+
+    Args:
+        base: The caller's model.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        batch_size: Most inputs per forward pass; None: the fastest measured for the model.
+        compile: Whether to `torch.compile` the model: ``"auto"``, ``"on"`` or ``"off"``.
+        channels_last: Whether to feed channels-last inputs: ``"auto"``, ``"on"`` or ``"off"``.
+        amp: Mixed precision, ``"bf16"`` or ``"fp16"``, or None.
+        preprocessing: ``{"mean": ..., "std": ...}``, a callable on a batch, or None.
+
+    Raises:
+        ValueError: For a model that must be copied but cannot be.
+    """
     device = resolve_device(device)
     model = getattr(base, "build_config", {}).get("model")
     size = auto_batch_size(model, device) if batch_size is None else check_count("batch_size", batch_size)
@@ -66,7 +79,15 @@ def prepare_base(base: nn.Module, device: str | torch.device, batch_size: int | 
 @dataclass(frozen=True)
 class Certificate:
     """Outcome of CERTIFY for one image: ``predict`` is ``ABSTAIN`` (-1) with radius NaN when the
-    bound on the top class is too weak; ``count`` is that class's votes among ``n``."""
+    bound on the top class is too weak; ``count`` is that class's votes among ``n``.
+
+    Attributes:
+        predict: The certified class, or ``ABSTAIN`` (-1).
+        count: The votes of the top class among the ``n`` estimation samples.
+        n: The estimation samples drawn (adaptive: as many as it took).
+        p_lower: The lower confidence bound on the top class's probability (NaN for an exact vote).
+        radius: The certified radius in the noise's threat model; NaN on abstention.
+    """
 
     predict: int
     count: int

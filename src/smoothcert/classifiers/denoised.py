@@ -16,14 +16,36 @@ from .smoothed import SmoothedClassifier
 
 
 class DenoisedClassifier(SmoothedClassifier):
-    """A [`SmoothedClassifier`][SmoothedClassifier] whose base is ``Sequential(denoiser, classifier)``."""
+    """A [`SmoothedClassifier`][SmoothedClassifier] whose base is ``Sequential(denoiser, classifier)``.
+
+    Args:
+        base: ``Sequential(denoiser, classifier)``
+            ([`denoised_classifier`][smoothcert.denoisers.denoised_classifier]).
+        noise: The noise the denoiser was trained for.
+        num_classes: How many classes the classifier's logits have.
+        certificate: The certificate's name; None: the noise's first.
+        batch_size: Most noisy copies per forward pass; None: the fastest measured for the model.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        compile: Whether to `torch.compile` the model: ``"auto"``, ``"on"`` or ``"off"``.
+        channels_last: Whether to feed channels-last inputs: ``"auto"``, ``"on"`` or ``"off"``.
+        amp: Mixed precision, ``"bf16"`` or ``"fp16"`` (meant for CUDA); None: the model's own dtype.
+        bounds: (lower, upper) of the input space images are given in.
+        preprocessing: What maps a noisy copy to the denoiser's input, as for
+            [`SmoothedClassifier`][SmoothedClassifier].
+    """
 
     kind: ClassVar[str] = "denoised"
     certified: ClassVar[str] = "is certified by sampling through the denoiser"
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, denoiser: str | Path | None = None, **kwargs: Any) -> DenoisedClassifier:
-        """The denoised classifier of a classifier checkpoint ``path`` and a ``denoiser`` checkpoint."""
+        """The denoised classifier of a classifier checkpoint ``path`` and a ``denoiser`` checkpoint.
+
+        Args:
+            path: The classifier's ``smoothcert train`` checkpoint.
+            denoiser: The ``smoothcert denoise`` checkpoint (required).
+            **kwargs: As for [`smoothed_denoised`][smoothed_denoised].
+        """
         if denoiser is None:
             raise ValueError("a denoised classifier needs a denoiser checkpoint (--denoiser)")
         return smoothed_denoised(path, denoiser, **kwargs)
@@ -38,6 +60,16 @@ def smoothed_denoised(
     Smooths with the noise the denoiser was trained for. A different classifier (weight hash) or a
     different ``noise`` than the denoiser's raises ValueError with ``strict``, else warns.
     ``kwargs`` go to ``SmoothedClassifier`` (certificate, batch_size, device).
+
+    Args:
+        classifier_checkpoint: The classifier's ``smoothcert train`` checkpoint.
+        denoiser_checkpoint: The ``smoothcert denoise`` checkpoint trained for it.
+        noise: The noise to smooth with; None: the denoiser's.
+        strict: Whether a mismatch is a ValueError (else a warning).
+        **kwargs: The [`SmoothedClassifier`][SmoothedClassifier]'s keyword arguments.
+
+    Raises:
+        ValueError: With ``strict``, for a classifier or noise other than the denoiser's.
     """
     classifier, cls_config = load_checkpoint(classifier_checkpoint)
     denoiser, config = load_denoiser(denoiser_checkpoint)

@@ -42,6 +42,29 @@ class DeterministicClassifier:
     ``amp`` accelerate it ([`prepare_base`][smoothcert.classifiers.base.prepare_base]). ``bounds`` and
     ``preprocessing`` declare the input space and what the model sees, as for
     [`SmoothedClassifier`][smoothcert.classifiers.smoothed.SmoothedClassifier].
+
+    Args:
+        base: The base classifier: ablated copies (N, C', H, W) as ``noise`` encodes them to
+            logits (N, ``num_classes``).
+        noise: A deterministic noise: [`Bands`][smoothcert.noises.bands.Bands] or
+            [`Partition`][smoothcert.noises.partition.Partition].
+        num_classes: How many classes the logits have.
+        image_size: (H, W) of the images it certifies.
+        vote: ``"argmax"`` or ``"threshold"``; None: the noise's default.
+        theta: The softmax threshold of the ``threshold`` vote, in (0, 1].
+        patch: Band noises: the patch side M to certify; None: the largest certified side.
+        batch_size: Most copies per forward pass; None: the fastest measured for the model.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        compile: Whether to `torch.compile` the model: ``"auto"``, ``"on"`` or ``"off"``.
+        channels_last: Whether to feed channels-last inputs: ``"auto"``, ``"on"`` or ``"off"``.
+        amp: Mixed precision, ``"bf16"`` or ``"fp16"`` (meant for CUDA); None: the model's own dtype.
+        bounds: (lower, upper) of the input space images are given in.
+        preprocessing: What maps an ablated copy to the model's input, as for
+            [`SmoothedClassifier`][smoothcert.classifiers.smoothed.SmoothedClassifier].
+
+    Raises:
+        ValueError: For a sampled noise, an unknown vote, ``theta`` outside (0, 1], or ``patch``
+            with a partition.
     """
 
     kind: ClassVar[str] = "deterministic"
@@ -89,7 +112,12 @@ class DeterministicClassifier:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> DeterministicClassifier:
-        """The deterministic classifier of a ``smoothcert train --noise columns|blocks|partition`` checkpoint."""
+        """The deterministic classifier of a ``smoothcert train --noise columns|blocks|partition`` checkpoint.
+
+        Args:
+            path: The checkpoint's folder.
+            **kwargs: The constructor's keyword arguments (``vote``, ``theta``, ``patch``, ...).
+        """
         base, config = load_checkpoint(path)
         return cls(base, noise_from_config(config["noise"]), config["num_classes"], tuple(config["image_size"]),
                    **kwargs)
@@ -127,7 +155,16 @@ class DeterministicClassifier:
 
     def sample(self, x: torch.Tensor, num: int | None = None, generator: torch.Generator | None = None) -> np.ndarray:
         """The exact votes (the dataset runner's interface: ``num`` and ``generator`` are unused, every
-        copy is evaluated once)."""
+        copy is evaluated once).
+
+        Args:
+            x: One image (C, H, W) within ``bounds``.
+            num: Unused.
+            generator: Unused.
+
+        Returns:
+            The vote counts (num_classes,) over all copies.
+        """
         return self.votes(x)
 
     @staticmethod
@@ -136,6 +173,11 @@ class DeterministicClassifier:
         return top_two(counts)[0]
 
     def predict(self, x: torch.Tensor) -> int:
+        """The class with most votes over every ablation set of ``x``, ties to the smaller index.
+
+        Args:
+            x: One image (C, H, W) within ``bounds``.
+        """
         return self.predict_from_counts(self.votes(x))
 
     def radius(self, counts: np.ndarray) -> int:
@@ -144,7 +186,19 @@ class DeterministicClassifier:
 
     def certify(self, x: torch.Tensor, n0: int | None = None, n: int | None = None, alpha: float | None = None,
                 generator: torch.Generator | None = None) -> Certificate:
-        """The exact certificate of ``x`` (the sampling parameters of the runner's interface are unused)."""
+        """The exact certificate of ``x`` (the sampling parameters of the runner's interface are unused).
+
+        Args:
+            x: One image (C, H, W) within ``bounds``.
+            n0: Unused.
+            n: Unused.
+            alpha: Unused: the certificate holds without probability.
+            generator: Unused.
+
+        Returns:
+            The [`Certificate`][smoothcert.classifiers.base.Certificate]: the class, its votes, the
+            number of copies, ``p_lower`` NaN and the radius (L0 pixels or patch side).
+        """
         return self._certificate(self.votes(x))
 
     def _certificate(self, counts: np.ndarray) -> Certificate:

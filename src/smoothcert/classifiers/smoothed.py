@@ -63,9 +63,31 @@ class SmoothedClassifier:
     into shared forward passes as in the dataset runner, and image ``i`` draws from the stream keyed
     by ``(seed, indices[i])`` (default ``seed`` 0 and ``indices`` 0..N-1; one image given a ``seed``
     is a batch of one), so each result equals the row that ``smoothcert certify --seed SEED``
-    writes for dataset index ``indices[i]``::
+    writes for dataset index ``indices[i]``:
 
         certs = smoothed.certify(images, n0=100, n=10_000, alpha=0.05, sampling="adaptive", seed=0)
+
+    Args:
+        base: The base classifier f: a model from a batch of noisy copies (N, C', H, W), as
+            ``noise`` makes them (its `channels(C)`: 2·C for ablation's multichannel encoding), to
+            logits (N, ``num_classes``).
+        noise: The threat model ([`Ablation`][smoothcert.noises.ablation.Ablation],
+            [`Gaussian`][smoothcert.noises.gaussian.Gaussian], ...): it draws the noisy copies and
+            computes the certificate.
+        num_classes: How many classes ``base``'s logits have.
+        certificate: The certificate's name; None: the noise's first.
+        batch_size: Most noisy copies per forward pass; None: the fastest measured for the model.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        compile: Whether to `torch.compile` the model: ``"auto"``, ``"on"`` or ``"off"``.
+        channels_last: Whether to feed channels-last inputs: ``"auto"``, ``"on"`` or ``"off"``.
+        amp: Mixed precision, ``"bf16"`` or ``"fp16"`` (meant for CUDA); None: the model's own dtype.
+        bounds: (lower, upper) of the input space images are given in.
+        preprocessing: What maps a noisy copy to the model's input: ``{"mean": ..., "std": ...}``
+            per channel, a callable on a batch, or None.
+
+    Raises:
+        ValueError: For a noise drawn once per batch (``per_batch``), or a certificate the noise
+            does not compute.
     """
 
     kind: ClassVar[str] = "smoothed"
@@ -103,7 +125,13 @@ class SmoothedClassifier:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> SmoothedClassifier:
-        """The smoothed classifier of a ``smoothcert train`` checkpoint (model, noise, classes)."""
+        """The smoothed classifier of a ``smoothcert train`` checkpoint (model, noise, classes).
+
+        Args:
+            path: The checkpoint's folder (``--out`` of ``smoothcert train``).
+            **kwargs: The constructor's keyword arguments (``certificate``, ``batch_size``,
+                ``device``, ...).
+        """
         base, config = load_checkpoint(path)
         return cls(base, noise_from_config(config["noise"]), config["num_classes"], **kwargs)
 
@@ -111,7 +139,16 @@ class SmoothedClassifier:
         """The selection and estimation samples CERTIFY / PREDICT draw (at most, adaptively): as asked."""
         return n0, n, sampling
     def sample(self, x: torch.Tensor, num: int, generator: torch.Generator | None = None) -> np.ndarray:
-        """Votes of the base classifier on ``num`` noisy copies of ``x``: an array (num_classes,)."""
+        """Votes of the base classifier on ``num`` noisy copies of ``x``: an array (num_classes,).
+
+        Args:
+            x: One image (C, H, W) within ``bounds``.
+            num: How many noisy copies to draw.
+            generator: The random stream of the noise; None: torch's global one.
+
+        Returns:
+            How many copies the base classifier assigned to each class.
+        """
         return self.sample_many([(x, num, generator)])[0]
 
     @torch.inference_mode()
@@ -193,7 +230,23 @@ class SmoothedClassifier:
         """PREDICT: the top class of ``n`` noisy votes, or ``ABSTAIN`` (see ``predict_from_counts``);
         adaptive sampling stops as soon as the top class is decided (``n`` is then the maximum).
         A batch gives a list, packed and seeded by (``seed``, index) as described in the class
-        docstring, with a progress bar unless ``progress`` is False."""
+        docstring, with a progress bar unless ``progress`` is False.
+
+        Args:
+            x: One image (C, H, W), or a batch (N, C, H, W) or list of images of one shape.
+            n: Noise samples for the vote (adaptive: at most).
+            alpha: PREDICT returns a class other than g(x) with probability at most ``alpha``,
+                else it abstains (Cohen et al. 2019, Proposition 1).
+            generator: The random stream of one image; a batch takes ``seed`` instead.
+            sampling: ``"fixed"`` (``n`` samples), ``"adaptive"`` or an
+                [`Adaptive`][smoothcert.certificates.sequential.Adaptive].
+            seed: The seed of the streams (``seed``, ``indices[i]``); None: 0 for a batch.
+            indices: The dataset index of each image of a batch; None: 0 to N-1.
+            progress: Whether a batch shows a progress bar.
+
+        Returns:
+            The class, or ``ABSTAIN`` (-1); a list for a batch.
+        """
         outcome = self.run_images(x, lambda size: self.predict_steps(n, alpha, sampling), generator, seed, indices,
                                   progress, "predict")
         return outcome[0] if isinstance(outcome, tuple) else [decision for decision, _ in outcome]
@@ -229,7 +282,27 @@ class SmoothedClassifier:
         the noise's threat model, in the classifier's input space. An abstention is ``ABSTAIN`` with
         radius NaN (Cohen et al.'s code and ART return radius 0 there). A batch gives a list, packed
         and seeded by (``seed``, index) as described in the class docstring, with a progress bar
-        unless ``progress`` is False."""
+        unless ``progress`` is False.
+
+        Args:
+            x: One image (C, H, W), or a batch (N, C, H, W) or list of images of one shape.
+            n0: Selection samples that pick the top class.
+            n: Estimation samples that bound its probability (adaptive: at most).
+            alpha: A returned radius is wrong with probability at most ``alpha`` (Cohen et al.
+                2019, Proposition 2); the radius is the noise's certificate of the lower bound on
+                p_A (ablation: Levine & Feizi 2020, Corollary 1, Eq. 14).
+            generator: The random stream of one image; a batch takes ``seed`` instead.
+            sampling: ``"fixed"`` (Cohen et al.'s ``n0`` + ``n``), ``"adaptive"`` or an
+                [`Adaptive`][smoothcert.certificates.sequential.Adaptive] (the command line's
+                default is adaptive).
+            seed: The seed of the streams (``seed``, ``indices[i]``); None: 0 for a batch.
+            indices: The dataset index of each image of a batch; None: 0 to N-1.
+            progress: Whether a batch shows a progress bar.
+
+        Returns:
+            A [`Certificate`][smoothcert.classifiers.base.Certificate] (class, votes, samples,
+            p_lower, radius); a list for a batch.
+        """
         return self.run_images(x, lambda size: self.certify_steps(size, n0, n, alpha, sampling), generator, seed,
                                indices, progress, "certify")
 

@@ -21,7 +21,18 @@ class Undefended:
 
     ``batch_size`` (None: the fastest measured for the model) bounds how many copies go through the
     model at once (memory cap); ``compile``, ``channels_last`` (``"auto"``, ``"on"``, ``"off"``) and
-    ``amp`` accelerate it ([`prepare_base`][smoothcert.classifiers.base.prepare_base])."""
+    ``amp`` accelerate it ([`prepare_base`][smoothcert.classifiers.base.prepare_base]).
+
+    Args:
+        base: The model: images (N, C, H, W) to logits (N, ``num_classes``).
+        noise: The checkpoint's noise (``none``: it certifies nothing).
+        num_classes: How many classes the logits have.
+        batch_size: Most copies per forward pass; None: the fastest measured for the model.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        compile: Whether to `torch.compile` the model: ``"auto"``, ``"on"`` or ``"off"``.
+        channels_last: Whether to feed channels-last inputs: ``"auto"``, ``"on"`` or ``"off"``.
+        amp: Mixed precision, ``"bf16"`` or ``"fp16"`` (meant for CUDA); None: the model's own dtype.
+    """
 
     kind: ClassVar[str] = "model"
     certified: ClassVar[str] = "has no certificate"
@@ -36,7 +47,12 @@ class Undefended:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> Undefended:
-        """The undefended model of a ``smoothcert train --noise none`` checkpoint."""
+        """The undefended model of a ``smoothcert train --noise none`` checkpoint.
+
+        Args:
+            path: The checkpoint's folder.
+            **kwargs: The constructor's keyword arguments.
+        """
         base, config = load_checkpoint(path)
         return cls(base, noise_from_config(config["noise"]), config["num_classes"], **kwargs)
 

@@ -29,6 +29,13 @@ def sample_keep_mask(
 
     The k largest of d i.i.d. uniforms form a uniformly random k-subset (exchangeability); topk is
     several times faster than argsort or multinomial sampling (see BENCHMARKS.md).
+
+    Args:
+        n: How many masks.
+        d: Pixels per image (H*W).
+        k: Pixels each mask keeps, 1 <= k <= d.
+        generator: The random stream; None: torch's global one.
+        device: Where the masks are made.
     """
     if not 1 <= k <= d:
         raise ValueError(f"k must satisfy 1 <= k <= d, got k={k}, d={d}")
@@ -44,6 +51,13 @@ def ablate(
 
     ``multichannel`` returns (B, 2C, H, W) = (x, 1-x) on kept pixels and 0 on ablated ones;
     ``mean`` returns (B, C, H, W) with ablated pixels set to the per-channel ``mean``.
+
+    Args:
+        x: Images (B, C, H, W).
+        keep: Boolean masks (B, H*W), True where a pixel is kept
+            ([`sample_keep_mask`][sample_keep_mask]).
+        encoding: The NULL encoding: ``"multichannel"`` or ``"mean"``.
+        mean: Per-channel NULL values of the ``mean`` encoding (the training set's channel means).
     """
     b, c, h, w = x.shape
     if keep.shape != (b, h * w):
@@ -66,6 +80,13 @@ class Ablation(ThreatModel):
 
     ``per_batch=True`` draws one mask for the whole minibatch (the paper's training choice);
     certification always uses an independent mask per sample (``per_batch=False``).
+
+    Args:
+        k: Pixels kept per copy (the paper's MNIST choice: 45 of 784).
+        encoding: ``"multichannel"`` (a kept pixel v becomes (v, 1 - v), an ablated one 0: the base
+            classifier takes 2·C channels) or ``"mean"`` (ablated pixels set to ``mean``: C channels).
+        mean: The ``mean`` encoding's per-channel NULL values.
+        per_batch: One mask for the whole minibatch (training only).
     """
 
     k: int

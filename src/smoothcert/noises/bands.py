@@ -34,7 +34,12 @@ def _kept_range(start: torch.Tensor, s: int, size: int) -> torch.Tensor:
 @register_noise
 @dataclass(frozen=True)
 class Bands(ThreatModel):
-    """Column (``shape="columns"``) or block (``shape="blocks"``) smoothing with band size ``band`` (s)."""
+    """Column (``shape="columns"``) or block (``shape="blocks"``) smoothing with band size ``band`` (s).
+
+    Args:
+        shape: ``"columns"`` or ``"blocks"``.
+        band: The band width (block side) s: each copy keeps s columns (an s x s block).
+    """
 
     shape: str
     band: int

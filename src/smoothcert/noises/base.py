@@ -196,6 +196,12 @@ def register_noise(cls: type[N]) -> type[N]:
 
     ValueError if a name is taken by another class, if ``classifier`` is not one of
     [`CLASSIFIERS`][CLASSIFIERS], or if a flag it declares is declared differently by a registered noise.
+
+    Args:
+        cls: A [`ThreatModel`][ThreatModel] subclass (see CONTRIBUTING.md, "Adding a threat model").
+
+    Returns:
+        ``cls`` itself, registered.
     """
     kinds = cls.kinds or (cls.kind,)
     if cls.classifier not in CLASSIFIERS:
@@ -270,6 +276,14 @@ def make_noise(kind: str, **values: Any) -> ThreatModel:
     ``values`` hold flags (``k``, ``encoding``, ``sigma``, ...) and [`NoiseContext`][NoiseContext] fields
     (``train_mean``, ``image_size``, ``seed``); a flag left out or None takes its default (``--k`` 45,
     ...). A flag of another noise is refused unless None ([`check_noise_flags`][check_noise_flags]).
+
+    Args:
+        kind: The ``--noise`` name: ``ablation``, ``gaussian``, ``lee``, ``columns``, ``blocks``,
+            ``partition``, ``none`` or a plugin's.
+        **values: Its flags and context, as above.
+
+    Raises:
+        ValueError: For an unknown noise, a flag of another noise or an invalid value.
     """
     cls = check_noise_flags(kind, values)
     context_fields = NoiseContext.__dataclass_fields__
@@ -287,7 +301,16 @@ def noise_record(noise: ThreatModel) -> dict[str, Any]:
 
 def noise_from_config(config: Mapping[str, Any]) -> ThreatModel:
     """Rebuild the noise that a checkpoint or log recorded with ``to_config()`` (or
-    [`noise_record`][noise_record])."""
+    [`noise_record`][noise_record]).
+
+    Args:
+        config: The recorded JSON object, ``{"noise": kind, ...}`` (a checkpoint's
+            ``config["noise"]``, a log's ``settings["noise"]``).
+
+    Raises:
+        ValueError: For an unknown noise (naming the plugin package that provides it, if
+            recorded) or a record that does not describe one.
+    """
     if not isinstance(config, Mapping):
         raise ValueError(f"a noise config must be a JSON object, got {config!r}")
     provider = config.get("provider")

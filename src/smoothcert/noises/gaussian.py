@@ -27,6 +27,9 @@ class Gaussian(ThreatModel):
     Added in [0, 1] pixel space and not clamped, as in Cohen et al.: any input normalisation is
     the model's first layer, so certified L2 radii are in pixel units.  Every sample gets its own
     noise, drawn from ``generator``.
+
+    Args:
+        sigma: The noise's standard deviation, in pixel units (certified L2 radii scale with it).
     """
 
     sigma: float

@@ -37,6 +37,10 @@ class Lee(ThreatModel):
     Inputs are first rounded to that grid (the identity for 8-bit images with ``levels=256``).
     The keep decision compares a float64 uniform (a multiple of 2**-53) with kappa, so the keep
     probability differs from kappa by less than 2**-53.  Every sample gets its own noise.
+
+    Args:
+        kappa: The probability of keeping a value.
+        levels: The number of values per channel (256 for 8-bit images).
     """
 
     kappa: float

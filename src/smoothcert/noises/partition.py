@@ -44,7 +44,14 @@ def partition_assignment(d: int, groups: int, seed: int) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class Partition(ThreatModel):
     """Partition voting over ``groups`` disjoint pixel groups; ``assignment[p]`` is pixel p's group
-    (row-major over ``image_size``). Build it with [`create`][create]."""
+    (row-major over ``image_size``). Build it with [`create`][create].
+
+    Args:
+        groups: The number T of groups (and of copies that vote).
+        image_size: (H, W) of the images it partitions.
+        assignment: Each pixel's group, H*W entries in 0..T-1, every group non-empty.
+        seed: The seed [`create`][create] drew the assignment with (recorded).
+    """
 
     groups: int
     image_size: tuple[int, int]
@@ -68,7 +75,13 @@ class Partition(ThreatModel):
 
     @classmethod
     def create(cls, groups: int, image_size: tuple[int, int], seed: int = 0) -> Partition:
-        """The seeded partition of an ``image_size`` image into ``groups`` groups."""
+        """The seeded partition of an ``image_size`` image into ``groups`` groups.
+
+        Args:
+            groups: The number T of groups.
+            image_size: (H, W) of the images.
+            seed: The seed of the random assignment.
+        """
         h, w = image_size
         return cls(groups, (h, w), partition_assignment(h * w, groups, seed), seed)
 

@@ -86,6 +86,10 @@ def read_log(path: str | Path, name: str | None = None) -> RunLog:
     Raises FileNotFoundError for a missing file and ValueError, naming the file and line, for a
     missing column, a malformed or inconsistent row (``correct`` must equal ``predict == label``;
     a non-abstained radius must be finite and >= 0), a duplicated ``idx`` or a log without rows.
+
+    Args:
+        path: A ``smoothcert certify`` or ``predict`` log (or one in Cohen et al.'s format).
+        name: The run's name in reports; None: the file's stem.
     """
     path = Path(path)
     if not path.is_file():
@@ -200,6 +204,10 @@ def summarize(log: RunLog, radii: Sequence[float]) -> dict[str, Any]:
     ``certified_accuracy`` ({float(r): fraction}), ``acr``, ``seconds_per_image`` and the mean
     and median noise ``samples_per_image`` (None for logs without them).  For a predict log (no
     radii) ``median``, ``acr`` and every certified accuracy are None.
+
+    Args:
+        log: The parsed log ([`read_log`][read_log]).
+        radii: The radii at which to give the certified accuracy.
     """
     certify = log.radius is not None
     at_r = (certified_accuracy(log.radius, log.correct, np.asarray(radii, dtype=float)) if certify

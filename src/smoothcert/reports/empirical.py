@@ -65,7 +65,12 @@ def is_attack_log(path: str | Path) -> bool:
 
 def read_attack_log(path: str | Path, name: str | None = None) -> AttackLog:
     """Parse an attack log and its settings, validating every row (``l0`` >= 0, ``inf`` exactly on
-    failures, ``success`` 0/1, no duplicated ``idx``)."""
+    failures, ``success`` 0/1, no duplicated ``idx``).
+
+    Args:
+        path: A ``smoothcert attack`` log.
+        name: The run's name in reports; None: the file's stem.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"log file not found: {path}")
@@ -100,7 +105,11 @@ def read_attack_log(path: str | Path, name: str | None = None) -> AttackLog:
 
 
 def median_attack_magnitude(l0: np.ndarray) -> float:
-    """Smallest m with L0 <= m on at least half the images; failures are ``inf`` (Table 2)."""
+    """Smallest m with L0 <= m on at least half the images; failures are ``inf`` (Table 2).
+
+    Args:
+        l0: The pixels each image's attack changed (``inf`` where it failed).
+    """
     l0 = np.sort(np.asarray(l0, dtype=float))
     if l0.ndim != 1 or l0.size == 0 or np.isnan(l0).any() or (l0 < 0).any():
         raise ValueError("l0 must be a non-empty 1-D array of values >= 0 (inf for a failed attack)")
@@ -117,7 +126,12 @@ def summarize_attack(log: AttackLog) -> dict[str, Any]:
 def soundness(certify: RunLog, attack: AttackLog) -> dict[str, Any]:
     """Images both logs cover that are certified correctly (``compared``) and those among them the
     attack broke within the certified radius: ``inside`` (idx list), ``inside_wrong`` (PREDICT gave a
-    wrong class: contradicts the certificate) and ``inside_abstain`` (PREDICT abstained)."""
+    wrong class: contradicts the certificate) and ``inside_abstain`` (PREDICT abstained).
+
+    Args:
+        certify: The certify log of the attacked checkpoint.
+        attack: The attack log.
+    """
     if certify.radius is None:
         raise ValueError(f"{certify.path} is a predict log: soundness needs certified radii")
     radius = dict(zip(certify.idx.tolist(), np.where(certify.correct, certify.radius, np.nan).tolist(), strict=True))
@@ -140,7 +154,13 @@ def _l0_text(value: float) -> str:
 def table2(attacks: list[AttackLog], certify: list[RunLog], markdown: bool = False) -> str:
     """Table 2 at our scale: per attack log, the certified median of the certify log of the same
     checkpoint, dataset and split (N/A for an undefended model) on the attacked images, the attack's success rate and
-    median magnitude, and the soundness count (successes inside a certified radius)."""
+    median magnitude, and the soundness count (successes inside a certified radius).
+
+    Args:
+        attacks: The attack logs, one row each.
+        certify: The certify logs to take each row's certified median from.
+        markdown: A Markdown table instead of plain text.
+    """
     by_run = {}
     for log in certify:
         settings_path = log.path.with_name(log.path.name + ".json")

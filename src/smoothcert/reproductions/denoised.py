@@ -57,6 +57,30 @@ def reproduce_denoised(
 
     Every step resumes: finished checkpoints and log rows are reused. Writes ``denoised.md`` and
     ``denoised-ablation.md`` (with certified-accuracy plots) under ``out``; returns both tables.
+
+    Args:
+        out: The folder of the run's models, logs and tables.
+        classifier: The clean classifier's checkpoint; None: trained into ``out/classifier``.
+        dataset: The dataset (mnist5k).
+        sigma: The Gaussian noise's standard deviation.
+        fraction: The share of the training digits the small denoisers see.
+        classifier_epochs: Epochs of the clean classifier.
+        small_epochs: Epochs of each denoiser trained on ``fraction``.
+        full_epochs: Epochs of the denoisers trained on every digit.
+        batch_size: The denoisers' training batch.
+        depth: DnCNN layers.
+        width: DnCNN channels.
+        max_images: Test digits certified.
+        n0: Gaussian CERTIFY's selection samples.
+        n: Gaussian CERTIFY's estimation samples.
+        alpha: Gaussian CERTIFY's level.
+        k: Pixels each ablation keeps.
+        ablation_n0: Ablation CERTIFY's selection samples.
+        ablation_n: Ablation CERTIFY's estimation samples.
+        ablation_alpha: Ablation CERTIFY's level.
+        seed: The seed of training and of the noise streams.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        progress: Whether to show progress bars.
     """
     out = Path(out)
     model_dir = Path(classifier) if classifier is not None else out / "classifier"

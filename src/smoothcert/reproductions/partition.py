@@ -37,7 +37,23 @@ def reproduce_partition(
     first ``max_images`` test images of ``dataset``; randomized ablation k = 45 from the checkpoint ``classifier``
     (default: trained on mnist5k under ``out/k45`` with the same recipe and epochs), certified by Corollary 1
     with ``n0``, ``n``, ``alpha``. Median certified L0 radius, certified accuracy at r = 0..11,
-    forward passes and seconds per image."""
+    forward passes and seconds per image.
+
+    Args:
+        out: The folder of the run's models, logs and tables.
+        groups: The numbers T of groups, one model each.
+        epochs: Training epochs of each model.
+        classifier: The randomized-ablation checkpoint to compare with; None: trained under ``out/k45``.
+        max_images: Test images certified.
+        n0: Ablation CERTIFY's selection samples.
+        n: Ablation CERTIFY's estimation samples.
+        alpha: Ablation CERTIFY's level.
+        dataset: The dataset.
+        model: The architecture's name; None: the dataset's default.
+        seed: The seed of training and of the noise streams.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        progress: Whether to show progress bars.
+    """
     out = Path(out)
     runs = []
     for t in groups:

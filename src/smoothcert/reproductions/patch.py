@@ -17,7 +17,20 @@ def reproduce_patch(
     """Column smoothing (Levine & Feizi, NeurIPS 2020) at our scale: train columns ``band`` on mnist5k
     (``fast`` recipe, ``epochs``), certify the first ``max_images`` test digits against ``patch`` x
     ``patch`` patches with both votes (softmax threshold 0.2, their default, and argmax), beside the
-    paper's CIFAR-10 headline numbers (we have no MNIST table from the paper in our sources)."""
+    paper's CIFAR-10 headline numbers (we have no MNIST table from the paper in our sources).
+
+    Args:
+        out: The folder of the run's models, logs and tables.
+        band: The column band width s.
+        patch: The patch side m certified against.
+        epochs: Training epochs.
+        max_images: Test digits certified.
+        dataset: The dataset.
+        model: The architecture's name; None: the dataset's default.
+        seed: The seed of training and of the noise streams.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        progress: Whether to show progress bars.
+    """
     out = Path(out)
     run_dir = out / f"columns-s{band}"
     train_or_reuse(run_dir / "model", recipe=get_recipe("fast", epochs=epochs), dataset=dataset, model=model,

@@ -43,7 +43,19 @@ def reproduce(
 ) -> str:
     """Reproduce Table 1 (one model per k in ``ks``) or Table 8 (both encodings at k = 45) on
     mnist5k; ``run`` goes to ``train_and_certify``. Prints and returns a markdown table with the
-    paper's numbers beside ours and writes it, and a certified-accuracy plot, under ``out``."""
+    paper's numbers beside ours and writes it, and a certified-accuracy plot, under ``out``.
+
+    Args:
+        table: ``"table1"`` or ``"table8"``.
+        out: The folder of the run's models, logs and tables.
+        ks: Table 1's k values; None: the default sweep.
+        max_images: Test digits certified and predicted.
+        **run: ``train_and_certify``'s keyword arguments (``epochs``, ``n0``, ``n``, ``alpha``, ``seed``,
+            ``device``, ...).
+
+    Returns:
+        The markdown table, ours beside the paper's.
+    """
     out = Path(out)
     if table == "table1":
         runs = [(f"k={k}", {"k": k}, TABLE1.get(k)) for k in (ks or TABLE1_DEFAULT_KS)]
@@ -76,7 +88,15 @@ def reproduce(
 
 def demo(*, out: str | Path = "runs/demo", **run: Any) -> str:
     """The README's main job: train k = 45 on mnist5k, certify test digits, print the Table-1 row,
-    then the same digits certified and predicted with adaptive sampling beside the fixed runs."""
+    then the same digits certified and predicted with adaptive sampling beside the fixed runs.
+
+    Args:
+        out: The folder of the run's models, logs and tables.
+        **run: [`reproduce`][reproduce]'s keyword arguments (``max_images``, ``epochs``, ``n``, ...).
+
+    Returns:
+        The Table-1 row beside the paper's, then the fixed and adaptive runs side by side.
+    """
     check_positive(max_images=run.get("max_images"), epochs=run.get("epochs"))
     table = reproduce("table1", out=out, ks=[45], **run)
     keep = ("max_images", "n", "alpha", "seed", "device", "progress")

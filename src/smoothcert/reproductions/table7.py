@@ -47,7 +47,24 @@ def reproduce_table7(
     100,000).  ``ablation_checkpoint`` adds a row for a finished ablation model (certified into
     ``out/ablation-reused``).  Columns: CERTIFY accuracy, median certified L0 radius, certified
     accuracy at ``TABLE7_RADII``, the largest radius the sampling allows, and the mutual
-    information of Eq. 20 (ablation) and Eq. 21 (Lee et al.)."""
+    information of Eq. 20 (ablation) and Eq. 21 (Lee et al.).
+
+    Args:
+        out: The folder of the run's models, logs and tables.
+        kappas: Lee et al.'s keep probabilities, one model each.
+        ks: Ablation's kept pixels, one model each.
+        levels: Values per pixel of Lee et al.'s noise.
+        ablation_checkpoint: A finished ablation model to add as a row, or None.
+        recipe: The training recipe's name.
+        epochs: Training epochs of each model.
+        max_images: Test digits certified.
+        n0: CERTIFY's selection samples.
+        n: CERTIFY's estimation samples.
+        alpha: CERTIFY's level.
+        seed: The seed of training and of the noise streams.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        progress: Whether to show progress bars.
+    """
     out = Path(out)
     shape = load_dataset("mnist5k", "test").image_shape
     sampling = {"max_images": max_images, "n0": n0, "n": n, "alpha": alpha, "seed": seed, "device": device,

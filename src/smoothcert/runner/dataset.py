@@ -25,7 +25,13 @@ from .log import ATTACK_COLUMNS, CERTIFY_COLUMNS, PREDICT_COLUMNS, TsvLog
 
 
 def select_indices(size: int, skip: int = 1, max_images: int | None = None) -> list[int]:
-    """Every ``skip``-th index of a dataset of ``size`` images, at most ``max_images`` of them."""
+    """Every ``skip``-th index of a dataset of ``size`` images, at most ``max_images`` of them.
+
+    Args:
+        size: The dataset's number of images.
+        skip: Take every ``skip``-th image.
+        max_images: At most this many; None: all.
+    """
     if skip < 1:
         raise ValueError(f"--skip must be a positive integer, got {skip}")
     if max_images is not None and max_images < 1:
@@ -71,6 +77,28 @@ def run_dataset(
     written in the order of ``indices``; an image's ``time`` is its share (by samples) of the
     forward passes it took part in. ``settings`` (model, dataset, ...) are stored beside the log
     together with the sampling parameters; resuming with different ones is refused.
+
+    Args:
+        smoothed: The classifier (smoothed, deterministic or denoised).
+        data: The dataset whose images are run.
+        out: The TSV log; its settings go to ``out`` + ``.json``.
+        mode: ``"certify"`` or ``"predict"``.
+        n0: CERTIFY's selection samples; None: the log's, else the default.
+        n: Estimation samples (adaptive: at most).
+        alpha: The level of CERTIFY's bound or PREDICT's test.
+        seed: The seed of the noise streams (seed, idx).
+        sampling: ``"fixed"``, ``"adaptive"`` or an
+            [`Adaptive`][smoothcert.certificates.sequential.Adaptive].
+        indices: The dataset indices to run; None: all.
+        settings: What the log records besides the sampling (checkpoint, dataset, ...).
+        progress: Whether to show a progress bar.
+        window: Most images in flight at once.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        ValueError: When resuming a log whose settings differ.
     """
     if mode not in ("certify", "predict"):
         raise ValueError(f"unknown mode {mode!r}; choose certify or predict")
@@ -126,7 +154,11 @@ def adversarial_path(log: str | Path) -> Path:
 
 def read_adversarial(log: str | Path) -> dict[str, np.ndarray]:
     """The adversarial examples of an attack log: ``idx``, ``x_adv`` (N, C, H, W; the clean image where
-    the attack failed), ``success`` and the oracle's confirmed ``decision`` (-1 = abstain)."""
+    the attack failed), ``success`` and the oracle's confirmed ``decision`` (-1 = abstain).
+
+    Args:
+        log: The attack log (its ``.npz`` is read).
+    """
     path = adversarial_path(log)
     if not path.is_file():
         raise FileNotFoundError(f"no adversarial examples at {path}")
@@ -161,6 +193,20 @@ def run_attack(
     ``make_oracle(idx)`` gives a fresh oracle for image ``idx`` (its own query count and noise
     streams); the attack runs with ``key=(seed, idx)``. Finished rows are kept and skipped; the
     examples are written before their row, so an interruption never leaves a row without one.
+
+    Args:
+        make_oracle: ``make_oracle(idx)``: a fresh oracle for image ``idx``
+            ([`oracle_factory`][smoothcert.attacks.oracle_factory]).
+        attack: The attack ([`make_attack`][smoothcert.attacks.make_attack]).
+        data: The dataset whose images are attacked.
+        out: The TSV log; the adversarial examples go to its ``.npz``.
+        seed: The seed of the attack's streams (seed, idx).
+        indices: The dataset indices to attack; None: all.
+        settings: What the log records (checkpoint, attack, ...).
+        progress: Whether to show a progress bar.
+
+    Returns:
+        ``out``.
     """
     indices = list(range(len(data))) if indices is None else indices
     _check_indices(indices, len(data))

@@ -37,7 +37,12 @@ apart. A rank that dies does not make the others wait: torchrun then stops every
 
 @dataclass(frozen=True)
 class Shard:
-    """Shard ``index`` (0-based) of ``count`` shards."""
+    """Shard ``index`` (0-based) of ``count`` shards.
+
+    Args:
+        index: This shard, 0..``count`` - 1.
+        count: The number of shards.
+    """
 
     index: int
     count: int
@@ -114,6 +119,14 @@ def merge_logs(out: str | Path, shards: Sequence[str | Path], *, remove: bool = 
     existing ``out`` with other settings; rows already in ``out`` are kept, and a shard row for
     the same image must agree with them in every column but ``time``. ``out`` is replaced in one
     rename. ``remove=True`` deletes the shard files afterwards (torchrun runs do).
+
+    Args:
+        out: The merged log.
+        shards: The logs of shards 0..N-1 of one run.
+        remove: Whether to delete the shard logs afterwards.
+
+    Returns:
+        ``out``.
     """
     out, paths = Path(out), [Path(p) for p in shards]
     if not paths:
@@ -235,6 +248,18 @@ def run_sharded(run: Callable[..., Path], out: str | Path, *, indices: Sequence[
     log, skipping images already in ``out``; after a barrier rank 0 merges the shard logs into
     ``out`` and returns it (other ranks return None). A killed run resumes from the shard logs
     when restarted with the same number of ranks.
+
+    Args:
+        run: ``run_dataset`` or ``run_attack`` with their leading arguments bound.
+        out: The log of the whole run.
+        indices: The dataset indices to run.
+        settings: What the log records.
+        shard: Run only this shard; None: all (or this rank's, under torchrun).
+        progress: Whether to show a progress bar.
+        **kwargs: Further arguments of ``run``.
+
+    Returns:
+        The log written (a shard's, or ``out``); None on the other ranks under torchrun.
     """
     world = current_world()
     if shard is not None and world.distributed:

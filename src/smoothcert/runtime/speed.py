@@ -139,7 +139,14 @@ class Accelerated(nn.Module):
 def accelerate(model: nn.Module, *, compile: Switch = False, channels_last: Switch = False,
                amp: str | None = None) -> nn.Module:
     """``model`` itself when nothing is asked (or nothing ``"auto"`` would ever turn on), else
-    ``Accelerated(model, ...)`` (see there)."""
+    ``Accelerated(model, ...)`` (see there).
+
+    Args:
+        model: The model, in eval mode.
+        compile: Whether to `torch.compile` it: ``"auto"``, ``"on"``/True or ``"off"``/False.
+        channels_last: Whether to feed channels-last inputs, likewise.
+        amp: Autocast to ``"bf16"`` or ``"fp16"``; None: off.
+    """
     if amp is None and all(at is None for at in plan(model, compile, channels_last).values()):
         return model
     return Accelerated(model, compile=compile, channels_last=channels_last, amp=amp).eval()

@@ -214,6 +214,29 @@ def fit(
     checkpoint already in ``out`` is otherwise refused unless ``overwrite=True`` (see
     ``refuse_overwrite``). Both refusals come before the first step. Under torchrun call it inside
     ``distributed.process_group()`` (``train_classifier`` does).
+
+    Args:
+        model: The base classifier to train (changed in place).
+        noise: The noise it is trained under (e.g. ``make_noise("ablation", k=45)``).
+        train_set: The training images.
+        recipe: The optimisation schedule ([`get_recipe`][smoothcert.training.recipes.get_recipe]).
+        heldout: Images whose accuracy under noise is measured after each epoch, or None.
+        method: A training method or its name; None: the recipe's.
+        seed: The seed of the noise and shuffling streams.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        out: The checkpoint folder, or None to keep nothing.
+        resume: Continue the checkpoint in ``out``.
+        overwrite: Replace the checkpoint in ``out``.
+        config: What the checkpoint records besides the model (dataset, ...).
+        progress: Whether to show a progress bar.
+
+    Returns:
+        One record per epoch: ``epoch``, ``lr``, ``loss``, ``train_acc`` and, with ``heldout``,
+        ``heldout_acc``.
+
+    Raises:
+        ValueError: For a checkpoint in ``out`` without ``resume`` or ``overwrite``, or one whose
+            settings differ from these when resuming.
     """
     refuse_overwrite(out, resume, overwrite)
     if len(train_set) == 0:
@@ -357,6 +380,28 @@ def train_classifier(
     checkpoint already in ``out`` is refused unless ``resume`` or ``overwrite`` (``fit``).
     ``noise_flags`` are the noise's flags (``k=45``, ``encoding="mean"``, ``sigma=0.25``, ...; see
     [`smoothcert.noises.make_noise`][smoothcert.noises.make_noise]).
+
+    Args:
+        dataset: ``mnist5k``, ``mnist``, ``cifar10``, ``npz:PATH`` or ``folder:PATH``.
+        out: The checkpoint folder.
+        noise: The ``--noise`` name (``ablation``, ``gaussian``, ``none``, ...).
+        recipe: A [`Recipe`][smoothcert.training.recipes.Recipe] or its name (``fast``,
+            ``mnist-ablation``, ``paper-mnist``, ...).
+        model: A name of [`MODELS`][smoothcert.models.MODELS]; None: the recipe's, else the default.
+        method: A training method or its name (``noise``, ``consistency``, ``macer``, ...); None:
+            the recipe's.
+        seed: The seed of every random stream.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        data_root: Where ``mnist`` and ``cifar10`` are kept; None: the default cache.
+        validation: Digits cut from the train split to measure held-out accuracy on; 0: the test split.
+        max_images: Train on the first N training images only; None: all.
+        resume: Continue the checkpoint in ``out``.
+        overwrite: Replace the checkpoint in ``out``.
+        progress: Whether to show a progress bar.
+        **noise_flags: The noise's flags (``k=45``, ``encoding="mean"``, ``sigma=0.25``, ...).
+
+    Returns:
+        The per-epoch history, as [`fit`][fit] returns it.
     """
     if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
         raise ValueError(f"the number of training images (max_images) must be positive, got {max_images!r}")

@@ -143,7 +143,11 @@ def macer_hinge(logits: torch.Tensor, y: torch.Tensor, beta: float, gamma: float
 class NoiseAugmentation(_Config):
     """Cross-entropy of the base classifier on one noisy copy of every image: Gaussian data
     augmentation (Cohen et al. 2019) and the training of Levine & Feizi (2020). ``label_smoothing``
-    (Szegedy et al. 2016) mixes the one-hot target with the uniform distribution."""
+    (Szegedy et al. 2016) mixes the one-hot target with the uniform distribution.
+
+    Args:
+        label_smoothing: The weight of the uniform distribution in the target, in [0, 1).
+    """
 
     label_smoothing: float = 0.0
     name: ClassVar[str] = "noise"
@@ -169,6 +173,12 @@ class Consistency(_Config):
     KL term vanishes identically (p_hat = p_1), leaving CE + eta * H: allowed, but not consistency.
     With ``lam = eta = 0`` it is plain cross-entropy on m noisy draws of every image per step.
     ``label_smoothing`` as in ``NoiseAugmentation``, on the CE term.
+
+    Args:
+        m: Noisy copies of every image per step.
+        lam: The weight of the KL consistency term.
+        eta: The weight of the entropy term.
+        label_smoothing: As in [`NoiseAugmentation`][NoiseAugmentation].
     """
 
     m: int = 2
@@ -200,6 +210,9 @@ class Stability(_Config):
     ``x`` is the noise-free input in the model's format (`clean_input`). The reference code
     of Jeong & Shin uses the cross-entropy CE(softmax(f(x)) -> f(x + delta)) = KL + H(softmax(f(x)));
     we use the KL, so the term is zero exactly when the clean and noisy predictions agree.
+
+    Args:
+        lam: The weight of the KL term.
     """
 
     lam: float = 2.0
@@ -228,6 +241,13 @@ class Macer(_Config):
     Phi^-1(p1) - Phi^-1(p2) with scale 1, a monotone margin surrogate (Levine & Feizi's Corollary 1
     L0 radius grows with p_A), not a radius. ``lam`` is 0 for ``epoch < deferred_epochs``.
     Defaults: the paper's MNIST values m=16, beta=16, gamma=8, lam=16 (6 at sigma=1; 4 on CIFAR-10).
+
+    Args:
+        m: Noisy copies of every image per step.
+        beta: The inverse softmax temperature of the hinge.
+        gamma: The hinge's margin: no loss once Phi^-1(p1) - Phi^-1(p2) > gamma.
+        lam: The weight of the hinge term.
+        deferred_epochs: Epochs trained with ``lam`` = 0 first.
     """
 
     m: int = 16
@@ -265,6 +285,12 @@ class SmoothAdv(_Config):
     ``warmup_epochs`` epochs. The outer loss is the mean CE over f(x' + delta_i) with the same
     delta_i. The attack runs in eval mode (as the reference code) and restores the model's mode;
     it takes gradients with respect to x' only, so nothing accumulates in the parameters.
+
+    Args:
+        epsilon: The PGD attack's final L2 radius.
+        steps: PGD steps per attack.
+        m: Noise samples of the soft smoothed classifier.
+        warmup_epochs: Epochs over which the radius grows linearly to ``epsilon``.
     """
 
     needs: ClassVar[tuple[str, ...]] = ("additive",)
@@ -386,7 +412,15 @@ METHODS: dict[str, type] = {
 
 
 def make_method(name: str, **params: Any) -> Method:
-    """The method ``name`` (one of ``METHODS``) with hyperparameters ``params`` (defaults otherwise)."""
+    """The method ``name`` (one of ``METHODS``) with hyperparameters ``params`` (defaults otherwise).
+
+    Args:
+        name: ``noise``, ``consistency``, ``stability``, ``macer``, ``smoothadv`` or ``distillation``.
+        **params: The method's hyperparameters, by name.
+
+    Raises:
+        ValueError: For an unknown method or parameter.
+    """
     if name not in METHODS:
         raise ValueError(f"unknown training method {name!r}; choose one of {sorted(METHODS)}")
     cls = METHODS[name]

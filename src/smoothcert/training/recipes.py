@@ -27,7 +27,28 @@ class Recipe:
     > 0 keeps an exponential moving average of the weights with that decay per step, which is what
     is evaluated and saved. ``method`` and ``method_params`` name the training method
     ([`smoothcert.training.methods`][smoothcert.training.methods]) and ``model`` the architecture (``smoothcert.models``; None: the
-    dataset's default) used when none is given."""
+    dataset's default) used when none is given.
+
+    Args:
+        name: The recipe's name (``--recipe``).
+        epochs: Training epochs.
+        batch_size: Images per step.
+        optimizer: ``"sgd"`` or ``"adam"``.
+        lr: The initial learning rate.
+        momentum: SGD's momentum.
+        weight_decay: L2 weight decay.
+        schedule: ``"step"`` (``milestones``, ``gamma``) or ``"cosine"``.
+        milestones: The epochs at which the step schedule multiplies the lr by ``gamma``.
+        gamma: The step schedule's factor.
+        mask_per_batch: One noise draw per minibatch, the paper's training choice for ablation.
+        augment: The data augmentation: ``"none"``, a name or several joined by ``+``.
+        augment_until: The fraction of the epochs that augment.
+        ema: The per-step decay of the weights' moving average; 0: none.
+        method: The training method's name.
+        method_params: Its hyperparameters as (name, value) pairs.
+        model: The architecture's name; None: the dataset's default.
+        source: Where the recipe comes from (a paper and its table, or ours).
+    """
 
     name: str
     epochs: int
@@ -117,7 +138,12 @@ RECIPES: dict[str, Recipe] = {
 
 
 def get_recipe(name: str, **overrides: Any) -> Recipe:
-    """A named recipe with ``overrides`` (None values ignored), e.g. ``get_recipe("fast", epochs=5)``."""
+    """A named recipe with ``overrides`` (None values ignored), e.g. ``get_recipe("fast", epochs=5)``.
+
+    Args:
+        name: A name of [`RECIPES`][RECIPES] (``fast``, ``mnist-ablation``, ``paper-mnist``, ...).
+        **overrides: Fields of [`Recipe`][Recipe] to replace.
+    """
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
     return replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})
