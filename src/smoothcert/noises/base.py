@@ -32,12 +32,13 @@ import importlib.metadata
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
 
 from ..certificates.checks import ArgumentError
+from .protocols import Noise
 
 CLASSIFIERS = ("smoothed", "deterministic", "model")
 """The classifier kinds a noise can name in ``classifier``."""
@@ -52,25 +53,6 @@ class NoiseContext:
     train_mean: tuple[float, ...] | None = None
     image_size: tuple[int, int] | None = None
     seed: int = 0
-
-
-class Noise(Protocol):
-    """What the classifiers, the trainers and the CLI need from a noise (see the module docstring)."""
-
-    kind: str
-    classifier: ClassVar[str]
-    certificates: ClassVar[tuple[str, ...]]
-    samplings: ClassVar[tuple[str, ...]]
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
-
-    def channels(self, data_channels: int) -> int: ...
-
-    def clean_input(self, x: torch.Tensor) -> torch.Tensor: ...
-
-    def to_config(self) -> dict[str, Any]: ...
-
-    def check_certificate(self, name: str | None) -> None: ...
 
 
 N = TypeVar("N", bound="ThreatModel")
