@@ -22,7 +22,7 @@ from torch import nn
 
 from ..certificates import check_count, top_two
 from ..checkpoint import load_checkpoint
-from ..noises import Noise, ablate, noise_from_config
+from ..noises import Noise, noise_from_config
 from ..runtime.speed import Switch
 from .base import Certificate, base_logits, check_image, prepare_base
 from .preprocessing import Bounds, Preprocessing, check_bounds
@@ -114,7 +114,8 @@ class DeterministicClassifier:
         out = []
         for i in range(0, len(keep), self.batch_size):
             chunk = keep[i:i + self.batch_size]
-            logits = base_logits(self.base, ablate(x.expand(len(chunk), c, h, w), chunk), self.num_classes, self.noise)
+            inputs = self.noise.apply(x.expand(len(chunk), c, h, w), chunk)
+            logits = base_logits(self.base, inputs, self.num_classes, self.noise)
             if self.vote == "argmax":
                 out.append(nn.functional.one_hot(logits.argmax(1), self.num_classes).bool())
             else:
