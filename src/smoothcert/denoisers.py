@@ -52,7 +52,7 @@ from .checkpoint import (
 from .data import ImageDataset, channel_mean, load_dataset
 from .decrop import DecropObjective, SampleParams, frozen, generate_samples, state_hash
 from .models import positive_int
-from .noises import Noise, check_noise_flags, make_noise, noise_class, noise_kinds
+from .noises import BatchSharedNoise, Noise, check_noise_flags, make_noise, noise_class, noise_kinds
 from .runtime.distributed import (
     all_reduce_sum,
     broadcast_buffers,
@@ -227,7 +227,7 @@ def train_denoiser(
     noise = make_noise("gaussian", sigma=sigma) if noise is None else noise
     if not noise.certificates:
         raise ValueError("a denoiser is trained for the certification noise: give Gaussian or ablation noise, not none")
-    if getattr(noise, "per_batch", False):
+    if isinstance(noise, BatchSharedNoise) and noise.per_batch:
         raise ValueError("train the denoiser with a noise drawn per image (per_batch=False), as it is certified")
     default_epochs, default_batch = DEFAULT_SCHEDULE[method]
     epochs = positive_int(default_epochs if epochs is None else epochs, "epochs")

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..certificates import check_count, top_two
 from ..checkpoint import load_checkpoint
-from ..noises import Noise, noise_from_config
+from ..noises import DeterministicNoise, noise_from_config
 from ..runtime.speed import Switch
 from .base import Certificate, base_logits, check_image, prepare_base
 from .preprocessing import Bounds, Preprocessing, check_bounds
@@ -50,7 +50,7 @@ class DeterministicClassifier:
     def __init__(
         self,
         base: nn.Module,
-        noise: Noise,
+        noise: DeterministicNoise,
         num_classes: int,
         image_size: tuple[int, int],
         *,

@@ -21,7 +21,6 @@ from .ablation import ENCODINGS, Ablation, ablate, sample_keep_mask
 from .bands import Bands
 from .base import (
     CLASSIFIERS,
-    Noise,
     NoiseContext,
     ThreatModel,
     certificate_help,
@@ -42,13 +41,24 @@ from .clean import Clean
 from .gaussian import Gaussian
 from .lee import Lee
 from .partition import Partition, partition_assignment
+from .protocols import (
+    AdaptiveNoise,
+    BatchSharedNoise,
+    DeterministicNoise,
+    MaskNoise,
+    Noise,
+    SampledNoise,
+    capability_problem,
+)
 
 NOISES = noise_kinds(plugins=False)
 """The built-in ``--noise`` names ([`noise_kinds`][noise_kinds] also lists noises registered later and
 those of installed plugins)."""
 
-__all__ = ["CLASSIFIERS", "ENCODINGS", "NOISES", "PLUGIN_GROUP", "Ablation", "Bands", "Clean", "Gaussian", "Lee",
-           "Noise", "NoiseContext", "Partition", "ThreatModel", "ablate", "certificate_help", "certificate_names",
+__all__ = ["CLASSIFIERS", "ENCODINGS", "NOISES", "PLUGIN_GROUP", "Ablation", "AdaptiveNoise", "Bands",
+           "BatchSharedNoise", "Clean", "DeterministicNoise", "Gaussian", "Lee", "MaskNoise", "Noise", "NoiseContext",
+           "Partition", "SampledNoise", "ThreatModel", "ablate", "capability_problem", "certificate_help",
+           "certificate_names",
            "check_noise_flags", "make_noise", "noise_class", "noise_flags", "noise_from_config", "noise_kinds",
            "load_plugins", "noise_provider", "noise_record", "partition_assignment", "register_noise",
            "sample_keep_mask"]
