@@ -1,9 +1,10 @@
 """A noise that advertises a capability it does not implement is refused when it is registered, in
 one line naming the noise and the missing member; the built-in noises implement every protocol
-they advertise."""
+they advertise, and every classifier kind its protocol, with the protocol's signatures."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -12,6 +13,7 @@ import torch
 from test_toy_noise import Bernoulli
 
 import smoothcert.noises.base as registry
+from smoothcert.noises.protocols import protocol_members
 from smoothcert.noises import (
     AdaptiveNoise,
     Ablation,
@@ -137,3 +139,79 @@ def test_a_per_batch_noise_is_found_by_its_protocol():
     assert SmoothedClassifier(model, Shared(0.5), 3, device="cpu").noise.per_batch is False
     with pytest.raises(ValueError, match="independent noise draw per sample"):
         SmoothedClassifier(model, Shared(0.5, per_batch=True), 3, device="cpu")
+
+
+# ----------------------------------------------------------------------------- the classifier kinds
+
+
+def _parameters(function: Any) -> list[inspect.Parameter]:
+    """The parameters of a method, less ``self`` (a static method has none to drop)."""
+    parameters = list(inspect.signature(function).parameters.values())
+    return parameters[1:] if parameters and parameters[0].name == "self" else parameters
+
+
+def signature_problems(cls: type, protocol: type) -> list[str]:
+    """Where a method of ``cls`` cannot be called as ``protocol`` declares it: a positional parameter
+    in another place, a keyword it does not take, a default it lacks, or a parameter of its own
+    without a default."""
+    problems = []
+    for name in protocol_members(protocol):
+        declared = getattr(protocol, name, None)
+        if not inspect.isfunction(declared):  # an attribute, or a property such as certificate
+            continue
+        wanted, given = _parameters(declared), _parameters(inspect.getattr_static(cls, name).__get__(None, cls))
+        by_name = {p.name: p for p in given}
+        positional = [p.name for p in given if p.kind == p.POSITIONAL_OR_KEYWORD]
+        for i, p in enumerate(wanted):
+            own = by_name.get(p.name)
+            if own is None:
+                problems.append(f"{cls.__name__}.{name} takes no {p.name}")
+            elif p.kind == p.POSITIONAL_OR_KEYWORD and positional[i:i + 1] != [p.name]:
+                problems.append(f"{cls.__name__}.{name} takes {p.name} in another place")
+            elif p.default is not p.empty and own.default is own.empty:
+                problems.append(f"{cls.__name__}.{name} has no default for {p.name}")
+        problems += [f"{cls.__name__}.{name} needs {p.name}, which {protocol.__name__} does not pass" for p in given
+                     if p.name not in {w.name for w in wanted} and p.default is p.empty
+                     and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return problems
+
+
+def test_every_classifier_kind_implements_its_protocol_with_its_signatures():
+    from torch import nn
+
+    from smoothcert.classifiers import (
+        Classifier,
+        DenoisedClassifier,
+        DeterministicClassifier,
+        SmoothedClassifier,
+        Undefended,
+        VotingClassifier,
+    )
+    from smoothcert.noises import Clean
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 64, 3))
+    voting = [SmoothedClassifier(model, Ablation(8), 3, device="cpu"),
+              DenoisedClassifier(model, Ablation(8), 3, device="cpu"),
+              DeterministicClassifier(model, Partition.create(4, (8, 8)), 3, (8, 8), device="cpu")]
+    undefended = Undefended(nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), Clean(), 3, device="cpu")
+    for classifier, protocol in [(c, VotingClassifier) for c in voting] + [(undefended, Classifier)]:
+        # looked up without reading them: an undefended model's certificate is a refusal
+        missing = [m for m in protocol_members(protocol)
+                   if m not in vars(classifier) and not hasattr(type(classifier), m)]
+        assert missing == [], type(classifier).__name__
+        assert signature_problems(type(classifier), protocol) == [], type(classifier).__name__
+    assert not hasattr(Undefended, "sample_many")  # it does not vote
+    x = torch.rand(1, 8, 8)
+    exact = voting[2]
+    assert exact.predict(x, 100, 0.05, sampling="fixed") == exact.predict(x)  # called as any voting classifier
+    assert repr(exact.certify(x, 10, 100, 0.05, sampling="fixed")) == repr(exact.certify(x))  # p_lower NaN
+
+
+def test_the_signature_check_finds_a_mismatch():
+    """DeterministicClassifier.predict took the image only; the check would have said so."""
+    from smoothcert.classifiers import DeterministicClassifier, VotingClassifier
+
+    old = type("Old", (DeterministicClassifier,), {"predict": lambda self, x: 0})
+    assert signature_problems(old, VotingClassifier) == ["Old.predict takes no n", "Old.predict takes no alpha",
+                                                         "Old.predict takes no generator",
+                                                         "Old.predict takes no sampling"]

@@ -136,7 +136,9 @@ class DeterministicClassifier:
         """The class with most votes, ties to the smaller index; never abstains (``alpha`` unused)."""
         return top_two(counts)[0]
 
-    def predict(self, x: torch.Tensor) -> int:
+    def predict(self, x: torch.Tensor, n: int | None = None, alpha: float | None = None,
+                generator: torch.Generator | None = None, *, sampling: object = "fixed") -> int:
+        """The class with most votes on ``x`` (the sampling parameters of the runner's interface are unused)."""
         return self.predict_from_counts(self.votes(x))
 
     def radius(self, counts: np.ndarray) -> int:
@@ -144,7 +146,7 @@ class DeterministicClassifier:
         return self.noise.vote_radius(counts, self.image_size, self.patch)
 
     def certify(self, x: torch.Tensor, n0: int | None = None, n: int | None = None, alpha: float | None = None,
-                generator: torch.Generator | None = None) -> Certificate:
+                generator: torch.Generator | None = None, *, sampling: object = "fixed") -> Certificate:
         """The exact certificate of ``x`` (the sampling parameters of the runner's interface are unused)."""
         return self._certificate(self.votes(x))
 
