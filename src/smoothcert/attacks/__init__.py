@@ -39,9 +39,8 @@ from .base import AttackResult, l0_pixels
 from .oracles import DeterministicOracle, ModelOracle, Oracle, SmoothedOracle
 from .patch import PatchAttack
 from .pointwise import Pointwise
+from .registry import ATTACK_CLASSES, ATTACK_FLAGS, ATTACKS, make_attack
 from .sparse_rs import SparseRS
-
-ATTACKS = ("pointwise", "sparse-rs", "patch")
 
 __all__ = ["ATTACKS", "ATTACK_CLASSES", "ATTACK_FLAGS", "AttackResult", "DeterministicOracle", "ModelOracle", "Oracle", "PatchAttack", "Pointwise",
            "SmoothedOracle", "SparseRS", "l0_pixels", "make_attack", "oracle_factory"]
@@ -87,33 +86,3 @@ def oracle_factory(
                                     f"trained with --noise {classifier.noise.kind}, which samples nothing: drop {{name}}")
     query = {"n": n, "alpha": alpha, "fixed": fixed, "n_check": n_check, "sampling": sampling}
     return (lambda idx: ORACLES[classifier.kind](classifier, (seed, idx), **query)), config
-
-
-ATTACK_CLASSES: dict[str, type[Pointwise] | type[SparseRS] | type[PatchAttack]] = {
-    "pointwise": Pointwise, "sparse-rs": SparseRS, "patch": PatchAttack}
-
-ATTACK_FLAGS = tuple(dict.fromkeys(flag for cls in ATTACK_CLASSES.values() for flag in cls.flags))
-"""Every attack's command-line flags (argparse dests)."""
-
-
-def make_attack(name: str, **flags: float | int | None) -> Pointwise | SparseRS | PatchAttack:
-    """The attack named on the command line (``--attack``) from its flags (argparse dests such as
-    ``restarts``, ``start_budget``, ``patch``; None: the default). The attack validates its values;
-    a flag of another attack is a ValueError naming the attack it belongs to."""
-    if name not in ATTACK_CLASSES:
-        raise ValueError(f"unknown attack {name!r}; choose one of {ATTACKS}")
-    cls = ATTACK_CLASSES[name]
-    given = {flag: value for flag, value in flags.items() if value is not None}
-    for flag in given:
-        if flag not in cls.flags:
-            owners = [other for other, c in ATTACK_CLASSES.items() if flag in c.flags]
-            if not owners:
-                raise TypeError(f"make_attack got an unknown flag {flag!r}")
-            raise ValueError(f"--{flag.replace('_', '-')} belongs to --attack {' or '.join(owners)}")
-    try:
-        return cls(**{cls.flags[flag]: value for flag, value in given.items()})
-    except ArgumentError as err:  # name the flag, not the attribute it sets (--patch, not size)
-        flag = {attribute: flag for flag, attribute in cls.flags.items()}.get(err.argument)
-        if flag is None:
-            raise
-        raise ArgumentError(flag, err.value, err.message) from None
