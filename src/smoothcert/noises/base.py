@@ -28,8 +28,6 @@ an unknown noise says what to install.
 
 from __future__ import annotations
 
-import importlib.metadata
-import warnings
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 
 from ..certificates.checks import ArgumentError
+from ..plugins import load_entry_points
 from .protocols import Noise, capability_problem
 
 CLASSIFIERS = ("smoothed", "deterministic", "model")
@@ -149,20 +148,15 @@ def load_plugins() -> None:
     if _PLUGINS["loaded"]:
         return
     _PLUGINS["loaded"] = True
-    for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
-        provider = entry.dist.name if entry.dist is not None else entry.value.split(":")[0]
-        try:
-            cls = entry.load()
-            if not (isinstance(cls, type) and issubclass(cls, ThreatModel)):
-                raise TypeError(f"{entry.value} is not a ThreatModel subclass")
-            if cls not in _REGISTRY.values():
-                register_noise(cls)
-        except Exception as err:  # noqa: BLE001 - a broken plugin must not break the library
-            warnings.warn(f"smoothcert noise plugin {entry.name!r} of {provider} was not loaded "
-                          f"({type(err).__name__}: {err})", stacklevel=2)
-            continue
+    for cls, provider in load_entry_points(PLUGIN_GROUP, ThreatModel, _register_new, "noise"):
         for kind in cls.kinds or (cls.kind,):
             _PROVIDERS[kind] = provider
+
+
+def _register_new(cls: type[ThreatModel]) -> None:
+    """Register ``cls`` unless it is registered already (a plugin whose module was imported first)."""
+    if cls not in _REGISTRY.values():
+        register_noise(cls)
 
 
 def noise_provider(kind: str) -> str | None:
