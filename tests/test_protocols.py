@@ -102,7 +102,8 @@ def test_a_plugin_that_advertises_what_it_lacks_is_skipped_naming_the_member(tmp
     source = ("from test_toy_noise import Bernoulli\nfrom smoothcert.noises import ThreatModel\n"
               "Salt = type('Salt', (ThreatModel,), {'kind': 'salt', 'certificates': ('bernoulli',), **{member: "
               "getattr(Bernoulli, member) for member in ('__call__', 'to_config', 'certify', 'radius_step')}})\n")
-    install(tmp_path, "smoothcert-lacking", "lacking_noise", source, "salt = lacking_noise:Salt")
+    install(tmp_path, "smoothcert-lacking", {"lacking_noise": source},
+            {registry.PLUGIN_GROUP: "salt = lacking_noise:Salt"})
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "_PROVIDERS", {})
     monkeypatch.setattr(registry, "_PLUGINS", {"loaded": False})

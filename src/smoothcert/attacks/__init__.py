@@ -39,11 +39,22 @@ from .base import AttackResult, l0_pixels
 from .oracles import DeterministicOracle, ModelOracle, Oracle, SmoothedOracle
 from .patch import PatchAttack
 from .pointwise import Pointwise
-from .registry import ATTACK_CLASSES, ATTACK_FLAGS, ATTACKS, make_attack
+from .registry import (
+    ATTACK_CLASSES,
+    ATTACK_FLAGS,
+    ATTACKS,
+    PLUGIN_GROUP,
+    attack_class,
+    attack_flags,
+    attack_names,
+    make_attack,
+    register_attack,
+)
 from .sparse_rs import SparseRS
 
-__all__ = ["ATTACKS", "ATTACK_CLASSES", "ATTACK_FLAGS", "AttackResult", "DeterministicOracle", "ModelOracle", "Oracle", "PatchAttack", "Pointwise",
-           "SmoothedOracle", "SparseRS", "l0_pixels", "make_attack", "oracle_factory"]
+__all__ = ["ATTACKS", "ATTACK_CLASSES", "ATTACK_FLAGS", "PLUGIN_GROUP", "AttackResult", "DeterministicOracle",
+           "ModelOracle", "Oracle", "PatchAttack", "Pointwise", "SmoothedOracle", "SparseRS", "attack_class",
+           "attack_flags", "attack_names", "l0_pixels", "make_attack", "oracle_factory", "register_attack"]
 
 
 ORACLES: dict[str, Callable[..., Oracle]] = {

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from ..certificates import check_count
 from ..runtime.seeding import generator
-from .base import AttackResult, L0Attack, label_margin, queried, smallest
+from .base import MAX_QUERIES_FLAG, AttackResult, L0Attack, label_margin, queried, smallest
 from .oracles import ATTACK_STREAM, Oracle
 
 
@@ -28,8 +28,11 @@ class PatchAttack(L0Attack):
     the number of pixels the patch actually changed (at most ``size``^2).
     """
 
-    flags: ClassVar[dict[str, str]] = {"patch": "size", "max_queries": "max_queries"}
-    """Command-line flag (argparse dest) -> parameter."""
+    name: ClassVar[str] = "patch"
+    flags: ClassVar[dict[str, dict[str, Any]]] = {
+        "patch": {"type": int, "attribute": "size", "help": "patch: side M of the square patch (default 5)"},
+        "max_queries": MAX_QUERIES_FLAG,
+    }
 
     size: int = 5
     max_queries: int = 1000

@@ -148,15 +148,9 @@ def load_plugins() -> None:
     if _PLUGINS["loaded"]:
         return
     _PLUGINS["loaded"] = True
-    for cls, provider in load_entry_points(PLUGIN_GROUP, ThreatModel, _register_new, "noise"):
+    for cls, provider in load_entry_points(PLUGIN_GROUP, ThreatModel, _REGISTRY, register_noise, "noise"):
         for kind in cls.kinds or (cls.kind,):
             _PROVIDERS[kind] = provider
-
-
-def _register_new(cls: type[ThreatModel]) -> None:
-    """Register ``cls`` unless it is registered already (a plugin whose module was imported first)."""
-    if cls not in _REGISTRY.values():
-        register_noise(cls)
 
 
 def noise_provider(kind: str) -> str | None:
