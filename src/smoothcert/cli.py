@@ -13,13 +13,13 @@ from pathlib import Path
 from . import reproductions
 from .attacks import attack_class, attack_flags, attack_names, make_attack
 from .attacks.substitute import format_substitute
-from .certificates import ArgumentError
 from .certificates.sequential import BOUNDS, FUTILITY
 from .classifiers import SAMPLINGS, VOTES
 from .classifiers.checks import sampling_options
 from .data import DATASETS
 from .denoisers import METHODS as DENOISER_METHODS
 from .denoisers import denoise
+from .errors import ArgumentError
 from .models import MODELS
 from .noises import certificate_help, certificate_names, noise_class, noise_flags, noise_kinds
 from .reports import (

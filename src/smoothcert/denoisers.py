@@ -41,7 +41,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .certificates import ArgumentError
 from .checkpoint import (
     checkpoint_lock,
     commit,
@@ -51,6 +50,7 @@ from .checkpoint import (
 )
 from .data import ImageDataset, channel_mean, load_dataset
 from .decrop import DecropObjective, SampleParams, frozen, generate_samples, state_hash
+from .errors import ArgumentError
 from .models import positive_int
 from .noises import BatchSharedNoise, Noise, check_noise_flags, make_noise, noise_class, noise_kinds
 from .runtime.distributed import (

@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 
-from ..certificates import ArgumentError
 from ..checkpoint import read_config
 from ..classifiers import Sampling, SmoothedClassifier, load_classifier
 from ..classifiers.checks import check_sampling
+from ..errors import ArgumentError
 from ..runtime.speed import Switch
 from .base import AttackResult, l0_pixels
 from .oracles import DeterministicOracle, ModelOracle, Oracle, SmoothedOracle

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..certificates import check_count
+from ..errors import check_count
 from ..runtime.seeding import generator
 from .base import MAX_QUERIES_FLAG, AttackResult, L0Attack, label_margin, queried, smallest
 from .oracles import ATTACK_STREAM, Oracle

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
-from ..certificates import ArgumentError
+from ..errors import ArgumentError
 from ..plugins import load_entry_points
 from .base import L0Attack
 from .patch import PatchAttack

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..certificates import check_count
+from ..errors import check_count
 from ..noises import Noise
 from ..runtime.seeding import resolve_device
 from ..runtime.speed import Switch, accelerate, auto_batch_size

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..certificates import check_count, top_two
+from ..certificates import top_two
 from ..checkpoint import load_checkpoint
+from ..errors import check_count
 from ..noises import DeterministicNoise, noise_from_config
 from ..runtime.speed import Switch
 from .base import Certificate, base_logits, check_image, prepare_base

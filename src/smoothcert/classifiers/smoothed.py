@@ -26,11 +26,11 @@ from scipy.stats import binomtest
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..certificates import check_alpha, check_count
 from ..certificates.sequential import ABSTAIN, Adaptive
 from ..certificates.sequential import certify_steps as sequential_certify
 from ..certificates.sequential import predict_steps as sequential_predict
 from ..checkpoint import load_checkpoint
+from ..errors import check_alpha, check_count
 from ..noises import BatchSharedNoise, Noise, noise_from_config
 from ..runtime import seeding
 from ..runtime.speed import Switch

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 
-from ..certificates.checks import ArgumentError
+from ..errors import ArgumentError
 from ..plugins import load_entry_points
 from .protocols import Noise, capability_problem
 

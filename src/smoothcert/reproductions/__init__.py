@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..certificates import ArgumentError, check_alpha
 from ..checkpoint import read_config
+from ..errors import ArgumentError, check_alpha
 from ..reports import plot_delta
 from .common import check_positive
 from .denoised import reproduce_denoised
