@@ -20,7 +20,7 @@ from ..runner import run_dataset
 from ..runner.jobs import run_settings
 from .common import (
     accuracy_cell,
-    check_positive,
+    check_flag_counts,
     markdown,
     median_cell,
     publish,
@@ -77,7 +77,7 @@ def reproduce(
 def demo(*, out: str | Path = "runs/demo", **run: Any) -> str:
     """The README's main job: train k = 45 on mnist5k, certify test digits, print the Table-1 row,
     then the same digits certified and predicted with adaptive sampling beside the fixed runs."""
-    check_positive(max_images=run.get("max_images"), epochs=run.get("epochs"))
+    check_flag_counts(max_images=run.get("max_images"), epochs=run.get("epochs"))
     table = reproduce("table1", out=out, ks=[45], **run)
     keep = ("max_images", "n", "alpha", "seed", "device", "progress")
     return table + "\n" + compare_sampling(Path(out) / "k45", **{k: v for k, v in run.items() if k in keep})
