@@ -2,7 +2,9 @@
 
 Every noise subclasses [`ThreatModel`][smoothcert.noises.base.ThreatModel] and is registered under its
 ``--noise`` name(s) ([`register_noise`][register_noise]); [`make_noise`][make_noise] builds one from command-line
-flags and [`noise_from_config`][noise_from_config] from the JSON a checkpoint or log recorded.
+flags and [`noise_from_config`][noise_from_config] from the JSON a checkpoint or log recorded. What each
+capability a noise advertises requires is a typed protocol
+([`smoothcert.noises.protocols`][smoothcert.noises.protocols]), checked when the noise is registered.
 
 - ``Ablation`` (``ablation``): randomized ablation (Levine & Feizi 2020, Preliminaries): keep k of
   the d = H*W pixels, NULL elsewhere (multichannel or mean encoding, Table 8); L0 certificates in

@@ -65,8 +65,9 @@ class ThreatModel:
     ``samplings``, and implement ``from_flags``, ``__call__``, ``channels`` and ``to_config``, and
     what the capabilities they advertise require ([`smoothcert.noises.protocols`][smoothcert.noises.protocols]:
     a sampled noise ``certify``, an adaptive one ``radius`` and ``radius_step``, a deterministic one
-    ``keep_masks``, ``apply``, ``vote_radius`` ...). The placeholders here are marked ``abstractmethod``:
-    [`register_noise`][register_noise] refuses a class that advertises a capability and leaves one of them.
+    ``keep_masks``, ``apply``, ``vote_radius`` ...). ``from_flags`` and ``to_config`` here are
+    placeholders marked ``abstractmethod``; [`register_noise`][register_noise] refuses a class that lacks
+    a member of a protocol it advertises, a placeholder counting as missing.
     """
 
     kind: str
