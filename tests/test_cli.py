@@ -276,7 +276,7 @@ def test_adaptive_sampling_is_the_default_and_recorded(tiny, tmp_path):
     out = tmp_path / "a.tsv"
     assert _certify(tiny, out, "--step", "50") == 0
     settings = json.loads((tmp_path / "a.tsv.json").read_text())
-    assert settings["sampling"] == {"scheme": "adaptive", "bound": "exact", "radius": None, "beta": 0.4,
+    assert settings["sampling"] == {"scheme": "adaptive", "bound": "exact", "radius": None, "beta": 0.3,
                                     "step": 50, "growth": 1.3, "futility": "spent", "rho": 1.0}
     used = [int(r[4]) for r in _rows(out)[1:]]
     assert set(used) <= {50, 65, 84, 110, 143, 200}  # the looks of the schedule, at most --n

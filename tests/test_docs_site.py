@@ -37,9 +37,6 @@ HEADING = re.compile(r'<h\d id="(smoothcert(?:\.\w+)+)" class="doc doc-heading"'
 ENTRY_POINTS = [getattr(cls, method) for cls in (SmoothedClassifier, DeterministicClassifier, DenoisedClassifier,
                                                   Undefended)
                 for method in ("from_checkpoint", "certify", "predict", "sample") if method in vars(cls)]
-UNDOCUMENTED = {"Adaptive", "GroupSequentialCP", "MixtureCS", "mixture_lower", "mixture_upper"}
-"""smoothcert.certificates.sequential's classes and functions, whose docstrings still describe their
-parameters in prose; remove a name here once its docstring has an Args section."""
 
 
 def parameters(obj: object) -> list[str] | None:
@@ -84,9 +81,6 @@ PUBLIC = public_callables()
 @pytest.mark.parametrize("name", sorted(PUBLIC))
 def test_public_callable_documents_every_parameter(name: str):
     missing, unknown = undocumented_parameters(PUBLIC[name])
-    if name in UNDOCUMENTED:
-        assert missing, f"{name} documents its parameters now: remove it from UNDOCUMENTED"
-        return
     assert not missing and not unknown, (f"{name}: parameters without an Args entry {missing}, "
                                          f"Args entries that are no parameter {unknown}")
 

@@ -11,15 +11,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import reproductions
-from .attacks import ATTACK_FLAGS, ATTACKS, make_attack
+from .attacks import attack_class, attack_flags, attack_names, make_attack
 from .attacks.substitute import format_substitute
-from .certificates import ArgumentError
 from .certificates.sequential import BOUNDS, DEFAULT_BOUND, DEFAULTS, FUTILITY
 from .classifiers import SAMPLINGS, VOTES
 from .classifiers.checks import sampling_options
 from .data import DATASETS
 from .denoisers import METHODS as DENOISER_METHODS
 from .denoisers import denoise
+from .errors import ArgumentError
 from .models import MODELS
 from .noises import certificate_help, certificate_names, noise_class, noise_flags, noise_kinds
 from .reports import (
@@ -61,6 +61,14 @@ def _add_noise(p: argparse.ArgumentParser) -> None:
     """``--noise`` and the flags of every registered noise ([`smoothcert.noises`][smoothcert.noises])."""
     p.add_argument("--noise", choices=noise_kinds(), default="ablation")
     for name, spec in noise_flags().items():  # None: not given (the noise's default; another noise refuses it)
+        p.add_argument("--" + name.replace("_", "-"), **{**spec, "default": None})
+
+
+def _add_attack(p: argparse.ArgumentParser) -> None:
+    """``--attack`` and the flags of every registered attack
+    ([`smoothcert.attacks.registry`][smoothcert.attacks.registry])."""
+    p.add_argument("--attack", choices=attack_names(), default="pointwise")
+    for name, spec in attack_flags().items():  # None: not given (the attack's default; another attack refuses it)
         p.add_argument("--" + name.replace("_", "-"), **{**spec, "default": None})
 
 
@@ -179,7 +187,7 @@ def _evaluate(args: argparse.Namespace, mode: str) -> None:
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
-    chosen = make_attack(args.attack, **{flag: getattr(args, flag) for flag in ATTACK_FLAGS})
+    chosen = make_attack(args.attack, **{flag: getattr(args, flag) for flag in attack_flags()})
     log = attack(args.checkpoint, args.out, chosen, dataset=args.dataset, split=args.split, data_root=args.data_root,
                  n=args.n, alpha=args.alpha, fixed=not args.fresh, n_check=args.n_check, sampling=args.sampling,
                  vote=args.vote, theta=args.theta, skip=args.skip, max_images=args.max, batch_size=args.batch_size,
@@ -338,19 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("attack", help="L0 attacks on a model or its smoothed classifier (upper bounds)")
     p.add_argument("--checkpoint", type=Path, required=True,
                    help="a model trained with --noise none is attacked directly, others through their smoothed PREDICT")
-    p.add_argument("--attack", choices=ATTACKS, default="pointwise")
-    p.add_argument("--restarts", type=int, default=None, help="pointwise: random restarts, best of R (default 10)")
-    p.add_argument("--start-steps", type=int, default=None,
-                   help="pointwise: salt-and-pepper draws of each restart's start (default 1000)")
-    p.add_argument("--search-steps", type=int, default=None,
-                   help="pointwise: binary-search queries per pixel and round (default 10; 0: reset passes only)")
-    p.add_argument("--kicks", type=int, default=None,
-                   help="pointwise: iterated-local-search steps per restart (default 20; 0: Foolbox's algorithm)")
-    p.add_argument("--max-queries", type=int, default=None, help="query budget per restart (pointwise, default 5000), "
-                   "per pixel budget tried (sparse-rs, default 1000) or per image (patch, default 1000)")
-    p.add_argument("--budget", type=int, default=None, help="sparse-rs: fixed pixel budget (default: search the smallest)")
-    p.add_argument("--start-budget", type=int, default=None, help="sparse-rs: first budget of the doubling search (default 1)")
-    p.add_argument("--patch", type=int, default=None, help="patch: side M of the square patch (default 5)")
+    _add_attack(p)
     _add_data(p, default=None)
     _add_oracle(p)
     p.add_argument("--n-check", type=int, default=None, help="fresh samples to re-check each adversarial example (default --n)")
@@ -518,12 +514,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for expected errors, 1 for a bug, 130 for Ctrl-C); ``--debug`` or SMOOTHCERT_DEBUG=1 adds the traceback."""
     try:
         parser = build_parser()  # noise plugins load here: their errors are one line too
-    except argparse.ArgumentError as err:  # a noise flag taken by the command line itself
+    except argparse.ArgumentError as err:  # a noise or attack flag taken by the command line itself
         flag = err.argument_name.split("/")[0] if err.argument_name else "?"
         name = flag.removeprefix("--").replace("-", "_")
-        owners = [kind for kind in noise_kinds() if name in noise_class(kind).flags]
-        print(f"smoothcert: error: the flag {flag} of the noise {' / '.join(owners) or '?'} clashes with the command "
-              f"line's own {flag}: rename it in the noise's flags", file=sys.stderr)
+        owners = ([f"the noise {kind}" for kind in noise_kinds() if name in noise_class(kind).flags]
+                  + [f"the attack {attack}" for attack in attack_names() if name in attack_class(attack).flags])
+        print(f"smoothcert: error: the flag {flag} of {' / '.join(owners) or 'a plugin'} clashes with the command "
+              f"line's own {flag}: rename it in its flags", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - every error becomes one line
         if os.environ.get("SMOOTHCERT_DEBUG", "") not in ("", "0"):

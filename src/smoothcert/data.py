@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .certificates.checks import ArgumentError
+from .errors import ArgumentError
 
 __all__ = [
     "DATASETS",

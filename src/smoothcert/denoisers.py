@@ -41,7 +41,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .certificates import ArgumentError
 from .checkpoint import (
     checkpoint_lock,
     commit,
@@ -51,8 +50,8 @@ from .checkpoint import (
 )
 from .data import ImageDataset, channel_mean, load_dataset
 from .decrop import DecropObjective, SampleParams, frozen, generate_samples, state_hash
-from .models import positive_int
-from .noises import Noise, check_noise_flags, make_noise, noise_class, noise_kinds
+from .errors import ArgumentError, check_count
+from .noises import BatchSharedNoise, Noise, check_noise_flags, make_noise, noise_class, noise_kinds
 from .runtime.distributed import (
     all_reduce_sum,
     broadcast_buffers,
@@ -90,10 +89,10 @@ class DnCNN(nn.Module):
 
     def __init__(self, channels: int, depth: int = 17, width: int = 64, in_channels: int | None = None) -> None:
         super().__init__()
-        self.channels = positive_int(channels, "channels")
-        self.in_channels = positive_int(self.channels if in_channels is None else in_channels, "in_channels")
-        self.depth = positive_int(depth, "depth")
-        self.width = positive_int(width, "width")
+        self.channels = check_count("channels", channels)
+        self.in_channels = check_count("in_channels", self.channels if in_channels is None else in_channels)
+        self.depth = check_count("depth", depth)
+        self.width = check_count("width", width)
         if self.depth < 2:
             raise ValueError(f"a DnCNN needs depth >= 2, got {depth}")
         if self.in_channels < self.channels:
@@ -123,7 +122,7 @@ class KeepChannels(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.channels = positive_int(channels, "channels")
+        self.channels = check_count("channels", channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, : self.channels]
@@ -261,11 +260,11 @@ def train_denoiser(
     noise = make_noise("gaussian", sigma=sigma) if noise is None else noise
     if not noise.certificates:
         raise ValueError("a denoiser is trained for the certification noise: give Gaussian or ablation noise, not none")
-    if getattr(noise, "per_batch", False):
+    if isinstance(noise, BatchSharedNoise) and noise.per_batch:
         raise ValueError("train the denoiser with a noise drawn per image (per_batch=False), as it is certified")
     default_epochs, default_batch = DEFAULT_SCHEDULE[method]
-    epochs = positive_int(default_epochs if epochs is None else epochs, "epochs")
-    batch_size = positive_int(default_batch if batch_size is None else batch_size, "batch_size")
+    epochs = check_count("epochs", default_epochs if epochs is None else epochs)
+    batch_size = check_count("batch_size", default_batch if batch_size is None else batch_size)
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"the learning rate must be a positive number, got {lr!r}")
     phases = _phases(method, epochs)

@@ -14,13 +14,14 @@ representation) and ``forward(x) = self.fc(self.features(x))``; outputs are logi
 from __future__ import annotations
 
 import math
-import numbers
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .errors import check_count
 
 __all__ = [
     "MODELS",
@@ -45,12 +46,6 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     c = x.shape[1]
     x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)
     return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
-
-
-def positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class Normalize(nn.Module):
@@ -104,13 +99,13 @@ class _ImageClassifier(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
-        self.in_channels = positive_int(in_channels, "in_channels")
-        self.num_classes = positive_int(num_classes, "num_classes")
+        self.in_channels = check_count("in_channels", in_channels)
+        self.num_classes = check_count("num_classes", num_classes)
 
     def _set_image_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
         if len(image_size) != 2:
             raise ValueError(f"image_size must be (height, width), got {image_size!r}")
-        self.image_size = (positive_int(image_size[0], "image height"), positive_int(image_size[1], "image width"))
+        self.image_size = (check_count("image height", image_size[0]), check_count("image width", image_size[1]))
         return self.image_size
 
     def _check_input(self, x: torch.Tensor) -> None:
@@ -237,7 +232,7 @@ class MnistCNN(_ImageClassifier):
         layer = Interpolate(in_channels) if interpolate else None
         self.interpolate = layer if layer is not None else nn.Identity()
         conv_in = layer.out_channels if layer is not None else in_channels
-        width = positive_int(width, "width")
+        width = check_count("width", width)
         out_h, out_w = (_conv_out(_conv_out(s)) for s in self._set_image_size(image_size))
         if out_h < 1 or out_w < 1:
             raise ValueError(f"MnistCNN needs images of at least 4x4, got {self.image_size}")
@@ -294,7 +289,7 @@ class PixelTransformer(_ImageClassifier):
         super().__init__(in_channels, num_classes)
         _check_multichannel(in_channels, "PixelTransformer")
         height, width = self._set_image_size(image_size)
-        dim, depth, heads = (positive_int(v, n) for v, n in ((dim, "dim"), (depth, "depth"), (heads, "heads")))
+        dim, depth, heads = (check_count(n, v) for v, n in ((dim, "dim"), (depth, "depth"), (heads, "heads")))
         if dim % heads:
             raise ValueError(f"dim must be a multiple of heads, got dim={dim}, heads={heads}")
         self.embed = nn.Linear(in_channels, dim)
@@ -489,8 +484,8 @@ def build_model(
     """
     check_model(name)
     model = MODELS[name](
-        positive_int(in_channels, "in_channels"),
-        positive_int(num_classes, "num_classes"),
+        check_count("in_channels", in_channels),
+        check_count("num_classes", num_classes),
         image_size,
     )
     build_config = {"model": name, "in_channels": in_channels, "num_classes": num_classes,

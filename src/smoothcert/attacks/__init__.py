@@ -30,21 +30,31 @@ from typing import Any
 
 import torch
 
-from ..certificates import ArgumentError
 from ..checkpoint import read_config
 from ..classifiers import Sampling, SmoothedClassifier, load_classifier
 from ..classifiers.checks import check_sampling
+from ..errors import ArgumentError
 from ..runtime.speed import Switch
 from .base import AttackResult, l0_pixels
 from .oracles import DeterministicOracle, ModelOracle, Oracle, SmoothedOracle
 from .patch import PatchAttack
 from .pointwise import Pointwise
+from .registry import (
+    ATTACK_CLASSES,
+    ATTACK_FLAGS,
+    ATTACKS,
+    PLUGIN_GROUP,
+    attack_class,
+    attack_flags,
+    attack_names,
+    make_attack,
+    register_attack,
+)
 from .sparse_rs import SparseRS
 
-ATTACKS = ("pointwise", "sparse-rs", "patch")
-
-__all__ = ["ATTACKS", "ATTACK_CLASSES", "ATTACK_FLAGS", "AttackResult", "DeterministicOracle", "ModelOracle", "Oracle", "PatchAttack", "Pointwise",
-           "SmoothedOracle", "SparseRS", "l0_pixels", "make_attack", "oracle_factory"]
+__all__ = ["ATTACKS", "ATTACK_CLASSES", "ATTACK_FLAGS", "PLUGIN_GROUP", "AttackResult", "DeterministicOracle",
+           "ModelOracle", "Oracle", "PatchAttack", "Pointwise", "SmoothedOracle", "SparseRS", "attack_class",
+           "attack_flags", "attack_names", "l0_pixels", "make_attack", "oracle_factory", "register_attack"]
 
 
 ORACLES: dict[str, Callable[..., Oracle]] = {
@@ -107,42 +117,3 @@ def oracle_factory(
                                     f"trained with --noise {classifier.noise.kind}, which samples nothing: drop {{name}}")
     query = {"n": n, "alpha": alpha, "fixed": fixed, "n_check": n_check, "sampling": sampling}
     return (lambda idx: ORACLES[classifier.kind](classifier, (seed, idx), **query)), config
-
-
-ATTACK_CLASSES: dict[str, type[Pointwise] | type[SparseRS] | type[PatchAttack]] = {
-    "pointwise": Pointwise, "sparse-rs": SparseRS, "patch": PatchAttack}
-
-ATTACK_FLAGS = tuple(dict.fromkeys(flag for cls in ATTACK_CLASSES.values() for flag in cls.flags))
-"""Every attack's command-line flags (argparse dests)."""
-
-
-def make_attack(name: str, **flags: float | int | None) -> Pointwise | SparseRS | PatchAttack:
-    """The attack named on the command line (``--attack``) from its flags (argparse dests such as
-    ``restarts``, ``start_budget``, ``patch``; None: the default). The attack validates its values;
-    a flag of another attack is a ValueError naming the attack it belongs to.
-
-    Args:
-        name: ``"pointwise"``, ``"sparse-rs"`` or ``"patch"``.
-        **flags: The attack's flags by argparse dest (``restarts``, ``start_steps``,
-            ``search_steps``, ``kicks``, ``budget``, ``start_budget``, ``patch``, ``max_queries``).
-
-    Raises:
-        ValueError: For an unknown attack, a flag of another attack, or an invalid value.
-    """
-    if name not in ATTACK_CLASSES:
-        raise ValueError(f"unknown attack {name!r}; choose one of {ATTACKS}")
-    cls = ATTACK_CLASSES[name]
-    given = {flag: value for flag, value in flags.items() if value is not None}
-    for flag in given:
-        if flag not in cls.flags:
-            owners = [other for other, c in ATTACK_CLASSES.items() if flag in c.flags]
-            if not owners:
-                raise TypeError(f"make_attack got an unknown flag {flag!r}")
-            raise ValueError(f"--{flag.replace('_', '-')} belongs to --attack {' or '.join(owners)}")
-    try:
-        return cls(**{cls.flags[flag]: value for flag, value in given.items()})
-    except ArgumentError as err:  # name the flag, not the attribute it sets (--patch, not size)
-        flag = {attribute: flag for flag, attribute in cls.flags.items()}.get(err.argument)
-        if flag is None:
-            raise
-        raise ArgumentError(flag, err.value, err.message) from None

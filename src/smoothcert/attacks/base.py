@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
@@ -58,9 +59,24 @@ def best_confirmed(oracle: Oracle, x: torch.Tensor, label: int, found: list[torc
     return smallest(x, label, [], queried(oracle) - spent)
 
 
+MAX_QUERIES_FLAG: dict[str, Any] = {
+    "type": int, "help": "query budget per restart (pointwise, default 5000), per pixel budget tried (sparse-rs, "
+    "default 1000) or per image (patch, default 1000)"}
+"""``--max-queries``, which every built-in attack reads (a flag several attacks read is declared identically)."""
+
+
 class L0Attack:
     """What every attack does around its search: check the image, count the queries it spends, and
-    return at L0 = 0 when the oracle already gets the clean image wrong (confirmed)."""
+    return at L0 = 0 when the oracle already gets the clean image wrong (confirmed).
+
+    Subclasses are frozen dataclasses of their parameters with a ``name`` (the ``--attack`` name)
+    and ``flags``: each command-line flag they read (argparse dest) -> its argparse settings, with
+    ``"attribute"`` naming the parameter it sets when that is not the dest (see
+    [`smoothcert.attacks.registry`][smoothcert.attacks.registry]); they implement ``attack``.
+    """
+
+    name: ClassVar[str]
+    flags: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __call__(self, oracle: Oracle, x: torch.Tensor, label: int, *, key: tuple[int, ...] = (0,)) -> AttackResult:
         x = check_image(x).cpu()

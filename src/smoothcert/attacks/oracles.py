@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..certificates import check_alpha, check_count
 from ..certificates.sequential import predict_decision
 from ..classifiers.base import base_logits
 from ..classifiers.deterministic import DeterministicClassifier
 from ..classifiers.smoothed import Sampling, SmoothedClassifier, as_sampling
+from ..errors import check_alpha, check_count
 from ..runtime.seeding import generator, resolve_device
 
 ATTACK_STREAM, FIXED_STREAM, FRESH_STREAM, RECHECK_STREAM = 3, 4, 5, 6

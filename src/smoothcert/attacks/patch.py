@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
-from ..certificates import check_count
+from ..errors import check_count
 from ..runtime.seeding import generator
-from .base import AttackResult, L0Attack, label_margin, queried, smallest
+from .base import MAX_QUERIES_FLAG, AttackResult, L0Attack, label_margin, queried, smallest
 from .oracles import ATTACK_STREAM, Oracle
 
 
@@ -33,8 +33,11 @@ class PatchAttack(L0Attack):
         p_init: The initial share of the patch's area a recolouring changes.
     """
 
-    flags: ClassVar[dict[str, str]] = {"patch": "size", "max_queries": "max_queries"}
-    """Command-line flag (argparse dest) -> parameter."""
+    name: ClassVar[str] = "patch"
+    flags: ClassVar[dict[str, dict[str, Any]]] = {
+        "patch": {"type": int, "attribute": "size", "help": "patch: side M of the square patch (default 5)"},
+        "max_queries": MAX_QUERIES_FLAG,
+    }
 
     size: int = 5
     max_queries: int = 1000

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
-from ..certificates import ArgumentError, check_count
+from ..errors import ArgumentError, check_count
 from ..runtime.seeding import generator
-from .base import AttackResult, L0Attack, best_confirmed, l0_pixels
+from .base import MAX_QUERIES_FLAG, AttackResult, L0Attack, best_confirmed, l0_pixels
 from .oracles import ATTACK_STREAM, Oracle
 
 
@@ -90,8 +90,17 @@ class Pointwise(L0Attack):
         max_queries: Oracle queries per restart.
     """
 
-    flags: ClassVar[dict[str, str]] = {"restarts": "restarts", "start_steps": "steps", "search_steps": "search_steps", "kicks": "kicks", "max_queries": "max_queries"}
-    """Command-line flag (argparse dest) -> parameter."""
+    name: ClassVar[str] = "pointwise"
+    flags: ClassVar[dict[str, dict[str, Any]]] = {
+        "restarts": {"type": int, "help": "pointwise: random restarts, best of R (default 10)"},
+        "start_steps": {"type": int, "attribute": "steps",
+                        "help": "pointwise: salt-and-pepper draws of each restart's start (default 1000)"},
+        "search_steps": {"type": int, "help": "pointwise: binary-search queries per pixel and round (default 10; 0: "
+                                              "reset passes only)"},
+        "kicks": {"type": int, "help": "pointwise: iterated-local-search steps per restart (default 20; 0: Foolbox's "
+                                       "algorithm)"},
+        "max_queries": MAX_QUERIES_FLAG,
+    }
 
     restarts: int = 10
     steps: int = 1000

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
-from ..certificates import ArgumentError, check_count
+from ..errors import ArgumentError, check_count
 from ..runtime.seeding import generator
-from .base import AttackResult, L0Attack, label_margin, queried, smallest
+from .base import MAX_QUERIES_FLAG, AttackResult, L0Attack, label_margin, queried, smallest
 from .oracles import ATTACK_STREAM, Oracle
 
 
@@ -40,8 +40,13 @@ class SparseRS(L0Attack):
         start: The first budget of the doubling search (``--start-budget``).
     """
 
-    flags: ClassVar[dict[str, str]] = {"budget": "budget", "start_budget": "start", "max_queries": "max_queries"}
-    """Command-line flag (argparse dest) -> parameter."""
+    name: ClassVar[str] = "sparse-rs"
+    flags: ClassVar[dict[str, dict[str, Any]]] = {
+        "budget": {"type": int, "help": "sparse-rs: fixed pixel budget (default: search the smallest)"},
+        "start_budget": {"type": int, "attribute": "start",
+                         "help": "sparse-rs: first budget of the doubling search (default 1)"},
+        "max_queries": MAX_QUERIES_FLAG,
+    }
 
     budget: int | None = None
     max_queries: int = 1000

@@ -27,9 +27,9 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from ..certificates.checks import ArgumentError
 from ..certificates.sequential import ABSTAIN
 from ..data import ImageDataset, check_images
+from ..errors import ArgumentError
 from ..runtime.seeding import generator, resolve_device
 
 LabelOracle = Callable[[torch.Tensor], torch.Tensor]

@@ -76,7 +76,13 @@ def mixture_lower(count: int, n: int, alpha: float) -> float:
     """Anytime-valid lower bound: the smallest p with ``M_n(p) < 1/alpha`` (0 when count = 0).
 
     ``log M_n(p)`` is convex in p with its minimum (<= 0) at ``count / n``, so the bound is the
-    root of ``log M_n(p) = log(1/alpha)`` below ``count / n``."""
+    root of ``log M_n(p) = log(1/alpha)`` below ``count / n``.
+
+    Args:
+        count: Successes among the ``n`` samples so far.
+        n: Samples so far.
+        alpha: The level, held at every ``n`` at once (Ville's inequality).
+    """
     count, n = _check_samples(count, n)
     level = math.log(1.0 / check_alpha(alpha))
     if count == 0:
@@ -90,7 +96,13 @@ def mixture_lower(count: int, n: int, alpha: float) -> float:
 
 
 def mixture_upper(count: int, n: int, alpha: float) -> float:
-    """Anytime-valid upper bound: ``1 - mixture_lower(n - count, n, alpha)`` (symmetry of the prior)."""
+    """Anytime-valid upper bound: ``1 - mixture_lower(n - count, n, alpha)`` (symmetry of the prior).
+
+    Args:
+        count: Successes among the ``n`` samples so far.
+        n: Samples so far.
+        alpha: The level, held at every ``n`` at once.
+    """
     count, n = _check_samples(count, n)
     return 1.0 - mixture_lower(n - count, n, alpha)
 
@@ -129,7 +141,13 @@ def schedule(first: int, growth: float, n_max: int) -> np.ndarray:
 @dataclass(frozen=True)
 class GroupSequentialCP:
     """Clopper-Pearson at looks ``first, first * growth, ...`` ending exactly at ``n_max``, with
-    ``alpha`` spent by [`spend`][spend] (``last``: the last look's share)."""
+    ``alpha`` spent by [`spend`][spend].
+
+    Attributes:
+        first: The first look.
+        growth: The factor between consecutive looks.
+        last: The share of ``alpha`` kept for the last look.
+    """
 
     first: int = 100
     growth: float = 2.0
@@ -151,7 +169,12 @@ class GroupSequentialCP:
 @dataclass(frozen=True)
 class MixtureCS:
     """The Beta(1/2, 1/2) mixture confidence sequence at ``(1 - last) alpha`` after every ``step``
-    samples, joined by Clopper-Pearson at ``last * alpha`` at the last look (``n_max``)."""
+    samples, joined by Clopper-Pearson at ``last * alpha`` at the last look (``n_max``).
+
+    Attributes:
+        step: Samples between looks.
+        last: The share of ``alpha`` kept for the last look.
+    """
 
     step: int = 100
     last: float = 0.5
@@ -178,8 +201,14 @@ EXACT_MAX = 1_000_000
 @dataclass(frozen=True)
 class ExactLooks:
     """Exact group-sequential boundaries ([`boundaries`][smoothcert.certificates.boundaries]) at looks
-    ``first, first * growth, ...`` ending at ``n_max``: ``alpha (n_j / n_max)^rho`` spent by look j
-    (a larger ``rho`` keeps more for the last looks), futility ``beta (n_j / n_max)``."""
+    ``first, first * growth, ...`` ending at ``n_max``: ``alpha (n_j / n_max)^rho`` spent by look j,
+    futility ``beta (n_j / n_max)``.
+
+    Attributes:
+        first: The first look.
+        growth: The factor between consecutive looks.
+        rho: The alpha-spending exponent (a larger one keeps more for the last looks).
+    """
 
     first: int = 20
     growth: float = 1.3
@@ -239,7 +268,7 @@ _LOOKS_DEFAULTS: dict[str, dict[str, Any]] = {
 
 DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "exact": {
-        "largest": {"n0": 100, "beta": 0.4, "step": 20, "growth": 1.3, "futility": "spent", "rho": 1.0},
+        "largest": {"n0": 100, "beta": 0.3, "step": 20, "growth": 1.3, "futility": "spent", "rho": 1.0},
         "target": {"n0": 30, "beta": 0.6, "step": 10, "growth": 1.3, "futility": "spent", "rho": 0.25},
         "predict": {"beta": 0.2, "step": 100, "growth": 2.0, "futility": "spent", "rho": 1.0},
     },
@@ -277,16 +306,22 @@ def _check_reads(bound: str, options: Mapping[str, Any]) -> None:
 class Adaptive:
     """Options of sequential CERTIFY and PREDICT; ``None`` leaves one to [`settled`][Adaptive.settled].
 
-    ``bound``: ``exact`` ([`ExactLooks`][ExactLooks], the default), ``looks``
-    ([`GroupSequentialCP`][GroupSequentialCP]) or ``anytime`` ([`MixtureCS`][MixtureCS]); unset, a resumed
-    log's own. ``radius``: the question. ``None`` asks for the largest certified radius; a number R
-    asks "is the image certified at R?" and stops as soon as that is decided. ``beta``: the
-    futility level and ``futility`` its rule ([`FUTILITY`][FUTILITY]), power only. ``step``: the
-    first look (``exact``, ``looks``, which then grow by ``growth``) or the batch after which the
-    bound is checked (``anytime``). ``rho`` (``exact``): the share of alpha spent by look j is
-    ``(n_j / n)^rho``. ``last`` (``looks``, ``anytime``): the share of ``alpha`` kept for the last
-    look. Validity holds at any setting; unset options take the [`DEFAULTS`][DEFAULTS] of the bound
-    and question, or the ones a resumed log recorded.
+    Validity holds at any setting: the options trade samples against power. Unset options take the
+    [`DEFAULTS`][DEFAULTS] of the bound and question, or the ones a resumed log recorded.
+
+    Attributes:
+        bound: ``exact`` ([`ExactLooks`][ExactLooks], the default), ``looks``
+            ([`GroupSequentialCP`][GroupSequentialCP]) or ``anytime`` ([`MixtureCS`][MixtureCS]); unset,
+            a resumed log's own.
+        radius: The question: ``None`` asks for the largest certified radius; a number R asks "is
+            the image certified at R?" and stops as soon as that is decided.
+        beta: The futility level (power only).
+        step: The first look (``exact``, ``looks``) or the batch after which the bound is checked
+            (``anytime``).
+        growth: The factor between consecutive looks (``exact``, ``looks``).
+        futility: The futility rule ([`FUTILITY`][FUTILITY]).
+        last: The share of ``alpha`` kept for the last look (``looks``, ``anytime``).
+        rho: The alpha-spending exponent of the ``exact`` bound: ``alpha (n_j / n)^rho`` is spent by look j.
     """
 
     bound: str | None = None

@@ -1,4 +1,6 @@
-"""Classifiers behind one interface ([`Classifier`][smoothcert.classifiers.base.Classifier]).
+"""Classifiers behind two protocols: [`Classifier`][smoothcert.classifiers.base.Classifier], what every
+kind has, and [`VotingClassifier`][smoothcert.classifiers.base.VotingClassifier], what the kinds that
+certify by a vote add (all but `Undefended`).
 
 - [`SmoothedClassifier`][SmoothedClassifier]: the smoothed classifier of a sampled noise (Cohen et al. 2019;
   Levine & Feizi 2020), with fixed or adaptive sampling;
@@ -17,7 +19,7 @@ from typing import Any
 
 from ..checkpoint import read_config
 from ..noises import noise_from_config
-from .base import Certificate, Classifier, check_image
+from .base import Certificate, Classifier, VotingClassifier, check_image
 from .denoised import DenoisedClassifier, smoothed_denoised
 from .deterministic import VOTES, DeterministicClassifier
 from .smoothed import SAMPLINGS, Sampling, SmoothedClassifier, as_sampling
@@ -76,5 +78,5 @@ def load_classifier(checkpoint: str | Path, denoiser: str | Path | None = None, 
 
 
 __all__ = ["KINDS", "SAMPLINGS", "VOTES", "Certificate", "Classifier", "DenoisedClassifier",
-           "DeterministicClassifier", "Sampling", "SmoothedClassifier", "Undefended", "as_sampling", "check_image",
-           "load_classifier", "smoothed_denoised"]
+           "DeterministicClassifier", "Sampling", "SmoothedClassifier", "Undefended", "VotingClassifier", "as_sampling",
+           "check_image", "load_classifier", "smoothed_denoised"]

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..certificates import check_count
+from ..errors import check_count
+from ..noises import Noise
 from ..runtime.seeding import resolve_device
 from ..runtime.speed import Switch, accelerate, auto_batch_size
 from .preprocessing import Bounds, Preprocessing, preprocessed
@@ -148,25 +149,44 @@ def check_logits(logits: torch.Tensor, rows: int, num_classes: int) -> torch.Ten
 
 
 class Classifier(Protocol):
-    """The interface of every classifier kind (smoothed, deterministic, denoised, undefended).
+    """What every classifier kind has, an undefended model included (`smoothed`, `deterministic`,
+    `denoised`, `undefended`).
 
-    ``kind`` names it in logs and picks its oracle in `smoothcert.attacks`. ``sample_counts``
-    says how many samples CERTIFY / PREDICT really draw and with which sampling (a deterministic
-    vote evaluates each copy once, whatever was asked). ``certify_steps`` / ``predict_steps`` are
-    the coroutines the dataset runner drives, with ``sample_many`` packing the samples of many
-    images into full forward passes; ``certify`` / ``predict`` run them on one image.
+    ``kind`` names it in logs and picks its oracle in `smoothcert.attacks`; ``certified`` says how
+    it certifies, for messages ("is certified by sampling", ...). ``sample_counts`` says how many
+    samples CERTIFY / PREDICT really draw and with which sampling (a deterministic vote evaluates
+    each copy once, whatever was asked); a kind that certifies nothing refuses there, and on
+    ``certificate``.
     """
 
     kind: ClassVar[str]
+    certified: ClassVar[str]
     base: nn.Module
+    noise: Noise
     num_classes: int
     batch_size: int
     device: torch.device
-    certificate: str
-    certified: ClassVar[str]
-    """How the kind certifies, for messages ("is certified by sampling", ...)."""
+
+    @property
+    def certificate(self) -> str:
+        """What the radius column of a log means (the certificate's name)."""
+        ...
 
     def sample_counts(self, n0: int | None, n: int, sampling: object) -> tuple[int | None, int, object]: ...
+
+
+class VotingClassifier(Classifier, Protocol):
+    """A classifier that certifies by a vote of its base model (smoothed, denoised, deterministic):
+    what the dataset runner and the attacks' oracles drive.
+
+    ``certify_steps`` / ``predict_steps`` are the coroutines the dataset runner drives, with
+    ``sample_many`` packing the samples of many images into full forward passes; ``certify`` /
+    ``predict`` run them on one image (a smoothed classifier also on a batch, then giving a list),
+    ``sample`` draws one image's votes and ``predict_from_counts`` decides on them. A deterministic
+    vote takes the sampling arguments and does not need them (every copy once, exactly).
+    """
+
+    def sample(self, x: torch.Tensor, num: int, generator: torch.Generator | None = None) -> np.ndarray: ...
 
     def sample_many(self, requests: Sequence[tuple[torch.Tensor, int, torch.Generator | None]]) -> np.ndarray: ...
 
@@ -175,15 +195,17 @@ class Classifier(Protocol):
 
     def predict_steps(self, n: int, alpha: float, sampling: object = "fixed") -> Steps[tuple[int, np.ndarray]]: ...
 
+    def predict_from_counts(self, counts: np.ndarray, alpha: float) -> int: ...
+
     def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float, generator: torch.Generator | None = None, *,
-                sampling: object = "fixed") -> Certificate: ...
+                sampling: object = "fixed") -> Certificate | list[Certificate]: ...
 
     def predict(self, x: torch.Tensor, n: int, alpha: float, generator: torch.Generator | None = None, *,
-                sampling: object = "fixed") -> int: ...
+                sampling: object = "fixed") -> int | list[int]: ...
 
 
 def run_packed(
-    classifier: Classifier, jobs: Iterable[tuple[K, torch.Tensor, Steps[T], torch.Generator | None]],
+    classifier: VotingClassifier, jobs: Iterable[tuple[K, torch.Tensor, Steps[T], torch.Generator | None]],
     window: int = WINDOW,
 ) -> Iterator[tuple[K, T, float]]:
     """Drive the sampling coroutines of ``jobs`` ``(key, image, steps, generator)`` (images of one

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..certificates import check_count, top_two
+from ..certificates import top_two
 from ..checkpoint import load_checkpoint
-from ..noises import Noise, ablate, noise_from_config
+from ..errors import check_count
+from ..noises import DeterministicNoise, noise_from_config
 from ..runtime.speed import Switch
 from .base import Certificate, base_logits, check_image, prepare_base
 from .preprocessing import Bounds, Preprocessing, check_bounds
@@ -73,7 +74,7 @@ class DeterministicClassifier:
     def __init__(
         self,
         base: nn.Module,
-        noise: Noise,
+        noise: DeterministicNoise,
         num_classes: int,
         image_size: tuple[int, int],
         *,
@@ -142,7 +143,8 @@ class DeterministicClassifier:
         out = []
         for i in range(0, len(keep), self.batch_size):
             chunk = keep[i:i + self.batch_size]
-            logits = base_logits(self.base, ablate(x.expand(len(chunk), c, h, w), chunk), self.num_classes, self.noise)
+            inputs = self.noise.apply(x.expand(len(chunk), c, h, w), chunk)
+            logits = base_logits(self.base, inputs, self.num_classes, self.noise)
             if self.vote == "argmax":
                 out.append(nn.functional.one_hot(logits.argmax(1), self.num_classes).bool())
             else:
@@ -172,11 +174,16 @@ class DeterministicClassifier:
         """The class with most votes, ties to the smaller index; never abstains (``alpha`` unused)."""
         return top_two(counts)[0]
 
-    def predict(self, x: torch.Tensor) -> int:
+    def predict(self, x: torch.Tensor, n: int | None = None, alpha: float | None = None,
+                generator: torch.Generator | None = None, *, sampling: object = "fixed") -> int:
         """The class with most votes over every ablation set of ``x``, ties to the smaller index.
 
         Args:
             x: One image (C, H, W) within ``bounds``.
+            n: Unused (the runner's interface).
+            alpha: Unused: the vote is exact.
+            generator: Unused.
+            sampling: Unused.
         """
         return self.predict_from_counts(self.votes(x))
 
@@ -185,7 +192,7 @@ class DeterministicClassifier:
         return self.noise.vote_radius(counts, self.image_size, self.patch)
 
     def certify(self, x: torch.Tensor, n0: int | None = None, n: int | None = None, alpha: float | None = None,
-                generator: torch.Generator | None = None) -> Certificate:
+                generator: torch.Generator | None = None, *, sampling: object = "fixed") -> Certificate:
         """The exact certificate of ``x`` (the sampling parameters of the runner's interface are unused).
 
         Args:
@@ -194,6 +201,7 @@ class DeterministicClassifier:
             n: Unused.
             alpha: Unused: the certificate holds without probability.
             generator: Unused.
+            sampling: Unused.
 
         Returns:
             The [`Certificate`][smoothcert.classifiers.base.Certificate]: the class, its votes, the

@@ -27,12 +27,12 @@ from scipy.stats import binomtest
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..certificates import check_alpha, check_count
 from ..certificates.sequential import ABSTAIN, Adaptive
 from ..certificates.sequential import certify_steps as sequential_certify
 from ..certificates.sequential import predict_steps as sequential_predict
 from ..checkpoint import load_checkpoint
-from ..noises import Noise, noise_from_config
+from ..errors import check_alpha, check_count
+from ..noises import BatchSharedNoise, Noise, noise_from_config
 from ..runtime import seeding
 from ..runtime.speed import Switch
 from .base import Certificate, Steps, T, base_logits, check_image, prepare_base, run_packed
@@ -115,7 +115,7 @@ class SmoothedClassifier:
                                                                preprocessing=preprocessing)
         self.noise = noise
         self.dtype = next((p.dtype for p in base.parameters() if p.is_floating_point()), torch.float32)  # inputs'
-        if getattr(noise, "per_batch", False):
+        if isinstance(noise, BatchSharedNoise) and noise.per_batch:
             raise ValueError("certification needs an independent noise draw per sample: use per_batch=False")
         if certificate is None and not noise.certificates:
             noise.check_certificate(certificate)  # raises: this noise certifies nothing

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..certificates import check_count
 from ..checkpoint import load_checkpoint
+from ..errors import check_count
 from ..noises import Noise, noise_from_config
 from ..runtime.speed import Switch
 from .base import prepare_base

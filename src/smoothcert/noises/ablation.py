@@ -16,7 +16,7 @@ import torch
 
 from ..certificates.ablation import CERTIFICATES, certify_counts, max_certifiable_radius, radius_cor1
 from ..certificates.information import mutual_information_ablation
-from ..certificates.checks import ArgumentError
+from ..errors import ArgumentError
 from .base import NoiseContext, ThreatModel, register_noise
 
 ENCODINGS = ("multichannel", "mean")

@@ -91,6 +91,10 @@ class Bands(ThreatModel):
         rows = _kept_range(torch.arange(h, device=device), self.band, h)  # (H, h)
         return (rows[:, None, :, None] & cols[None, :, None, :]).reshape(h * w, h * w)
 
+    def apply(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The images ``x`` reduced to the ablation sets ``keep`` (B, H*W), multichannel NULL encoding."""
+        return ablate(x, keep)
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Each image ablated to one uniformly random band (block): the training noise."""
         b, _, h, w = x.shape
@@ -101,7 +105,7 @@ class Bands(ThreatModel):
         else:
             row = _kept_range(torch.randint(0, h, (b,), generator=generator, device=x.device), self.band, h)
             keep = row[:, :, None] & col[:, None, :]
-        return ablate(x, keep.reshape(b, h * w))
+        return self.apply(x, keep.reshape(b, h * w))
 
     def vote_radius(self, counts: np.ndarray, image_size: tuple[int, int], patch: int | None = None) -> int:
         """The certified patch side of the vote ``counts``: ``patch`` if every ``patch`` x ``patch``

@@ -28,16 +28,16 @@ an unknown noise says what to install.
 
 from __future__ import annotations
 
-import importlib.metadata
-import warnings
+from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 import torch
 
-from ..certificates.checks import ArgumentError
+from ..errors import ArgumentError
+from ..plugins import load_entry_points
+from .protocols import Noise, capability_problem
 
 CLASSIFIERS = ("smoothed", "deterministic", "model")
 """The classifier kinds a noise can name in ``classifier``."""
@@ -54,25 +54,6 @@ class NoiseContext:
     seed: int = 0
 
 
-class Noise(Protocol):
-    """What the classifiers, the trainers and the CLI need from a noise (see the module docstring)."""
-
-    kind: str
-    classifier: ClassVar[str]
-    certificates: ClassVar[tuple[str, ...]]
-    samplings: ClassVar[tuple[str, ...]]
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
-
-    def channels(self, data_channels: int) -> int: ...
-
-    def clean_input(self, x: torch.Tensor) -> torch.Tensor: ...
-
-    def to_config(self) -> dict[str, Any]: ...
-
-    def check_certificate(self, name: str | None) -> None: ...
-
-
 N = TypeVar("N", bound="ThreatModel")
 
 
@@ -81,9 +62,12 @@ class ThreatModel:
 
     Subclasses set ``kind`` (the ``--noise`` name; a class serving several names, like column and
     block smoothing, lists them in ``kinds``), ``flags``, ``classifier``, ``certificates`` and
-    ``samplings``, and implement ``from_flags``, ``__call__``, ``channels`` and ``to_config``.
-    A sampled noise also implements ``certify``, ``radius`` and ``radius_step``; a deterministic
-    one ``keep_masks`` and ``vote_radius``.
+    ``samplings``, and implement ``from_flags``, ``__call__``, ``channels`` and ``to_config``, and
+    what the capabilities they advertise require ([`smoothcert.noises.protocols`][smoothcert.noises.protocols]:
+    a sampled noise ``certify``, an adaptive one ``radius`` and ``radius_step``, a deterministic one
+    ``keep_masks``, ``apply``, ``vote_radius`` ...). ``from_flags`` and ``to_config`` here are
+    placeholders marked ``abstractmethod``; [`register_noise`][register_noise] refuses a class that lacks
+    a member of a protocol it advertises, a placeholder counting as missing.
     """
 
     kind: str
@@ -105,6 +89,7 @@ class ThreatModel:
     """The factor that turns Phi^-1(p1) - Phi^-1(p2) into MACER's radius hinge; None: MACER refuses."""
 
     @classmethod
+    @abstractmethod
     def from_flags(cls: type[N], kind: str, flags: Mapping[str, Any], context: NoiseContext) -> N:
         """The noise named ``kind`` from its command-line ``flags`` (only those in ``cls.flags``)."""
         raise NotImplementedError
@@ -114,7 +99,9 @@ class ThreatModel:
         """The noise that ``to_config`` recorded: by default its fields, less the ``noise`` key."""
         return cls(**{key: value for key, value in config.items() if key != "noise"})
 
+    @abstractmethod
     def to_config(self) -> dict[str, Any]:
+        """The JSON that checkpoints and logs record (``"noise"``: the kind)."""
         raise NotImplementedError
 
     def config(self) -> dict[str, Any]:
@@ -146,13 +133,6 @@ class ThreatModel:
             raise ArgumentError("certificate", name, "{name} {value} is not a certificate of " +
                                 f"{self.kind} noise; choose one of {', '.join(self.certificates)}")
 
-    def certify(
-        self, counts: np.ndarray, top: int, alpha: float, image_size: tuple[int, int], certificate: str
-    ) -> tuple[float, float]:
-        """(p_lower, radius) of class ``top`` from the vote ``counts`` (sampled noises)."""
-        self.check_certificate(certificate)
-        raise NotImplementedError
-
 
 _REGISTRY: dict[str, type[ThreatModel]] = {}
 
@@ -169,18 +149,7 @@ def load_plugins() -> None:
     if _PLUGINS["loaded"]:
         return
     _PLUGINS["loaded"] = True
-    for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
-        provider = entry.dist.name if entry.dist is not None else entry.value.split(":")[0]
-        try:
-            cls = entry.load()
-            if not (isinstance(cls, type) and issubclass(cls, ThreatModel)):
-                raise TypeError(f"{entry.value} is not a ThreatModel subclass")
-            if cls not in _REGISTRY.values():
-                register_noise(cls)
-        except Exception as err:  # noqa: BLE001 - a broken plugin must not break the library
-            warnings.warn(f"smoothcert noise plugin {entry.name!r} of {provider} was not loaded "
-                          f"({type(err).__name__}: {err})", stacklevel=2)
-            continue
+    for cls, provider in load_entry_points(PLUGIN_GROUP, ThreatModel, _REGISTRY, register_noise, "noise"):
         for kind in cls.kinds or (cls.kind,):
             _PROVIDERS[kind] = provider
 
@@ -195,7 +164,9 @@ def register_noise(cls: type[N]) -> type[N]:
     """Class decorator: register ``cls`` under each of its ``kinds`` (default ``(cls.kind,)``).
 
     ValueError if a name is taken by another class, if ``classifier`` is not one of
-    [`CLASSIFIERS`][CLASSIFIERS], or if a flag it declares is declared differently by a registered noise.
+    [`CLASSIFIERS`][CLASSIFIERS], if the class advertises a capability it does not implement (one line naming
+    the member: [`capability_problem`][smoothcert.noises.protocols.capability_problem]), or if a flag it
+    declares is declared differently by a registered noise.
 
     Args:
         cls: A [`ThreatModel`][ThreatModel] subclass (see CONTRIBUTING.md, "Adding a threat model").
@@ -206,6 +177,9 @@ def register_noise(cls: type[N]) -> type[N]:
     kinds = cls.kinds or (cls.kind,)
     if cls.classifier not in CLASSIFIERS:
         raise ValueError(f"{cls.__name__}.classifier must be one of {CLASSIFIERS}, got {cls.classifier!r}")
+    problem = capability_problem(cls, kinds[0])
+    if problem is not None:
+        raise ValueError(problem)
     for kind in kinds:
         if _REGISTRY.get(kind, cls) is not cls:
             raise ValueError(f"noise {kind!r} is registered already (by {_REGISTRY[kind].__name__})")

@@ -112,13 +112,17 @@ class Partition(ThreatModel):
         groups = torch.tensor(self.assignment, device=device)
         return groups[None, :] == torch.arange(self.groups, device=device)[:, None]
 
+    def apply(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The images ``x`` reduced to the ablation sets ``keep`` (B, H*W), multichannel NULL encoding."""
+        return ablate(x, keep)
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Each image ablated to one uniformly random group: the training noise."""
         b, _, h, w = x.shape
         self._check_size(h, w)
         chosen = torch.randint(0, self.groups, (b,), generator=generator, device=x.device)
         groups = torch.tensor(self.assignment, device=x.device)
-        return ablate(x, groups[None, :] == chosen[:, None])
+        return self.apply(x, groups[None, :] == chosen[:, None])
 
     def vote_radius(self, counts: np.ndarray, image_size: tuple[int, int], patch: int | None = None) -> int:
         """The certified L0 radius of the vote ``counts`` (``patch`` must be None)."""

@@ -10,6 +10,7 @@ from typing import Any
 from ..checkpoint import read_config
 from ..classifiers import DeterministicClassifier, SmoothedClassifier
 from ..data import load_dataset
+from ..errors import check_count
 from ..reports import RunLog, plot_certified_accuracy, read_log
 from ..runner import run_dataset
 from ..runner.jobs import run_settings
@@ -19,12 +20,12 @@ from ..training import Method, get_recipe, train_classifier
 _FLAGS = {"max_images": "--max", "n0": "--n0", "n": "--n", "epochs": "--epochs"}
 
 
-def check_positive(**counts: int | None) -> None:
-    """Long runs check their counts before starting: each given count must be a positive integer."""
+def check_flag_counts(**counts: int | None) -> None:
+    """Long runs check their counts before starting: each given count must be a positive integer
+    ([`check_count`][smoothcert.errors.check_count], the error naming the command-line flag)."""
     for name, value in counts.items():
-        if value is not None and value < 1:
-            flag = _FLAGS.get(name, f"--{name.replace('_', '-')}")
-            raise ValueError(f"{flag} must be a positive integer, got {value}")
+        if value is not None:
+            check_count(_FLAGS.get(name, f"--{name.replace('_', '-')}"), value)
 
 
 def accuracy_cell(summary: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from ..runner import run_dataset
 from ..runner.jobs import run_settings
 from .common import (
     accuracy_cell,
-    check_positive,
+    check_flag_counts,
     markdown,
     median_cell,
     publish,
@@ -97,7 +97,7 @@ def demo(*, out: str | Path = "runs/demo", **run: Any) -> str:
     Returns:
         The Table-1 row beside the paper's, then the fixed and adaptive runs side by side.
     """
-    check_positive(max_images=run.get("max_images"), epochs=run.get("epochs"))
+    check_flag_counts(max_images=run.get("max_images"), epochs=run.get("epochs"))
     table = reproduce("table1", out=out, ks=[45], **run)
     keep = ("max_images", "n", "alpha", "seed", "device", "progress")
     return table + "\n" + compare_sampling(Path(out) / "k45", **{k: v for k, v in run.items() if k in keep})

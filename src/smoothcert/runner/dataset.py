@@ -16,10 +16,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..attacks import Oracle, Pointwise, SparseRS
-from ..certificates import check_alpha, check_count
-from ..classifiers.base import WINDOW, run_packed
-from ..classifiers.smoothed import Sampling, SmoothedClassifier, as_sampling
+from ..classifiers.base import WINDOW, VotingClassifier, run_packed
+from ..classifiers.smoothed import Sampling, as_sampling
 from ..data import ImageDataset
+from ..errors import check_alpha, check_count
 from ..runtime.seeding import check_seed, generator
 from .log import ATTACK_COLUMNS, CERTIFY_COLUMNS, PREDICT_COLUMNS, TsvLog
 
@@ -48,7 +48,7 @@ def _check_indices(indices: list[int], size: int) -> None:
 
 
 def run_dataset(
-    smoothed: SmoothedClassifier,
+    smoothed: VotingClassifier,
     data: ImageDataset,
     out: str | Path,
     *,

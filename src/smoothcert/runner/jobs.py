@@ -22,11 +22,11 @@ import torch
 from ..attacks import oracle_factory
 from ..attacks.base import L0Attack
 from ..attacks.substitute import run_substitute, split_seed
-from ..certificates import ArgumentError
 from ..checkpoint import read_config, weights_sha256
 from ..classifiers import Classifier, Sampling, load_classifier
 from ..classifiers.checks import check_sampling
 from ..data import ImageDataset, load_dataset
+from ..errors import ArgumentError
 from ..noises import noise_from_config
 from ..runtime.distributed import rank_device
 from ..runtime.speed import Switch

@@ -38,7 +38,7 @@ from ..checkpoint import (
 )
 from ..data import ImageDataset, channel_mean, load_dataset
 from ..models import build_model
-from ..noises import Noise, check_noise_flags, make_noise, noise_record
+from ..noises import BatchSharedNoise, Noise, check_noise_flags, make_noise, noise_record
 from ..runtime.distributed import (
     all_reduce_sum,
     barrier,
@@ -265,7 +265,7 @@ def fit(
             "smoothcert.models.MODELS; for a model of your own, train without out and save model.state_dict() yourself"
         )
     _check_outputs(model, noise, train_set, device)
-    if recipe.mask_per_batch and hasattr(noise, "per_batch"):
+    if recipe.mask_per_batch and isinstance(noise, BatchSharedNoise):
         noise = replace(noise, per_batch=True)
     history: list[dict[str, float]] = []
     if resume:
