@@ -18,7 +18,6 @@ from .classifiers import SAMPLINGS, VOTES
 from .classifiers.checks import sampling_options
 from .data import DATASETS
 from .denoisers import METHODS as DENOISER_METHODS
-from .denoisers import denoise
 from .errors import ArgumentError
 from .models import MODELS
 from .noises import certificate_help, certificate_names, noise_class, noise_flags, noise_kinds
@@ -30,7 +29,7 @@ from .reports import (
     summarize_attack,
 )
 from .runner import adversarial_path
-from .runner.jobs import attack, evaluate, substitute
+from .runner.jobs import attack, denoise, evaluate, substitute
 from .runner.shards import Shard, merge_logs
 from .runtime.distributed import current_world
 from .runtime.seeding import DEVICES, resolve_device
