@@ -316,11 +316,7 @@ def denoise(
     check_noise_flags(noise, noise_flags)
     refuse_overwrite(out, resume, overwrite, {"--classifier": classifier})  # before loading anything
     model, cls_config = load_checkpoint(classifier)
-    dataset = dataset or cls_config.get("dataset")
-    if dataset is None:
-        raise ValueError("the classifier checkpoint does not name its dataset: pass the dataset")
-    data = load_dataset(dataset, split, data_root)
-    data.check_labels(cls_config["num_classes"], dataset)
+    dataset, data = checkpoint_dataset(cls_config, dataset, split, data_root)
     defaults = noise_class(noise).denoise_defaults  # e.g. Salman et al.'s sigma for Gaussian noise
     noise_flags = {**noise_flags, **{name: value for name, value in defaults.items() if noise_flags.get(name) is None}}
     mean = channel_mean(data.x) if len(data) else None  # an empty training set is refused by name below
