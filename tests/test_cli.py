@@ -326,3 +326,33 @@ def test_packing_images_into_shared_batches_changes_no_row(tiny, tmp_path, sampl
         idx = int(row[0])
         cert = smoothed.certify(data.x[idx], 20, 200, 0.05, generator(3, idx), sampling=sampling)
         assert [int(row[2]), int(row[3]), int(row[4])] == [cert.predict, cert.count, cert.n]
+
+
+
+@pytest.mark.parametrize("command, required, shown", [
+    ("denoise", ["--classifier", "c"], {"lr", "depth", "width"}),
+    ("substitute", ["--checkpoint", "c"], {"seed_size", "eps"}),
+])
+def test_the_flags_defaults_are_the_jobs_own(command, required, shown):
+    """A flag that sets a keyword of the job takes the job's default and its help shows it: no default written twice."""
+    import argparse
+
+    from smoothcert import cli
+    from smoothcert.attacks.substitute import JacobianAugmentation
+    from smoothcert.runner import jobs
+
+    library = cli.defaults(getattr(jobs, command))
+    parser = cli.build_parser()
+    args = vars(parser.parse_args([command, *required]))
+    given = {name: value for name, value in args.items() if name in library and value is not None and name != "noise"}
+    assert shown <= set(given) and len(given) >= len(shown) + 2  # and split, seed, device, method, ...
+    for name, value in given.items():
+        assert value == (Path(library[name]) if name == "out" else library[name]), name
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    helps = {action.dest: action.help for action in sub._actions}
+    for name in shown:
+        assert f"(default {library[name]:g}" in helps[name], name
+    if command == "substitute":  # the substitute's own parameters: None passes them on, the help shows the default
+        jbda = cli.defaults(JacobianAugmentation)
+        for name in ("rounds", "lam", "kappa", "epochs"):
+            assert args[name] is None and f"(default {jbda[name]:g})" in helps[name], name

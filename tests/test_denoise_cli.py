@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from smoothcert.cli import main
@@ -64,6 +65,16 @@ def test_denoise_for_ablation_and_decrop(clean, tmp_path):
 def test_denoise_errors(clean, tmp_path, capsys, args, message):
     assert _denoise(clean, tmp_path / "bad", *args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_denoise_checks_the_dataset_against_the_classifier_as_certify_does(clean, tmp_path, capsys):
+    colour = np.zeros((4, 8, 8, 3), np.float32)  # the classifier reads greyscale images
+    np.savez(tmp_path / "colour.npz", x_train=colour, y_train=np.array([0, 1, 0, 1]), x_test=colour,
+             y_test=np.array([0, 1, 0, 1]))
+    assert _denoise(clean, tmp_path / "den", "--dataset", f"npz:{tmp_path / 'colour.npz'}") == 2
+    err = capsys.readouterr().err
+    assert "--dataset npz:" in err and "has 3-channel images" in err and "the model takes 1" in err
+    assert not (tmp_path / "den").exists()  # refused before any training
 
 
 def test_reproduce_denoised_refuses_epochs(capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -242,8 +243,52 @@ def test_fit_refuses_a_model_with_fewer_outputs_than_the_data_has_classes():
     assert_unchanged(before, model)  # refused before the first step
 
 
-def test_a_model_that_cannot_take_the_noises_samples_is_told_what_they_are():
-    smoothed = SmoothedClassifier(nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)), Ablation(k=45), 10, device="cpu")
-    with pytest.raises(ValueError, match=r"cannot take its inputs, the samples of Ablation\(k=45, encoding='multichannel'"
-                                         r".*batches \(N, 2, 28, 28\), i.e. 2 channels of 28x28 pixels per copy"):
-        smoothed.certify(torch.rand(1, 28, 28), 10, 50, 0.05, generator=torch.Generator().manual_seed(0))
+def test_a_model_that_cannot_take_the_noises_samples_is_told_what_they_are_before_any_sampling():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+    shapes = []
+    model.register_forward_pre_hook(lambda module, inputs: shapes.append(tuple(inputs[0].shape)))
+    smoothed = SmoothedClassifier(model, Ablation(k=45), 10, device="cpu")
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    for call in (lambda: smoothed.certify(torch.rand(1, 28, 28), 10, 50, 0.05, generator=g),
+                 lambda: smoothed.predict(torch.rand(1, 28, 28), 50, 0.05, generator=g)):
+        with pytest.raises(ValueError) as refused:
+            call()
+        message = str(refused.value)
+        assert "\n" not in message
+        assert message.startswith("the base model cannot take what ablation noise feeds it: it must accept batches "
+                                  "(N, 2, 28, 28), 2 channels of 28x28 pixels per copy; the multichannel encoding "
+                                  "doubles the channels")
+        assert 'Ablation(k, encoding="mean", mean=' in message and "--encoding mean) keeps the images' channels" in message
+        assert "(mat1 and mat2 shapes cannot be multiplied" in message
+    assert shapes == [(2, 2, 28, 28)] * 2  # one try of two copies per call, nothing sampled
+    assert torch.equal(g.get_state(), state)
+
+
+def test_a_model_built_for_what_the_noise_feeds_it_certifies():
+    image, g = load_dataset("mnist5k", "test").x[0], lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    doubled = SmoothedClassifier(nn.Sequential(nn.Flatten(), nn.Linear(2 * 28 * 28, 10)), Ablation(k=45), 10,
+                                 device="cpu")
+    mean = SmoothedClassifier(nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)),
+                              Ablation(k=45, encoding="mean", mean=(0.13,)), 10, device="cpu")
+    for smoothed in (doubled, mean):
+        assert smoothed.certify(image, 10, 50, 0.05, generator=g()).n == 50
+    untried = SmoothedClassifier(doubled.base, Ablation(k=45), 10, device="cpu")
+    assert outcomes([untried.certify(image, 10, 50, 0.05, generator=g())]) == outcomes(
+        [doubled.certify(image, 10, 50, 0.05, generator=g())])  # the try draws from a stream of its own
+
+
+def test_the_command_line_says_in_one_line_what_the_model_must_accept(tiny_checkpoint, tmp_path, capsys):
+    from smoothcert.cli import main
+
+    _, path = tiny_checkpoint  # a model for 8x8 images
+    images, labels = np.zeros((2, 12, 12), np.float32), np.array([0, 1])
+    np.savez(tmp_path / "larger.npz", x_train=images, y_train=labels, x_test=images, y_test=labels)
+    larger = f"npz:{tmp_path / 'larger.npz'}"
+    code = main(["certify", "--checkpoint", str(path), "--dataset", larger, "--max", "1", "--device", "cpu",
+                 "--out", str(tmp_path / "log.tsv"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("smoothcert: error: the base model cannot take what ablation noise feeds it: it must "
+                          "accept batches (N, 2, 12, 12)")
+    assert not (tmp_path / "log.tsv").exists()

@@ -18,7 +18,6 @@ from .attacks import (
     SmoothedOracle,
     SparseRS,
     make_attack,
-    oracle_factory,
 )
 from .attacks.substitute import (
     JacobianAugmentation,
@@ -71,7 +70,7 @@ from .classifiers import (
     smoothed_denoised,
 )
 from .data import ImageDataset, load_dataset
-from .denoisers import DnCNN, denoise, denoised_classifier, train_denoiser
+from .denoisers import DnCNN, denoised_classifier, train_denoiser
 from .models import (
     Interpolate,
     MnistCNN,
@@ -103,6 +102,7 @@ from .reports import (
     table2,
 )
 from .runner import read_adversarial, run_attack, run_dataset, select_indices
+from .runner.jobs import denoise, oracle_factory
 from .runner.shards import Shard, merge_logs, run_sharded
 from .runtime.locking import InUseError
 from .runtime.speed import accelerate

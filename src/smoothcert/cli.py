@@ -4,21 +4,22 @@ reproduce, demo."""
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import reproductions
 from .attacks import attack_class, attack_flags, attack_names, make_attack
-from .attacks.substitute import format_substitute
+from .attacks.substitute import JacobianAugmentation, format_substitute
 from .certificates.sequential import BOUNDS, DEFAULT_BOUND, DEFAULTS, FUTILITY
 from .classifiers import SAMPLINGS, VOTES
 from .classifiers.checks import sampling_options
 from .data import DATASETS
+from .denoisers import DEFAULT_SCHEDULE
 from .denoisers import METHODS as DENOISER_METHODS
-from .denoisers import denoise
 from .errors import ArgumentError
 from .models import MODELS
 from .noises import certificate_help, certificate_names, noise_class, noise_flags, noise_kinds
@@ -30,7 +31,7 @@ from .reports import (
     summarize_attack,
 )
 from .runner import adversarial_path
-from .runner.jobs import attack, evaluate, substitute
+from .runner.jobs import attack, denoise, evaluate, substitute
 from .runner.shards import Shard, merge_logs
 from .runtime.distributed import current_world
 from .runtime.seeding import DEVICES, resolve_device
@@ -43,6 +44,16 @@ from .training import (
     train_classifier,
 )
 from .training.methods import METHODS
+
+
+def defaults(function: Callable[..., object]) -> dict[str, object]:
+    """The default of each keyword of ``function`` (a job or a class): the library's, which the flags take.
+
+    Args:
+        function: The function or class whose signature holds the defaults.
+    """
+    return {name: parameter.default for name, parameter in inspect.signature(function).parameters.items()
+            if parameter.default is not inspect.Parameter.empty}
 
 
 def _add_data(p: argparse.ArgumentParser, default: str | None = "mnist5k", split: str = "test") -> None:
@@ -371,13 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("substitute", help="black-box transfer: JbDA substitute training, then FGSM")
     p.add_argument("--checkpoint", type=Path, required=True, help="the oracle: an undefended model or a smoothed one")
     _add_data(p, default=None)
-    p.add_argument("--seed-size", type=int, default=150, help="S_0: the first N images of the split (default 150)")
+    job, jbda = defaults(substitute), defaults(JacobianAugmentation)
+    p.add_argument("--seed-size", type=int, default=job["seed_size"],
+                   help=f"S_0: the first N images of the split (default {job['seed_size']})")
     p.add_argument("--max", type=int, default=None, help="at most N held-out images for accuracy and transfer")
-    p.add_argument("--rounds", type=int, default=None, help="substitute training rounds rho_max (default 6)")
-    p.add_argument("--lam", type=float, default=None, help="augmentation step lambda (default 0.1)")
-    p.add_argument("--kappa", type=int, default=None, help="reservoir size (default 400)")
-    p.add_argument("--epochs", type=int, default=None, help="substitute epochs per round (default 10)")
-    p.add_argument("--eps", type=float, default=0.3, help="FGSM L-inf step (default 0.3)")
+    p.add_argument("--rounds", type=int, default=None, help=f"substitute training rounds rho_max (default {jbda['rounds']})")
+    p.add_argument("--lam", type=float, default=None, help=f"augmentation step lambda (default {jbda['lam']})")
+    p.add_argument("--kappa", type=int, default=None, help=f"reservoir size (default {jbda['kappa']})")
+    p.add_argument("--epochs", type=int, default=None, help=f"substitute epochs per round (default {jbda['epochs']})")
+    p.add_argument("--eps", type=float, default=job["eps"], help=f"FGSM L-inf step (default {job['eps']})")
     _add_oracle(p)
     _add_common(p)
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON")
@@ -386,19 +399,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("denoise", help="train a denoiser for a frozen classifier (denoised smoothing, DE-CROP)")
     p.add_argument("--classifier", type=Path, required=True, help="checkpoint of the classifier (stays frozen)")
-    p.add_argument("--method", choices=DENOISER_METHODS, default="mse",
+    job = defaults(denoise)
+    p.add_argument("--method", choices=DENOISER_METHODS, default=job["method"],
                    help="mse, stability, mse-stability (MSE then stability) or decrop (DE-CROP)")
-    p.add_argument("--data-fraction", type=float, default=1.0, help="stratified share of the split to train on "
-                   "(DE-CROP: 0.01)")
+    p.add_argument("--data-fraction", type=float, default=job["data_fraction"], help="stratified share of the split "
+                   "to train on (DE-CROP: 0.01)")
     _add_data(p, default=None, split="train")
     _add_noise(p)
     p.set_defaults(noise="gaussian")
-    p.add_argument("--epochs", type=int, default=None, help="default 90 (600 for decrop), as the papers")
-    p.add_argument("--batch-size", type=int, default=None, help="default 256 (200 for decrop)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--depth", type=int, default=17, help="DnCNN layers (default 17, as the papers)")
-    p.add_argument("--width", type=int, default=64, help="DnCNN channels (default 64)")
-    p.add_argument("--out", type=Path, default=Path("runs/denoiser"), help="denoiser checkpoint directory")
+    (epochs, batch), (decrop_epochs, decrop_batch) = DEFAULT_SCHEDULE[job["method"]], DEFAULT_SCHEDULE["decrop"]
+    p.add_argument("--epochs", type=int, default=None, help=f"default {epochs} ({decrop_epochs} for decrop), as the papers")
+    p.add_argument("--batch-size", type=int, default=None, help=f"default {batch} ({decrop_batch} for decrop)")
+    p.add_argument("--lr", type=float, default=job["lr"], help=f"Adam's learning rate (default {job['lr']:g})")
+    p.add_argument("--depth", type=int, default=job["depth"], help=f"DnCNN layers (default {job['depth']}, as the papers)")
+    p.add_argument("--width", type=int, default=job["width"], help=f"DnCNN channels (default {job['width']})")
+    p.add_argument("--out", type=Path, default=Path(job["out"]), help="denoiser checkpoint directory")
     p.add_argument("--resume", action="store_true", help="reuse the finished denoiser in --out (same settings)")
     p.add_argument("--overwrite", action="store_true", help="replace the denoiser in --out (refused without it)")
     _add_common(p)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import math
 from collections import OrderedDict
-from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -41,22 +40,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .checkpoint import (
-    checkpoint_lock,
-    commit,
-    load_checkpoint,
-    load_tensors,
-    read_json_config,
-)
-from .data import ImageDataset, channel_mean, load_dataset
+from .checkpoint import commit, load_tensors, read_json_config
+from .data import ImageDataset
 from .decrop import DecropObjective, SampleParams, frozen, generate_samples, state_hash
-from .errors import ArgumentError, check_count
-from .noises import BatchSharedNoise, Noise, check_noise_flags, make_noise, noise_class, noise_kinds
+from .errors import check_count
+from .noises import BatchSharedNoise, Noise, make_noise
 from .runtime.distributed import (
     all_reduce_sum,
     broadcast_buffers,
     current_world,
-    process_group,
     rank_device,
 )
 from .runtime.seeding import generator, resolve_device, stream_seed
@@ -377,73 +369,10 @@ def load_denoiser(path: str | Path, device: str | torch.device = "cpu") -> tuple
     return denoiser.to(resolve_device(device)).eval(), config
 
 
-def denoise(
-    classifier: str | Path,
-    dataset: str | None = None,
-    *,
-    split: str = "train",
-    method: str = "mse",
-    data_fraction: float = 1.0,
-    noise: str = "gaussian",
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float = 1e-3,
-    depth: int = 17,
-    width: int = 64,
-    out: str | Path = "runs/denoiser",
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    data_root: str | Path | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    **noise_flags: Any,
-) -> Path:
-    """``smoothcert denoise``: train a denoiser for the classifier checkpoint ``classifier`` on
-    ``split`` of ``dataset`` (default: the checkpoint's) and write it to ``out``; returns ``out``.
-
-    ``noise`` is a denoisable noise (``gaussian`` or ``ablation``) and ``noise_flags`` its flags
-    (``sigma``, default 0.25; ``k`` and ``encoding``); ``resume``/``overwrite`` as in ``train_denoiser``.
-
-    Args:
-        classifier: The classifier's ``smoothcert train`` checkpoint.
-        dataset: The training data; None: the checkpoint's.
-        split: The split trained on.
-        method: ``"mse"``, ``"stability"``, ``"mse-stability"`` or ``"decrop"``.
-        data_fraction: The stratified share of the split trained on.
-        noise: ``"gaussian"`` or ``"ablation"``.
-        epochs: Training epochs; None: the method's schedule.
-        batch_size: Images per step; None: the method's schedule.
-        lr: Adam's learning rate.
-        depth: DnCNN layers.
-        width: DnCNN channels.
-        out: The denoiser's checkpoint folder.
-        seed: The seed of every random stream.
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        data_root: Where ``mnist`` and ``cifar10`` are kept; None: the default cache.
-        resume: As in [`train_denoiser`][train_denoiser].
-        overwrite: As in [`train_denoiser`][train_denoiser].
-        progress: Whether to show progress bars.
-        **noise_flags: The noise's flags (``sigma``; ``k``, ``encoding``).
-    """
-    denoisable = [kind for kind in noise_kinds() if noise_class(kind).denoisable]
-    if noise not in denoisable:
-        raise ArgumentError("noise", noise, "denoise trains for {name} " + " or ".join(denoisable) + ", not {value}")
-    check_noise_flags(noise, noise_flags)
-    refuse_overwrite(out, resume, overwrite, {"--classifier": classifier})  # before loading anything
-    model, cls_config = load_checkpoint(classifier)
-    dataset = dataset or cls_config.get("dataset")
-    if dataset is None:
-        raise ValueError("the classifier checkpoint does not name its dataset: pass the dataset")
-    data = load_dataset(dataset, split, data_root)
-    data.check_labels(cls_config["num_classes"], dataset)
-    defaults = noise_class(noise).denoise_defaults  # e.g. Salman et al.'s sigma for Gaussian noise
-    noise_flags = {**noise_flags, **{name: value for name, value in defaults.items() if noise_flags.get(name) is None}}
-    mean = channel_mean(data.x) if len(data) else None  # an empty training set is refused by name below
-    smoothing = make_noise(noise, **noise_flags, train_mean=mean)
-    backend = "nccl" if rank_device(device).type == "cuda" else "gloo"
-    with process_group(backend) as world, checkpoint_lock(out) if world.main else nullcontext():
-        train_denoiser(model, data, method=method, noise=smoothing, data_fraction=data_fraction, epochs=epochs,
-                       batch_size=batch_size, lr=lr, depth=depth, width=width, seed=seed, device=device, out=out,
-                       classifier_path=classifier, resume=resume, overwrite=overwrite, progress=progress)
-    return Path(out)
+def __getattr__(name: str) -> Any:
+    """``denoise`` (the job), which moved to [`smoothcert.runner.jobs`][smoothcert.runner.jobs]
+    (imported on first use: the jobs import the classifiers, which import this module)."""
+    if name == "denoise":
+        from .runner import jobs
+        return jobs.denoise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import check_count
 from ..noises import Noise
 from ..runtime.seeding import resolve_device
-from ..runtime.speed import Switch, accelerate, auto_batch_size
+from ..runtime.speed import Switch, accelerate, auto_batch_size, eager
 from .preprocessing import Bounds, Preprocessing, preprocessed
 
 T = TypeVar("T")
@@ -117,22 +117,38 @@ def check_image(x: torch.Tensor, bounds: Bounds = (0.0, 1.0)) -> torch.Tensor:
     return x
 
 
-def base_logits(model: nn.Module, batch: torch.Tensor, num_classes: int, noise: object = None) -> torch.Tensor:
+def base_logits(model: nn.Module, batch: torch.Tensor, num_classes: int, noise: Noise | None = None) -> torch.Tensor:
     """``model(batch)``, checked ([`check_logits`][smoothcert.classifiers.base.check_logits]); a model
-    that cannot take the batch is a ValueError that says what input it was given and where it came
-    from (the samples of ``noise``, or the images as given when None)."""
+    that cannot take the batch is a ValueError in one line that says what input it must accept and
+    where it comes from (the samples of ``noise``, with its ``input_note``, or the images as given when None)."""
     try:
         logits = model(batch)
     except torch.OutOfMemoryError:
         raise
-    except RuntimeError as err:
-        source = "the images as given" if noise is None else f"the samples of {noise!r}"
-        c, h, w = batch.shape[1:] if batch.dim() == 4 else (None, None, None)
-        given = f"{c} channels of {h}x{w} pixels" if c is not None else f"shape {tuple(batch.shape[1:])}"
-        raise ValueError(f"the base model cannot take its inputs, {source}: batches (N, {c}, {h}, {w}), "
-                         f"i.e. {given} per copy; build the model for that input (the noise's channels(...) "
-                         f"says how many channels it feeds) ({str(err).splitlines()[0]})") from err
+    except (RuntimeError, ValueError) as err:
+        what = "the images as given" if noise is None else f"what {noise.kind} noise feeds it"
+        shape = ", ".join(map(str, batch.shape[1:]))
+        size = f"{batch.shape[1]} channels of {batch.shape[2]}x{batch.shape[3]} pixels" if batch.dim() == 4 else shape
+        note = f"; {noise.input_note}" if noise is not None and noise.input_note else ""
+        raise ValueError(f"the base model cannot take {what}: it must accept batches (N, {shape}), {size} per "
+                         f"copy{note} ({str(err).splitlines()[0]})") from err
     return check_logits(logits, len(batch), num_classes)
+
+
+def try_input(model: nn.Module, inputs: torch.Tensor, num_classes: int, noise: Noise) -> None:
+    """Feed ``model`` the ``inputs`` ``noise`` makes of one image, eagerly (the accelerations neither
+    compile nor count them, [`eager`][smoothcert.runtime.speed.eager]): a model that cannot take them, or
+    that does not give one row of logits per input, is refused by
+    [`base_logits`][smoothcert.classifiers.base.base_logits] before any sampling.
+
+    Args:
+        model: The classifier's (accelerated) base model.
+        inputs: A few noisy copies (B, C', H, W) of one image, drawn from a stream of their own.
+        num_classes: How many classes the logits must have.
+        noise: The noise that made ``inputs``.
+    """
+    with torch.inference_mode():
+        base_logits(eager(model), inputs, num_classes, noise)
 
 
 def check_logits(logits: torch.Tensor, rows: int, num_classes: int) -> torch.Tensor:

@@ -35,7 +35,7 @@ from ..errors import check_alpha, check_count
 from ..noises import BatchSharedNoise, Noise, noise_from_config
 from ..runtime import seeding
 from ..runtime.speed import Switch
-from .base import Certificate, Steps, T, base_logits, check_image, prepare_base, run_packed
+from .base import Certificate, Steps, T, base_logits, check_image, prepare_base, run_packed, try_input
 from .preprocessing import Bounds, Preprocessing, check_bounds
 
 SAMPLINGS = ("adaptive", "fixed")
@@ -122,6 +122,7 @@ class SmoothedClassifier:
         certificate = noise.certificates[0] if certificate is None else certificate
         noise.check_certificate(certificate)
         self.certificate = certificate
+        self._tried: set[tuple[int, ...]] = set()  # image shapes whose noisy copies the model was seen to take
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> SmoothedClassifier:
@@ -174,6 +175,7 @@ class SmoothedClassifier:
 
         for i, (x, num, generator) in enumerate(requests):
             x = check_image(x, self.bounds).to(self.device, self.dtype)
+            self._try_input(x)
             remaining = check_count("number of samples", num)
             while remaining > 0:
                 b = min(self.batch_size, remaining)
@@ -184,6 +186,20 @@ class SmoothedClassifier:
         if queued:
             forward(queued)
         return counts.cpu().numpy()
+
+    def _try_input(self, x: torch.Tensor) -> None:
+        """Once per image shape, before any sampling: two noisy copies of ``x`` from a stream of their own
+        (the sampling streams are unchanged) through the model, which must take them and give logits
+        ([`try_input`][smoothcert.classifiers.base.try_input]); a mismatch is a one-line ValueError saying
+        what the model must accept.
+
+        Args:
+            x: One image (C, H, W) on the classifier's device.
+        """
+        if tuple(x.shape) not in self._tried:
+            copies = self.noise(x.expand(2, *x.shape), torch.Generator(self.device).manual_seed(0))
+            try_input(self.base, copies, self.num_classes, self.noise)
+            self._tried.add(tuple(x.shape))
 
     def run(self, x: torch.Tensor, steps: Steps[T], generator: torch.Generator | None = None) -> T:
         """Drive a sampling coroutine (``certify_steps``, ``predict_steps``) on one image."""

@@ -20,6 +20,8 @@ from ..errors import ArgumentError
 from .base import NoiseContext, ThreatModel, register_noise
 
 ENCODINGS = ("multichannel", "mean")
+MULTICHANNEL_NOTE = "the multichannel encoding doubles the channels (a kept pixel v becomes (v, 1 - v), an ablated one 0)"
+"""What a base model for the multichannel encoding must know (the noises' ``input_note``)."""
 
 
 def sample_keep_mask(
@@ -126,6 +128,14 @@ class Ablation(ThreatModel):
 
     def channels(self, data_channels: int) -> int:
         return 2 * data_channels if self.encoding == "multichannel" else data_channels
+
+    @property
+    def input_note(self) -> str:
+        """The multichannel encoding doubles the channels; the mean encoding keeps them."""
+        if self.encoding != "multichannel":
+            return ""
+        return (f"{MULTICHANNEL_NOTE}; Ablation(k, encoding=\"mean\", mean=<the training set's channel means>) "
+                "(smoothcert train --encoding mean) keeps the images' channels")
 
     def sample_keep(
         self, n: int, image_size: tuple[int, int], generator: torch.Generator | None = None,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..certificates.bands import SHAPES, largest_certified_patch, patch_certified
-from .ablation import ablate
+from .ablation import MULTICHANNEL_NOTE, ablate
 from .base import NoiseContext, ThreatModel, register_noise
 
 
@@ -44,6 +44,7 @@ class Bands(ThreatModel):
     shape: str
     band: int
     kinds: ClassVar[tuple[str, ...]] = SHAPES
+    input_note: ClassVar[str] = MULTICHANNEL_NOTE
     flags: ClassVar[dict[str, dict[str, Any]]] = {
         "band": {"type": int, "default": None,
                  "help": "band (block) size s of --noise columns|blocks (paper: 4 on MNIST)"},

@@ -85,6 +85,9 @@ class ThreatModel:
     """True if the noisy input is x plus noise drawn independently of x (SmoothAdv needs this)."""
     denoisable: ClassVar[bool] = False
     """True if ``smoothcert denoise`` can train a denoiser for this noise."""
+    input_note: ClassVar[str] = ""
+    """What someone building a base model for this noise should know about its input (e.g. that an
+    encoding doubles the channels, and how to keep them); empty when the noise feeds the images' shape."""
     margin_scale: ClassVar[float | None] = None
     """The factor that turns Phi^-1(p1) - Phi^-1(p2) into MACER's radius hinge; None: MACER refuses."""
 

@@ -24,7 +24,7 @@ import torch
 
 from ..certificates.partition import partition_radius
 from ..runtime.seeding import stream_seed
-from .ablation import ablate
+from .ablation import MULTICHANNEL_NOTE, ablate
 from .base import NoiseContext, ThreatModel, register_noise
 
 PARTITION_STREAM = 7  # the shuffle comes from stream (seed, PARTITION_STREAM)
@@ -58,6 +58,7 @@ class Partition(ThreatModel):
     assignment: tuple[int, ...]
     seed: int = 0
     kind: ClassVar[str] = "partition"
+    input_note: ClassVar[str] = MULTICHANNEL_NOTE
     flags: ClassVar[dict[str, dict[str, Any]]] = {
         "groups": {"type": int, "default": None, "help": "number of pixel groups T of --noise partition"},
     }

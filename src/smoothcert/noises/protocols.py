@@ -36,6 +36,7 @@ class Noise(Protocol):
     classifier: ClassVar[str]
     certificates: ClassVar[tuple[str, ...]]
     samplings: ClassVar[tuple[str, ...]]
+    input_note: str
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
 

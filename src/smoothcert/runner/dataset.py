@@ -196,7 +196,7 @@ def run_attack(
 
     Args:
         make_oracle: ``make_oracle(idx)``: a fresh oracle for image ``idx``
-            ([`oracle_factory`][smoothcert.attacks.oracle_factory]).
+            ([`oracle_factory`][smoothcert.runner.jobs.oracle_factory]).
         attack: The attack ([`make_attack`][smoothcert.attacks.make_attack]).
         data: The dataset whose images are attacked.
         out: The TSV log; the adversarial examples go to its ``.npz``.

@@ -13,23 +13,27 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..attacks import oracle_factory
 from ..attacks.base import L0Attack
+from ..attacks.oracles import DeterministicOracle, ModelOracle, Oracle, SmoothedOracle
 from ..attacks.substitute import run_substitute, split_seed
-from ..checkpoint import read_config, weights_sha256
-from ..classifiers import Classifier, Sampling, load_classifier
+from ..checkpoint import checkpoint_lock, load_checkpoint, read_config, weights_sha256
+from ..classifiers import Classifier, Sampling, SmoothedClassifier, load_classifier
 from ..classifiers.checks import check_sampling
-from ..data import ImageDataset, load_dataset
+from ..data import ImageDataset, channel_mean, load_dataset
+from ..denoisers import train_denoiser
 from ..errors import ArgumentError
-from ..noises import noise_from_config
-from ..runtime.distributed import rank_device
+from ..noises import check_noise_flags, make_noise, noise_class, noise_from_config, noise_kinds
+from ..runtime.distributed import process_group, rank_device
 from ..runtime.speed import Switch
+from ..training import refuse_overwrite
 from .dataset import WINDOW, run_attack, run_dataset, select_indices
 from .log import write_atomically
 from .shards import Shard, run_sharded
@@ -92,6 +96,68 @@ def check_batch_fits(batch_size: int, n: int, shape: tuple[int, int, int]) -> No
         raise ValueError(f"--batch-size {batch_size}: one batch of {copies:,} noisy copies of a "
                          f"{'x'.join(map(str, shape))} input needs {need / 1e9:,.1f} GB, more than this machine's "
                          f"{memory / 1e9:.1f} GB of memory; lower --batch-size")
+
+
+ORACLES: dict[str, Callable[..., Oracle]] = {
+    "model": lambda classifier, key, **query: ModelOracle(classifier.base, classifier.num_classes,
+                                                          device=classifier.device, batch_size=classifier.batch_size),
+    "deterministic": lambda classifier, key, **query: DeterministicOracle(classifier),
+    "smoothed": lambda classifier, key, **query: SmoothedOracle(classifier, key=key, **query),
+}
+"""How an attack queries each classifier kind: the model itself, the exact vote, or PREDICT."""
+
+
+def oracle_factory(
+    checkpoint: str | Path, *, n: int | None = None, alpha: float | None = None, fixed: bool = True,
+    n_check: int | None = None, seed: int = 0, batch_size: int | None = None, device: str | torch.device = "auto",
+    vote: str | None = None, theta: float | None = None, sampling: Sampling | None = None,
+    compile: Switch = "auto", channels_last: Switch = "auto",
+) -> tuple[Callable[[int], Oracle], dict[str, Any]]:
+    """``(make_oracle, config)`` for a ``smoothcert train`` checkpoint: ``make_oracle(idx)`` is a fresh
+    oracle for image ``idx``: the model itself when it was trained without noise (undefended), the
+    exact vote (``vote``, ``theta``) of a columns/blocks/partition model, else its smoothed
+    classifier queried through PREDICT (``sampling``: fixed or sequential) with noise streams keyed
+    by (seed, idx). ``n`` (default 1000), ``alpha`` (0.05) and ``sampling`` (fixed) are PREDICT's:
+    checked by `check_sampling` for a smoothed classifier, refused when given for the others.
+    All the oracles share one base classifier, accelerated by ``compile`` and ``channels_last``
+    ([`prepare_base`][smoothcert.classifiers.base.prepare_base]: ``"auto"`` turns each on once the queries
+    have done the evaluations that repay it, for models measured to gain; ``batch_size`` None is the
+    fastest measured).
+
+    Args:
+        checkpoint: The ``smoothcert train`` checkpoint to attack.
+        n: PREDICT's noise samples per query (at most, adaptive); None: 1000.
+        alpha: PREDICT's level; None: 0.05.
+        fixed: Whether every query of an image reuses one set of noise draws.
+        n_check: Fresh samples that confirm an adversarial example; None: ``n``.
+        seed: The seed of the noise streams (seed, idx).
+        batch_size: Most copies per forward pass; None: the fastest measured for the model.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        vote: The exact vote of a deterministic model: ``"argmax"`` or ``"threshold"``.
+        theta: The softmax threshold of the ``threshold`` vote.
+        sampling: PREDICT's sampling: ``"fixed"``, ``"adaptive"`` or an
+            [`Adaptive`][smoothcert.certificates.sequential.Adaptive]; None: fixed.
+        compile: Whether to `torch.compile` the model: ``"auto"``, ``"on"`` or ``"off"``.
+        channels_last: Whether to feed channels-last inputs: ``"auto"``, ``"on"`` or ``"off"``.
+
+    Returns:
+        ``(make_oracle, config)``: the oracle of image ``idx``, and the checkpoint's config.
+    """
+    config = read_config(checkpoint)
+    classifier = load_classifier(checkpoint, batch_size=batch_size, device=device, vote=vote, theta=theta,
+                                 compile=compile, channels_last=channels_last)
+    if isinstance(classifier, SmoothedClassifier):
+        _, n, alpha, sampling = check_sampling(classifier, "predict", tuple(config["image_size"]),
+                                               n=1000 if n is None else n, alpha=alpha,
+                                               sampling="fixed" if sampling is None else sampling)
+    else:
+        what = "the model itself" if classifier.kind == "model" else "the exact vote"
+        for name, value in (("n", n), ("alpha", alpha), ("sampling", sampling)):
+            if value is not None:
+                raise ArgumentError(name, value, "{name} {value}: " + f"attacks query {what} of a checkpoint "
+                                    f"trained with --noise {classifier.noise.kind}, which samples nothing: drop {{name}}")
+    query = {"n": n, "alpha": alpha, "fixed": fixed, "n_check": n_check, "sampling": sampling}
+    return (lambda idx: ORACLES[classifier.kind](classifier, (seed, idx), **query)), config
 
 
 def evaluate(
@@ -194,3 +260,70 @@ def substitute(
         write_atomically(out, json.dumps({**run_settings(checkpoint, dataset, split), **result}, indent=2))
     return result
 
+
+def denoise(
+    classifier: str | Path,
+    dataset: str | None = None,
+    *,
+    split: str = "train",
+    method: str = "mse",
+    data_fraction: float = 1.0,
+    noise: str = "gaussian",
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float = 1e-3,
+    depth: int = 17,
+    width: int = 64,
+    out: str | Path = "runs/denoiser",
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    data_root: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    **noise_flags: Any,
+) -> Path:
+    """``smoothcert denoise``: train a denoiser for the classifier checkpoint ``classifier`` on
+    ``split`` of ``dataset`` (default: the checkpoint's) and write it to ``out``; returns ``out``.
+
+    ``noise`` is a denoisable noise (``gaussian`` or ``ablation``) and ``noise_flags`` its flags
+    (``sigma``, default 0.25; ``k`` and ``encoding``); ``resume``/``overwrite`` as in ``train_denoiser``.
+
+    Args:
+        classifier: The classifier's ``smoothcert train`` checkpoint.
+        dataset: The training data; None: the checkpoint's.
+        split: The split trained on.
+        method: ``"mse"``, ``"stability"``, ``"mse-stability"`` or ``"decrop"``.
+        data_fraction: The stratified share of the split trained on.
+        noise: ``"gaussian"`` or ``"ablation"``.
+        epochs: Training epochs; None: the method's schedule.
+        batch_size: Images per step; None: the method's schedule.
+        lr: Adam's learning rate.
+        depth: DnCNN layers.
+        width: DnCNN channels.
+        out: The denoiser's checkpoint folder.
+        seed: The seed of every random stream.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        data_root: Where ``mnist`` and ``cifar10`` are kept; None: the default cache.
+        resume: As in [`train_denoiser`][smoothcert.denoisers.train_denoiser].
+        overwrite: As in [`train_denoiser`][smoothcert.denoisers.train_denoiser].
+        progress: Whether to show progress bars.
+        **noise_flags: The noise's flags (``sigma``; ``k``, ``encoding``).
+    """
+    denoisable = [kind for kind in noise_kinds() if noise_class(kind).denoisable]
+    if noise not in denoisable:
+        raise ArgumentError("noise", noise, "denoise trains for {name} " + " or ".join(denoisable) + ", not {value}")
+    check_noise_flags(noise, noise_flags)
+    refuse_overwrite(out, resume, overwrite, {"--classifier": classifier})  # before loading anything
+    model, cls_config = load_checkpoint(classifier)
+    dataset, data = checkpoint_dataset(cls_config, dataset, split, data_root)
+    defaults = noise_class(noise).denoise_defaults  # e.g. Salman et al.'s sigma for Gaussian noise
+    noise_flags = {**noise_flags, **{name: value for name, value in defaults.items() if noise_flags.get(name) is None}}
+    mean = channel_mean(data.x) if len(data) else None  # an empty training set is refused by name below
+    smoothing = make_noise(noise, **noise_flags, train_mean=mean)
+    backend = "nccl" if rank_device(device).type == "cuda" else "gloo"
+    with process_group(backend) as world, checkpoint_lock(out) if world.main else nullcontext():
+        train_denoiser(model, data, method=method, noise=smoothing, data_fraction=data_fraction, epochs=epochs,
+                       batch_size=batch_size, lr=lr, depth=depth, width=width, seed=seed, device=device, out=out,
+                       classifier_path=classifier, resume=resume, overwrite=overwrite, progress=progress)
+    return Path(out)

@@ -152,6 +152,16 @@ def accelerate(model: nn.Module, *, compile: Switch = False, channels_last: Swit
     return Accelerated(model, compile=compile, channels_last=channels_last, amp=amp).eval()
 
 
+def eager(model: nn.Module) -> nn.Module:
+    """The module under ``model``'s accelerations ([`accelerate`][accelerate]): a call to it neither compiles
+    nor counts towards a switch.
+
+    Args:
+        model: A model, accelerated or not.
+    """
+    return model.model if isinstance(model, Accelerated) else model
+
+
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``x`` on ``device``; a host-to-CUDA copy goes through pinned memory without blocking the host."""
     if device.type == "cuda" and x.device.type == "cpu":
