@@ -38,7 +38,8 @@ from scipy.stats import beta as beta_dist
 from scipy.stats import binom, binomtest, wilcoxon
 
 from smoothcert.certificates import delta
-from smoothcert.certificates.sequential import DEFAULT_BOUND, DEFAULTS, ExactLooks, GroupSequentialCP, _thresholds, spend
+from smoothcert.certificates.sequential import (DEFAULT_BOUND, DEFAULTS, Adaptive, ExactLooks, GroupSequentialCP,
+                                                 exact_thresholds, predict_steps, spend)
 
 D, K, ALPHA, N_MAX = 784, 45, 0.05, 10_000
 TAU = 0.5 + delta(np.arange(13), D, K)  # radius r needs p_lower > tau_r; tau_12 > 1 caps it at 11
@@ -155,7 +156,7 @@ def reachable_table(first: int, growth: float, level: float, futility: str, last
 
 def exact_tables(s: Setting, target: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The library's own tables of the exact bound: looks, radii, crossing and futility counts."""
-    grid = _thresholds(Cor1(), 1.0, target, ExactLooks(s.first, s.growth, s.rho), N_MAX, ALPHA, s.beta)
+    grid = exact_thresholds(Cor1(), 1.0, target, ExactLooks(s.first, s.growth, s.rho), N_MAX, ALPHA, s.beta)
     return grid.looks, grid.radii.astype(int), grid.crossing, grid.futility
 
 
@@ -256,8 +257,6 @@ def predict_floor(q: np.ndarray, right: np.ndarray) -> np.ndarray:
 def predict_section(q: np.ndarray, label: np.ndarray, reps: int, steps: dict[str, int | float]) -> None:
     """PREDICT: fixed n against sequential PREDICT (the library's own coroutine, ``steps`` its schedule),
     samples per image against the floor, and accuracy."""
-    from smoothcert.certificates.sequential import Adaptive, predict_steps
-
     rng = np.random.default_rng(4)
     fixed_right, seq_right, used = [], [], []
     options = Adaptive(step=int(steps["step"]), growth=float(steps["growth"]))

@@ -12,7 +12,7 @@ from scipy.stats import binom, multinomial
 
 from smoothcert.certificates import delta
 from smoothcert.certificates.boundaries import crossing_bounds, crossing_probability, futility_bounds, spent
-from smoothcert.certificates.sequential import Adaptive, ExactLooks, _thresholds, certify_steps
+from smoothcert.certificates.sequential import Adaptive, ExactLooks, certify_steps, exact_thresholds
 from test_sequential import run_bernoulli
 
 D, K = 784, 45
@@ -78,7 +78,7 @@ def procedure_wrong_rate(p: float, wrong_from: int, options: Adaptive, n_max: in
     exactly by following every count path through the looks with its stops (cap, futility):
     the state is (count, best radius so far) on the paths still sampling."""
     options = options.settled()
-    grid = _thresholds(cor1, 1.0, options.radius, options.family(), n_max, alpha, options.beta)
+    grid = exact_thresholds(cor1, 1.0, options.radius, options.family(), n_max, alpha, options.beta)
     rows = len(grid.radii)
     alive = np.zeros((rows + 1, 1))  # alive[b + 1, s]: best index b (-1: none), count s
     alive[0, 0] = 1.0

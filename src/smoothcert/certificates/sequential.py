@@ -28,11 +28,12 @@ Three kinds of time-uniform bounds on a Bernoulli mean p:
   spent at ``(1 - last) alpha`` and a plain Clopper-Pearson bound at ``last * alpha`` is added at
   ``n_max`` (union bound again), so a run that uses all samples loses little against fixed n.
 
-For the two bounds above, upper bounds only decide when further sampling is futile: the one-sided Clopper-Pearson upper
-bound U at level ``beta``, at each look on its own; a radius is out of reach when U is below its
-threshold, or (``futility="final"``) when the last look's lower bound at the count U n_max would
-not certify it. They never enter a certificate, so ``beta`` and the rule cost power (a radius
-that later samples would have certified is given up), never validity.
+With the ``looks`` and ``anytime`` bounds, upper bounds only decide when further sampling is
+futile: the one-sided Clopper-Pearson upper bound U at level ``beta``, at each look on its own; a
+radius is out of reach when U is below its threshold, or (``futility="final"``) when the last
+look's lower bound at the count U n_max would not certify it. They never enter a certificate, so
+``beta`` and the rule cost power (a radius that later samples would have certified is given up),
+never validity.
 """
 
 from __future__ import annotations
@@ -455,7 +456,7 @@ def certify_steps(
     family = options.family()
     top = int(np.argmax((yield check_integer(n0, "n0", 1))))
     if isinstance(family, ExactLooks):
-        grid = _thresholds(radius, resolution, options.radius, family, n_max, alpha, options.beta)
+        grid = exact_thresholds(radius, resolution, options.radius, family, n_max, alpha, options.beta)
         return (yield from _exact_steps(grid, top, options.radius, resolution))
     return (yield from _bound_steps(radius, top, family, n_max, alpha, options, resolution))
 
@@ -524,8 +525,20 @@ def threshold(radius: Radius, r: float) -> float | None:
     return tau if tau < 1 and radius(tau) >= r else None
 
 
-def _thresholds(radius: Radius, resolution: float, target: float | None, family: ExactLooks, n_max: int,
-                alpha: float, beta: float) -> Thresholds:
+def exact_thresholds(radius: Radius, resolution: float, target: float | None, family: ExactLooks, n_max: int,
+                     alpha: float, beta: float) -> Thresholds:
+    """The exact bound's [`Thresholds`][Thresholds] for one certificate and schedule (cached when
+    ``radius`` is hashable, so a run computes them once).
+
+    Args:
+        radius: The certificate: the radius a lower bound on p certifies (NaN: none).
+        resolution: The width of the cells in which radii count as the same (the noise's ``radius_step``).
+        target: The one radius asked about, or None for every radius up to the cap.
+        family: The looks and the alpha-spending exponent.
+        n_max: The most estimation samples.
+        alpha: The level.
+        beta: The futility level (power only).
+    """
     try:
         hash(radius)
     except TypeError:  # an unhashable radius: computed for this image alone
