@@ -6,6 +6,7 @@ sample counts with which no image can be certified or predicted. Errors are
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -58,18 +59,42 @@ def sampling_options(sampling: str | None = None, *, radius: float | None = None
     return Adaptive(**given)
 
 
-def _first_given(sampling: Sampling | None, n0: int | None, n: int | None, alpha: float | None) -> tuple[str, object] | None:
-    """The first sampling option that was given, as (argument, value); adaptive options are those of
-    ``sampling`` that differ from their defaults."""
+def _given(sampling: Sampling | None, n0: int | None, n: int | None, alpha: float | None) -> list[tuple[str, object]]:
+    """The sampling options as (argument, value), None where not given; of ``sampling``, its
+    adaptive options that differ from their defaults (else ``("sampling", "adaptive")``)."""
     options = as_sampling(sampling) if sampling is not None else None
     if options is not None:
         default = Adaptive(radius=options.radius)
         changed = [(name, getattr(options, name)) for name in ADAPTIVE_OPTIONS
                    if getattr(options, name) != (None if name == "radius" else getattr(default, name))]
-        return changed[0] if changed else ("sampling", "adaptive")
-    given = [(name, value) for name, value in (("sampling", sampling), ("n0", n0), ("n", n), ("alpha", alpha))
-             if value is not None]
-    return given[0] if given else None
+        return changed or [("sampling", "adaptive")]
+    return [("sampling", sampling), ("n0", n0), ("n", n), ("alpha", alpha)]
+
+
+def refuse_sampling_options(classifier: Classifier, given: Iterable[tuple[str, object]],
+                            flags: Mapping[str, str] | None = None) -> None:
+    """Refuse the first of ``given`` that is not None, a sampling option, for ``classifier``, which
+    samples nothing (an exact vote, an undefended model): an
+    [`ArgumentError`][smoothcert.errors.ArgumentError] naming the option, the checkpoint's noise and
+    how the classifier certifies, and saying to drop it. The one refusal that certify, predict, the
+    attacks' oracles and the attack's ``n_check`` and ``fixed`` share.
+
+    Args:
+        classifier: A classifier that samples nothing.
+        given: The options as (argument, value), in the order they are checked; None: not given.
+            A bool is a switch, named without its value.
+        flags: The command-line flag of an argument whose flag is not ``--`` plus its name
+            (``{"fixed": "--fresh"}``).
+
+    Raises:
+        ArgumentError: For the first option given.
+    """
+    for name, value in given:
+        if value is not None:
+            shown = "{name}" if isinstance(value, bool) else "{name} {value}"
+            raise ArgumentError(name, value, shown + ": a checkpoint trained with --noise "
+                                f"{classifier.noise.kind} samples nothing (it {classifier.certified}), so it reads "
+                                "no sampling options: drop {name}", flag=(flags or {}).get(name))
 
 
 def check_sampling(classifier: Classifier, mode: str, image_size: tuple[int, int], *, n0: int | None = None,
@@ -89,12 +114,7 @@ def check_sampling(classifier: Classifier, mode: str, image_size: tuple[int, int
     """
     if not isinstance(classifier, SmoothedClassifier):
         copies = classifier.sample_counts(1, 1, "fixed")  # an undefended model refuses here: it has no certificate
-        given = _first_given(sampling, n0, n, alpha)
-        if given is not None:
-            name, value = given
-            raise ArgumentError(name, value, "{name} {value}: a checkpoint trained with --noise "
-                                f"{classifier.noise.kind} {classifier.certified}, so it reads no sampling "
-                                "options: drop {name}")
+        refuse_sampling_options(classifier, _given(sampling, n0, n, alpha))
         return copies[0], copies[1], 0.05, copies[2]
     noise = classifier.noise
     options = as_sampling("adaptive" if sampling is None else sampling)

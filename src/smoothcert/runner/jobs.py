@@ -26,7 +26,7 @@ from ..attacks.oracles import DeterministicOracle, ModelOracle, Oracle, Smoothed
 from ..attacks.substitute import run_substitute, split_seed
 from ..checkpoint import checkpoint_lock, load_checkpoint, read_config, weights_sha256
 from ..classifiers import Classifier, Sampling, SmoothedClassifier, load_classifier
-from ..classifiers.checks import check_sampling
+from ..classifiers.checks import check_sampling, refuse_sampling_options
 from ..data import ImageDataset, channel_mean, load_dataset
 from ..denoisers import train_denoiser
 from ..errors import ArgumentError
@@ -143,6 +143,19 @@ def oracle_factory(
     Returns:
         ``(make_oracle, config)``: the oracle of image ``idx``, and the checkpoint's config.
     """
+    _, make_oracle, config = _oracles(checkpoint, n=n, alpha=alpha, fixed=fixed, n_check=n_check, seed=seed,
+                                      batch_size=batch_size, device=device, vote=vote, theta=theta, sampling=sampling,
+                                      compile=compile, channels_last=channels_last)
+    return make_oracle, config
+
+
+def _oracles(
+    checkpoint: str | Path, *, n: int | None, alpha: float | None, fixed: bool, n_check: int | None, seed: int,
+    batch_size: int | None, device: str | torch.device, vote: str | None, theta: float | None,
+    sampling: Sampling | None, compile: Switch, channels_last: Switch,
+) -> tuple[Classifier, Callable[[int], Oracle], dict[str, Any]]:
+    """[`oracle_factory`][oracle_factory]'s ``(classifier, make_oracle, config)``: the attack job
+    also checks its own options against the classifier."""
     config = read_config(checkpoint)
     classifier = load_classifier(checkpoint, batch_size=batch_size, device=device, vote=vote, theta=theta,
                                  compile=compile, channels_last=channels_last)
@@ -151,13 +164,9 @@ def oracle_factory(
                                                n=1000 if n is None else n, alpha=alpha,
                                                sampling="fixed" if sampling is None else sampling)
     else:
-        what = "the model itself" if classifier.kind == "model" else "the exact vote"
-        for name, value in (("n", n), ("alpha", alpha), ("sampling", sampling)):
-            if value is not None:
-                raise ArgumentError(name, value, "{name} {value}: " + f"attacks query {what} of a checkpoint "
-                                    f"trained with --noise {classifier.noise.kind}, which samples nothing: drop {{name}}")
+        refuse_sampling_options(classifier, (("n", n), ("alpha", alpha), ("sampling", sampling)))
     query = {"n": n, "alpha": alpha, "fixed": fixed, "n_check": n_check, "sampling": sampling}
-    return (lambda idx: ORACLES[classifier.kind](classifier, (seed, idx), **query)), config
+    return classifier, (lambda idx: ORACLES[classifier.kind](classifier, (seed, idx), **query)), config
 
 
 def evaluate(
@@ -211,14 +220,14 @@ def attack(
     the TSV log ``out``, adversarial examples beside it; returns the log (None on other ranks).
     ``n``, ``alpha``, ``sampling`` (None: defaults), ``fixed=False`` and ``n_check`` are PREDICT's
     options: refused for an undefended model or an exact vote, which sample nothing."""
-    make_oracle, config = oracle_factory(checkpoint, n=n, alpha=alpha, fixed=fixed, n_check=n_check, seed=seed,
-                                         batch_size=batch_size, device=rank_device(device), vote=vote, theta=theta,
-                                         sampling=sampling, compile=compile, channels_last=channels_last)
+    classifier, make_oracle, config = _oracles(checkpoint, n=n, alpha=alpha, fixed=fixed, n_check=n_check, seed=seed,
+                                               batch_size=batch_size, device=rank_device(device), vote=vote,
+                                               theta=theta, sampling=sampling, compile=compile,
+                                               channels_last=channels_last)
     oracle = make_oracle(0)
-    if oracle.target != "smoothed" and (n_check is not None or not fixed):
-        name, value = ("n_check", n_check) if n_check is not None else ("fixed", fixed)
-        raise ArgumentError(name, value, f"{{name}}: attacks query the {oracle.target} target of this checkpoint, "
-                            "which samples nothing: drop it", flag=None if name == "n_check" else "--fresh")
+    if oracle.target != "smoothed":
+        refuse_sampling_options(classifier, (("n_check", n_check), ("fixed", None if fixed else fixed)),
+                                {"fixed": "--fresh"})
     dataset, data = checkpoint_dataset(config, dataset, split, data_root)
     attack.check_image_size(data.image_shape[1:])
     settings = run_settings(checkpoint, dataset, split, data=data, target=oracle.target,
