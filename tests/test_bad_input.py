@@ -444,6 +444,10 @@ COMBINATIONS = [
     ("certify", "--beta out of range", [*CERTIFY, "--beta", "1.5"], ("--beta must be in (0, 1), got 1.5",)),
     ("certify", "--step out of range", [*CERTIFY, "--step", "0"], ("--step must be an integer >= 1, got 0",)),
     ("predict", "--beta out of range", [*PREDICT, "--beta", "0"], ("--beta must be in (0, 1), got 0",)),
+    # Adaptive checks its own options; the command line shows the flag from its error
+    ("certify", "--radius below 0", [*CERTIFY, "--radius", "-1"], ("--radius (the target radius) must be a finite",
+                                                                   "got -1")),
+    ("predict", "--step out of range", [*PREDICT, "--step", "-3"], ("--step must be an integer >= 1, got -3",)),
     ("attack", "--patch out of range", [*ATTACK, "--attack", "patch", "--patch", "0"], ("--patch must be a positive integer",)),
     ("substitute", "--seed-size out of range", [*SUBSTITUTE, "--seed-size", "0"], ("--seed-size must be an integer >= 1",)),
 ]

@@ -10,15 +10,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from ..certificates import ArgumentError, check_alpha, check_count, check_integer
-from ..certificates.sequential import (
-    ABSTAIN,
-    BOUNDS,
-    FUTILITY,
-    Adaptive,
-    best_lower,
-    predict_decision,
-)
+from ..certificates import ArgumentError, check_alpha, check_count
+from ..certificates.sequential import ABSTAIN, Adaptive, best_lower, predict_decision
 from .base import Classifier
 from .smoothed import Sampling, SmoothedClassifier, as_sampling
 
@@ -34,7 +27,8 @@ def sampling_options(sampling: str | None = None, *, radius: float | None = None
     """``"fixed"``, the [`Adaptive`][Adaptive] options of ``--sampling``, ``--radius``, ``--bound``,
     ``--beta``, ``--step`` and ``--futility`` (None: the resumed log's, else the question's default),
     or None when none was given (the job's default).
-    Each given value is checked under its own name; an adaptive option with fixed sampling is refused."""
+    Each given value is checked under its own name (by [`Adaptive`][Adaptive]); an adaptive option
+    with fixed sampling is refused."""
     given = {name: value for name, value in (("radius", radius), ("bound", bound), ("step", step), ("beta", beta),
                                              ("futility", futility)) if value is not None}
     if sampling == "fixed":
@@ -46,17 +40,7 @@ def sampling_options(sampling: str | None = None, *, radius: float | None = None
         raise ArgumentError("sampling", sampling, "{name} must be adaptive or fixed, got {value}")
     if sampling is None and not given:
         return None
-    if bound is not None and bound not in BOUNDS:
-        raise ArgumentError("bound", bound, "{name} must be one of " + ", ".join(BOUNDS) + ", got {value}")
-    if futility is not None and futility not in FUTILITY:
-        raise ArgumentError("futility", futility, "{name} must be one of " + ", ".join(FUTILITY) + ", got {value}")
-    if beta is not None:
-        check_alpha(beta, "beta")
-    if step is not None:
-        check_integer(step, "step", 1)
-    if radius is not None and not (isinstance(radius, (int, float)) and math.isfinite(radius) and radius >= 0):
-        raise ArgumentError("radius", radius, "{name} must be a finite number >= 0, got {value}")
-    return Adaptive(**given)
+    return Adaptive(**given)  # checks each option, refusing a bad one by its name
 
 
 def _given(sampling: Sampling | None, n0: int | None, n: int | None, alpha: float | None) -> list[tuple[str, object]]:
