@@ -13,7 +13,7 @@ import numpy as np
 from ..certificates import ArgumentError, check_alpha, check_count
 from ..certificates.sequential import ABSTAIN, Adaptive, best_lower, predict_decision
 from .base import Classifier
-from .smoothed import Sampling, SmoothedClassifier, as_sampling
+from .smoothed import Sampling, as_sampling
 
 ADAPTIVE_OPTIONS = ("radius", "bound", "step", "beta", "futility")
 """The options of adaptive sampling (fields of [`Adaptive`][Adaptive], flags ``--radius`` ...) that fixed sampling does not read."""
@@ -96,7 +96,7 @@ def check_sampling(classifier: Classifier, mode: str, image_size: tuple[int, int
       go to one class (Clopper-Pearson lower bound ``alpha ** (1/n)``, or the adaptive bound's best), and
       a target ``radius`` above the largest radius they can certify.
     """
-    if not isinstance(classifier, SmoothedClassifier):
+    if not classifier.samples:
         copies = classifier.sample_counts(1, 1, "fixed")  # an undefended model refuses here: it has no certificate
         refuse_sampling_options(classifier, _given(sampling, n0, n, alpha))
         return copies[0], copies[1], 0.05, copies[2]

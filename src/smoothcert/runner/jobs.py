@@ -25,7 +25,7 @@ from ..attacks.base import L0Attack
 from ..attacks.oracles import DeterministicOracle, ModelOracle, Oracle, SmoothedOracle
 from ..attacks.substitute import run_substitute, split_seed
 from ..checkpoint import checkpoint_lock, load_checkpoint, read_config, weights_sha256
-from ..classifiers import Classifier, Sampling, SmoothedClassifier, load_classifier
+from ..classifiers import Classifier, Sampling, load_classifier
 from ..classifiers.checks import check_sampling, refuse_sampling_options
 from ..data import ImageDataset, channel_mean, load_dataset
 from ..denoisers import train_denoiser
@@ -104,7 +104,16 @@ ORACLES: dict[str, Callable[..., Oracle]] = {
     "deterministic": lambda classifier, key, **query: DeterministicOracle(classifier),
     "smoothed": lambda classifier, key, **query: SmoothedOracle(classifier, key=key, **query),
 }
-"""How an attack queries each classifier kind: the model itself, the exact vote, or PREDICT."""
+"""How an attack queries a classifier, by the oracle's ``target``: the model itself, the exact vote,
+or PREDICT; the classifier's capabilities choose which (`_query_target`)."""
+
+
+def _query_target(classifier: Classifier) -> str:
+    """The [`ORACLES`][ORACLES] entry attacks query ``classifier`` through, by what it can do (a
+    classifier kind that declares ``samples`` and ``certifies`` needs no change here): PREDICT
+    (``"smoothed"``) if it samples, its exact vote (``"deterministic"``) if it certifies without
+    sampling, else the model itself (``"model"``)."""
+    return "smoothed" if classifier.samples else "deterministic" if classifier.certifies else "model"
 
 
 def oracle_factory(
@@ -144,29 +153,27 @@ def oracle_factory(
         ``(make_oracle, config)``: the oracle of image ``idx``, and the checkpoint's config.
     """
     _, make_oracle, config = _oracles(checkpoint, n=n, alpha=alpha, fixed=fixed, n_check=n_check, seed=seed,
-                                      batch_size=batch_size, device=device, vote=vote, theta=theta, sampling=sampling,
+                                      sampling=sampling, batch_size=batch_size, device=device, vote=vote, theta=theta,
                                       compile=compile, channels_last=channels_last)
     return make_oracle, config
 
 
-def _oracles(
-    checkpoint: str | Path, *, n: int | None, alpha: float | None, fixed: bool, n_check: int | None, seed: int,
-    batch_size: int | None, device: str | torch.device, vote: str | None, theta: float | None,
-    sampling: Sampling | None, compile: Switch, channels_last: Switch,
-) -> tuple[Classifier, Callable[[int], Oracle], dict[str, Any]]:
-    """[`oracle_factory`][oracle_factory]'s ``(classifier, make_oracle, config)``: the attack job
-    also checks its own options against the classifier."""
+def _oracles(checkpoint: str | Path, *, n: int | None, alpha: float | None, fixed: bool, n_check: int | None,
+             seed: int, sampling: Sampling | None, **load: Any) -> tuple[Classifier, Callable[[int], Oracle], dict[str, Any]]:
+    """[`oracle_factory`][oracle_factory]'s ``(classifier, make_oracle, config)``, the classifier
+    loaded with the options ``load`` (``batch_size``, ``device``, ...; None: the default): the
+    attack and substitute jobs also ask the classifier what it can do."""
     config = read_config(checkpoint)
-    classifier = load_classifier(checkpoint, batch_size=batch_size, device=device, vote=vote, theta=theta,
-                                 compile=compile, channels_last=channels_last)
-    if isinstance(classifier, SmoothedClassifier):
+    classifier = load_classifier(checkpoint, **load)
+    if classifier.samples:
         _, n, alpha, sampling = check_sampling(classifier, "predict", tuple(config["image_size"]),
                                                n=1000 if n is None else n, alpha=alpha,
                                                sampling="fixed" if sampling is None else sampling)
     else:
         refuse_sampling_options(classifier, (("n", n), ("alpha", alpha), ("sampling", sampling)))
     query = {"n": n, "alpha": alpha, "fixed": fixed, "n_check": n_check, "sampling": sampling}
-    return classifier, (lambda idx: ORACLES[classifier.kind](classifier, (seed, idx), **query)), config
+    target = ORACLES[_query_target(classifier)]
+    return classifier, (lambda idx: target(classifier, (seed, idx), **query)), config
 
 
 def evaluate(
@@ -221,11 +228,10 @@ def attack(
     ``n``, ``alpha``, ``sampling`` (None: defaults), ``fixed=False`` and ``n_check`` are PREDICT's
     options: refused for an undefended model or an exact vote, which sample nothing."""
     classifier, make_oracle, config = _oracles(checkpoint, n=n, alpha=alpha, fixed=fixed, n_check=n_check, seed=seed,
-                                               batch_size=batch_size, device=rank_device(device), vote=vote,
-                                               theta=theta, sampling=sampling, compile=compile,
-                                               channels_last=channels_last)
+                                               sampling=sampling, batch_size=batch_size, device=rank_device(device),
+                                               vote=vote, theta=theta, compile=compile, channels_last=channels_last)
     oracle = make_oracle(0)
-    if oracle.target != "smoothed":
+    if not classifier.samples:
         refuse_sampling_options(classifier, (("n_check", n_check), ("fixed", None if fixed else fixed)),
                                 {"fixed": "--fresh"})
     dataset, data = checkpoint_dataset(config, dataset, split, data_root)
@@ -254,15 +260,15 @@ def substitute(
         raise ValueError(f"--out {out} is a folder; give a file name for the JSON result")
     if out is not None and out.exists() and not overwrite:
         raise ValueError(f"{out} already exists: replace it with --overwrite or choose another --out")
-    make_oracle, config = oracle_factory(checkpoint, n=n, alpha=alpha, fixed=False, seed=seed, batch_size=batch_size,
-                                         device=device)
+    classifier, make_oracle, config = _oracles(checkpoint, n=n, alpha=alpha, fixed=False, n_check=None, seed=seed,
+                                               sampling=None, batch_size=batch_size, device=device)
     dataset, data = checkpoint_dataset(config, dataset, split, data_root)
     seed_set, heldout = split_seed(data, seed_size)
     if max_images is not None:
         heldout = heldout.subset(range(min(max_images, len(heldout))))
     oracle = make_oracle(0)
     result = run_substitute(oracle, seed_set, heldout, num_classes=config["num_classes"],
-                            abstain=oracle.target != "model", eps=eps, seed=seed, device=device, progress=progress,
+                            abstain=classifier.certifies, eps=eps, seed=seed, device=device, progress=progress,
                             **{key: value for key, value in params.items() if value is not None})
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
