@@ -368,6 +368,7 @@ def _set(argv, flag, value):
     return [*argv[: i + 1], value, *argv[i + 2 :]]
 
 
+SAMPLES_NOTHING = "samples nothing (it "  # the one refusal of a sampling flag: certify, predict, attack, substitute
 CERTIFY_DET = ["certify", "--checkpoint", "cols", "--max", "2", "--out", "new.tsv"]
 PREDICT_DET = ["predict", "--checkpoint", "cols", "--max", "2", "--out", "new.tsv"]
 ATTACK_ON = {"clean": [*ATTACK[:2], "clean", *ATTACK[5:]], "cols": [*ATTACK[:2], "cols", *ATTACK[5:]]}
@@ -399,7 +400,7 @@ COMBINATIONS = [
       if dest in _dests(command)],
     # a sampling option for an exact (deterministic) vote
     *[(command, f"{_flag(command, dest)} with --noise columns", [*base, *_with(command, dest)],
-       (_flag(command, dest), "reads no sampling options"))
+       (_flag(command, dest), SAMPLES_NOTHING, "drop " + _flag(command, dest)))
       for command, base in (("certify", CERTIFY_DET), ("predict", PREDICT_DET)) for dest in SAMPLING_OPTIONS
       if dest in _dests(command)],
     # a classifier option of the other kind (vote, theta, patch / certificate, denoiser)
@@ -418,13 +419,13 @@ COMBINATIONS = [
      ("--n 4", "predicts no image")),
     # attack: PREDICT's options for targets that sample nothing; a flag of another attack
     *[("attack", f"{_flag('attack', dest)} for the {target} target", [*ATTACK_ON[target], *_with("attack", dest)],
-       (_flag("attack", dest), "samples nothing"))
+       (_flag("attack", dest), SAMPLES_NOTHING, "drop " + _flag("attack", dest)))
       for target in ATTACK_ON for dest in ("n", "alpha", "sampling", "n_check", "fresh")],
     *[("attack", f"--{flag.replace('_', '-')} with --attack {name}",
        [*ATTACK, "--attack", name, *_with("attack", flag)], (f"--{flag.replace('_', '-')} belongs to --attack",))
       for name, cls in ATTACK_CLASSES.items() for flag in ATTACK_FLAGS if flag not in cls.flags],
     *[("substitute", f"{_flag('substitute', dest)} for an undefended model", [*SUBSTITUTE_CLEAN, *_with("substitute", dest)],
-       (_flag("substitute", dest), "samples nothing")) for dest in ("n", "alpha")],
+       (_flag("substitute", dest), SAMPLES_NOTHING, "drop " + _flag("substitute", dest))) for dest in ("n", "alpha")],
     # labels outside the model's classes
     *[(argv[0], "labels outside the model's classes", [*argv, "--dataset", "npz:labels12.npz"],
        ("--dataset npz:labels12.npz", "label 12", "num_classes=2"))
@@ -443,6 +444,10 @@ COMBINATIONS = [
     ("certify", "--beta out of range", [*CERTIFY, "--beta", "1.5"], ("--beta must be in (0, 1), got 1.5",)),
     ("certify", "--step out of range", [*CERTIFY, "--step", "0"], ("--step must be an integer >= 1, got 0",)),
     ("predict", "--beta out of range", [*PREDICT, "--beta", "0"], ("--beta must be in (0, 1), got 0",)),
+    # Adaptive checks its own options; the command line shows the flag from its error
+    ("certify", "--radius below 0", [*CERTIFY, "--radius", "-1"], ("--radius (the target radius) must be a finite",
+                                                                   "got -1")),
+    ("predict", "--step out of range", [*PREDICT, "--step", "-3"], ("--step must be an integer >= 1, got -3",)),
     ("attack", "--patch out of range", [*ATTACK, "--attack", "patch", "--patch", "0"], ("--patch must be a positive integer",)),
     ("substitute", "--seed-size out of range", [*SUBSTITUTE, "--seed-size", "0"], ("--seed-size must be an integer >= 1",)),
 ]
@@ -454,6 +459,21 @@ def test_a_flag_combination_that_cannot_be_honoured_is_refused_by_name(world, mo
                                                                        argv, parts):
     err = refused(world, monkeypatch, capsys, argv)
     assert all(part in err for part in parts), (parts, err)
+
+
+def test_a_flag_that_samples_nothing_is_refused_by_one_message(world, monkeypatch, capsys):
+    """certify, the attacks' oracles and the attack's own --n-check / --fresh share one refusal:
+    the same words but for the flag, naming the checkpoint's noise and saying to drop the flag."""
+    cases = [([*CERTIFY_DET, "--n", "20"], "--n 20"), ([*ATTACK_ON["cols"], "--n", "20"], "--n 20"),
+             ([*ATTACK_ON["cols"], "--n-check", "5"], "--n-check 5"), ([*ATTACK_ON["cols"], "--fresh"], "--fresh")]
+    messages = set()
+    for argv, shown in cases:
+        err = refused(world, monkeypatch, capsys, argv)
+        head, tail = f"smoothcert: error: {shown}: ", f": drop {shown.split()[0]}\n"
+        assert err.startswith(head) and err.endswith(tail), err
+        messages.add(err.removeprefix(head).removesuffix(tail))
+    assert len(messages) == 1, messages
+    assert messages.pop().startswith("a checkpoint trained with --noise columns " + SAMPLES_NOTHING)
 
 
 def test_every_subcommand_with_flag_combinations_is_in_the_table():

@@ -208,6 +208,35 @@ def test_every_classifier_kind_implements_its_protocol_with_its_signatures():
     assert repr(exact.certify(x, 10, 100, 0.05, sampling="fixed")) == repr(exact.certify(x))  # p_lower NaN
 
 
+def test_a_new_classifier_kind_is_queried_by_what_it_can_do(monkeypatch, tiny_checkpoint):
+    """oracle_factory asks a classifier whether it samples and whether it certifies, never its kind:
+    kinds of names it has never seen get PREDICT, the exact vote or the model itself, and one that
+    samples nothing refuses PREDICT's options."""
+    from torch import nn
+
+    from smoothcert.attacks import DeterministicOracle, ModelOracle, SmoothedOracle
+    from smoothcert.classifiers import DeterministicClassifier, SmoothedClassifier, Undefended
+    from smoothcert.errors import ArgumentError
+    from smoothcert.noises import Clean
+    from smoothcert.runner import jobs
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 64, 2))
+    kinds = [(type("Tempered", (SmoothedClassifier,), {"kind": "tempered"})(model, Ablation(8), 2, device="cpu"),
+              SmoothedOracle),
+             (type("Exact", (DeterministicClassifier,), {"kind": "exact"})(model, Partition.create(4, (8, 8)), 2, (8, 8),
+                                                                           device="cpu"), DeterministicOracle),
+             (type("Bare", (Undefended,), {"kind": "bare"})(nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), Clean(), 2,
+                                                            device="cpu"), ModelOracle)]
+    for classifier, oracle in kinds:
+        monkeypatch.setattr(jobs, "load_classifier", lambda checkpoint, given=classifier, **options: given)
+        make_oracle, _ = jobs.oracle_factory(tiny_checkpoint[1])
+        assert type(make_oracle(0)) is oracle
+        if not classifier.samples:
+            with pytest.raises(ArgumentError, match="samples nothing") as refused:
+                jobs.oracle_factory(tiny_checkpoint[1], alpha=0.01)
+            assert refused.value.argument == "alpha"
+
+
 def test_the_signature_check_finds_a_mismatch():
     """DeterministicClassifier.predict took the image only; the check would have said so."""
     from smoothcert.classifiers import DeterministicClassifier, VotingClassifier

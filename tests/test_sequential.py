@@ -13,6 +13,7 @@ from scipy.stats import binom
 from torch import nn
 
 from smoothcert.certificates import clopper_pearson_lower, delta, radius_cor1
+from smoothcert.errors import ArgumentError
 from smoothcert.noises import Ablation, Gaussian, Lee
 from smoothcert.runtime.seeding import generator
 from smoothcert.certificates.sequential import (
@@ -312,6 +313,17 @@ def test_bad_options_are_refused_by_their_own_name(bad):
     name = next(iter(bad))
     with pytest.raises(ValueError, match=name):
         Adaptive(**bad)
+
+
+@pytest.mark.parametrize("bad", [dict(bound="nope"), dict(futility="never"), dict(beta=1.5), dict(step=0),
+                                 dict(radius=-1.0), dict(radius=math.inf), dict(radius="2"), dict(last=1.0),
+                                 dict(rho=1.0, bound="looks")])
+def test_bad_options_are_argument_errors_naming_their_option(bad):
+    """Adaptive is the one validation of its options: the command line shows the flag from the error alone."""
+    name = next(iter(bad))
+    with pytest.raises(ArgumentError) as refused:
+        Adaptive(**bad)
+    assert refused.value.argument == name and refused.value.for_flag().startswith(f"--{name} ")
 
 
 def test_adaptive_sampling_refuses_two_bound_certificates():

@@ -336,17 +336,20 @@ class Adaptive:
 
     def __post_init__(self) -> None:
         if self.bound is not None and self.bound not in BOUNDS:
-            raise ValueError(f"unknown bound {self.bound!r}; choose one of {tuple(BOUNDS)}")
+            raise ArgumentError("bound", self.bound, "{name} must be one of " + ", ".join(BOUNDS) + ", got {value}")
         if self.futility is not None and self.futility not in FUTILITY:
-            raise ValueError(f"unknown futility rule {self.futility!r}; choose one of {FUTILITY}")
+            raise ArgumentError("futility", self.futility,
+                                "{name} must be one of " + ", ".join(FUTILITY) + ", got {value}")
         if self.beta is not None:
             check_alpha(self.beta, "beta")
         if self.step is not None:
             check_integer(self.step, "step", 1)
         if self.last is not None:
             check_last(self.last)
-        if self.radius is not None and not (math.isfinite(self.radius) and self.radius >= 0):
-            raise ValueError(f"the target radius must be a finite number >= 0, got {self.radius!r}")
+        if self.radius is not None and not (isinstance(self.radius, (int, float)) and math.isfinite(self.radius)
+                                            and self.radius >= 0):
+            raise ArgumentError("radius", self.radius, "{name} (the target radius) must be a finite number >= 0, "
+                                "got {value}")
         if self.bound is not None:
             _check_reads(self.bound, asdict(self))
         self.settled().family()  # validates step, growth and rho

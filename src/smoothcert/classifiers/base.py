@@ -168,8 +168,11 @@ class Classifier(Protocol):
     """What every classifier kind has, an undefended model included (`smoothed`, `deterministic`,
     `denoised`, `undefended`).
 
-    ``kind`` names it in logs and picks its oracle in `smoothcert.attacks`; ``certified`` says how
-    it certifies, for messages ("is certified by sampling", ...). ``sample_counts`` says how many
+    ``kind`` names it in logs; ``certified`` says how it certifies, for messages ("is certified by
+    sampling", ...). ``samples`` says whether it draws noise samples (and so reads the sampling
+    options: ``n0``, ``n``, ``alpha``, ``sampling``), ``certifies`` whether it has a certificate at
+    all; what checks a run's options and picks how attacks query it reads these two, never the
+    kind. ``sample_counts`` says how many
     samples CERTIFY / PREDICT really draw and with which sampling (a deterministic vote evaluates
     each copy once, whatever was asked); a kind that certifies nothing refuses there, and on
     ``certificate``.
@@ -177,6 +180,8 @@ class Classifier(Protocol):
 
     kind: ClassVar[str]
     certified: ClassVar[str]
+    samples: ClassVar[bool]
+    certifies: ClassVar[bool]
     base: nn.Module
     noise: Noise
     num_classes: int

@@ -6,20 +6,14 @@ sample counts with which no image can be certified or predicted. Errors are
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from ..certificates import ArgumentError, check_alpha, check_count, check_integer
-from ..certificates.sequential import (
-    ABSTAIN,
-    BOUNDS,
-    FUTILITY,
-    Adaptive,
-    best_lower,
-    predict_decision,
-)
+from ..certificates import ArgumentError, check_alpha, check_count
+from ..certificates.sequential import ABSTAIN, Adaptive, best_lower, predict_decision
 from .base import Classifier
-from .smoothed import Sampling, SmoothedClassifier, as_sampling
+from .smoothed import Sampling, as_sampling
 
 ADAPTIVE_OPTIONS = ("radius", "bound", "step", "beta", "futility")
 """The options of adaptive sampling (fields of [`Adaptive`][Adaptive], flags ``--radius`` ...) that fixed sampling does not read."""
@@ -33,7 +27,8 @@ def sampling_options(sampling: str | None = None, *, radius: float | None = None
     """``"fixed"``, the [`Adaptive`][Adaptive] options of ``--sampling``, ``--radius``, ``--bound``,
     ``--beta``, ``--step`` and ``--futility`` (None: the resumed log's, else the question's default),
     or None when none was given (the job's default).
-    Each given value is checked under its own name; an adaptive option with fixed sampling is refused."""
+    Each given value is checked under its own name (by [`Adaptive`][Adaptive]); an adaptive option
+    with fixed sampling is refused."""
     given = {name: value for name, value in (("radius", radius), ("bound", bound), ("step", step), ("beta", beta),
                                              ("futility", futility)) if value is not None}
     if sampling == "fixed":
@@ -45,31 +40,45 @@ def sampling_options(sampling: str | None = None, *, radius: float | None = None
         raise ArgumentError("sampling", sampling, "{name} must be adaptive or fixed, got {value}")
     if sampling is None and not given:
         return None
-    if bound is not None and bound not in BOUNDS:
-        raise ArgumentError("bound", bound, "{name} must be one of " + ", ".join(BOUNDS) + ", got {value}")
-    if futility is not None and futility not in FUTILITY:
-        raise ArgumentError("futility", futility, "{name} must be one of " + ", ".join(FUTILITY) + ", got {value}")
-    if beta is not None:
-        check_alpha(beta, "beta")
-    if step is not None:
-        check_integer(step, "step", 1)
-    if radius is not None and not (isinstance(radius, (int, float)) and math.isfinite(radius) and radius >= 0):
-        raise ArgumentError("radius", radius, "{name} must be a finite number >= 0, got {value}")
-    return Adaptive(**given)
+    return Adaptive(**given)  # checks each option, refusing a bad one by its name
 
 
-def _first_given(sampling: Sampling | None, n0: int | None, n: int | None, alpha: float | None) -> tuple[str, object] | None:
-    """The first sampling option that was given, as (argument, value); adaptive options are those of
-    ``sampling`` that differ from their defaults."""
+def _given(sampling: Sampling | None, n0: int | None, n: int | None, alpha: float | None) -> list[tuple[str, object]]:
+    """The sampling options as (argument, value), None where not given; of ``sampling``, its
+    adaptive options that differ from their defaults (else ``("sampling", "adaptive")``)."""
     options = as_sampling(sampling) if sampling is not None else None
     if options is not None:
         default = Adaptive(radius=options.radius)
         changed = [(name, getattr(options, name)) for name in ADAPTIVE_OPTIONS
                    if getattr(options, name) != (None if name == "radius" else getattr(default, name))]
-        return changed[0] if changed else ("sampling", "adaptive")
-    given = [(name, value) for name, value in (("sampling", sampling), ("n0", n0), ("n", n), ("alpha", alpha))
-             if value is not None]
-    return given[0] if given else None
+        return changed or [("sampling", "adaptive")]
+    return [("sampling", sampling), ("n0", n0), ("n", n), ("alpha", alpha)]
+
+
+def refuse_sampling_options(classifier: Classifier, given: Iterable[tuple[str, object]],
+                            flags: Mapping[str, str] | None = None) -> None:
+    """Refuse the first of ``given`` that is not None, a sampling option, for ``classifier``, which
+    samples nothing (an exact vote, an undefended model): an
+    [`ArgumentError`][smoothcert.errors.ArgumentError] naming the option, the checkpoint's noise and
+    how the classifier certifies, and saying to drop it. The one refusal that certify, predict, the
+    attacks' oracles and the attack's ``n_check`` and ``fixed`` share.
+
+    Args:
+        classifier: A classifier that samples nothing.
+        given: The options as (argument, value), in the order they are checked; None: not given.
+            A bool is a switch, named without its value.
+        flags: The command-line flag of an argument whose flag is not ``--`` plus its name
+            (``{"fixed": "--fresh"}``).
+
+    Raises:
+        ArgumentError: For the first option given.
+    """
+    for name, value in given:
+        if value is not None:
+            shown = "{name}" if isinstance(value, bool) else "{name} {value}"
+            raise ArgumentError(name, value, shown + ": a checkpoint trained with --noise "
+                                f"{classifier.noise.kind} samples nothing (it {classifier.certified}), so it reads "
+                                "no sampling options: drop {name}", flag=(flags or {}).get(name))
 
 
 def check_sampling(classifier: Classifier, mode: str, image_size: tuple[int, int], *, n0: int | None = None,
@@ -87,14 +96,9 @@ def check_sampling(classifier: Classifier, mode: str, image_size: tuple[int, int
       go to one class (Clopper-Pearson lower bound ``alpha ** (1/n)``, or the adaptive bound's best), and
       a target ``radius`` above the largest radius they can certify.
     """
-    if not isinstance(classifier, SmoothedClassifier):
+    if not classifier.samples:
         copies = classifier.sample_counts(1, 1, "fixed")  # an undefended model refuses here: it has no certificate
-        given = _first_given(sampling, n0, n, alpha)
-        if given is not None:
-            name, value = given
-            raise ArgumentError(name, value, "{name} {value}: a checkpoint trained with --noise "
-                                f"{classifier.noise.kind} {classifier.certified}, so it reads no sampling "
-                                "options: drop {name}")
+        refuse_sampling_options(classifier, _given(sampling, n0, n, alpha))
         return copies[0], copies[1], 0.05, copies[2]
     noise = classifier.noise
     options = as_sampling("adaptive" if sampling is None else sampling)

@@ -70,6 +70,8 @@ class DeterministicClassifier:
 
     kind: ClassVar[str] = "deterministic"
     certified: ClassVar[str] = "is certified exactly, every ablation set once"
+    samples: ClassVar[bool] = False
+    certifies: ClassVar[bool] = True
 
     def __init__(
         self,

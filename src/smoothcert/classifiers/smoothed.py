@@ -92,6 +92,8 @@ class SmoothedClassifier:
 
     kind: ClassVar[str] = "smoothed"
     certified: ClassVar[str] = "is certified by sampling"
+    samples: ClassVar[bool] = True
+    certifies: ClassVar[bool] = True
 
     def __init__(
         self,

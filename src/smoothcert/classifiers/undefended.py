@@ -36,6 +36,8 @@ class Undefended:
 
     kind: ClassVar[str] = "model"
     certified: ClassVar[str] = "has no certificate"
+    samples: ClassVar[bool] = False
+    certifies: ClassVar[bool] = False
 
     def __init__(self, base: nn.Module, noise: Noise, num_classes: int, *, batch_size: int | None = None,
                  device: str | torch.device = "auto", compile: Switch = "auto", channels_last: Switch = "auto",

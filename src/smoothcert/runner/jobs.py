@@ -25,8 +25,8 @@ from ..attacks.base import L0Attack
 from ..attacks.oracles import DeterministicOracle, ModelOracle, Oracle, SmoothedOracle
 from ..attacks.substitute import run_substitute, split_seed
 from ..checkpoint import checkpoint_lock, load_checkpoint, read_config, weights_sha256
-from ..classifiers import Classifier, Sampling, SmoothedClassifier, load_classifier
-from ..classifiers.checks import check_sampling
+from ..classifiers import Classifier, Sampling, load_classifier
+from ..classifiers.checks import check_sampling, refuse_sampling_options
 from ..data import ImageDataset, channel_mean, load_dataset
 from ..denoisers import train_denoiser
 from ..errors import ArgumentError
@@ -104,7 +104,16 @@ ORACLES: dict[str, Callable[..., Oracle]] = {
     "deterministic": lambda classifier, key, **query: DeterministicOracle(classifier),
     "smoothed": lambda classifier, key, **query: SmoothedOracle(classifier, key=key, **query),
 }
-"""How an attack queries each classifier kind: the model itself, the exact vote, or PREDICT."""
+"""How an attack queries a classifier, by the oracle's ``target``: the model itself, the exact vote,
+or PREDICT; the classifier's capabilities choose which (`_query_target`)."""
+
+
+def _query_target(classifier: Classifier) -> str:
+    """The [`ORACLES`][ORACLES] entry attacks query ``classifier`` through, by what it can do (a
+    classifier kind that declares ``samples`` and ``certifies`` needs no change here): PREDICT
+    (``"smoothed"``) if it samples, its exact vote (``"deterministic"``) if it certifies without
+    sampling, else the model itself (``"model"``)."""
+    return "smoothed" if classifier.samples else "deterministic" if classifier.certifies else "model"
 
 
 def oracle_factory(
@@ -143,21 +152,28 @@ def oracle_factory(
     Returns:
         ``(make_oracle, config)``: the oracle of image ``idx``, and the checkpoint's config.
     """
+    _, make_oracle, config = _oracles(checkpoint, n=n, alpha=alpha, fixed=fixed, n_check=n_check, seed=seed,
+                                      sampling=sampling, batch_size=batch_size, device=device, vote=vote, theta=theta,
+                                      compile=compile, channels_last=channels_last)
+    return make_oracle, config
+
+
+def _oracles(checkpoint: str | Path, *, n: int | None, alpha: float | None, fixed: bool, n_check: int | None,
+             seed: int, sampling: Sampling | None, **load: Any) -> tuple[Classifier, Callable[[int], Oracle], dict[str, Any]]:
+    """[`oracle_factory`][oracle_factory]'s ``(classifier, make_oracle, config)``, the classifier
+    loaded with the options ``load`` (``batch_size``, ``device``, ...; None: the default): the
+    attack and substitute jobs also ask the classifier what it can do."""
     config = read_config(checkpoint)
-    classifier = load_classifier(checkpoint, batch_size=batch_size, device=device, vote=vote, theta=theta,
-                                 compile=compile, channels_last=channels_last)
-    if isinstance(classifier, SmoothedClassifier):
+    classifier = load_classifier(checkpoint, **load)
+    if classifier.samples:
         _, n, alpha, sampling = check_sampling(classifier, "predict", tuple(config["image_size"]),
                                                n=1000 if n is None else n, alpha=alpha,
                                                sampling="fixed" if sampling is None else sampling)
     else:
-        what = "the model itself" if classifier.kind == "model" else "the exact vote"
-        for name, value in (("n", n), ("alpha", alpha), ("sampling", sampling)):
-            if value is not None:
-                raise ArgumentError(name, value, "{name} {value}: " + f"attacks query {what} of a checkpoint "
-                                    f"trained with --noise {classifier.noise.kind}, which samples nothing: drop {{name}}")
+        refuse_sampling_options(classifier, (("n", n), ("alpha", alpha), ("sampling", sampling)))
     query = {"n": n, "alpha": alpha, "fixed": fixed, "n_check": n_check, "sampling": sampling}
-    return (lambda idx: ORACLES[classifier.kind](classifier, (seed, idx), **query)), config
+    target = ORACLES[_query_target(classifier)]
+    return classifier, (lambda idx: target(classifier, (seed, idx), **query)), config
 
 
 def evaluate(
@@ -211,14 +227,13 @@ def attack(
     the TSV log ``out``, adversarial examples beside it; returns the log (None on other ranks).
     ``n``, ``alpha``, ``sampling`` (None: defaults), ``fixed=False`` and ``n_check`` are PREDICT's
     options: refused for an undefended model or an exact vote, which sample nothing."""
-    make_oracle, config = oracle_factory(checkpoint, n=n, alpha=alpha, fixed=fixed, n_check=n_check, seed=seed,
-                                         batch_size=batch_size, device=rank_device(device), vote=vote, theta=theta,
-                                         sampling=sampling, compile=compile, channels_last=channels_last)
+    classifier, make_oracle, config = _oracles(checkpoint, n=n, alpha=alpha, fixed=fixed, n_check=n_check, seed=seed,
+                                               sampling=sampling, batch_size=batch_size, device=rank_device(device),
+                                               vote=vote, theta=theta, compile=compile, channels_last=channels_last)
     oracle = make_oracle(0)
-    if oracle.target != "smoothed" and (n_check is not None or not fixed):
-        name, value = ("n_check", n_check) if n_check is not None else ("fixed", fixed)
-        raise ArgumentError(name, value, f"{{name}}: attacks query the {oracle.target} target of this checkpoint, "
-                            "which samples nothing: drop it", flag=None if name == "n_check" else "--fresh")
+    if not classifier.samples:
+        refuse_sampling_options(classifier, (("n_check", n_check), ("fixed", None if fixed else fixed)),
+                                {"fixed": "--fresh"})
     dataset, data = checkpoint_dataset(config, dataset, split, data_root)
     attack.check_image_size(data.image_shape[1:])
     settings = run_settings(checkpoint, dataset, split, data=data, target=oracle.target,
@@ -245,15 +260,15 @@ def substitute(
         raise ValueError(f"--out {out} is a folder; give a file name for the JSON result")
     if out is not None and out.exists() and not overwrite:
         raise ValueError(f"{out} already exists: replace it with --overwrite or choose another --out")
-    make_oracle, config = oracle_factory(checkpoint, n=n, alpha=alpha, fixed=False, seed=seed, batch_size=batch_size,
-                                         device=device)
+    classifier, make_oracle, config = _oracles(checkpoint, n=n, alpha=alpha, fixed=False, n_check=None, seed=seed,
+                                               sampling=None, batch_size=batch_size, device=device)
     dataset, data = checkpoint_dataset(config, dataset, split, data_root)
     seed_set, heldout = split_seed(data, seed_size)
     if max_images is not None:
         heldout = heldout.subset(range(min(max_images, len(heldout))))
     oracle = make_oracle(0)
     result = run_substitute(oracle, seed_set, heldout, num_classes=config["num_classes"],
-                            abstain=oracle.target != "model", eps=eps, seed=seed, device=device, progress=progress,
+                            abstain=classifier.certifies, eps=eps, seed=seed, device=device, progress=progress,
                             **{key: value for key, value in params.items() if value is not None})
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
