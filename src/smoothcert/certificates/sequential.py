@@ -127,6 +127,13 @@ def spend(alpha: float, looks: int, last: float = 0.5) -> np.ndarray:
     return np.array([a * (1 - last) / (looks - 1)] * (looks - 1) + [a * last])
 
 
+def check_schedule(first: int, growth: float) -> None:
+    """The first look of a schedule is a positive integer and the looks grow."""
+    check_integer(first, "first", 1)
+    if not (isinstance(growth, (int, float)) and growth > 1):
+        raise ArgumentError("growth", growth, "{name} (the factor between looks) must be > 1, got {value}")
+
+
 def schedule(first: int, growth: float, n_max: int) -> np.ndarray:
     """Looks ``first, first * growth, ...`` (rounded) ending exactly at ``n_max``."""
     n_max = check_integer(n_max, "n_max", 1)
@@ -155,9 +162,7 @@ class GroupSequentialCP:
     last: float = 0.5
 
     def __post_init__(self) -> None:
-        check_integer(self.first, "first", 1)
-        if not self.growth > 1:
-            raise ValueError(f"growth must be > 1, got {self.growth}")
+        check_schedule(self.first, self.growth)
         check_last(self.last)
 
     def looks(self, n_max: int) -> np.ndarray:
@@ -216,9 +221,7 @@ class ExactLooks:
     rho: float = 1.0
 
     def __post_init__(self) -> None:
-        check_integer(self.first, "first", 1)
-        if not self.growth > 1:
-            raise ValueError(f"growth must be > 1, got {self.growth}")
+        check_schedule(self.first, self.growth)
         if not (isinstance(self.rho, (int, float)) and 0 < self.rho <= 4):
             raise ArgumentError("rho", self.rho, "{name} (the alpha-spending exponent) must be in (0, 4], got {value}")
 
