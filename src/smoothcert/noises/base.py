@@ -80,9 +80,9 @@ class ThreatModel:
     """True if a draw is a keep mask: ``noise(x) == apply(x, sample_keep(...))`` and the noisy input
     depends only on the kept pixels (lets attack oracles reuse votes of unchanged draws)."""
     additive: ClassVar[bool] = False
+    """True if the noisy input is x plus noise drawn independently of x (SmoothAdv needs this)."""
     denoise_defaults: ClassVar[dict[str, Any]] = {}
     """Flag values ``smoothcert denoise`` takes for this noise when the user gives none."""
-    """True if the noisy input is x plus noise drawn independently of x (SmoothAdv needs this)."""
     denoisable: ClassVar[bool] = False
     """True if ``smoothcert denoise`` can train a denoiser for this noise."""
     input_note: ClassVar[str] = ""
