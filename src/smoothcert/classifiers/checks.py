@@ -28,7 +28,16 @@ def sampling_options(sampling: str | None = None, *, radius: float | None = None
     ``--beta``, ``--step`` and ``--futility`` (None: the resumed log's, else the question's default),
     or None when none was given (the job's default).
     Each given value is checked under its own name (by [`Adaptive`][Adaptive]); an adaptive option
-    with fixed sampling is refused."""
+    with fixed sampling is refused.
+
+    Args:
+        sampling: ``"fixed"``, ``"adaptive"`` or None (not given).
+        radius: The target radius of the one-radius question.
+        bound: The bound family (``exact``, ``looks``, ``anytime``).
+        beta: The futility level.
+        step: The first look (or the batch between looks of ``anytime``).
+        futility: The futility rule.
+    """
     given = {name: value for name, value in (("radius", radius), ("bound", bound), ("step", step), ("beta", beta),
                                              ("futility", futility)) if value is not None}
     if sampling == "fixed":

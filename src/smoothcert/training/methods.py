@@ -357,8 +357,15 @@ class Distillation(_Config):
     + weight T^2 KL(softmax(t(x) / T) || softmax(f(noisy copy) / T))] + lam * consistency KL,
     with t(x) the teacher's logits on the clean input in its own format (`clean_input` of the
     noise it was trained with: an ordinary classifier trained with noise ``none`` sees x itself).
-    ``teacher`` is a classifier checkpoint folder (``smoothcert train``), loaded once, in eval mode and
-    without gradients; the training noise of the student does not matter for it.
+    The teacher is loaded once, in eval mode and without gradients; the training noise of the
+    student does not matter for it.
+
+    Attributes:
+        teacher: A classifier checkpoint folder (``smoothcert train``).
+        weight: The share of the distillation term in the cross-entropy targets.
+        temperature: The softmax temperature T of teacher and student.
+        m: Noisy copies per image.
+        lam: The weight of the consistency term.
     """
 
     teacher: str = ""
