@@ -30,6 +30,10 @@ from scipy.stats import binom
 MARGIN = 1e-9
 """Relative slack under a spending budget that a boundary's probability must keep (rounding of the convolutions)."""
 
+SLACK = 1e-12
+"""Absolute slack likewise: an FFT convolution's rounding error is absolute (about 1e-15 here), so a
+budget below it buys no boundary."""
+
 
 def spent(level: float, looks: np.ndarray, rho: float) -> np.ndarray:
     """The cumulative error spent by each look: ``level (n_j / n_J) ** rho`` (Kim & DeMets' power family)."""
@@ -49,11 +53,12 @@ def _crossing(tau: float, looks: tuple[int, ...], cumulative: tuple[float, ...])
     distribution, previous, used, bounds = np.ones(1), 0, 0.0, []
     for look, budget in zip(looks, cumulative):
         distribution = _step(distribution, look - previous, tau)
-        # tail[k] = P(S_j >= k, no crossing before); a count past the support is reached only by
-        # paths that crossed at an earlier look, so it is a boundary that spends nothing more
-        tail = np.append(np.cumsum(distribution[::-1])[::-1], 0.0)
-        bound = int(np.flatnonzero(tail <= (budget - used) * (1 - MARGIN))[0])
-        if bound <= look:
+        tail = np.cumsum(distribution[::-1])[::-1]  # tail[k] = P(S_j >= k, no crossing before)
+        fits = np.flatnonzero(tail <= (budget - used) * (1 - MARGIN) - SLACK)
+        # else the count past the support: reached only by paths that crossed at an earlier look,
+        # so a boundary that spends nothing more (n_j + 1, none, if no look has cut the support)
+        bound = int(fits[0]) if len(fits) else len(distribution)
+        if bound < len(distribution):
             used += float(tail[bound])
             distribution = distribution[:bound]
         bounds.append(bound)
