@@ -1,15 +1,23 @@
 """The one validation layer: [`ArgumentError`][ArgumentError], what every check of a user's value
 raises, and the scalar checks every module shares. Each check returns the checked value or raises an
 [`ArgumentError`][ArgumentError] (a ValueError) naming the argument, the value and the allowed range;
-the command line shows the flag the user typed ([`for_flag`][smoothcert.errors.ArgumentError.for_flag])."""
+the command line shows the flag the user typed ([`for_flag`][smoothcert.errors.ArgumentError.for_flag]).
+A base model that cannot take its input is told so in one line by
+[`model_input_error`][smoothcert.errors.model_input_error], for the classifiers and training alike."""
 
 from __future__ import annotations
 
 import math
 import numbers
 import operator
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from .noises import Noise
 
 
 class ArgumentError(ValueError):
@@ -67,3 +75,21 @@ def check_count(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ArgumentError(name, value, "{name} must be a positive integer, got {value}")
     return int(value)
+
+
+def model_input_error(err: Exception, batch: torch.Tensor, noise: Noise | None = None) -> ValueError:
+    """The one-line ValueError for a base model that raised ``err`` on ``batch``: what input it must
+    accept and where that comes from (the samples of ``noise``, with its ``input_note``, or the images
+    as given when None), ``err``'s first line at the end.
+
+    Args:
+        err: What the model raised (a shape mismatch, say).
+        batch: The batch it was given.
+        noise: The noise that made ``batch``, or None for images as given.
+    """
+    what = "the images as given" if noise is None else f"what {noise.kind} noise feeds it"
+    shape = ", ".join(map(str, batch.shape[1:]))
+    size = f"{batch.shape[1]} channels of {batch.shape[2]}x{batch.shape[3]} pixels" if batch.dim() == 4 else shape
+    note = f"; {noise.input_note}" if noise is not None and noise.input_note else ""
+    return ValueError(f"the base model cannot take {what}: it must accept batches (N, {shape}), {size} per "
+                      f"copy{note} ({str(err).splitlines()[0]})")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import check_count
+from ..errors import check_count, model_input_error
 from ..noises import Noise
 from ..runtime.seeding import resolve_device
 from ..runtime.speed import Switch, accelerate, auto_batch_size, eager
@@ -126,12 +126,7 @@ def base_logits(model: nn.Module, batch: torch.Tensor, num_classes: int, noise: 
     except torch.OutOfMemoryError:
         raise
     except (RuntimeError, ValueError) as err:
-        what = "the images as given" if noise is None else f"what {noise.kind} noise feeds it"
-        shape = ", ".join(map(str, batch.shape[1:]))
-        size = f"{batch.shape[1]} channels of {batch.shape[2]}x{batch.shape[3]} pixels" if batch.dim() == 4 else shape
-        note = f"; {noise.input_note}" if noise is not None and noise.input_note else ""
-        raise ValueError(f"the base model cannot take {what}: it must accept batches (N, {shape}), {size} per "
-                         f"copy{note} ({str(err).splitlines()[0]})") from err
+        raise model_input_error(err, batch, noise) from err
     return check_logits(logits, len(batch), num_classes)
 
 
