@@ -243,6 +243,28 @@ def test_fit_refuses_a_model_with_fewer_outputs_than_the_data_has_classes():
     assert_unchanged(before, model)  # refused before the first step
 
 
+def test_fit_tells_in_the_classifiers_one_line_what_the_model_must_accept():
+    """Training a model that cannot take what the noise feeds it stops before the first step with
+    the line certify gives (what the model must accept, how to change the encoding), not torch's raw error."""
+    from smoothcert import fit, get_recipe
+
+    train = load_dataset("mnist5k", "train").subset(range(16))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+    before, steps = snapshot(model), []
+    model.register_forward_pre_hook(lambda module, inputs: steps.append(module.training))
+    with pytest.raises(ValueError) as refused:
+        fit(model, Ablation(k=45), train, get_recipe("fast", epochs=1, batch_size=8), device="cpu", progress=False)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("the base model cannot take what ablation noise feeds it: it must accept batches "
+                              "(N, 2, 28, 28), 2 channels of 28x28 pixels per copy; the multichannel encoding "
+                              "doubles the channels")
+    assert 'Ablation(k, encoding="mean", mean=' in message and "--encoding mean) keeps the images' channels" in message
+    assert message.endswith("(mat1 and mat2 shapes cannot be multiplied (2x1568 and 784x10))")
+    assert steps == [False] and model.training  # one trial in eval mode, no training forward pass
+    assert_unchanged(before, model)  # no optimizer step
+
+
 def test_a_model_that_cannot_take_the_noises_samples_is_told_what_they_are_before_any_sampling():
     model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
     shapes = []

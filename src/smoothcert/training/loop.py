@@ -37,6 +37,7 @@ from ..checkpoint import (
     save_checkpoint,
 )
 from ..data import ImageDataset, channel_mean, load_dataset
+from ..errors import model_input_error
 from ..models import build_model
 from ..noises import BatchSharedNoise, Noise, check_noise_flags, make_noise, noise_record
 from ..runtime.distributed import (
@@ -171,13 +172,20 @@ def check_finite(finite: bool, epoch: int, out: str | Path | None, what: str) ->
 
 @torch.no_grad()
 def _check_outputs(model: nn.Module, noise: Noise, train_set: ImageDataset, device: torch.device) -> None:
-    """Refuse, before the first step, a model whose outputs cannot be logits of the dataset's classes
-    (one noisy copy of two images, in eval mode, with its own generator: training draws are unchanged)."""
+    """Refuse, before the first step, a model that cannot take what ``noise`` feeds it (the classifiers'
+    one-line message, [`model_input_error`][smoothcert.errors.model_input_error]) or whose outputs cannot
+    be logits of the dataset's classes (one noisy copy of two images, in eval mode, with its own
+    generator: training draws are unchanged)."""
+    probe = train_set.x[:2].to(device)
+    batch = noise(probe, torch.Generator(device).manual_seed(0))
     training = model.training
     model.eval()
     try:
-        probe = train_set.x[:2].to(device)
-        logits = model(noise(probe, torch.Generator(device).manual_seed(0)))
+        logits = model(batch)
+    except torch.OutOfMemoryError:
+        raise
+    except (RuntimeError, ValueError) as err:
+        raise model_input_error(err, batch, noise) from err
     finally:
         model.train(training)
     classes = int(train_set.y.max()) + 1
