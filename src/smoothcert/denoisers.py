@@ -57,6 +57,9 @@ from .training import Recipe, refuse_overwrite
 METHODS = ("mse", "stability", "mse-stability", "decrop")
 # (epochs, batch size) when not given: Salman et al. 2020 (90, 256); DE-CROP reference schedule (600, 200)
 DEFAULT_SCHEDULE = {"mse": (90, 256), "stability": (90, 256), "mse-stability": (90, 256), "decrop": (600, 200)}
+# Adam's learning rate and the DnCNN of the papers (depth 17, width 64), shared by DnCNN, train_denoiser,
+# the denoise job and its --lr, --depth and --width flags
+DEFAULT_LR, DEFAULT_DEPTH, DEFAULT_WIDTH = 1e-3, 17, 64
 FORMAT = "smoothcert-denoiser/1"
 _REQUIRED = ("format", "channels", "in_channels", "depth", "width", "method", "noise", "classifier")
 SUBSET_STREAM, INIT_STREAM, TRAIN_STREAM = 4, 5, 6
@@ -79,7 +82,8 @@ class DnCNN(nn.Module):
         in_channels: Input channels; None: ``channels``.
     """
 
-    def __init__(self, channels: int, depth: int = 17, width: int = 64, in_channels: int | None = None) -> None:
+    def __init__(self, channels: int, depth: int = DEFAULT_DEPTH, width: int = DEFAULT_WIDTH,
+                 in_channels: int | None = None) -> None:
         super().__init__()
         self.channels = check_count("channels", channels)
         self.in_channels = check_count("in_channels", self.channels if in_channels is None else in_channels)
@@ -190,9 +194,9 @@ def train_denoiser(
     data_fraction: float = 1.0,
     epochs: int | None = None,
     batch_size: int | None = None,
-    lr: float = 1e-3,
-    depth: int = 17,
-    width: int = 64,
+    lr: float = DEFAULT_LR,
+    depth: int = DEFAULT_DEPTH,
+    width: int = DEFAULT_WIDTH,
     seed: int = 0,
     device: str | torch.device = "auto",
     out: str | Path | None = None,

@@ -38,6 +38,10 @@ LabelOracle = Callable[[torch.Tensor], torch.Tensor]
 
 _INIT, _SHUFFLE, _RESERVOIR = 0, 1, 2  # random streams: generator(seed, rho, stream)
 _EVAL_BATCH = 1024  # images per substitute forward pass outside training
+# the defaults of the paper's attack (Papernot et al. 2017: 150 MNIST test images seed it, FGSM at 0.3),
+# which the substitute job and its --seed-size and --eps flags take
+DEFAULT_SEED_SIZE = 150
+DEFAULT_EPS = 0.3
 
 
 def _int_at_least(name: str, value: object, low: int) -> int:
@@ -126,7 +130,7 @@ def jacobian_augment(substitute: nn.Module, x: torch.Tensor, targets: torch.Tens
     return (x.detach() + lam * grad.sign()).clamp_(0.0, 1.0)
 
 
-def fgsm(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: float = 0.3) -> torch.Tensor:
+def fgsm(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
     """Untargeted L-inf FGSM (Goodfellow et al. 2015): ``clip(x + eps * sign(grad_x CE), 0, 1)``.
 
     The step raises the cross-entropy of ``model``'s logits for ``labels``; ``eps`` in (0, 1].
@@ -344,7 +348,7 @@ class JacobianAugmentation:
         )
 
 
-def split_seed(data: ImageDataset, seed_size: int = 150) -> tuple[ImageDataset, ImageDataset]:
+def split_seed(data: ImageDataset, seed_size: int = DEFAULT_SEED_SIZE) -> tuple[ImageDataset, ImageDataset]:
     """S_0 = the first ``seed_size`` images (the paper: 150 MNIST test images) and the rest as heldout."""
     size = _int_at_least("seed_size", seed_size, 1)
     if size >= len(data):
@@ -360,7 +364,7 @@ def run_substitute(
     *,
     num_classes: int,
     abstain: bool = False,
-    eps: float = 0.3,
+    eps: float = DEFAULT_EPS,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,

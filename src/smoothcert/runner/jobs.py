@@ -23,12 +23,12 @@ import torch
 
 from ..attacks.base import L0Attack
 from ..attacks.oracles import DeterministicOracle, ModelOracle, Oracle, SmoothedOracle
-from ..attacks.substitute import run_substitute, split_seed
+from ..attacks.substitute import DEFAULT_EPS, DEFAULT_SEED_SIZE, run_substitute, split_seed
 from ..checkpoint import checkpoint_lock, load_checkpoint, read_config, weights_sha256
 from ..classifiers import Classifier, Sampling, load_classifier
 from ..classifiers.checks import check_sampling, refuse_sampling_options
 from ..data import ImageDataset, channel_mean, load_dataset
-from ..denoisers import train_denoiser
+from ..denoisers import DEFAULT_DEPTH, DEFAULT_LR, DEFAULT_WIDTH, train_denoiser
 from ..errors import ArgumentError
 from ..noises import check_noise_flags, make_noise, noise_class, noise_from_config, noise_kinds
 from ..runtime.distributed import process_group, rank_device
@@ -245,7 +245,7 @@ def attack(
 
 def substitute(
     checkpoint: str | Path, *, dataset: str | None = None, split: str = "test", data_root: str | Path | None = None,
-    seed_size: int = 150, max_images: int | None = None, eps: float = 0.3, n: int | None = None,
+    seed_size: int = DEFAULT_SEED_SIZE, max_images: int | None = None, eps: float = DEFAULT_EPS, n: int | None = None,
     alpha: float | None = None, batch_size: int | None = None, seed: int = 0, device: str | torch.device = "auto",
     out: str | Path | None = None,
     overwrite: bool = False, progress: bool = True, **params: Any,
@@ -286,9 +286,9 @@ def denoise(
     noise: str = "gaussian",
     epochs: int | None = None,
     batch_size: int | None = None,
-    lr: float = 1e-3,
-    depth: int = 17,
-    width: int = 64,
+    lr: float = DEFAULT_LR,
+    depth: int = DEFAULT_DEPTH,
+    width: int = DEFAULT_WIDTH,
     out: str | Path = "runs/denoiser",
     seed: int = 0,
     device: str | torch.device = "auto",
