@@ -243,6 +243,15 @@ def test_fit_refuses_a_model_with_fewer_outputs_than_the_data_has_classes():
     assert_unchanged(before, model)  # refused before the first step
 
 
+def assert_says_what_the_model_must_accept(message: str) -> None:
+    """The one line for a two-layer MNIST model under the multichannel ablation: its input and the fix."""
+    assert "\n" not in message
+    assert message.startswith("the base model cannot take what ablation noise feeds it: it must accept batches "
+                              "(N, 2, 28, 28), 2 channels of 28x28 pixels per copy; the multichannel encoding "
+                              "doubles the channels")
+    assert 'Ablation(k, encoding="mean", mean=' in message and "--encoding mean) keeps the images' channels" in message
+
+
 def test_fit_tells_in_the_classifiers_one_line_what_the_model_must_accept():
     """Training a model that cannot take what the noise feeds it stops before the first step with
     the line certify gives (what the model must accept, how to change the encoding), not torch's raw error."""
@@ -255,11 +264,7 @@ def test_fit_tells_in_the_classifiers_one_line_what_the_model_must_accept():
     with pytest.raises(ValueError) as refused:
         fit(model, Ablation(k=45), train, get_recipe("fast", epochs=1, batch_size=8), device="cpu", progress=False)
     message = str(refused.value)
-    assert "\n" not in message
-    assert message.startswith("the base model cannot take what ablation noise feeds it: it must accept batches "
-                              "(N, 2, 28, 28), 2 channels of 28x28 pixels per copy; the multichannel encoding "
-                              "doubles the channels")
-    assert 'Ablation(k, encoding="mean", mean=' in message and "--encoding mean) keeps the images' channels" in message
+    assert_says_what_the_model_must_accept(message)
     assert message.endswith("(mat1 and mat2 shapes cannot be multiplied (2x1568 and 784x10))")
     assert steps == [False] and model.training  # one trial in eval mode, no training forward pass
     assert_unchanged(before, model)  # no optimizer step
@@ -277,11 +282,7 @@ def test_a_model_that_cannot_take_the_noises_samples_is_told_what_they_are_befor
         with pytest.raises(ValueError) as refused:
             call()
         message = str(refused.value)
-        assert "\n" not in message
-        assert message.startswith("the base model cannot take what ablation noise feeds it: it must accept batches "
-                                  "(N, 2, 28, 28), 2 channels of 28x28 pixels per copy; the multichannel encoding "
-                                  "doubles the channels")
-        assert 'Ablation(k, encoding="mean", mean=' in message and "--encoding mean) keeps the images' channels" in message
+        assert_says_what_the_model_must_accept(message)
         assert "(mat1 and mat2 shapes cannot be multiplied" in message
     assert shapes == [(2, 2, 28, 28)] * 2  # one try of two copies per call, nothing sampled
     assert torch.equal(g.get_state(), state)
