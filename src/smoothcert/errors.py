@@ -77,6 +77,25 @@ def check_count(name: str, value: object) -> int:
     return int(value)
 
 
+def call_model(model: torch.nn.Module, batch: torch.Tensor, noise: Noise | None = None) -> torch.Tensor:
+    """``model(batch)``; a model that cannot take ``batch`` raises the one line of
+    [`model_input_error`][smoothcert.errors.model_input_error] (running out of memory is re-raised as it is).
+
+    Args:
+        model: The base model.
+        batch: What it is fed.
+        noise: The noise that made ``batch``; None: the images as given.
+    """
+    import torch
+
+    try:
+        return model(batch)
+    except torch.OutOfMemoryError:
+        raise
+    except (RuntimeError, ValueError) as err:
+        raise model_input_error(err, batch, noise) from err
+
+
 def model_input_error(err: Exception, batch: torch.Tensor, noise: Noise | None = None) -> ValueError:
     """The one-line ValueError for a base model that raised ``err`` on ``batch``: what input it must
     accept and where that comes from (the samples of ``noise``, with its ``input_note``, or the images

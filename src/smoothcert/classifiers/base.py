@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import check_count, model_input_error
+from ..errors import call_model, check_count
 from ..noises import Noise
 from ..runtime.seeding import resolve_device
 from ..runtime.speed import Switch, accelerate, auto_batch_size, eager
@@ -121,13 +121,7 @@ def base_logits(model: nn.Module, batch: torch.Tensor, num_classes: int, noise: 
     """``model(batch)``, checked ([`check_logits`][smoothcert.classifiers.base.check_logits]); a model
     that cannot take the batch is a ValueError in one line that says what input it must accept and
     where it comes from (the samples of ``noise``, with its ``input_note``, or the images as given when None)."""
-    try:
-        logits = model(batch)
-    except torch.OutOfMemoryError:
-        raise
-    except (RuntimeError, ValueError) as err:
-        raise model_input_error(err, batch, noise) from err
-    return check_logits(logits, len(batch), num_classes)
+    return check_logits(call_model(model, batch, noise), len(batch), num_classes)
 
 
 def try_input(model: nn.Module, inputs: torch.Tensor, num_classes: int, noise: Noise) -> None:

@@ -37,7 +37,7 @@ from ..checkpoint import (
     save_checkpoint,
 )
 from ..data import ImageDataset, channel_mean, load_dataset
-from ..errors import model_input_error
+from ..errors import call_model
 from ..models import build_model
 from ..noises import BatchSharedNoise, Noise, check_noise_flags, make_noise, noise_record
 from ..runtime.distributed import (
@@ -181,11 +181,7 @@ def _check_outputs(model: nn.Module, noise: Noise, train_set: ImageDataset, devi
     training = model.training
     model.eval()
     try:
-        logits = model(batch)
-    except torch.OutOfMemoryError:
-        raise
-    except (RuntimeError, ValueError) as err:
-        raise model_input_error(err, batch, noise) from err
+        logits = call_model(model, batch, noise)
     finally:
         model.train(training)
     classes = int(train_set.y.max()) + 1
