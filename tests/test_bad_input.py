@@ -121,7 +121,7 @@ CASES = [
     ("train", "existing output (a file on the way)", [*TRAIN[:-1], "tiny.npz/model"], "tiny.npz is a file"),
     ("train", "contradictory flags", [*TRAIN[:-1], "model", "--resume", "--overwrite"], "choose one"),
     ("train", "unknown augmentation", [*TRAIN, "--augment", "affine+blur"], "unknown augmentation 'blur' in 'affine+blur'"),
-    ("train", "no training images", [*TRAIN, "--max", "0"], "the number of training images (max_images) must be positive"),
+    ("train", "no training images", [*TRAIN, "--max", "0"], "--max must be a positive integer, got 0"),
     ("train", "a resume with other flags", ["train", "--dataset", "npz:tiny.npz", "--model", "mnist_cnn", "--epochs", "2",
                                             "--batch-size", "32", "--k", "12", "--out", "model", "--resume"],
      "cannot resume: the checkpoint was trained with other settings (--k 16 then, 12 now; --epochs 1 then, 2 now)"),

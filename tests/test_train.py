@@ -230,7 +230,7 @@ def test_max_images_trains_on_the_first_digits_left_after_the_validation_cut(tmp
     rest, _ = load_mnist5k("train").holdout(300)
     assert torch.equal(seen[0].x, rest.x[:500]) and torch.equal(seen[0].y, rest.y[:500])
     for n in (0, -1, True, 2.5):
-        with pytest.raises(ValueError, match="must be positive"):
+        with pytest.raises(ValueError, match="max_images must be a positive integer"):
             train_classifier("mnist5k", tmp_path / "b", max_images=n, device="cpu", progress=False)
     with pytest.raises(ValueError, match="has 3700 training images after the validation cut of 300"):
         train_classifier("mnist5k", tmp_path / "c", validation=300, max_images=3701, device="cpu", progress=False)

@@ -101,6 +101,7 @@ from .reports import (
     summarize,
     table2,
 )
+from .options import DataOptions, RuntimeOptions, SamplingOptions
 from .runner import read_adversarial, run_attack, run_dataset, select_indices
 from .runner.jobs import denoise, oracle_factory
 from .runner.shards import Shard, merge_logs, run_sharded
@@ -139,10 +140,12 @@ def __getattr__(name: str) -> object:
 _moved.install()  # old import paths of moved modules keep working for one release
 
 __all__ = [
-    'ABSTAIN', 'Ablation', 'Adaptive', 'Bands', 'Certificate', 'Consistency', 'DenoisedClassifier', 'DeterministicClassifier',
+    'ABSTAIN', 'Ablation', 'Adaptive', 'Bands', 'Certificate', 'Consistency', 'DataOptions', 'DenoisedClassifier',
+    'DeterministicClassifier',
     'DeterministicOracle', 'DnCNN', 'Gaussian', 'GroupSequentialCP', 'ImageDataset', 'InUseError', 'Interpolate', 'JacobianAugmentation',
     'Lee', 'METHODS', 'Macer', 'MixtureCS', 'MnistCNN', 'ModelOracle', 'NoiseAugmentation', 'Normalize',
-    'Partition', 'PatchAttack', 'PixelTransformer', 'Pointwise', 'RECIPES', 'Recipe', 'ResNet18', 'ResNet50',
+    'Partition', 'PatchAttack', 'PixelTransformer', 'Pointwise', 'RECIPES', 'Recipe', 'ResNet18', 'ResNet50', 'RuntimeOptions',
+    'SamplingOptions',
     'Shard', 'SmoothAdv', 'SmoothedClassifier', 'SmoothedOracle', 'SparseRS', 'Stability', 'ThreatModel', 'Undefended',
     'ablate', 'accelerate', 'build_model', 'certified_against', 'certify_gaussian', 'certify_lee', 'class_bounds', 'clopper_pearson_lower',
     'clopper_pearson_upper', 'delta', 'demo', 'denoise', 'denoised_classifier', 'exact_threshold', 'fgsm', 'fit',

@@ -4,6 +4,7 @@ reproduce, demo."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import os
 import sys
@@ -23,6 +24,7 @@ from .denoisers import METHODS as DENOISER_METHODS
 from .errors import ArgumentError
 from .models import MODELS
 from .noises import certificate_help, certificate_names, noise_class, noise_flags, noise_kinds
+from .options import BUNDLES, DataOptions, RuntimeOptions, SamplingOptions
 from .reports import (
     read_attack_log,
     read_log,
@@ -34,8 +36,7 @@ from .runner import adversarial_path
 from .runner.jobs import attack, denoise, evaluate, substitute
 from .runner.shards import Shard, merge_logs
 from .runtime.distributed import current_world
-from .runtime.seeding import DEVICES, resolve_device
-from .runtime.speed import AMP_DTYPES, SWITCHES
+from .runtime.seeding import resolve_device
 from .training import (
     RECIPES,
     describe_checkpoint,
@@ -47,25 +48,34 @@ from .training.methods import METHODS
 
 
 def defaults(function: Callable[..., object]) -> dict[str, object]:
-    """The default of each keyword of ``function`` (a job or a class): the library's, which the flags take.
+    """The default of each keyword of ``function`` (a job or a class), and of each field of the option
+    bundles it takes ([`BUNDLES`][smoothcert.options.BUNDLES]): the library's, which the flags take.
 
     Args:
         function: The function or class whose signature holds the defaults.
     """
-    return {name: parameter.default for name, parameter in inspect.signature(function).parameters.items()
-            if parameter.default is not inspect.Parameter.empty}
+    parameters = inspect.signature(function).parameters
+    found = {name: parameter.default for name, parameter in parameters.items()
+             if parameter.default is not inspect.Parameter.empty and name not in BUNDLES}
+    for name in BUNDLES.keys() & parameters.keys():
+        found.update({f.name: f.default for f in dataclasses.fields(BUNDLES[name])})  # type: ignore[arg-type]
+    return found
 
 
 def _add_data(p: argparse.ArgumentParser, default: str | None = "mnist5k", split: str = "test") -> None:
-    p.add_argument("--dataset", default=default, help=f"one of {', '.join(DATASETS)}" + (f" (default {default})" if default else " (default: the checkpoint's)"))
-    p.add_argument("--split", choices=("train", "test"), default=split)
-    p.add_argument("--data-root", type=Path, default=None, help="folder with MNIST/CIFAR-10 files (default $SMOOTHCERT_DATA or ~/.cache/smoothcert/data)")
+    """``--dataset``, ``--split`` and ``--data-root`` ([`DataOptions`][smoothcert.options.DataOptions])."""
+    DataOptions.add_flags(p, ("dataset", "split", "data_root"), defaults={"dataset": default, "split": split},
+                          help={"dataset": f"one of {', '.join(DATASETS)}" + (f" (default {default})" if default else
+                                                                               " (default: the checkpoint's)")})
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    """``--seed``, ``--device`` and ``--quiet`` ([`RuntimeOptions`][smoothcert.options.RuntimeOptions])."""
+    RuntimeOptions.add_flags(p, ("seed", "device", "progress"))
+
+
+RUNTIME = ("seed", "device", "progress")
+"""The runtime fields every job reads."""
 
 
 def _add_noise(p: argparse.ArgumentParser) -> None:
@@ -88,14 +98,8 @@ def _noise_values(args: argparse.Namespace) -> dict[str, object]:
     return {name: getattr(args, name) for name in noise_flags()}
 
 
-BATCH_HELP = ("noisy copies per forward pass (a memory bound; default: the fastest measured for the model on this "
-              "device, else 1000)")
-
-
 def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
-    p.add_argument("--sampling", choices=SAMPLINGS, default=None,
-                   help="adaptive (default): stop sampling once the answer is settled, at the same alpha; "
-                        "fixed: always --n samples, the paper's protocol")
+    SamplingOptions.add_flags(p, ("sampling",))
     exact, looks = DEFAULTS[DEFAULT_BOUND], DEFAULTS["looks"]
     p.add_argument("--bound", choices=tuple(BOUNDS), default=None,
                    help="adaptive: exact = exact group-sequential boundaries (default; a resumed log keeps its "
@@ -115,19 +119,16 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
                         "anytime: threshold = the futility bound is below its threshold, final (default) = the "
                         "last look could not certify it at that rate")
     if certify:
-        p.add_argument("--n0", type=int, default=None,
-                       help=f"selection samples (default 1000 as the paper with fixed sampling; adaptive: "
-                            f"{exact['largest']['n0']}, {exact['target']['n0']} with --radius)")
+        SamplingOptions.add_flags(p, ("n0",), help={"n0": f"selection samples (default 1000 as the paper with fixed "
+                                                          f"sampling; adaptive: {exact['largest']['n0']}, "
+                                                          f"{exact['target']['n0']} with --radius)"})
         p.add_argument("--radius", type=float, default=None,
                        help="adaptive: only ask whether each image is certified at this radius (stops much sooner)")
         p.add_argument("--certificate", choices=certificate_names(),
                        default=None, help=f"by noise, the default first: {certificate_help()}")
-    p.add_argument("--n", type=int, default=None,
-                   help="estimation samples (default 10000, as the paper); the maximum with adaptive sampling")
-    p.add_argument("--alpha", type=float, default=None, help="failure probability (default 0.05, as the paper)")
-    p.add_argument("--skip", type=int, default=1, help="use every N-th image")
-    p.add_argument("--max", type=int, default=None, help="at most N images")
-    p.add_argument("--batch-size", type=int, default=None, help=BATCH_HELP)
+    SamplingOptions.add_flags(p, ("n", "alpha"))
+    DataOptions.add_flags(p, ("skip", "max_images"))
+    RuntimeOptions.add_flags(p, ("batch_size",))
 
 
 def _add_vote(p: argparse.ArgumentParser) -> None:
@@ -137,9 +138,10 @@ def _add_vote(p: argparse.ArgumentParser) -> None:
 
 
 def _add_oracle(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--n", type=int, default=None, help="noise samples per query of a smoothed classifier (default 1000)")
-    p.add_argument("--alpha", type=float, default=None, help="PREDICT's abstention level (default 0.05)")
-    p.add_argument("--batch-size", type=int, default=None, help=BATCH_HELP)
+    SamplingOptions.add_flags(p, ("n", "alpha"), help={
+        "n": "noise samples per query of a smoothed classifier (default 1000)",
+        "alpha": "PREDICT's abstention level (default 0.05)"})
+    RuntimeOptions.add_flags(p, ("batch_size",))
 
 
 def _shard(text: str) -> Shard:
@@ -156,16 +158,7 @@ def _add_shard(p: argparse.ArgumentParser) -> None:
 
 
 def _add_speed(p: argparse.ArgumentParser, amp: bool = True) -> None:
-    p.add_argument("--compile", nargs="?", const="on", default="auto", choices=SWITCHES,
-                   help="torch.compile the base classifier: auto (default) = once the run has done the evaluations "
-                        "that repay compiling, for models measured to gain (BENCHMARKS.md); on (also bare "
-                        "--compile); off. Eager, with one warning, if it cannot compile")
-    p.add_argument("--channels-last", nargs="?", const="on", default="auto", choices=SWITCHES,
-                   help="channels-last memory format for the base classifier: auto (default) = for models measured "
-                        "to gain; on (also bare --channels-last); off")
-    if amp:
-        p.add_argument("--amp", choices=sorted(AMP_DTYPES), default=None,
-                       help="autocast the base classifier to bf16 or fp16, for CUDA (recorded in the log's settings)")
+    RuntimeOptions.add_flags(p, ("compile", "channels_last", "amp") if amp else ("compile", "channels_last"))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -173,10 +166,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     params = _method_params(args.method_param)
     method = recipe.make_method(**params) if args.method is None else make_method(args.method, **params)
     train_classifier(
-        args.dataset, args.out, noise=args.noise, **_noise_values(args), recipe=recipe,
-        model=args.model, method=method, seed=args.seed, device=args.device, data_root=args.data_root,
-        validation=args.validation, max_images=args.max, resume=args.resume,
-        overwrite=args.overwrite, progress=not args.quiet,
+        args.dataset, args.out, noise=args.noise, **_noise_values(args), recipe=recipe, model=args.model,
+        method=method, data_root=args.data_root, validation=args.validation, max_images=args.max_images,
+        resume=args.resume, overwrite=args.overwrite, runtime=RuntimeOptions.from_args(args, RUNTIME),
     )
     if current_world().main:
         print(f"checkpoint written to {args.out}")
@@ -185,12 +177,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace, mode: str) -> None:
     sampling = sampling_options(args.sampling, radius=getattr(args, "radius", None), bound=args.bound, beta=args.beta,
                                 step=args.step, futility=args.futility)
-    log = evaluate(args.checkpoint, args.out, mode=mode, dataset=args.dataset, split=args.split,
-                   data_root=args.data_root, denoiser=args.denoiser, certificate=getattr(args, "certificate", None),
-                   vote=args.vote, theta=args.theta, patch=getattr(args, "patch", None), n0=getattr(args, "n0", None),
-                   n=args.n, alpha=args.alpha, sampling=sampling, skip=args.skip, max_images=args.max,
-                   batch_size=args.batch_size, seed=args.seed, device=args.device, shard=args.shard,
-                   compile=args.compile, channels_last=args.channels_last, amp=args.amp, progress=not args.quiet)
+    log = evaluate(args.checkpoint, args.out, mode=mode, denoiser=args.denoiser,
+                   certificate=getattr(args, "certificate", None), vote=args.vote, theta=args.theta,
+                   patch=getattr(args, "patch", None), shard=args.shard, data=DataOptions.from_args(args),
+                   samples=SamplingOptions.from_args(args, sampling=sampling), runtime=RuntimeOptions.from_args(args))
     if log is not None:  # None: a torchrun rank other than 0
         summary = summarize(read_log(log), radii=())
         print(f"{mode}: {summary['n']} images, accuracy {100 * summary['accuracy']:.2f}%, abstained "
@@ -199,11 +189,9 @@ def _evaluate(args: argparse.Namespace, mode: str) -> None:
 
 def cmd_attack(args: argparse.Namespace) -> None:
     chosen = make_attack(args.attack, **{flag: getattr(args, flag) for flag in attack_flags()})
-    log = attack(args.checkpoint, args.out, chosen, dataset=args.dataset, split=args.split, data_root=args.data_root,
-                 n=args.n, alpha=args.alpha, fixed=not args.fresh, n_check=args.n_check, sampling=args.sampling,
-                 vote=args.vote, theta=args.theta, skip=args.skip, max_images=args.max, batch_size=args.batch_size,
-                 seed=args.seed, device=args.device, shard=args.shard, compile=args.compile,
-                 channels_last=args.channels_last, progress=not args.quiet)
+    log = attack(args.checkpoint, args.out, chosen, fixed=not args.fresh, n_check=args.n_check, vote=args.vote,
+                 theta=args.theta, shard=args.shard, data=DataOptions.from_args(args),
+                 samples=SamplingOptions.from_args(args), runtime=RuntimeOptions.from_args(args))
     if log is not None:  # None: a torchrun rank other than 0
         summary = summarize_attack(read_attack_log(log))
         print(f"attack: {summary['n']} images, success {100 * summary['success']:.2f}%, median L0 "
@@ -217,11 +205,10 @@ def cmd_merge(args: argparse.Namespace) -> None:
 
 
 def cmd_substitute(args: argparse.Namespace) -> None:
-    params = {"rounds": args.rounds, "lam": args.lam, "kappa": args.kappa, "epochs": args.epochs}
-    result = substitute(args.checkpoint, dataset=args.dataset, split=args.split, data_root=args.data_root,
-                        seed_size=args.seed_size, max_images=args.max, eps=args.eps, n=args.n, alpha=args.alpha,
-                        batch_size=args.batch_size, seed=args.seed, device=args.device, out=args.out,
-                        overwrite=args.overwrite, progress=not args.quiet, **params)
+    result = substitute(args.checkpoint, seed_size=args.seed_size, eps=args.eps, rounds=args.rounds, lam=args.lam,
+                        kappa=args.kappa, epochs=args.epochs, out=args.out, overwrite=args.overwrite,
+                        data=DataOptions.from_args(args), samples=SamplingOptions.from_args(args),
+                        runtime=RuntimeOptions.from_args(args))
     print(format_substitute(result) + (f"\nwritten to {args.out}" if args.out is not None else ""))
 
 
@@ -229,8 +216,8 @@ def cmd_denoise(args: argparse.Namespace) -> None:
     out = denoise(args.classifier, args.dataset, split=args.split, method=args.method, data_fraction=args.data_fraction,
                   noise=args.noise, **_noise_values(args), epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, depth=args.depth, width=args.width, out=args.out,
-                  seed=args.seed, device=args.device, data_root=args.data_root, resume=args.resume,
-                  overwrite=args.overwrite, progress=not args.quiet)
+                  data_root=args.data_root, resume=args.resume, overwrite=args.overwrite,
+                  runtime=RuntimeOptions.from_args(args, RUNTIME))
     if current_world().main:
         print(f"denoiser written to {out}; certify with: smoothcert certify --checkpoint {args.classifier} --denoiser {out} ...")
 
@@ -247,14 +234,14 @@ def cmd_figure(args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    options = {"out": args.out, "max_images": args.max, "n0": args.n0, "n": args.n, "alpha": args.alpha,
+    options = {"out": args.out, "max_images": args.max_images, "n0": args.n0, "n": args.n, "alpha": args.alpha,
                "epochs": args.epochs, "recipe": args.recipe, "ks": args.ks, "kappas": args.kappas, "sigmas": args.sigmas,
                "groups": args.groups, "classifier": args.classifier, "ablation_checkpoint": args.ablation_checkpoint}
-    reproductions.run(args.table, **options, seed=args.seed, device=args.device, progress=not args.quiet)
+    reproductions.run(args.table, **options, seed=args.seed, device=args.device, progress=args.progress)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    reproductions.demo(out=args.out, epochs=args.epochs, max_images=args.max, seed=args.seed, device=args.device, progress=not args.quiet)
+    reproductions.demo(out=args.out, epochs=args.epochs, max_images=args.max_images, seed=args.seed, device=args.device, progress=args.progress)
 
 
 def _method_params(pairs: list[str]) -> dict[str, float | str]:
@@ -294,16 +281,6 @@ def _float_list(text: str) -> list[float]:
                                          ) from None
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a seed is a non-negative integer, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smoothcert", description="Certified robustness by randomized ablation and smoothing.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -329,8 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "joined by '+' (e.g. affine+elastic)")
     p.add_argument("--validation", type=int, default=0, metavar="N",
                    help="hold out N training images (a fixed draw) for the held-out accuracy instead of the test split")
-    p.add_argument("--max", type=int, default=None, metavar="N",
-                   help="train on the first N training images (after --validation's cut), e.g. for a learning curve")
+    DataOptions.add_flags(p, ("max_images",), help={
+        "max_images": "train on the first N training images (after --validation's cut), e.g. for a learning curve"})
     p.add_argument("--out", type=Path, default=Path("runs/model"), help="checkpoint directory (default runs/model)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the checkpoint in --out (refused without it)")
@@ -366,8 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampling", choices=SAMPLINGS, default=None,
                    help="smoothed: fixed (default): PREDICT on --n samples per query; adaptive: sequential "
                         "PREDICT, at most --n samples, stopping once the answer is settled (as certify)")
-    p.add_argument("--skip", type=int, default=1, help="use every N-th image")
-    p.add_argument("--max", type=int, default=None, help="at most N images")
+    DataOptions.add_flags(p, ("skip", "max_images"))
     _add_common(p)
     p.add_argument("--out", type=Path, required=True, help="TSV log (re-running resumes it); examples go beside it as .npz")
     _add_shard(p)
@@ -385,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     job, jbda = defaults(substitute), defaults(JacobianAugmentation)
     p.add_argument("--seed-size", type=int, default=job["seed_size"],
                    help=f"S_0: the first N images of the split (default {job['seed_size']})")
-    p.add_argument("--max", type=int, default=None, help="at most N held-out images for accuracy and transfer")
+    DataOptions.add_flags(p, ("max_images",), help={"max_images": "at most N held-out images for accuracy and transfer"})
     p.add_argument("--rounds", type=int, default=None, help=f"substitute training rounds rho_max (default {jbda['rounds']})")
     p.add_argument("--lam", type=float, default=None, help=f"augmentation step lambda (default {jbda['lam']})")
     p.add_argument("--kappa", type=int, default=None, help=f"reservoir size (default {jbda['kappa']})")
@@ -456,17 +432,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None, help="table1, table7, table8, l0-consistency "
                    "(default fast)")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--max", type=int, default=None, help="test images to certify per model (default 100)")
-    p.add_argument("--n0", type=int, default=None, help="default 1000 (ablation) / 100 (smoothing, table7)")
-    p.add_argument("--n", type=int, default=None, help="default 10000")
-    p.add_argument("--alpha", type=float, default=None, help="default 0.05 (ablation) / 0.001 (smoothing, table7)")
+    DataOptions.add_flags(p, ("max_images",), help={"max_images": "test images to certify per model (default 100)"})
+    SamplingOptions.add_flags(p, ("n0", "n", "alpha"), help={
+        "n0": "default 1000 (ablation) / 100 (smoothing, table7)", "n": "default 10000",
+        "alpha": "default 0.05 (ablation) / 0.001 (smoothing, table7)"})
     p.add_argument("--out", type=Path, default=None, help="default runs/reproduce, runs/smoothing, runs/table7, runs/demo")
     _add_common(p)
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("demo", help="train k=45 on mnist5k, certify and predict test digits, print the Table-1 row")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--max", type=int, default=120, help="test digits to certify and predict (default 120)")
+    DataOptions.add_flags(p, ("max_images",), defaults={"max_images": 120},
+                          help={"max_images": "test digits to certify and predict (default {default})"})
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     _add_common(p)
     p.set_defaults(func=cmd_demo)

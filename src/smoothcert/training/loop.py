@@ -40,6 +40,7 @@ from ..data import ImageDataset, channel_mean, load_dataset
 from ..errors import call_model
 from ..models import build_model
 from ..noises import BatchSharedNoise, Noise, check_noise_flags, make_noise, noise_record
+from ..options import DataOptions, RuntimeOptions, gather
 from ..runtime.distributed import (
     all_reduce_sum,
     barrier,
@@ -356,6 +357,10 @@ def _update_average(average: nn.Module, model: nn.Module, decay: float) -> None:
             avg.copy_(new)
 
 
+TRAIN_READS = {"runtime": ("seed", "device", "progress")}
+"""The bundle fields [`train_classifier`][train_classifier] reads (the recipe holds the batch size)."""
+
+
 def train_classifier(
     dataset: str,
     out: str | Path,
@@ -364,15 +369,13 @@ def train_classifier(
     recipe: Recipe | str = "fast",
     model: str | None = None,
     method: Method | str | None = None,
-    seed: int = 0,
-    device: str | torch.device = "auto",
     data_root: str | Path | None = None,
     validation: int = 0,
     max_images: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    progress: bool = True,
-    **noise_flags: Any,
+    runtime: RuntimeOptions | None = None,
+    **options: Any,
 ) -> list[dict[str, float]]:
     """``smoothcert train``: build the model for ``dataset`` under the named noise, train it on the
     train split and checkpoint every epoch into ``out``. The held-out accuracy is measured on the
@@ -382,7 +385,7 @@ def train_classifier(
 
     ``model`` defaults to the recipe's, else the paper's MNIST CNN for 28x28 images and ResNet18. A
     checkpoint already in ``out`` is refused unless ``resume`` or ``overwrite`` (``fit``).
-    ``noise_flags`` are the noise's flags (``k=45``, ``encoding="mean"``, ``sigma=0.25``, ...; see
+    The noise's flags are given as keywords (``k=45``, ``encoding="mean"``, ``sigma=0.25``, ...; see
     [`smoothcert.noises.make_noise`][smoothcert.noises.make_noise]).
 
     Args:
@@ -394,21 +397,21 @@ def train_classifier(
         model: A name of [`MODELS`][smoothcert.models.MODELS]; None: the recipe's, else the default.
         method: A training method or its name (``noise``, ``consistency``, ``macer``, ...); None:
             the recipe's.
-        seed: The seed of every random stream.
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         data_root: Where ``mnist`` and ``cifar10`` are kept; None: the default cache.
         validation: Digits cut from the train split to measure held-out accuracy on; 0: the test split.
         max_images: Train on the first N training images only; None: all.
         resume: Continue the checkpoint in ``out``.
         overwrite: Replace the checkpoint in ``out``.
-        progress: Whether to show a progress bar.
-        **noise_flags: The noise's flags (``k=45``, ``encoding="mean"``, ``sigma=0.25``, ...).
+        runtime: ``seed``, ``device`` and ``progress`` ([`RuntimeOptions`][smoothcert.options.RuntimeOptions]).
+        **options: The fields of ``runtime`` one by one (``seed=0``), and the noise's flags (``k=45``,
+            ``encoding="mean"``, ``sigma=0.25``, ...).
 
     Returns:
         The per-epoch history, as [`fit`][fit] returns it.
     """
-    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
-        raise ValueError(f"the number of training images (max_images) must be positive, got {max_images!r}")
+    runtime, noise_flags = gather(train_classifier, options, TRAIN_READS, rest=True, runtime=runtime)
+    seed, device = runtime.seed, runtime.device
+    DataOptions(max_images=max_images)  # checks it, naming --max
     check_noise_flags(noise, noise_flags)
     teacher = getattr(make_method(method) if isinstance(method, str) else method, "teacher", None) or None
     data_path = dataset.split(":", 1)[1] if dataset.startswith(("folder:", "npz:")) else None
@@ -436,4 +439,4 @@ def train_classifier(
     backend = "nccl" if rank_device(device).type == "cuda" else "gloo"
     with process_group(backend) as world, checkpoint_lock(out) if world.main else nullcontext():
         return fit(net, smoothing, train, recipe, heldout=heldout, method=method, seed=seed, device=device,
-                   out=out, resume=resume, overwrite=overwrite, config=config, progress=progress)
+                   out=out, resume=resume, overwrite=overwrite, config=config, progress=runtime.progress)
