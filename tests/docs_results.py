@@ -220,7 +220,7 @@ def render_paper(argv: list[str]) -> str:
                      [[e, *triple(row), "Levine & Feizi 2020, Table 8"] for e, row in p.TABLE8.items()])
     if what == "table7":
         return table(["paper: dataset", "Lee et al. 2019: median cert.", "randomized ablation: median cert.", "source"],
-                     [[d, lee, ablation, "Levine & Feizi 2020, Table 7"] for d, (lee, ablation) in p.TABLE7.items()])
+                     [[d, medians["lee"], medians["ablation"], "Levine & Feizi 2020, Table 7"] for d, medians in p.TABLE7.items()])
     if what == "consistency":
         radii = [f"r={r:g}" for r in p.CONSISTENCY_RADII]
         return table(["paper: sigma", "method", "ACR", *radii],

@@ -37,8 +37,10 @@ def test_models_and_denoisers_name_the_argument(build, argument):
 
 
 def test_a_reproduction_count_names_its_flag(tmp_path):
-    with pytest.raises(ArgumentError, match=r"^--max must be a positive integer, got 0$"):
+    with pytest.raises(ArgumentError, match=r"^max_images must be a positive integer, got 0$") as err:
         reproductions.run("table1", max_images=0, out=tmp_path / "out", device="cpu", progress=False)
-    with pytest.raises(ArgumentError, match=r"^--n0 must be a positive integer, got 1.5$"):
+    assert err.value.for_flag() == "--max must be a positive integer, got 0"
+    with pytest.raises(ArgumentError, match=r"^n0 must be a positive integer, got 1.5$") as err:
         reproductions.run("smoothing", n0=1.5, out=tmp_path / "out", device="cpu", progress=False)
+    assert err.value.for_flag() == "--n0 must be a positive integer, got 1.5"
     assert not (tmp_path / "out").exists()

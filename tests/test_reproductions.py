@@ -53,8 +53,8 @@ def test_cli_choices_are_the_tables():
 
 @pytest.mark.parametrize(("table", "options", "message"), [
     ("table3", {}, "unknown table 'table3'; choose one of table1, table7"),
-    ("table1", {"max_images": 0}, "--max must be a positive integer, got 0"),
-    ("smoothing", {"n0": -1}, "--n0 must be a positive integer, got -1"),
+    ("table1", {"max_images": 0}, "max_images must be a positive integer, got 0"),
+    ("smoothing", {"n0": -1}, "n0 must be a positive integer, got -1"),
     ("table8", {"alpha": 3}, "alpha must be in (0, 1)"),
     ("denoised", {"epochs": 3}, "epochs: reproduce denoised does not read it"),
     ("patch", {"n": 5}, "n: reproduce patch does not read it (it reads --epochs); drop n"),
@@ -67,7 +67,7 @@ def test_run_checks_before_it_starts(tmp_path, table, options, message):
 
 
 def test_demo_checks_its_counts(tmp_path):
-    for options, message in (({"max_images": 0}, "--max must"), ({"epochs": 0}, "--epochs must")):
+    for options, message in (({"max_images": 0}, "max_images must"), ({"epochs": 0}, "epochs must")):
         with pytest.raises(ValueError, match=message):
             reproductions.demo(out=tmp_path / "out", device="cpu", progress=False, **options)
     assert not (tmp_path / "out").exists()

@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..checkpoint import read_config
-from ..errors import ArgumentError, check_alpha
+from ..errors import ArgumentError
 from ..reports import plot_delta
-from .common import check_flag_counts
+from .common import check_counts
 from .denoised import reproduce_denoised
 from .figure1 import figure_samples
 from .l0_consistency import reproduce_l0_consistency
@@ -121,9 +121,7 @@ def run(
     chosen = {"ks": ks, "kappas": kappas, "sigmas": sigmas, "groups": groups, "classifier": classifier,
               "ablation_checkpoint": ablation_checkpoint, "recipe": recipe}
     _refuse_unread(f"reproduce {table}", OPTIONS[table], {"n0": n0, "n": n, "alpha": alpha, "epochs": epochs, **chosen})
-    check_flag_counts(max_images=max_images, n0=n0, n=n, epochs=epochs)
-    if alpha is not None:
-        check_alpha(alpha)
+    check_counts(max_images=max_images, n0=n0, n=n, alpha=alpha, epochs=epochs)
     given = {"max_images": max_images, "n0": n0, "n": n, "alpha": alpha, "epochs": epochs, "out": out}
     shared = {k: v for k, v in given.items() if v is not None}
     shared.update(seed=seed, device=device, progress=progress)

@@ -8,24 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import read_config
-from ..classifiers import DeterministicClassifier, SmoothedClassifier
-from ..data import load_dataset
+from ..classifiers import load_classifier
 from ..errors import check_count
 from ..reports import RunLog, plot_certified_accuracy, read_log
-from ..runner import run_dataset
-from ..runner.jobs import run_settings
+from ..options import DataOptions, RuntimeOptions, SamplingOptions
+from ..runner.jobs import evaluate
 from ..training import Method, get_recipe, train_classifier
 
-# the command-line flag of each count the reproductions check (their messages name what the user typed)
-_FLAGS = {"max_images": "--max", "n0": "--n0", "n": "--n", "epochs": "--epochs"}
-
-
-def check_flag_counts(**counts: int | None) -> None:
-    """Long runs check their counts before starting: each given count must be a positive integer
-    ([`check_count`][smoothcert.errors.check_count], the error naming the command-line flag)."""
-    for name, value in counts.items():
-        if value is not None:
-            check_count(_FLAGS.get(name, f"--{name.replace('_', '-')}"), value)
+def check_counts(*, max_images: int | None = None, n0: int | None = None, n: int | None = None,
+                 alpha: float | None = None, epochs: int | None = None) -> None:
+    """Long runs check their options before starting, each by the bundle that owns it
+    ([`DataOptions`][smoothcert.options.DataOptions], [`SamplingOptions`][smoothcert.options.SamplingOptions];
+    the error names the command-line flag): None is not given."""
+    DataOptions(max_images=max_images)
+    SamplingOptions(n0=n0, n=n, alpha=alpha)
+    if epochs is not None:
+        check_count("epochs", epochs)
 
 
 def accuracy_cell(summary: dict[str, Any]) -> str:
@@ -73,28 +71,34 @@ def certify_checkpoint(
     seed: int = 0, device: str = "auto", progress: bool = True, predict: bool = False,
 ) -> Path:
     """The certify (and predict) half of [`train_and_certify`][train_and_certify] for a finished checkpoint
-    ``model_dir``: logs go to ``run_dir``, never into the checkpoint."""
-    smoothed = SmoothedClassifier.from_checkpoint(model_dir, device=device)
-    data = load_dataset("mnist5k", "test")
-    settings = run_settings(model_dir, "mnist5k", "test")
-    indices = list(range(min(max_images, len(data))))
+    ``model_dir``, by the [`evaluate`][smoothcert.runner.jobs.evaluate] job with the paper's fixed
+    sampling: logs go to ``run_dir``, never into the checkpoint."""
+    data = DataOptions(dataset="mnist5k", max_images=max_images)
+    runtime = RuntimeOptions(seed=seed, device=device, progress=progress)
     if predict:
-        run_dataset(smoothed, data, run_dir / "predict.tsv", mode="predict", n=n, alpha=alpha, seed=seed,
-                    indices=indices, settings=settings, progress=progress)
-    return run_dataset(smoothed, data, run_dir / "certify.tsv", n0=n0, n=n, alpha=alpha, seed=seed,
-                       indices=indices, settings=settings, progress=progress)
+        evaluate(model_dir, run_dir / "predict.tsv", mode="predict", data=data, runtime=runtime,
+                 samples=SamplingOptions(n=n, alpha=alpha, sampling="fixed"))
+    return _finished(evaluate(model_dir, run_dir / "certify.tsv", data=data, runtime=runtime,
+                              samples=SamplingOptions(n0=n0, n=n, alpha=alpha, sampling="fixed")))
 
 
 def certify_deterministic(run_dir: Path, dataset: str, max_images: int, seed: int, device: str, progress: bool,
-                           name: str, **options: Any) -> tuple[RunLog, int]:
+                          name: str, **options: Any) -> tuple[RunLog, int]:
     """Certify the first ``max_images`` test images of ``dataset`` with the deterministic classifier of
-    ``run_dir/model`` into ``run_dir/<name>.tsv``; returns the log and the forward passes per image."""
-    classifier = DeterministicClassifier.from_checkpoint(run_dir / "model", device=device, **options)
-    data = load_dataset(dataset, "test")
-    settings = run_settings(run_dir / "model", dataset, "test")
-    path = run_dataset(classifier, data, run_dir / f"{name}.tsv", n0=classifier.copies, n=classifier.copies,
-                       seed=seed, indices=list(range(min(max_images, len(data)))), settings=settings, progress=progress)
-    return read_log(path, name=name), classifier.copies
+    ``run_dir/model`` (``options``: ``vote``, ``theta``, ``patch``) into ``run_dir/<name>.tsv`` by the
+    [`evaluate`][smoothcert.runner.jobs.evaluate] job; returns the log and the forward passes per image."""
+    path = evaluate(run_dir / "model", run_dir / f"{name}.tsv", **options,
+                    data=DataOptions(dataset=dataset, max_images=max_images),
+                    runtime=RuntimeOptions(seed=seed, device=device, progress=progress))
+    return read_log(_finished(path), name=name), load_classifier(run_dir / "model", device="cpu", **options).copies
+
+
+def _finished(log: Path | None) -> Path:
+    """The log a job wrote; a reproduction runs in one process (under torchrun every rank would
+    return None but rank 0)."""
+    if log is None:
+        raise RuntimeError("the reproductions run in one process: start them without torchrun")
+    return log
 
 
 def publish(text: str, path: Path, logs: list[RunLog] | None = None, xlabel: str = "radius (pixels, L0)") -> str:

@@ -6,11 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..checkpoint import read_config
-from ..classifiers import SmoothedClassifier
-from ..data import load_dataset
+from ..options import DataOptions, RuntimeOptions, SamplingOptions
 from ..reports import read_log, summarize
-from ..runner import run_dataset
-from ..runner.jobs import run_settings
+from ..runner.jobs import evaluate
 from ..training import get_recipe
 from .common import (
     certify_deterministic,
@@ -69,11 +67,9 @@ def reproduce_partition(
         path = train_and_certify(out / "k45", k=45, epochs=epochs, max_images=max_images, n0=n0, n=n, alpha=alpha,
                                  seed=seed, device=device, progress=progress)
     else:
-        data = load_dataset(dataset, "test")
-        settings = run_settings(classifier, dataset, "test")
-        path = run_dataset(SmoothedClassifier.from_checkpoint(classifier, device=device), data, out / f"k{k}" / "certify.tsv",
-                           n0=n0, n=n, alpha=alpha, seed=seed, indices=list(range(min(max_images, len(data)))),
-                           settings=settings, progress=progress)
+        path = evaluate(classifier, out / f"k{k}" / "certify.tsv", data=DataOptions(dataset=dataset, max_images=max_images),
+                        samples=SamplingOptions(n0=n0, n=n, alpha=alpha, sampling="fixed"),
+                        runtime=RuntimeOptions(seed=seed, device=device, progress=progress))
     runs.append((read_log(path, name=f"ablation k={k}"), f"randomized ablation k={k}", n0 + n))
     header = ["model", "accuracy %", "median cert. L0", *(f"r={r}" for r in PARTITION_RADII), "forward passes / image",
               "s / image"]

@@ -13,14 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..classifiers import SmoothedClassifier
-from ..data import load_dataset
+from ..options import DataOptions, RuntimeOptions, SamplingOptions
 from ..reports import format_table, read_log, summarize
-from ..runner import run_dataset
-from ..runner.jobs import run_settings
+from ..runner.jobs import evaluate
 from .common import (
     accuracy_cell,
-    check_flag_counts,
+    check_counts,
     markdown,
     median_cell,
     publish,
@@ -97,7 +95,7 @@ def demo(*, out: str | Path = "runs/demo", **run: Any) -> str:
     Returns:
         The Table-1 row beside the paper's, then the fixed and adaptive runs side by side.
     """
-    check_flag_counts(max_images=run.get("max_images"), epochs=run.get("epochs"))
+    check_counts(max_images=run.get("max_images"), epochs=run.get("epochs"))
     table = reproduce("table1", out=out, ks=[45], **run)
     keep = ("max_images", "n", "alpha", "seed", "device", "progress")
     return table + "\n" + compare_sampling(Path(out) / "k45", **{k: v for k, v in run.items() if k in keep})
@@ -110,16 +108,14 @@ def compare_sampling(
     """CERTIFY and PREDICT the digits of ``run_dir``'s fixed-sampling logs again with adaptive
     sampling (at most ``n`` samples, same alpha; [`smoothcert.certificates.sequential`][smoothcert.certificates.sequential]) and print the four
     runs side by side with their samples and seconds per image."""
-    smoothed = SmoothedClassifier.from_checkpoint(run_dir / "model", device=device)
-    data = load_dataset("mnist5k", "test")
-    settings = run_settings(run_dir / "model", "mnist5k", "test")
-    indices = list(range(min(max_images, len(data))))
+    data = DataOptions(dataset="mnist5k", max_images=max_images)
     for mode in ("certify", "predict"):
-        run_dataset(smoothed, data, run_dir / f"{mode}-adaptive.tsv", mode=mode, n0=100, n=n, alpha=alpha, seed=seed,
-                    sampling="adaptive", indices=indices, settings=settings, progress=progress)
+        samples = SamplingOptions(n0=100 if mode == "certify" else None, n=n, alpha=alpha, sampling="adaptive")
+        evaluate(run_dir / "model", run_dir / f"{mode}-adaptive.tsv", mode=mode, data=data, samples=samples,
+                 runtime=RuntimeOptions(seed=seed, device=device, progress=progress))
     logs = [read_log(run_dir / f"{mode}{kind}.tsv", name=f"{mode}, {name}")
             for mode in ("certify", "predict") for kind, name in (("", "fixed"), ("-adaptive", "adaptive"))]
     text = (format_table([summarize(log, radii) for log in logs], radii, markdown=True)
-            + f"\n\nThe same {len(indices)} digits with fixed sampling (n0=1000, n={n}) and adaptive sampling "
+            + f"\n\nThe same {len(logs[0].idx)} digits with fixed sampling (n0=1000, n={n}) and adaptive sampling "
             f"(n0=100 selection samples, then at most {n}; alpha={alpha} for both). samples/image counts selection too.\n")
     return publish(text, run_dir.parent / "sampling.md")
