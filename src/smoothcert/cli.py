@@ -237,11 +237,12 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     options = {"out": args.out, "max_images": args.max_images, "n0": args.n0, "n": args.n, "alpha": args.alpha,
                "epochs": args.epochs, "recipe": args.recipe, "ks": args.ks, "kappas": args.kappas, "sigmas": args.sigmas,
                "groups": args.groups, "classifier": args.classifier, "ablation_checkpoint": args.ablation_checkpoint}
-    reproductions.run(args.table, **options, seed=args.seed, device=args.device, progress=args.progress)
+    reproductions.run(args.table, **options, runtime=RuntimeOptions.from_args(args, RUNTIME))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    reproductions.demo(out=args.out, epochs=args.epochs, max_images=args.max_images, seed=args.seed, device=args.device, progress=args.progress)
+    reproductions.demo(out=args.out, epochs=args.epochs, max_images=args.max_images,
+                       runtime=RuntimeOptions.from_args(args, RUNTIME))
 
 
 def _method_params(pairs: list[str]) -> dict[str, float | str]:
@@ -265,20 +266,21 @@ def _number_or_text(value: str) -> float | str:
     return value
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers (e.g. 20,45,70)"
-                                         ) from None
+def _number_list(parse: Callable[[str], float], kind: str, example: str) -> Callable[[str], list]:
+    """An argparse type for a comma-separated list of ``kind`` (``parse`` each item; ``example`` in the error)."""
+
+    def parsed(text: str) -> list:
+        try:
+            return [parse(t) for t in text.split(",") if t]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind} (e.g. {example})"
+                                             ) from None
+
+    return parsed
 
 
-def _float_list(text: str) -> list[float]:
-    try:
-        return [float(t) for t in text.split(",") if t]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers (e.g. 0,0.25,0.5)"
-                                         ) from None
+_int_list = _number_list(int, "integers", "20,45,70")
+_float_list = _number_list(float, "numbers", "0,0.25,0.5")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..checkpoint import read_config
 from ..errors import ArgumentError
+from ..options import RuntimeOptions, gather
 from ..reports import plot_delta
-from .common import check_counts
+from .common import RUNTIME, check_counts
 from .denoised import reproduce_denoised
 from .figure1 import figure_samples
 from .l0_consistency import reproduce_l0_consistency
@@ -110,12 +112,14 @@ def run(
     n: int | None = None, alpha: float | None = None, epochs: int | None = None, recipe: str | None = None,
     ks: Sequence[int] | None = None, kappas: Sequence[float] | None = None, sigmas: Sequence[float] | None = None,
     groups: Sequence[int] | None = None, classifier: str | Path | None = None,
-    ablation_checkpoint: str | Path | None = None, seed: int = 0, device: str = "auto", progress: bool = True,
+    ablation_checkpoint: str | Path | None = None, runtime: RuntimeOptions | None = None, **options: Any,
 ) -> str:
     """``smoothcert reproduce TABLE``: check the options before anything runs, then reproduce ``table``
     (one of `TABLES`) and return its markdown. None (or an empty list) keeps the reproduction's
     default (``recipe``: ``fast``); an option the table does not read ([`OPTIONS`][OPTIONS]) is refused.
-    Errors name the arguments ([`ArgumentError`][ArgumentError]; ``max_images`` is the CLI's ``--max``)."""
+    Errors name the arguments ([`ArgumentError`][ArgumentError]; ``max_images`` is the CLI's ``--max``).
+    ``runtime`` (or its fields as keywords ``options``) as [`RUNTIME`][smoothcert.reproductions.common.RUNTIME]."""
+    (runtime,) = gather(run, options, RUNTIME, runtime=runtime)
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
     chosen = {"ks": ks, "kappas": kappas, "sigmas": sigmas, "groups": groups, "classifier": classifier,
@@ -124,7 +128,7 @@ def run(
     check_counts(max_images=max_images, n0=n0, n=n, alpha=alpha, epochs=epochs)
     given = {"max_images": max_images, "n0": n0, "n": n, "alpha": alpha, "epochs": epochs, "out": out}
     shared = {k: v for k, v in given.items() if v is not None}
-    shared.update(seed=seed, device=device, progress=progress)
+    shared["runtime"] = runtime
     chosen = {k: v for k, v in chosen.items() if v}
     if table == "denoised":
         if classifier is not None:

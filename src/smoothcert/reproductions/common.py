@@ -10,8 +10,8 @@ from typing import Any
 from ..checkpoint import read_config
 from ..classifiers import load_classifier
 from ..errors import check_count
+from ..options import DataOptions, RuntimeOptions, SamplingOptions, gather
 from ..reports import RunLog, plot_certified_accuracy, read_log
-from ..options import DataOptions, RuntimeOptions, SamplingOptions
 from ..runner.jobs import evaluate
 from ..training import Method, get_recipe, train_classifier
 
@@ -38,14 +38,18 @@ def median_text(median: float) -> str:
     return "N/A" if median == -math.inf else f"{median:g}"
 
 
-def train_or_reuse(model_dir: Path, *, recipe: Any, dataset: str = "mnist5k", seed: int = 0, device: str = "auto",
-                   progress: bool = True, **noise: Any) -> Path:
+RUNTIME = {"runtime": ("seed", "device", "progress")}
+"""The bundle fields a reproduction reads: the seed of training and of the noise streams, the
+device and the progress bars ([`RuntimeOptions`][smoothcert.options.RuntimeOptions])."""
+
+
+def train_or_reuse(model_dir: Path, *, recipe: Any, runtime: RuntimeOptions, dataset: str = "mnist5k",
+                   **noise: Any) -> Path:
     """Train a model on ``dataset`` into ``model_dir`` with ``recipe``, finishing an interrupted run and
     reusing a finished one; ``noise`` (and ``method``, ``model``) go to ``train_classifier``."""
     done = read_config(model_dir).get("epoch", 0) if (model_dir / "config.json").exists() else None
     if done is None or done < recipe.epochs:
-        train_classifier(dataset, model_dir, recipe=recipe, seed=seed, device=device, resume=done is not None,
-                         progress=progress, **noise)
+        train_classifier(dataset, model_dir, recipe=recipe, resume=done is not None, runtime=runtime, **noise)
     return model_dir
 
 
@@ -53,28 +57,28 @@ def train_and_certify(
     run_dir: Path, *, noise: str = "ablation", k: int | None = None, encoding: str | None = None,
     sigma: float | None = None, kappa: float | None = None, levels: int | None = None, method: Method | str | None = None,
     recipe: str = "fast", epochs: int | None = None, max_images: int = 100, n0: int = 1000, n: int = 10_000,
-    alpha: float = 0.05, seed: int = 0, device: str = "auto", progress: bool = True, predict: bool = False,
+    alpha: float = 0.05, predict: bool = False, runtime: RuntimeOptions | None = None, **options: Any,
 ) -> Path:
     """Train (or finish training) a model on mnist5k into ``run_dir/model`` and certify the first
     ``max_images`` test digits into ``run_dir/certify.tsv`` (and, with ``predict``, PREDICT them
-    into ``run_dir/predict.tsv`` with the same n and alpha); every step resumes. Returns the
-    certify log's path."""
+    into ``run_dir/predict.tsv`` with the same n and alpha); every step resumes. ``runtime`` (or its
+    fields as keywords ``options``) as [`RUNTIME`][RUNTIME]. Returns the certify log's path."""
+    (runtime,) = gather(train_and_certify, options, RUNTIME, runtime=runtime)
     model_dir = run_dir / "model"
-    train_or_reuse(model_dir, recipe=get_recipe(recipe, epochs=epochs), noise=noise, k=k, encoding=encoding, sigma=sigma,
-                   kappa=kappa, levels=levels, method=method, seed=seed, device=device, progress=progress)
-    return certify_checkpoint(model_dir, run_dir, max_images=max_images, n0=n0, n=n, alpha=alpha, seed=seed,
-                              device=device, progress=progress, predict=predict)
+    train_or_reuse(model_dir, recipe=get_recipe(recipe, epochs=epochs), runtime=runtime, noise=noise, k=k,
+                   encoding=encoding, sigma=sigma, kappa=kappa, levels=levels, method=method)
+    return certify_checkpoint(model_dir, run_dir, max_images=max_images, n0=n0, n=n, alpha=alpha, runtime=runtime,
+                              predict=predict)
 
 
 def certify_checkpoint(
-    model_dir: Path, run_dir: Path, *, max_images: int = 100, n0: int = 1000, n: int = 10_000, alpha: float = 0.05,
-    seed: int = 0, device: str = "auto", progress: bool = True, predict: bool = False,
+    model_dir: Path, run_dir: Path, *, runtime: RuntimeOptions, max_images: int = 100, n0: int = 1000,
+    n: int = 10_000, alpha: float = 0.05, predict: bool = False,
 ) -> Path:
     """The certify (and predict) half of [`train_and_certify`][train_and_certify] for a finished checkpoint
     ``model_dir``, by the [`evaluate`][smoothcert.runner.jobs.evaluate] job with the paper's fixed
     sampling: logs go to ``run_dir``, never into the checkpoint."""
     data = DataOptions(dataset="mnist5k", max_images=max_images)
-    runtime = RuntimeOptions(seed=seed, device=device, progress=progress)
     if predict:
         evaluate(model_dir, run_dir / "predict.tsv", mode="predict", data=data, runtime=runtime,
                  samples=SamplingOptions(n=n, alpha=alpha, sampling="fixed"))
@@ -82,14 +86,12 @@ def certify_checkpoint(
                               samples=SamplingOptions(n0=n0, n=n, alpha=alpha, sampling="fixed")))
 
 
-def certify_deterministic(run_dir: Path, dataset: str, max_images: int, seed: int, device: str, progress: bool,
-                          name: str, **options: Any) -> tuple[RunLog, int]:
-    """Certify the first ``max_images`` test images of ``dataset`` with the deterministic classifier of
-    ``run_dir/model`` (``options``: ``vote``, ``theta``, ``patch``) into ``run_dir/<name>.tsv`` by the
+def certify_deterministic(run_dir: Path, data: DataOptions, runtime: RuntimeOptions, name: str,
+                          **options: Any) -> tuple[RunLog, int]:
+    """Certify the test images ``data`` names with the deterministic classifier of ``run_dir/model``
+    (``options``: ``vote``, ``theta``, ``patch``) into ``run_dir/<name>.tsv`` by the
     [`evaluate`][smoothcert.runner.jobs.evaluate] job; returns the log and the forward passes per image."""
-    path = evaluate(run_dir / "model", run_dir / f"{name}.tsv", **options,
-                    data=DataOptions(dataset=dataset, max_images=max_images),
-                    runtime=RuntimeOptions(seed=seed, device=device, progress=progress))
+    path = evaluate(run_dir / "model", run_dir / f"{name}.tsv", **options, data=data, runtime=runtime)
     return read_log(_finished(path), name=name), load_classifier(run_dir / "model", device="cpu", **options).copies
 
 

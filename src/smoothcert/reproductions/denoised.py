@@ -20,10 +20,11 @@ from ..denoisers import (
     train_denoiser,
 )
 from ..noises import Ablation, Gaussian
+from ..options import RuntimeOptions, gather
 from ..reports import RunLog, read_log, summarize
 from ..runner import run_dataset
 from ..training import get_recipe
-from .common import accuracy_cell, markdown, median_cell, publish, train_or_reuse
+from .common import RUNTIME, accuracy_cell, markdown, median_cell, publish, train_or_reuse
 from .published import DECROP_TABLE1, DENOISED_RADII, SALMAN_CIFAR10
 
 ABLATION_RADII = (0, 1, 2, 4, 6, 8)
@@ -34,7 +35,7 @@ def reproduce_denoised(
     sigma: float = 0.25, fraction: float = 0.01, classifier_epochs: int = 30, small_epochs: int = 300, full_epochs: int = 10,
     batch_size: int = 100, depth: int = 7, width: int = 32, max_images: int = 50, n0: int = 100, n: int = 6000,
     alpha: float = 0.001, k: int = 45, ablation_n0: int = 100, ablation_n: int = 2000, ablation_alpha: float = 0.05,
-    seed: int = 0, device: str = "auto", progress: bool = True,
+    runtime: RuntimeOptions | None = None, **options: Any,
 ) -> str:
     """Denoised smoothing of a classifier trained on clean mnist5k digits.
 
@@ -78,14 +79,15 @@ def reproduce_denoised(
         ablation_n0: Ablation CERTIFY's selection samples.
         ablation_n: Ablation CERTIFY's estimation samples.
         ablation_alpha: Ablation CERTIFY's level.
-        seed: The seed of training and of the noise streams.
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        progress: Whether to show progress bars.
+        runtime: The seed of training and of the noise streams, the device and the progress bars.
+        **options: The fields of ``runtime`` one by one (``seed=0``, ``device="cpu"``).
     """
+    (runtime,) = gather(reproduce_denoised, options, RUNTIME, runtime=runtime)
+    seed, device, progress = runtime.seed, runtime.device, runtime.progress
     out = Path(out)
     model_dir = Path(classifier) if classifier is not None else out / "classifier"
-    train_or_reuse(model_dir, recipe=get_recipe("fast", epochs=classifier_epochs), dataset=dataset, seed=seed,
-                   device=device, progress=progress, noise="none")
+    train_or_reuse(model_dir, recipe=get_recipe("fast", epochs=classifier_epochs), dataset=dataset,
+                   runtime=runtime, noise="none")
     base, base_config = load_checkpoint(model_dir)
     train, test = load_dataset(dataset, "train"), load_dataset(dataset, "test")
     indices = list(range(min(max_images, len(test))))

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from ..options import DataOptions, RuntimeOptions, gather
 from ..reports import summarize
 from ..training import get_recipe
-from .common import certify_deterministic, markdown, publish, train_or_reuse
+from .common import RUNTIME, certify_deterministic, markdown, publish, train_or_reuse
 from .published import PATCH_CIFAR10
 
 
 def reproduce_patch(
     *, out: str | Path = "runs/patch", band: int = 4, patch: int = 5, epochs: int = 30, max_images: int = 100,
-    dataset: str = "mnist5k", model: str | None = None, seed: int = 0, device: str = "auto", progress: bool = True,
+    dataset: str = "mnist5k", model: str | None = None, runtime: RuntimeOptions | None = None, **options: Any,
 ) -> str:
     """Column smoothing (Levine & Feizi, NeurIPS 2020) at our scale: train columns ``band`` on mnist5k
     (``fast`` recipe, ``epochs``), certify the first ``max_images`` test digits against ``patch`` x
@@ -27,17 +29,17 @@ def reproduce_patch(
         max_images: Test digits certified.
         dataset: The dataset.
         model: The architecture's name; None: the dataset's default.
-        seed: The seed of training and of the noise streams.
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        progress: Whether to show progress bars.
+        runtime: The seed of training and of the noise streams, the device and the progress bars.
+        **options: The fields of ``runtime`` one by one (``seed=0``, ``device="cpu"``).
     """
+    (runtime,) = gather(reproduce_patch, options, RUNTIME, runtime=runtime)
     out = Path(out)
     run_dir = out / f"columns-s{band}"
     train_or_reuse(run_dir / "model", recipe=get_recipe("fast", epochs=epochs), dataset=dataset, model=model,
-                   noise="columns", band=band, seed=seed, device=device, progress=progress)
+                   noise="columns", band=band, runtime=runtime)
     rows, logs = [], []
     for vote in ("threshold", "argmax"):
-        log, passes = certify_deterministic(run_dir, dataset, max_images, seed, device, progress, f"certify-{vote}",
+        log, passes = certify_deterministic(run_dir, DataOptions(dataset=dataset, max_images=max_images), runtime, f"certify-{vote}",
                                              vote=vote)
         ours = summarize(log, (0, patch))
         logs.append(log)

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..options import RuntimeOptions, gather
 from ..reports import read_log, summarize
 from ..training import make_method
-from .common import markdown, publish, train_and_certify
+from .common import RUNTIME, markdown, publish, train_and_certify
 from .published import CONSISTENCY_MNIST, CONSISTENCY_RADII
 
 # Our-scale settings for the Gaussian comparison (documented in README): fewer noise copies for
@@ -25,10 +26,12 @@ SMOOTHING_METHODS: dict[str, dict[float, dict[str, Any]]] = {
 def reproduce_smoothing(
     *, out: str | Path = "runs/smoothing", sigmas: Sequence[float] = (0.25, 0.5),
     methods: Sequence[str] = tuple(SMOOTHING_METHODS), epochs: int = 15, max_images: int = 100, n0: int = 100,
-    n: int = 10_000, alpha: float = 0.001, seed: int = 0, device: str = "auto", progress: bool = True,
+    n: int = 10_000, alpha: float = 0.001, runtime: RuntimeOptions | None = None, **options: Any,
 ) -> str:
     """Gaussian smoothing with each training method on mnist5k at each sigma: ACR and certified
-    accuracy at r = 0, 0.25, 0.5, 0.75, 1.0, beside Jeong & Shin (2020) supplement Table 2."""
+    accuracy at r = 0, 0.25, 0.5, 0.75, 1.0, beside Jeong & Shin (2020) supplement Table 2;
+    ``runtime`` (or its fields as keywords ``options``) as [`RUNTIME`][smoothcert.reproductions.common.RUNTIME]."""
+    (runtime,) = gather(reproduce_smoothing, options, RUNTIME, runtime=runtime)
     out = Path(out)
     radii = CONSISTENCY_RADII
     header = ["sigma", "method", "ours: ACR", *(f"ours: r={r:g}" for r in radii), "paper: ACR", *(f"paper: r={r:g}" for r in radii)]
@@ -38,7 +41,7 @@ def reproduce_smoothing(
             method = make_method(name, **SMOOTHING_METHODS[name].get(sigma, {}))
             log = read_log(train_and_certify(
                 out / f"sigma{sigma:g}-{name}", noise="gaussian", sigma=sigma, method=method, epochs=epochs,
-                max_images=max_images, n0=n0, n=n, alpha=alpha, seed=seed, device=device, progress=progress,
+                max_images=max_images, n0=n0, n=n, alpha=alpha, runtime=runtime,
             ), name=f"{name} sigma={sigma:g}")
             ours = summarize(log, radii)
             acr, accs = CONSISTENCY_MNIST.get(sigma, {}).get(name, (None, ()))

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..options import DataOptions, RuntimeOptions, SamplingOptions
+from ..options import DataOptions, RuntimeOptions, SamplingOptions, gather
 from ..reports import format_table, read_log, summarize
 from ..runner.jobs import evaluate
 from .common import (
+    RUNTIME,
     accuracy_cell,
     check_counts,
     markdown,
@@ -48,8 +49,8 @@ def reproduce(
         out: The folder of the run's models, logs and tables.
         ks: Table 1's k values; None: the default sweep.
         max_images: Test digits certified and predicted.
-        **run: ``train_and_certify``'s keyword arguments (``epochs``, ``n0``, ``n``, ``alpha``, ``seed``,
-            ``device``, ...).
+        **run: ``train_and_certify``'s keyword arguments (``epochs``, ``n0``, ``n``, ``alpha``, ``runtime``
+            or its fields ``seed``, ``device``, ...).
 
     Returns:
         The markdown table, ours beside the paper's.
@@ -97,22 +98,24 @@ def demo(*, out: str | Path = "runs/demo", **run: Any) -> str:
     """
     check_counts(max_images=run.get("max_images"), epochs=run.get("epochs"))
     table = reproduce("table1", out=out, ks=[45], **run)
-    keep = ("max_images", "n", "alpha", "seed", "device", "progress")
+    keep = ("max_images", "n", "alpha", "runtime", *RUNTIME["runtime"])
     return table + "\n" + compare_sampling(Path(out) / "k45", **{k: v for k, v in run.items() if k in keep})
 
 
 def compare_sampling(
-    run_dir: Path, *, max_images: int = 100, n: int = 10_000, alpha: float = 0.05, seed: int = 0,
-    device: str = "auto", progress: bool = True, radii: Sequence[float] = (0, 2, 4, 6, 8, 10),
+    run_dir: Path, *, max_images: int = 100, n: int = 10_000, alpha: float = 0.05,
+    radii: Sequence[float] = (0, 2, 4, 6, 8, 10), runtime: RuntimeOptions | None = None, **options: Any,
 ) -> str:
     """CERTIFY and PREDICT the digits of ``run_dir``'s fixed-sampling logs again with adaptive
     sampling (at most ``n`` samples, same alpha; [`smoothcert.certificates.sequential`][smoothcert.certificates.sequential]) and print the four
-    runs side by side with their samples and seconds per image."""
+    runs side by side with their samples and seconds per image; ``runtime`` (or its fields as
+    keywords ``options``) as [`RUNTIME`][smoothcert.reproductions.common.RUNTIME]."""
+    (runtime,) = gather(compare_sampling, options, RUNTIME, runtime=runtime)
     data = DataOptions(dataset="mnist5k", max_images=max_images)
     for mode in ("certify", "predict"):
         samples = SamplingOptions(n0=100 if mode == "certify" else None, n=n, alpha=alpha, sampling="adaptive")
         evaluate(run_dir / "model", run_dir / f"{mode}-adaptive.tsv", mode=mode, data=data, samples=samples,
-                 runtime=RuntimeOptions(seed=seed, device=device, progress=progress))
+                 runtime=runtime)
     logs = [read_log(run_dir / f"{mode}{kind}.tsv", name=f"{mode}, {name}")
             for mode in ("certify", "predict") for kind, name in (("", "fixed"), ("-adaptive", "adaptive"))]
     text = (format_table([summarize(log, radii) for log in logs], radii, markdown=True)

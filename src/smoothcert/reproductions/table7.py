@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..checkpoint import read_config
 from ..data import load_dataset
 from ..noises import noise_from_config
+from ..options import RuntimeOptions, gather
 from ..reports import read_log, summarize
 from .common import (
+    RUNTIME,
     accuracy_cell,
     certify_checkpoint,
     markdown,
@@ -37,8 +40,8 @@ def certifiable_and_information(noise: dict, n: int, alpha: float, image_shape: 
 def reproduce_table7(
     *, out: str | Path = "runs/table7", kappas: Sequence[float] = TABLE7_KAPPAS, ks: Sequence[int] = TABLE7_KS,
     levels: int = 256, ablation_checkpoint: str | Path | None = None, recipe: str = "fast", epochs: int = 40,
-    max_images: int = 100, n0: int = 100, n: int = 10_000, alpha: float = 0.001, seed: int = 0, device: str = "auto",
-    progress: bool = True,
+    max_images: int = 100, n0: int = 100, n: int = 10_000, alpha: float = 0.001,
+    runtime: RuntimeOptions | None = None, **options: Any,
 ) -> str:
     """Table 7 at our scale: Lee et al.'s noise (one model per kappa, ``levels`` values per pixel)
     against randomized ablation (one model per k) on mnist5k, all trained with ``recipe`` for
@@ -61,14 +64,13 @@ def reproduce_table7(
         n0: CERTIFY's selection samples.
         n: CERTIFY's estimation samples.
         alpha: CERTIFY's level.
-        seed: The seed of training and of the noise streams.
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        progress: Whether to show progress bars.
+        runtime: The seed of training and of the noise streams, the device and the progress bars.
+        **options: The fields of ``runtime`` one by one (``seed=0``, ``device="cpu"``).
     """
+    (runtime,) = gather(reproduce_table7, options, RUNTIME, runtime=runtime)
     out = Path(out)
     shape = load_dataset("mnist5k", "test").image_shape
-    sampling = {"max_images": max_images, "n0": n0, "n": n, "alpha": alpha, "seed": seed, "device": device,
-                "progress": progress}
+    sampling = {"max_images": max_images, "n0": n0, "n": n, "alpha": alpha, "runtime": runtime}
     runs = []  # (row name, "lee" or "ablation", certify log, model config)
     for kappa in kappas:
         run_dir = out / f"lee-kappa{kappa:g}"
