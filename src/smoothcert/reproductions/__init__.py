@@ -118,7 +118,8 @@ def run(
     (one of `TABLES`) and return its markdown. None (or an empty list) keeps the reproduction's
     default (``recipe``: ``fast``); an option the table does not read ([`OPTIONS`][OPTIONS]) is refused.
     Errors name the arguments ([`ArgumentError`][ArgumentError]; ``max_images`` is the CLI's ``--max``).
-    ``runtime`` (or its fields as keywords ``options``) as [`RUNTIME`][smoothcert.reproductions.common.RUNTIME]."""
+    ``runtime`` ([`RuntimeOptions`][smoothcert.options.RuntimeOptions]: ``seed``, ``device``,
+    ``progress``), or its fields as keywords ``options``."""
     (runtime,) = gather(run, options, RUNTIME, runtime=runtime)
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")

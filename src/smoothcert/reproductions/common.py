@@ -61,8 +61,8 @@ def train_and_certify(
 ) -> Path:
     """Train (or finish training) a model on mnist5k into ``run_dir/model`` and certify the first
     ``max_images`` test digits into ``run_dir/certify.tsv`` (and, with ``predict``, PREDICT them
-    into ``run_dir/predict.tsv`` with the same n and alpha); every step resumes. ``runtime`` (or its
-    fields as keywords ``options``) as [`RUNTIME`][RUNTIME]. Returns the certify log's path."""
+    into ``run_dir/predict.tsv`` with the same n and alpha); every step resumes. ``runtime`` (``seed``, ``device``,
+    ``progress``), or its fields as keywords ``options``. Returns the certify log's path."""
     (runtime,) = gather(train_and_certify, options, RUNTIME, runtime=runtime)
     model_dir = run_dir / "model"
     train_or_reuse(model_dir, recipe=get_recipe(recipe, epochs=epochs), runtime=runtime, noise=noise, k=k,

@@ -30,7 +30,8 @@ def reproduce_smoothing(
 ) -> str:
     """Gaussian smoothing with each training method on mnist5k at each sigma: ACR and certified
     accuracy at r = 0, 0.25, 0.5, 0.75, 1.0, beside Jeong & Shin (2020) supplement Table 2;
-    ``runtime`` (or its fields as keywords ``options``) as [`RUNTIME`][smoothcert.reproductions.common.RUNTIME]."""
+    ``runtime`` ([`RuntimeOptions`][smoothcert.options.RuntimeOptions]: ``seed``, ``device``,
+    ``progress``), or its fields as keywords ``options``."""
     (runtime,) = gather(reproduce_smoothing, options, RUNTIME, runtime=runtime)
     out = Path(out)
     radii = CONSISTENCY_RADII

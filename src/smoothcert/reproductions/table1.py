@@ -108,8 +108,8 @@ def compare_sampling(
 ) -> str:
     """CERTIFY and PREDICT the digits of ``run_dir``'s fixed-sampling logs again with adaptive
     sampling (at most ``n`` samples, same alpha; [`smoothcert.certificates.sequential`][smoothcert.certificates.sequential]) and print the four
-    runs side by side with their samples and seconds per image; ``runtime`` (or its fields as
-    keywords ``options``) as [`RUNTIME`][smoothcert.reproductions.common.RUNTIME]."""
+    runs side by side with their samples and seconds per image; ``runtime`` ([`RuntimeOptions`][smoothcert.options.RuntimeOptions]:
+    ``seed``, ``device``, ``progress``), or its fields as keywords ``options``."""
     (runtime,) = gather(compare_sampling, options, RUNTIME, runtime=runtime)
     data = DataOptions(dataset="mnist5k", max_images=max_images)
     for mode in ("certify", "predict"):
