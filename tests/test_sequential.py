@@ -30,7 +30,9 @@ from smoothcert.certificates.sequential import (
     predict_decision,
     predict_steps,
     spend,
+    upgraded_record,
 )
+from smoothcert.runner.log import differing
 from smoothcert.classifiers.smoothed import SmoothedClassifier
 
 
@@ -206,6 +208,20 @@ def test_unset_options_come_from_the_defaults_or_a_resumed_log():
     assert exact.settled(exact.record()) == exact and "last" not in exact.record()
     predict = Adaptive().settled(predict=True)  # PREDICT keeps its schedule (the attacks query it)
     assert (predict.step, predict.growth) == (100, 2.0)
+
+
+def test_a_bare_adaptive_record_is_the_legacy_predict_schedule():
+    """Attack logs recorded ``"sampling": "adaptive"`` before they recorded PREDICT's options: such
+    a log ran the looks bound's PREDICT schedule (first look 100, doubling), and resumes with it."""
+    legacy = Adaptive().settled("adaptive", predict=True)
+    assert (legacy.bound, legacy.step, legacy.growth) == ("looks", 100, 2.0)
+    assert legacy.settled(predict=True) == legacy  # complete: nothing left to the defaults
+    assert upgraded_record("adaptive") == {"scheme": "adaptive", **legacy.record()}
+    assert differing({"sampling": "adaptive"}, {"sampling": upgraded_record("adaptive")}) == []
+    current = {"scheme": "adaptive", **Adaptive().settled(predict=True).record()}
+    assert differing({"sampling": "adaptive"}, {"sampling": current}) == ["sampling"]  # another schedule
+    for other in ("fixed", current):
+        assert upgraded_record(other) == other
 
 
 def test_fixed_n_is_the_last_look_of_a_single_look_schedule():
