@@ -206,8 +206,10 @@ def test_unset_options_come_from_the_defaults_or_a_resumed_log():
     assert Adaptive(radius=4).settled(old) == Adaptive(radius=4).settled()  # another question: the defaults
     exact = Adaptive().settled()
     assert exact.settled(exact.record()) == exact and "last" not in exact.record()
-    predict = Adaptive().settled(predict=True)  # PREDICT keeps its schedule (the attacks query it)
-    assert (predict.step, predict.growth) == (100, 2.0)
+    predict = Adaptive().settled(predict=True)  # chosen by simulating PREDICT (2026-12-05)
+    assert (predict.step, predict.growth) == (20, 1.2)
+    looks = Adaptive(bound="looks").settled(predict=True)  # the schedule attack logs ran before they recorded it
+    assert (looks.step, looks.growth) == (100, 2.0)
 
 
 def test_a_bare_adaptive_record_is_the_legacy_predict_schedule():
@@ -308,7 +310,9 @@ def test_sequential_predict_is_wrong_at_most_alpha():
 def test_sequential_predict_decides_clear_images_early():
     rng = np.random.default_rng(5)
     decision, counts = run_bernoulli(predict_steps(10_000, 0.05, 10, Adaptive()), 0.8, rng, classes=10)
-    assert decision == 0 and counts.sum() == 100
+    assert decision == 0 and counts.sum() < 100
+    decision, counts = run_bernoulli(predict_steps(10_000, 0.05, 10, Adaptive()), 1.0, rng, classes=10)
+    assert decision == 0 and counts.sum() == Adaptive().settled(predict=True).step  # unanimous: the first look
 
 
 def test_predict_decision_is_what_sequential_predict_returned():

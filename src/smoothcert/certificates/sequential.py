@@ -274,15 +274,17 @@ DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "exact": {
         "largest": {"n0": 100, "beta": 0.3, "step": 20, "growth": 1.3, "futility": "spent", "rho": 1.0},
         "target": {"n0": 30, "beta": 0.6, "step": 10, "growth": 1.3, "futility": "spent", "rho": 0.25},
-        "predict": {"beta": 0.2, "step": 100, "growth": 2.0, "futility": "spent", "rho": 1.0},
+        "predict": {"beta": 0.2, "step": 20, "growth": 1.2, "futility": "spent", "rho": 1.0},
     },
     "looks": _LOOKS_DEFAULTS,
     "anytime": _LOOKS_DEFAULTS,
 }
 """The options an [`Adaptive`][Adaptive] leaves unset, per bound family and question (largest radius,
 a target radius, PREDICT), and CERTIFY's selection samples ``n0``: chosen by simulating sequential
-CERTIFY on measured vote shares (``benchmarks/simulate_adaptive.py``, docs/benchmarks/adaptive.md).
-PREDICT reads only ``step`` and ``growth`` (its schedule), whatever the bound."""
+CERTIFY and PREDICT on measured vote shares (``benchmarks/simulate_adaptive.py``,
+docs/benchmarks/adaptive.md). PREDICT reads only ``step`` and ``growth`` (its schedule), whatever
+the bound; the looks bound's (first look 100, doubling) is also the schedule of attack logs that
+recorded the bare ``"adaptive"`` ([`upgraded_record`][upgraded_record]), so it stays."""
 
 DEFAULT_BOUND = "exact"
 """The bound family of a new run (a resumed log keeps its own)."""
