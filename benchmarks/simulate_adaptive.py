@@ -13,7 +13,11 @@ settings that lose at most ``--tolerance`` more than the old ones against fixed 
 samples per image (selection included), ACR, certified accuracy, and for the largest radius how
 often a digit certifies lower / higher than in a fixed-n run and how often a Wilcoxon test on
 ``--images`` digits tells the two apart. The grid spans n0, the first look, the growth, beta, the
-futility rule and the last look's share of alpha (``--last``).
+futility rule and the last look's share of alpha (``--last``). PREDICT
+(:func:`smoothcert.certificates.sequential.predict_steps`, the library's coroutine fed one vote
+sequence per run and digit) is replayed at the looks and exact bounds' schedules, or at a grid of
+first looks and growths (``--predict-step``, ``--predict-growth``): samples and looks per digit
+(each look is a forward pass), accuracy and abstentions.
 
 The statistical floor: an oracle that knows p and the radius to certify (the one fixed n gets at
 the expected count) needs the smallest n whose Clopper-Pearson bound at alpha, at the expected
@@ -21,6 +25,8 @@ count p n, passes that radius's threshold tau_r; images fixed n does not certify
 
 Run: python benchmarks/simulate_adaptive.py fixed.tsv --measure MODEL --samples 300 --votes votes.npy
      python benchmarks/simulate_adaptive.py fixed.tsv --votes votes.npy --shift 0.3 --no-grid  # a stronger model
+     python benchmarks/simulate_adaptive.py fixed.tsv --votes votes.npy --no-grid --skip-largest --targets "" \
+         --predict-reps 200 --predict-step 8,12,20 --predict-growth 1.2,1.3,1.5  # PREDICT's schedule
 """
 
 from __future__ import annotations
@@ -38,8 +44,8 @@ from scipy.stats import beta as beta_dist
 from scipy.stats import binom, binomtest, wilcoxon
 
 from smoothcert.certificates import delta
-from smoothcert.certificates.sequential import (DEFAULT_BOUND, DEFAULTS, Adaptive, ExactLooks, GroupSequentialCP,
-                                                 exact_thresholds, predict_steps, spend)
+from smoothcert.certificates.sequential import (ABSTAIN, DEFAULT_BOUND, DEFAULTS, Adaptive, ExactLooks,
+                                                 GroupSequentialCP, exact_thresholds, predict_steps, spend)
 
 D, K, ALPHA, N_MAX = 784, 45, 0.05, 10_000
 TAU = 0.5 + delta(np.arange(13), D, K)  # radius r needs p_lower > tau_r; tau_12 > 1 caps it at 11
@@ -254,32 +260,46 @@ def predict_floor(q: np.ndarray, right: np.ndarray) -> np.ndarray:
     return out
 
 
-def predict_section(q: np.ndarray, label: np.ndarray, reps: int, steps: dict[str, int | float]) -> None:
-    """PREDICT: fixed n against sequential PREDICT (the library's own coroutine, ``steps`` its schedule),
-    samples per image against the floor, and accuracy."""
+def predict_section(q: np.ndarray, label: np.ndarray, reps: int, schedules: list[tuple[int, float]]) -> None:
+    """PREDICT: fixed n against sequential PREDICT (the library's own coroutine) at each schedule
+    (first look, growth): samples and looks per image, samples against the floor, and accuracy.
+    Every schedule is fed the same vote sequences (one per run and image), so their differences
+    are the schedules', not sampling noise between them."""
     rng = np.random.default_rng(4)
-    fixed_right, seq_right, used = [], [], []
-    options = Adaptive(step=int(steps["step"]), growth=float(steps["growth"]))
-    for _ in range(reps):
+    fixed_right = np.zeros((reps, len(q)), dtype=bool)
+    for r in range(reps):
         for i in range(len(q)):
             counts = rng.multinomial(N_MAX, q[i])
             second, first = np.sort(counts)[-2:]
-            fixed_right.append(counts.argmax() == label[i] and binomtest(first, first + second, 0.5).pvalue <= ALPHA)
-            coroutine = predict_steps(N_MAX, ALPHA, q.shape[1], options)
+            fixed_right[r, i] = counts.argmax() == label[i] and binomtest(first, first + second, 0.5).pvalue <= ALPHA
+    floor = predict_floor(q, (fixed_right.mean(0) > 0.5) & (q.argmax(1) == label)).mean()
+    print(f"\n== PREDICT: oracle floor {floor:,.0f} samples/image; fixed n: 10,000, accuracy "
+          f"{100 * fixed_right.mean():.2f}%; {reps} runs per image")
+    print("first growth looks to n_max | samples mean median | x floor | looks per image mean median | accuracy % "
+          "| abstain %")
+    marks = {(d["step"], d["growth"]): f" ({bound} default)" for bound in ("looks", DEFAULT_BOUND)
+             for d in [DEFAULTS[bound]["predict"]]}
+    options = [Adaptive(step=step, growth=growth) for step, growth in schedules]
+    decided, used, looks = (np.zeros((len(schedules), reps, len(q)), dtype=np.int64) for _ in range(3))
+    votes = np.random.default_rng(5)
+    for r, i in itertools.product(range(reps), range(len(q))):
+        sequence = votes.choice(q.shape[1], N_MAX, p=q[i])
+        for k, option in enumerate(options):
+            coroutine, drawn = predict_steps(N_MAX, ALPHA, q.shape[1], option), 0
             try:
                 size = next(coroutine)
                 while True:
-                    size = coroutine.send(rng.multinomial(size, q[i]))
+                    block = np.bincount(sequence[drawn:drawn + size], minlength=q.shape[1])
+                    looks[k, r, i], drawn = looks[k, r, i] + 1, drawn + size
+                    size = coroutine.send(block)
             except StopIteration as done:
-                decision, drawn = done.value
-            seq_right.append(decision == label[i])
-            used.append(drawn.sum())
-    right = np.array(fixed_right).reshape(reps, -1).mean(0) > 0.5
-    floor = predict_floor(q, right & (q.argmax(1) == label)).mean()
-    print(f"\n== PREDICT: oracle floor {floor:,.0f} samples/image; fixed n: 10,000, accuracy "
-          f"{100 * np.mean(fixed_right):.2f}%; sequential (step {steps['step']}, growth {steps['growth']}): "
-          f"{np.mean(used):,.0f} samples/image (median {np.median(used):,.0f}), {np.mean(used) / max(floor, 1):.2f}x "
-          f"the floor, accuracy {100 * np.mean(seq_right):.2f}%")
+                decided[k, r, i], used[k, r, i] = done.value[0], drawn
+    for k, (step, growth) in enumerate(schedules):
+        scheduled = len(options[k].settled(predict=True).family().looks(N_MAX))
+        print(f"{step:5d} {growth:6.2f} {scheduled:5d} | {used[k].mean():7,.0f} {np.median(used[k]):6,.0f} | "
+              f"{used[k].mean() / max(floor, 1):6.2f}x | {looks[k].mean():5.2f} {np.median(looks[k]):4.0f} | "
+              f"{100 * np.mean(decided[k] == label):6.2f} | {100 * np.mean(decided[k] == ABSTAIN):5.2f}"
+              + marks.get((step, growth), ""))
 
 
 def paired(rad: np.ndarray, correct: np.ndarray, base: np.ndarray, base_correct: np.ndarray, images: int,
@@ -329,6 +349,11 @@ def main() -> None:
     parser.add_argument("--no-grid", action="store_true", help="only the old and the current defaults")
     parser.add_argument("--skip-largest", action="store_true", help="only the target radii (and PREDICT)")
     parser.add_argument("--skip-predict", action="store_true", help="no PREDICT section")
+    parser.add_argument("--predict-step", default=None,
+                        help="PREDICT's first looks, a grid with --predict-growth; neither given: the looks and "
+                        "exact bounds' schedules")
+    parser.add_argument("--predict-growth", default=None, help="PREDICT's growths (see --predict-step)")
+    parser.add_argument("--predict-reps", type=int, default=None, help="PREDICT's runs per image; default --reps / 10")
     args = parser.parse_args()
     if args.votes and len(args.votes) != len(args.logs):
         raise ValueError("--votes takes one file per log")
@@ -401,7 +426,13 @@ def main() -> None:
                   + (f"{moved[0]:.1f} / {moved[1]:.1f} | {moved[2]:.0f}%" if target is None else "- | -")
                   + {0: " (looks default)", 1: " (default)"}.get(i, ""))
     if not args.skip_predict:
-        predict_section(q, label, max(1, args.reps // 10), DEFAULTS[DEFAULT_BOUND]["predict"])
+        schedules = [(DEFAULTS[bound]["predict"]["step"], DEFAULTS[bound]["predict"]["growth"])
+                     for bound in ("looks", DEFAULT_BOUND)]
+        if args.predict_step or args.predict_growth:
+            steps = args.predict_step.split(",") if args.predict_step else [str(schedules[-1][0])]
+            growths = args.predict_growth.split(",") if args.predict_growth else [str(schedules[-1][1])]
+            schedules = [(int(a), float(b)) for a, b in itertools.product(steps, growths)]
+        predict_section(q, label, args.predict_reps or max(1, args.reps // 10), schedules)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from smoothcert.attacks import l0_pixels
+from smoothcert.attacks import Pointwise, SmoothedOracle, l0_pixels
+from smoothcert.certificates.sequential import Adaptive
+from smoothcert.classifiers.smoothed import SmoothedClassifier
 from smoothcert.cli import main
-from smoothcert.runner import ATTACK_COLUMNS, read_adversarial
+from smoothcert.data import load_dataset
+from smoothcert.runner import ATTACK_COLUMNS, read_adversarial, run_attack
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +70,43 @@ def test_attack_resumes_without_losing_or_duplicating_rows(tiny, tmp_path):
 
 
 def test_smoothed_attack_with_sequential_predict(tiny, tmp_path):
+    """The log records PREDICT's settled options, as certify and predict logs do, and resumes with them."""
     out = tmp_path / "a.tsv"
-    assert _attack(tiny["ablation"], out, "--sampling", "adaptive", "--restarts", "1", "--start-steps", "30",
-                   "--kicks", "1", "--n", "200", "--max", "2") == 0
+    common = ["--sampling", "adaptive", "--restarts", "1", "--start-steps", "30", "--kicks", "1", "--n", "200"]
+    assert _attack(tiny["ablation"], out, *common, "--max", "1") == 0
     settings = json.loads((tmp_path / "a.tsv.json").read_text())
-    assert settings["sampling"] == "adaptive" and settings["kicks"] == 1
-    assert len(_rows(out)) == 3
+    assert settings["sampling"] == {"scheme": "adaptive", **Adaptive().settled(predict=True).record()}
+    assert settings["kicks"] == 1
+    assert _attack(tiny["ablation"], out, *common, "--max", "2") == 0
+    assert len(_rows(out)) == 3 and json.loads((tmp_path / "a.tsv.json").read_text()) == settings
+
+
+def test_an_attack_log_that_recorded_bare_adaptive_resumes_with_its_schedule(tiny, tmp_path):
+    """Attack logs recorded ``"sampling": "adaptive"`` before they recorded PREDICT's options; they
+    ran the looks bound's schedule (first look 100, doubling). Oracles settled against that record
+    go on with it, rows as an uninterrupted run's; oracles at today's defaults are refused."""
+    smoothed = SmoothedClassifier.from_checkpoint(tiny["ablation"], batch_size=64, device="cpu")
+    data = load_dataset(tiny["data"], "test")
+
+    def run(out, options, images):
+        def make_oracle(idx):
+            return SmoothedOracle(smoothed, n=200, key=(0, idx), sampling=options)
+        settings = {"target": "smoothed", **make_oracle(0).settings()}
+        return run_attack(make_oracle, Pointwise(restarts=1, steps=30, kicks=1), data, out,
+                          indices=list(range(images)), settings=settings, progress=False)
+
+    legacy = Adaptive().settled("adaptive", predict=True)
+    old, whole = tmp_path / "old.tsv", tmp_path / "whole.tsv"
+    run(old, legacy, 2)
+    run(whole, legacy, 3)
+    recorded = old.with_name("old.tsv.json")
+    recorded.write_text(json.dumps({**json.loads(recorded.read_text()), "sampling": "adaptive"}))  # as written then
+    with pytest.raises(ValueError, match=r"different settings \(sampling\)"):
+        run(old, Adaptive(), 3)
+    resumed = Adaptive().settled(json.loads(recorded.read_text())["sampling"], predict=True)
+    assert (resumed.step, resumed.growth) == (100, 2.0)
+    run(old, resumed, 3)
+    assert [r[:-1] for r in _rows(old)] == [r[:-1] for r in _rows(whole)]
 
 
 def test_smoothed_attack_certify_and_table2(tiny, tmp_path, capsys):

@@ -304,6 +304,26 @@ def test_a_log_written_with_older_defaults_resumes_with_them(tiny, tmp_path):
     assert _certify(tiny, out, *old, "--max", "6", "--futility", "final") == 2  # a new value is refused
 
 
+def test_a_predict_log_written_with_the_old_predict_schedule_resumes_with_it(tiny, tmp_path):
+    """Until 2026-12-05 PREDICT's looks under the exact bound were 100, 200, 400, ...: a predict log
+    records them, and re-running its command goes on with them, not with today's schedule."""
+    out, whole = tmp_path / "old.tsv", tmp_path / "whole.tsv"
+    before = {"scheme": "adaptive", "bound": "exact", "radius": None, "beta": 0.2, "step": 100, "growth": 2.0,
+              "futility": "spent", "rho": 1.0}
+    smoothed = SmoothedClassifier.from_checkpoint(tiny["model"], batch_size=64, device="cpu")
+    for log, images in ((out, 3), (whole, 6)):
+        run_dataset(smoothed, load_dataset(tiny["data"], "test"), log, mode="predict", n=400, alpha=0.05,
+                    indices=list(range(images)), sampling=Adaptive(step=100, growth=2.0),
+                    settings=run_settings(tiny["model"], tiny["data"], "test"), progress=False)
+        assert json.loads(log.with_name(log.name + ".json").read_text())["sampling"] == before
+    assert main(["predict", "--checkpoint", tiny["model"], "--dataset", tiny["data"], "--n", "400",
+                 "--alpha", "0.05", "--batch-size", "64", "--device", "cpu", "--quiet", "--max", "6",
+                 "--out", str(out)]) == 0  # no schedule given: the log's
+    assert json.loads((tmp_path / "old.tsv.json").read_text())["sampling"] == before
+    assert _without_time(_rows(out)) == _without_time(_rows(whole))
+    assert {int(r[4]) for r in _rows(out)[1:]} <= {100, 200, 400}
+
+
 def test_target_radius_needs_adaptive_sampling(tiny, tmp_path, capsys):
     assert _certify(tiny, tmp_path / "r.tsv", "--radius", "1", "--max", "3") == 0
     assert json.loads((tmp_path / "r.tsv.json").read_text())["sampling"]["radius"] == 1.0

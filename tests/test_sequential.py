@@ -1,15 +1,17 @@
 """Sequential CERTIFY and PREDICT (smoothcert.sequential): exact coverage of the time-uniform
-bounds by dynamic programming over binomial paths, Monte-Carlo coverage of the certificate, and
-the cap / futility / target stops on toy classifiers."""
+bounds and of PREDICT by dynamic programming over binomial and multinomial paths, Monte-Carlo
+coverage of the certificate and of PREDICT, and the cap / futility / target stops on toy classifiers."""
 
 import math
 from dataclasses import replace
+from functools import cache
 
 import numpy as np
 import pytest
 import torch
 from scipy import integrate
-from scipy.stats import binom
+from scipy.signal import convolve2d
+from scipy.stats import binom, multinomial
 from torch import nn
 
 from smoothcert.certificates import clopper_pearson_lower, delta, radius_cor1
@@ -30,7 +32,9 @@ from smoothcert.certificates.sequential import (
     predict_decision,
     predict_steps,
     spend,
+    upgraded_record,
 )
+from smoothcert.runner.log import differing
 from smoothcert.classifiers.smoothed import SmoothedClassifier
 
 
@@ -204,8 +208,24 @@ def test_unset_options_come_from_the_defaults_or_a_resumed_log():
     assert Adaptive(radius=4).settled(old) == Adaptive(radius=4).settled()  # another question: the defaults
     exact = Adaptive().settled()
     assert exact.settled(exact.record()) == exact and "last" not in exact.record()
-    predict = Adaptive().settled(predict=True)  # PREDICT keeps its schedule (the attacks query it)
-    assert (predict.step, predict.growth) == (100, 2.0)
+    predict = Adaptive().settled(predict=True)  # chosen by simulating PREDICT (2026-12-05)
+    assert (predict.step, predict.growth) == (20, 1.2)
+    looks = Adaptive(bound="looks").settled(predict=True)  # the schedule attack logs ran before they recorded it
+    assert (looks.step, looks.growth) == (100, 2.0)
+
+
+def test_a_bare_adaptive_record_is_the_legacy_predict_schedule():
+    """Attack logs recorded ``"sampling": "adaptive"`` before they recorded PREDICT's options: such
+    a log ran the looks bound's PREDICT schedule (first look 100, doubling), and resumes with it."""
+    legacy = Adaptive().settled("adaptive", predict=True)
+    assert (legacy.bound, legacy.step, legacy.growth) == ("looks", 100, 2.0)
+    assert legacy.settled(predict=True) == legacy  # complete: nothing left to the defaults
+    assert upgraded_record("adaptive") == {"scheme": "adaptive", **legacy.record()}
+    assert differing({"sampling": "adaptive"}, {"sampling": upgraded_record("adaptive")}) == []
+    current = {"scheme": "adaptive", **Adaptive().settled(predict=True).record()}
+    assert differing({"sampling": "adaptive"}, {"sampling": current}) == ["sampling"]  # another schedule
+    for other in ("fixed", current):
+        assert upgraded_record(other) == other
 
 
 def test_fixed_n_is_the_last_look_of_a_single_look_schedule():
@@ -289,10 +309,83 @@ def test_sequential_predict_is_wrong_at_most_alpha():
     assert wrong / runs <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
 
 
+def predict_paths(options: Adaptive, n_max: int, alpha: float, p: tuple[float, ...]) -> tuple[float, float]:
+    """(P(a class other than 0), P(class 0)) of sequential PREDICT on votes drawn from ``p`` (two or
+    three classes), exactly: the law of the vote counts look by look, less the paths that stopped.
+    A path stops at an interim look as ``predict_steps`` documents it (the e-value of top against
+    runner-up reaches 2 (C - 1) / alpha); at the last look it answers ``predict_decision``."""
+    looks = options.settled(predict=True).family().looks(n_max)
+    level = math.log(2 * (len(p) - 1) / alpha)
+    evidence = np.vectorize(cache(lambda top, second: pair_log_evidence(int(top), int(second))))
+    law, used, other, zero = np.ones((1,) * (len(p) - 1)), 0, 0.0, 0.0
+    for j, look in enumerate(looks):
+        fresh = int(look) - used
+        if len(p) == 2:
+            law = np.convolve(law, binom.pmf(np.arange(fresh + 1), fresh, p[0]))
+        else:
+            a, b = np.indices((fresh + 1, fresh + 1))
+            step = np.where(a + b <= fresh, multinomial.pmf(np.stack([a, b, fresh - a - b], -1), fresh, p), 0.0)
+            law = convolve2d(law, step)
+        used = int(look)
+        counts = np.stack([*np.indices(law.shape), used - np.indices(law.shape).sum(0)], -1)[..., : len(p)]
+        possible = counts.min(-1) >= 0
+        if j < len(looks) - 1:
+            ranked = np.sort(np.where(possible[..., None], counts, 0), -1)
+            stop = possible & (evidence(ranked[..., -1], ranked[..., -2]) >= level)
+            answer = counts.argmax(-1)
+        else:
+            stop = possible
+            answer = np.full(law.shape, ABSTAIN)
+            for state in zip(*np.nonzero(possible)):
+                answer[state] = predict_decision(counts[state], alpha, len(p))
+        other += law[stop & (answer != 0) & (answer != ABSTAIN)].sum()
+        zero += law[stop & (answer == 0)].sum()
+        law = np.where(stop, 0.0, law)
+    return float(other), float(zero)
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.01])
+@pytest.mark.parametrize("options", [Adaptive(), Adaptive(bound="looks")], ids=["exact", "looks"])
+def test_sequential_predict_is_wrong_at_most_alpha_over_all_paths(alpha, options):
+    """The worst case, the top two classes tied (class 0 counts as the top: the limit of its share
+    just above the runner-up's), exactly over vote paths: two classes at n = 10,000; three at
+    n = 120, tied, all equal, and class 0 just above. Not vacuous: with two classes it errs in more
+    than alpha / 5 of the runs."""
+    wrong, right = predict_paths(options, 10_000, alpha, (0.5, 0.5))
+    assert alpha / 5 < wrong <= alpha and wrong == pytest.approx(right, abs=1e-9)
+    for p in ((0.45, 0.45, 0.1), (1 / 3, 1 / 3, 1 / 3), (0.46, 0.44, 0.1)):
+        assert predict_paths(options, 120, alpha, p)[0] <= alpha
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.01])
+def test_sequential_predict_is_wrong_at_most_alpha_at_a_tie_by_monte_carlo(alpha):
+    """The library's coroutine with the top two of ten classes tied, and with two classes, n = 10,000,
+    class 0 counting as the top; with two classes its error rate agrees with the exact computation
+    within Monte-Carlo error."""
+    rng = np.random.default_rng(int(alpha * 1000))
+    runs, rates = 1500, {}
+    for p in ((0.45, 0.45, *[0.0125] * 8), (0.5, 0.5)):
+        wrong = 0
+        for _ in range(runs):
+            steps = predict_steps(10_000, alpha, len(p), Adaptive())
+            try:
+                num = next(steps)
+                while True:
+                    num = steps.send(rng.multinomial(num, p))
+            except StopIteration as done:
+                wrong += done.value[0] not in (0, ABSTAIN)
+        rates[len(p)] = wrong / runs
+        assert rates[len(p)] <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
+    exact = predict_paths(Adaptive(), 10_000, alpha, (0.5, 0.5))[0]
+    assert abs(rates[2] - exact) <= 4 * math.sqrt(exact * (1 - exact) / runs)
+
+
 def test_sequential_predict_decides_clear_images_early():
     rng = np.random.default_rng(5)
     decision, counts = run_bernoulli(predict_steps(10_000, 0.05, 10, Adaptive()), 0.8, rng, classes=10)
-    assert decision == 0 and counts.sum() == 100
+    assert decision == 0 and counts.sum() < 100
+    decision, counts = run_bernoulli(predict_steps(10_000, 0.05, 10, Adaptive()), 1.0, rng, classes=10)
+    assert decision == 0 and counts.sum() == Adaptive().settled(predict=True).step  # unanimous: the first look
 
 
 def test_predict_decision_is_what_sequential_predict_returned():

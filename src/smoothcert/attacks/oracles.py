@@ -102,7 +102,9 @@ class SmoothedOracle:
         key: The seed of the fixed draws and the fresh ones, e.g. (seed, idx).
         n_check: Fresh samples of ``confirm``; None: ``n``.
         sampling: ``"fixed"``, ``"adaptive"`` or an
-            [`Adaptive`][smoothcert.certificates.sequential.Adaptive].
+            [`Adaptive`][smoothcert.certificates.sequential.Adaptive], settled at once for PREDICT
+            (unset options: its defaults; ``options.settled(recorded, predict=True)`` goes on with
+            the options a resumed log recorded).
     """
 
     target: ClassVar[str] = "smoothed"
@@ -113,7 +115,9 @@ class SmoothedOracle:
         self.n = check_count("n", n)
         self.n_check = check_count("n_check", n if n_check is None else n_check)
         check_alpha(alpha)
-        self.sampling, self._adaptive = sampling, as_sampling(sampling) is not None
+        options = as_sampling(sampling)
+        self.sampling: Sampling = "fixed" if options is None else options.settled(predict=True)
+        self._adaptive = options is not None
         self.num_classes = smoothed.num_classes
         self.queries = 0
         self.checks = 0
@@ -156,8 +160,9 @@ class SmoothedOracle:
         return counts
 
     def settings(self, **given: object) -> dict[str, object]:
-        """What an attack log records about the queries: PREDICT's samples, level and noise reuse."""
-        sampling = self.sampling if isinstance(self.sampling, str) else "adaptive"
+        """What an attack log records about the queries: PREDICT's samples, level, noise reuse and
+        sampling (``"fixed"``, or the settled adaptive options as certify and predict logs record them)."""
+        sampling = self.sampling if isinstance(self.sampling, str) else {"scheme": "adaptive", **self.sampling.record()}
         return {"n": self.n, "n_check": self.n_check, "alpha": self.alpha, "fixed": self.fixed, "sampling": sampling}
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:

@@ -274,15 +274,17 @@ DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "exact": {
         "largest": {"n0": 100, "beta": 0.3, "step": 20, "growth": 1.3, "futility": "spent", "rho": 1.0},
         "target": {"n0": 30, "beta": 0.6, "step": 10, "growth": 1.3, "futility": "spent", "rho": 0.25},
-        "predict": {"beta": 0.2, "step": 100, "growth": 2.0, "futility": "spent", "rho": 1.0},
+        "predict": {"beta": 0.2, "step": 20, "growth": 1.2, "futility": "spent", "rho": 1.0},
     },
     "looks": _LOOKS_DEFAULTS,
     "anytime": _LOOKS_DEFAULTS,
 }
 """The options an [`Adaptive`][Adaptive] leaves unset, per bound family and question (largest radius,
 a target radius, PREDICT), and CERTIFY's selection samples ``n0``: chosen by simulating sequential
-CERTIFY on measured vote shares (``benchmarks/simulate_adaptive.py``, docs/benchmarks/adaptive.md).
-PREDICT reads only ``step`` and ``growth`` (its schedule), whatever the bound."""
+CERTIFY and PREDICT on measured vote shares (``benchmarks/simulate_adaptive.py``,
+docs/benchmarks/adaptive.md). PREDICT reads only ``step`` and ``growth`` (its schedule), whatever
+the bound; the looks bound's (first look 100, doubling) is also the schedule of attack logs that
+recorded the bare ``"adaptive"`` ([`upgraded_record`][upgraded_record]), so it stays."""
 
 DEFAULT_BOUND = "exact"
 """The bound family of a new run (a resumed log keeps its own)."""
@@ -361,16 +363,20 @@ class Adaptive:
         """``predict``, or CERTIFY's ``largest`` (radius) or ``target`` (radius)."""
         return "predict" if predict else "largest" if self.radius is None else "target"
 
-    def settled(self, recorded: Mapping[str, Any] | None = None, *, predict: bool = False) -> Adaptive:
+    def settled(self, recorded: Mapping[str, Any] | str | None = None, *, predict: bool = False) -> Adaptive:
         """These options with the bound and every unset option filled in: from ``recorded`` (the
         sampling settings of a log being resumed, so it goes on as it began; [`LEGACY`][LEGACY] for
-        what it lacks) when it asks the same question (with the same bound, if one is given), else
-        from the [`DEFAULTS`][DEFAULTS] of [`DEFAULT_BOUND`][DEFAULT_BOUND] or the given bound."""
+        what it lacks, then its bound's [`DEFAULTS`][DEFAULTS]) when it asks the same question (with
+        the same bound, if one is given), else from the [`DEFAULTS`][DEFAULTS] of
+        [`DEFAULT_BOUND`][DEFAULT_BOUND] or the given bound. The bare ``"adaptive"`` that attack logs
+        recorded before they recorded PREDICT's options records none: all [`LEGACY`][LEGACY]."""
+        if recorded == "adaptive":
+            recorded = {}
         resumed = {**LEGACY, **recorded} if isinstance(recorded, Mapping) else None
         same = resumed is not None and resumed.get("radius") == self.radius and \
             self.bound in (None, resumed.get("bound")) and resumed.get("bound") in BOUNDS
         bound = resumed["bound"] if same else self.bound or DEFAULT_BOUND
-        source = resumed if same else DEFAULTS[bound][self.question(predict)]
+        source = {**DEFAULTS[bound][self.question(predict)], **(resumed if same else {})}
         unset = {f: source.get(f) for f in READS[bound] if getattr(self, f) is None}
         _check_reads(bound, {**asdict(self), **unset})
         return self if bound == self.bound and not unset else replace(self, bound=bound, **unset)
@@ -394,6 +400,16 @@ class Adaptive:
         if options.bound == "looks":
             return GroupSequentialCP(options.step, options.growth, options.last)
         return MixtureCS(options.step, options.last)
+
+
+def upgraded_record(sampling: Any) -> Any:
+    """A log's recorded ``sampling`` in the form logs record it now: the bare ``"adaptive"`` of an
+    attack log written before attack logs recorded PREDICT's options becomes the record of the
+    options it ran with (``Adaptive().settled("adaptive", predict=True)``: the looks bound, PREDICT's
+    step 100 and growth 2); any other value is returned as it is."""
+    if sampling == "adaptive":
+        return {"scheme": "adaptive", **Adaptive().settled(sampling, predict=True).record()}
+    return sampling
 
 
 @dataclass(frozen=True)

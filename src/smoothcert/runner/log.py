@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..certificates.sequential import upgraded_record
 from ..runtime.locking import FileLock
 
 CERTIFY_COLUMNS = ("idx", "label", "predict", "count", "n", "p_lower", "radius", "correct", "time")
@@ -41,8 +42,12 @@ LATER_KEYS = ("selection", "data_sha256")
 
 def differing(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The keys whose values differ between a log's recorded settings ``saved`` and a run's
-    ``current`` ones, comparing each checkpoint by its identity (see above), not by its path."""
+    ``current`` ones, comparing each checkpoint by its identity (see above), not by its path, and
+    an old form of the sampling by what it stands for ([`upgraded_record`][smoothcert.certificates.sequential.upgraded_record])."""
     saved, current = dict(saved), dict(current)
+    for settings in (saved, current):
+        if "sampling" in settings:
+            settings["sampling"] = upgraded_record(settings["sampling"])
     for key in LATER_KEYS:
         if key not in saved or key not in current:
             saved.pop(key, None), current.pop(key, None)
