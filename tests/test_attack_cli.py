@@ -109,6 +109,25 @@ def test_an_attack_log_that_recorded_bare_adaptive_resumes_with_its_schedule(tin
     assert [r[:-1] for r in _rows(old)] == [r[:-1] for r in _rows(whole)]
 
 
+def test_the_attack_command_resumes_a_bare_adaptive_log_with_its_schedule(tiny, tmp_path):
+    """The same through ``smoothcert attack``: the job reads the log it resumes before it builds the
+    oracle, so an old log goes on with the looks bound's schedule, rows as an uninterrupted run's."""
+    from smoothcert.attacks import make_attack
+    from smoothcert.runner.jobs import attack
+
+    pointwise = make_attack("pointwise", restarts=1, start_steps=30, kicks=1)
+    old, whole = tmp_path / "old.tsv", tmp_path / "whole.tsv"
+    for out, images in ((old, 2), (whole, 3)):  # the schedule old logs ran: the looks bound's PREDICT
+        attack(tiny["ablation"], out, pointwise, max_images=images, n=200, sampling=Adaptive(bound="looks"),
+               device="cpu", progress=False)
+    recorded = old.with_name("old.tsv.json")
+    assert json.loads(recorded.read_text())["sampling"]["step"] == 100
+    recorded.write_text(json.dumps({**json.loads(recorded.read_text()), "sampling": "adaptive"}))  # as written then
+    assert _attack(tiny["ablation"], old, "--restarts", "1", "--start-steps", "30", "--kicks", "1", "--n", "200",
+                   "--sampling", "adaptive", "--max", "3") == 0
+    assert [r[:-1] for r in _rows(old)] == [r[:-1] for r in _rows(whole)]
+
+
 def test_smoothed_attack_certify_and_table2(tiny, tmp_path, capsys):
     attack, cert = tmp_path / "s.tsv", tmp_path / "c.tsv"
     assert _attack(tiny["ablation"], attack, "--restarts", "1", "--start-steps", "30", "--kicks", "2", "--n", "100",

@@ -23,6 +23,7 @@ from ..attacks.base import L0Attack
 from ..attacks.oracles import DeterministicOracle, ModelOracle, Oracle, SmoothedOracle
 from ..attacks.substitute import DEFAULT_EPS, DEFAULT_SEED_SIZE, run_substitute, split_seed
 from ..checkpoint import checkpoint_lock, load_checkpoint, read_config, weights_sha256
+from ..certificates.sequential import Adaptive
 from ..classifiers import Classifier, load_classifier
 from ..classifiers.checks import check_sampling, refuse_sampling_options
 from ..data import ImageDataset, channel_mean, load_dataset
@@ -33,7 +34,7 @@ from ..options import DataOptions, RuntimeOptions, SamplingOptions, gather
 from ..runtime.distributed import process_group, rank_device
 from ..training import refuse_overwrite
 from .dataset import WINDOW, run_attack, run_dataset, select_indices
-from .log import write_atomically
+from .log import TsvLog, write_atomically
 from .shards import Shard, run_sharded
 
 
@@ -157,10 +158,12 @@ def oracle_factory(
 
 
 def _oracles(checkpoint: str | Path, samples: SamplingOptions, runtime: RuntimeOptions, *, fixed: bool,
-             n_check: int | None, **load: Any) -> tuple[Classifier, Callable[[int], Oracle], dict[str, Any]]:
+             n_check: int | None, recorded: Any = None,
+             **load: Any) -> tuple[Classifier, Callable[[int], Oracle], dict[str, Any]]:
     """[`oracle_factory`][oracle_factory]'s ``(classifier, make_oracle, config)``, the classifier
     loaded with ``runtime``'s speed options and ``load`` (``vote``, ``theta``): the attack and
-    substitute jobs also ask the classifier what it can do."""
+    substitute jobs also ask the classifier what it can do. Adaptive PREDICT options left unset
+    come from ``recorded`` (the sampling an attack log being resumed recorded), else the defaults."""
     config = read_config(checkpoint)
     speed = {**runtime.speed(), "device": rank_device(runtime.device)}
     speed.pop("amp")
@@ -172,6 +175,8 @@ def _oracles(checkpoint: str | Path, samples: SamplingOptions, runtime: RuntimeO
                                                sampling="fixed" if sampling is None else sampling)
     else:
         refuse_sampling_options(classifier, (("n", n), ("alpha", alpha), ("sampling", sampling)))
+    if isinstance(sampling, Adaptive):  # a resumed attack log goes on with the PREDICT options it recorded
+        sampling = sampling.settled(recorded, predict=True)
     query = {"n": n, "alpha": alpha, "fixed": fixed, "n_check": n_check, "sampling": sampling}
     target = ORACLES[_query_target(classifier)]
     return classifier, (lambda idx: target(classifier, (runtime.seed, idx), **query)), config
@@ -266,8 +271,9 @@ def attack(
         **options: The fields of ``data``, ``samples`` and ``runtime`` one by one (``max_images=10``, ``n=1000``).
     """
     data, samples, runtime = gather("attack", options, ATTACK_READS, data=data, samples=samples, runtime=runtime)
-    classifier, make_oracle, config = _oracles(checkpoint, samples, runtime, fixed=fixed, n_check=n_check, vote=vote,
-                                               theta=theta)
+    recorded = TsvLog.recorded(out) or (TsvLog.recorded(shard.path(out)) if shard is not None else {})
+    classifier, make_oracle, config = _oracles(checkpoint, samples, runtime, fixed=fixed, n_check=n_check,
+                                               recorded=recorded.get("sampling"), vote=vote, theta=theta)
     oracle = make_oracle(0)
     if not classifier.samples:
         refuse_sampling_options(classifier, (("n_check", n_check), ("fixed", None if fixed else fixed)),
