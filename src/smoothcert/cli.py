@@ -98,30 +98,32 @@ def _noise_values(args: argparse.Namespace) -> dict[str, object]:
     return {name: getattr(args, name) for name in noise_flags()}
 
 
+def _question_defaults(option: str, looks: bool = True) -> str:
+    """The default of an adaptive ``option`` for the largest radius and with ``--radius`` (and, with
+    ``looks``, the looks bound's), read from [`DEFAULTS`][smoothcert.certificates.sequential.DEFAULTS]."""
+    def pair(bound: str) -> str:
+        return f"{DEFAULTS[bound]['largest'][option]:g}, {DEFAULTS[bound]['target'][option]:g}"
+    return f"default {pair(DEFAULT_BOUND)} with --radius" + (f" (looks: {pair('looks')})" if looks else "")
+
+
 def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
     SamplingOptions.add_flags(p, ("sampling",))
-    exact, looks = DEFAULTS[DEFAULT_BOUND], DEFAULTS["looks"]
     p.add_argument("--bound", choices=tuple(BOUNDS), default=None,
                    help="adaptive: exact = exact group-sequential boundaries (default; a resumed log keeps its "
                         "own), looks = Clopper-Pearson at growing looks with alpha split over them, anytime = "
                         "mixture confidence sequence after every --step samples")
-    p.add_argument("--step", type=int, default=None,
-                   help=f"adaptive: first look (exact, looks) or batch between looks (anytime); default "
-                        f"{exact['largest']['step']}, {exact['target']['step']} with --radius "
-                        f"(looks: {looks['largest']['step']}, {looks['target']['step']})")
-    p.add_argument("--beta", type=float, default=None,
-                   help=f"adaptive: futility level (costs power, never validity); default "
-                        f"{exact['largest']['beta']:g}, {exact['target']['beta']:g} with --radius "
-                        f"(looks: {looks['largest']['beta']:g}, {looks['target']['beta']:g})")
+    p.add_argument("--step", type=int, default=None, help="adaptive: first look (exact, looks) or batch between "
+                   f"looks (anytime); {_question_defaults('step')}")
+    p.add_argument("--beta", type=float, default=None, help="adaptive: futility level (costs power, never validity); "
+                   f"{_question_defaults('beta')}")
     p.add_argument("--futility", choices=FUTILITY, default=None,
                    help="adaptive: how a radius is found out of reach: spent (exact bound, default) = futility "
                         "boundaries that stop at most beta of the time at the rate the last look needs; looks and "
                         "anytime: threshold = the futility bound is below its threshold, final (default) = the "
                         "last look could not certify it at that rate")
     if certify:
-        SamplingOptions.add_flags(p, ("n0",), help={"n0": f"selection samples (default 1000 as the paper with fixed "
-                                                          f"sampling; adaptive: {exact['largest']['n0']}, "
-                                                          f"{exact['target']['n0']} with --radius)"})
+        SamplingOptions.add_flags(p, ("n0",), help={"n0": "selection samples (default 1000 as the paper with fixed "
+                                                          f"sampling; adaptive: {_question_defaults('n0', looks=False)})"})
         p.add_argument("--radius", type=float, default=None,
                        help="adaptive: only ask whether each image is certified at this radius (stops much sooner)")
         p.add_argument("--certificate", choices=certificate_names(),
