@@ -2,9 +2,10 @@
 samples at what level ([`SamplingOptions`][SamplingOptions]) and where and how fast the work runs
 ([`RuntimeOptions`][RuntimeOptions]). Each validates itself when made, naming the bad field; the
 command line's flags, defaults and help are derived from their fields
-([`add_flags`][smoothcert.options.Bundle.add_flags], [`from_args`][smoothcert.options.Bundle.from_args]), so a default is written once. A job takes the bundles as objects
-(``data=DataOptions(max_images=10)``) or their fields one by one as keywords (``max_images=10``),
-which [`gather`][gather] sorts into the bundles; a field the job does not read is refused by name."""
+([`add_flags`][smoothcert.options.Bundle.add_flags], [`from_args`][smoothcert.options.Bundle.from_args]),
+so a default is written once. A job takes the bundles as objects (``data=DataOptions(max_images=10)``)
+or their fields one by one as keywords (``max_images=10``), which [`gather`][gather] sorts into the
+bundles; a field the job does not read is refused by name."""
 
 from __future__ import annotations
 
@@ -90,11 +91,12 @@ class Bundle:
             f = cls._field(name)
             spec = {k: v for k, v in f.metadata.items() if k not in ("flag", "help", "invert")}
             default = defaults.get(name, f.default)
+            text = help.get(name, f.metadata["help"])
             if f.metadata.get("invert"):  # --quiet sets progress to False
-                parser.add_argument(cls.flag(name), dest=name, action="store_false", help=help.get(name, f.metadata["help"]))
+                parser.add_argument(cls.flag(name), dest=name, action="store_false", help=text)
                 continue
             parser.add_argument(cls.flag(name), dest=name, default=default, **spec,
-                                help=help.get(name, f.metadata["help"]).replace("{default}", str(default)))
+                                help=text.replace("{default}", str(default)))
 
     @classmethod
     def from_args(cls: type[B], args: argparse.Namespace, names: Iterable[str] | None = None, **values: Any) -> B:
