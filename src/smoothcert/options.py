@@ -21,6 +21,7 @@ import torch
 from .classifiers.smoothed import SAMPLINGS, Sampling, as_sampling
 from .data import DATASETS, SPLITS
 from .errors import ArgumentError, check_alpha, check_count
+from .runtime.distributed import rank_device
 from .runtime.seeding import DEVICES
 from .runtime.speed import AMP_DTYPES, SWITCHES, Switch
 
@@ -236,8 +237,10 @@ class RuntimeOptions(Bundle):
             raise ArgumentError("amp", self.amp, "{name} must be bf16 or fp16, got {value}")
 
     def speed(self) -> dict[str, Any]:
-        """The classifier-loading options: ``batch_size``, ``device``, ``compile``, ``channels_last``, ``amp``."""
-        return {name: getattr(self, name) for name in ("batch_size", "device", "compile", "channels_last", "amp")}
+        """The classifier-loading options but ``amp``: ``batch_size``, ``compile``, ``channels_last`` and the
+        ``device`` resolved for this rank ([`rank_device`][smoothcert.runtime.distributed.rank_device])."""
+        return {"batch_size": self.batch_size, "device": rank_device(self.device), "compile": self.compile,
+                "channels_last": self.channels_last}
 
 
 BUNDLES: dict[str, type[Bundle]] = {"data": DataOptions, "samples": SamplingOptions, "runtime": RuntimeOptions}

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import read_config
-from ..classifiers import load_classifier
 from ..errors import check_count
 from ..options import DataOptions, RuntimeOptions, SamplingOptions, gather
 from ..reports import RunLog, plot_certified_accuracy, read_log
 from ..runner.jobs import evaluate
+from ..runner.log import TsvLog
 from ..training import Method, get_recipe, train_classifier
 
 def check_counts(*, max_images: int | None = None, n0: int | None = None, n: int | None = None,
@@ -90,9 +90,10 @@ def certify_deterministic(run_dir: Path, data: DataOptions, runtime: RuntimeOpti
                           **options: Any) -> tuple[RunLog, int]:
     """Certify the test images ``data`` names with the deterministic classifier of ``run_dir/model``
     (``options``: ``vote``, ``theta``, ``patch``) into ``run_dir/<name>.tsv`` by the
-    [`evaluate`][smoothcert.runner.jobs.evaluate] job; returns the log and the forward passes per image."""
-    path = evaluate(run_dir / "model", run_dir / f"{name}.tsv", **options, data=data, runtime=runtime)
-    return read_log(_finished(path), name=name), load_classifier(run_dir / "model", device="cpu", **options).copies
+    [`evaluate`][smoothcert.runner.jobs.evaluate] job; returns the log and the forward passes per image
+    (the ``n`` the log records: one per ablation set)."""
+    path = _finished(evaluate(run_dir / "model", run_dir / f"{name}.tsv", **options, data=data, runtime=runtime))
+    return read_log(path, name=name), TsvLog.recorded(path)["n"]
 
 
 def _finished(log: Path | None) -> Path:

@@ -165,9 +165,7 @@ def _oracles(checkpoint: str | Path, samples: SamplingOptions, runtime: RuntimeO
     substitute jobs also ask the classifier what it can do. Adaptive PREDICT options left unset
     come from ``recorded`` (the sampling an attack log being resumed recorded), else the defaults."""
     config = read_config(checkpoint)
-    speed = {**runtime.speed(), "device": rank_device(runtime.device)}
-    speed.pop("amp")
-    classifier = load_classifier(checkpoint, **speed, **load)
+    classifier = load_classifier(checkpoint, **runtime.speed(), **load)
     n, alpha, sampling = samples.n, samples.alpha, samples.sampling
     if classifier.samples:
         _, n, alpha, sampling = check_sampling(classifier, "predict", tuple(config["image_size"]),
@@ -225,7 +223,7 @@ def evaluate(
     dataset, images = checkpoint_dataset(config, data.dataset, data.split, data.data_root)
     classifier: Classifier = load_classifier(
         checkpoint, denoiser, certificate=certificate, vote=vote, theta=theta, patch=patch,
-        **{**runtime.speed(), "device": rank_device(runtime.device)})
+        **runtime.speed(), amp=runtime.amp)
     n0, n, alpha, sampling = check_sampling(classifier, mode, tuple(config["image_size"]), n0=samples.n0, n=samples.n,
                                             alpha=samples.alpha, sampling=samples.sampling)
     selection = n0 if n0 is not None else 1000  # run_dataset's default n0: the log's, else 1000 or fewer
