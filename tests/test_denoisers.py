@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from smoothcert.checkpoint import save_checkpoint
+from smoothcert.checkpoint import checkpoint_lock, save_checkpoint
 from smoothcert.data import ImageDataset
 from smoothcert.decrop import state_hash
 from smoothcert.denoisers import (
@@ -21,6 +21,7 @@ from smoothcert.classifiers import smoothed_denoised
 from smoothcert.models import MnistCNN
 from smoothcert.noises import Ablation, Gaussian
 from smoothcert.reproductions import reproduce_denoised
+from smoothcert.runtime.locking import InUseError
 
 TINY = {"depth": 3, "width": 4, "device": "cpu", "progress": False}
 
@@ -257,3 +258,7 @@ def test_reproduce_denoised_small_run_resumes(tmp_path, capsys):
     stamp = (tmp_path / "decrop-small" / "denoiser" / "denoiser.safetensors").stat().st_mtime_ns
     assert reproduce_denoised(out=tmp_path, **small) == text
     assert (tmp_path / "decrop-small" / "denoiser" / "denoiser.safetensors").stat().st_mtime_ns == stamp
+    for folder in ("decrop-small", "inpaint-full"):  # a denoiser another run is training is not touched
+        with checkpoint_lock(tmp_path / folder / "denoiser"), \
+                pytest.raises(InUseError, match=f"{folder}/denoiser is in use by another smoothcert process"):
+            reproduce_denoised(out=tmp_path, **small)

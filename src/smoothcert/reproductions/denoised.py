@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ..certificates import max_gaussian_radius
-from ..checkpoint import load_checkpoint, read_config, weights_sha256
+from ..checkpoint import checkpoint_lock, load_checkpoint, read_config, weights_sha256
 from ..classifiers import SmoothedClassifier
 from ..data import load_dataset
 from ..denoisers import (
@@ -102,6 +102,12 @@ def reproduce_denoised(
                            progress=progress, **sampling)
         return read_log(path, name=name)
 
+    def trained(folder: str, **training: Any) -> torch.nn.Module:
+        """The denoiser of ``out/folder`` (trained, or reused when finished); its checkpoint is locked
+        meanwhile, so a second run on the same ``out`` is refused instead of writing it too."""
+        with checkpoint_lock(out / folder / "denoiser"):
+            return train_denoiser(base, train, out=out / folder / "denoiser", **common, **training)[0]
+
     gaussian = Gaussian(sigma)
     pct = f"{100 * fraction:g}%"
     runs = [  # (folder, row name, method, data fraction, epochs, paper context)
@@ -114,8 +120,8 @@ def reproduce_denoised(
     ]
     rows_in = [("none", "no denoiser", base, (None, *SALMAN_CIFAR10["none"]))]
     for folder, name, method, frac, epochs, paper_row in runs:
-        denoiser, _ = train_denoiser(base, train, method=method, sigma=sigma, data_fraction=frac, epochs=epochs,
-                                     out=out / folder / "denoiser", cache_dir=out / "decrop-cache", **common)
+        denoiser = trained(folder, method=method, sigma=sigma, data_fraction=frac, epochs=epochs,
+                           cache_dir=out / "decrop-cache")
         rows_in.append((folder, name, denoised_classifier(denoiser, base), paper_row))
     header = ["denoiser", *(f"ours: r={r:g}" for r in DENOISED_RADII), "ours: ACR",
               *(f"CIFAR-10 paper: r={r:g}" for r in DENOISED_RADII)]
@@ -153,8 +159,7 @@ def reproduce_denoised(
     published = publish(text, out / "denoised.md", logs, xlabel="radius (L2, [0, 1] pixel units)")
 
     ablation = Ablation(k)
-    inpainter, _ = train_denoiser(base, train, method="mse", noise=ablation, epochs=full_epochs,
-                                  out=out / "inpaint-full" / "denoiser", **common)
+    inpainter = trained("inpaint-full", method="mse", noise=ablation, epochs=full_epochs)
     channels = train.channels
     variants = [("ablation-direct", "clean classifier (first channel of the ablated input)",
                  torch.nn.Sequential(KeepChannels(channels), base)),
