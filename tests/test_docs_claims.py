@@ -153,19 +153,19 @@ DEMO = "docs/results/demo/certify.tsv"
     (f"<!-- claim: images {DEMO} -->120 digits", True),
     (f"<!-- claim: images {DEMO} -->121 digits", False),
     (f"<!-- claim: images {DEMO} docs/results/table2/k45-pointwise.tsv -->120 digits", None),  # 120 and 50 images
-    (f"<!-- claim: s/image {DEMO} -->**0.93 s per image**", True),
-    (f"<!-- claim: s/image {DEMO} -->0.95 s per image", False),
-    (f"<!-- claim: s/image {DEMO} -->0.935 s per image", False),  # more digits, less rounding
+    (f"<!-- claim: s/image {DEMO} -->**0.82 s per image**", True),
+    (f"<!-- claim: s/image {DEMO} -->0.84 s per image", False),
+    (f"<!-- claim: s/image {DEMO} -->0.815 s per image", False),  # more digits, less rounding
     ("<!-- claim: s/image docs/results/table2/k45-sparse-rs.tsv -->19.7 s per digit", True),
-    ("<!-- claim: samples/image docs/results/demo/certify-adaptive.tsv -->4,039 samples", True),
-    ("<!-- claim: samples/image docs/results/demo/certify-adaptive.tsv -->4,100 samples", False),
-    (f"<!-- claim: wall {DEMO} -->2 min", True),  # 111.6 s of images
-    (f"<!-- claim: wall {DEMO} -->1 min 50 s", False),
-    (f"<!-- claim: wall {DEMO} -->112 seconds", True),
-    (f"<!-- claim: wall {DEMO} -->111 s", False),
-    (f"<!-- claim: wall {DEMO} -->1 min\n52 s", True),  # a duration wrapped onto the next line
-    (f"<!-- claim: wall {DEMO} -->1 min\n51 s", False),
-    (f"<!-- claim: differ {DEMO} docs/results/demo/certify-adaptive.tsv -->4 of 120 rows", True),  # idx 6, 16, 27, 105
+    ("<!-- claim: samples/image docs/results/demo/certify-adaptive.tsv -->3,239 samples", True),
+    ("<!-- claim: samples/image docs/results/demo/certify-adaptive.tsv -->3,300 samples", False),
+    (f"<!-- claim: wall {DEMO} -->2 min", True),  # 97.9 s of images
+    (f"<!-- claim: wall {DEMO} -->1 min 37 s", False),
+    (f"<!-- claim: wall {DEMO} -->98 seconds", True),
+    (f"<!-- claim: wall {DEMO} -->97 s", False),
+    (f"<!-- claim: wall {DEMO} -->1 min\n38 s", True),  # a duration wrapped onto the next line
+    (f"<!-- claim: wall {DEMO} -->1 min\n37 s", False),
+    (f"<!-- claim: differ {DEMO} docs/results/demo/certify-adaptive.tsv -->4 of 120 rows", True),  # idx 6, 16, 27, 34
     (f"<!-- claim: differ {DEMO} docs/results/demo/certify-adaptive.tsv -->3 of 120 rows", False),
     (f"<!-- claim: differ {DEMO} {DEMO} -->0 rows", True),
     (f"<!-- claim: images {DEMO} -->many digits", None),
