@@ -22,8 +22,19 @@ Kullback-Leibler divergence is the Bernoulli one),
 Each is a lower bound on the same E_p[N], so their maximum is one too. A procedure that does not know
 p, faces the whole null p <= tau_r and selects the class can only need more.
 
-    python benchmarks/wald_bound.py docs/results/floor/certify-fixed.tsv
-    python benchmarks/wald_bound.py docs/results/floor/mnist-ablation-fixed-2000.tsv
+PREDICT (with ``--votes``, the class shares of simulate_adaptive.py): answering the top class c of
+shares q is wrong at q' where c is not on top; the nearest such q' merges the top two shares p1, p2
+at their mean, so answering with probability 1 - beta costs d(1 - beta, alpha) / KL(q || q'). A
+digit fixed n leaves unanswered at its expected counts, with a gap p1 - p2 below g* (where fixed
+n answers half the time), may be given up, but a procedure that answers at least as often as fixed
+n at gap g* and is valid at the mirrored shares (p2, p1) draws, whatever its answer rate a there,
+min over a of max(d(a, alpha) / KL(q || mirrored), d(a, 1/2) / KL(q || gap g*)). The floor
+counts only the digits fixed n answers rightly; a procedure cannot see the label, so the
+label-blind column also charges the digits fixed n answers wrongly.
+
+    cd benchmarks
+    python wald_bound.py ../docs/results/floor/certify-fixed.tsv --votes ../runs/floor/votes.npy
+    python wald_bound.py ../docs/results/floor/mnist-ablation-fixed-2000.tsv --votes ../runs/mnist-ablation/votes.npy
 """
 
 from __future__ import annotations
@@ -33,9 +44,9 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.stats import binom
+from scipy.stats import binom, binomtest
 
-from simulate_adaptive import ALPHA, N_MAX, TAU, cp_lower, oracle, radius, read_log
+from simulate_adaptive import ALPHA, N_MAX, TAU, class_probabilities, cp_lower, oracle, predict_floor, radius, read_log
 
 
 def kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -70,11 +81,51 @@ def give_up(p: np.ndarray, next_radius: np.ndarray, alpha: float) -> np.ndarray:
     return out
 
 
+def answers(p1: float, p2: float) -> bool:
+    """Fixed n's PREDICT (Cohen et al.'s binomial test at alpha) answers the top class at the expected counts."""
+    a, b = round(p1 * N_MAX), round(p2 * N_MAX)
+    return a > b and binomtest(a, a + b, 0.5).pvalue <= ALPHA
+
+
+def half_gap(total: float) -> float:
+    """g*: the gap p1 - p2 (p1 + p2 = ``total``) at which fixed n answers the top class half the time,
+    at the expected number m of top-two votes."""
+    m = round(total * N_MAX)
+    counts = np.arange(m // 2 + 1, m + 1)
+    critical = counts[np.minimum(1, 2 * binom.sf(counts - 1, m, 0.5)) <= ALPHA][0]
+    return brentq(lambda g: binom.sf(critical - 1, m, (total + g) / (2 * total)) - 0.5, 0, total, xtol=1e-9)
+
+
+def predict_bounds(q: np.ndarray, label: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PREDICT's floor and lower bounds per digit: answering (charged where fixed n answers rightly, or
+    label-blind wherever it answers) and giving up (see the module docstring)."""
+    first, second = np.sort(q, 1)[:, -1], np.sort(q, 1)[:, -2]
+    answered = np.array([answers(a, b) for a, b in zip(first, second)])
+    right = answered & (q.argmax(1) == label)
+    rates = np.linspace(1e-6, 1 - 1e-6, 20_001)
+    answer, give_up = np.zeros(len(q)), np.zeros(len(q))
+    for i, (p1, p2) in enumerate(zip(first, second)):
+        pair = np.array([p1, p2])
+
+        def divergence(a: float, b: float) -> float:  # KL(q || q'), q' moving the top two shares to a, b
+            return float(p1 * np.log(p1 / a) + p2 * np.log(p2 / b))
+
+        if answered[i]:
+            answer[i] = kl(np.array(1 - beta), np.array(ALPHA)) / divergence(pair.mean(), pair.mean())
+        elif p1 > p2 and p1 - p2 < (g := half_gap(p1 + p2)):
+            mirrored, target = divergence(p2, p1), divergence((p1 + p2 + g) / 2, (p1 + p2 - g) / 2)
+            give_up[i] = np.min(np.maximum(kl(rates, np.array(ALPHA)) / mirrored, kl(rates, np.array(0.5)) / target))
+    floor = predict_floor(q, right)
+    return floor, np.minimum(np.where(right, answer, give_up), N_MAX), np.minimum(answer + give_up, N_MAX)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("logs", type=Path, nargs="+", help="fixed-sampling certify logs (their digits are pooled)")
     parser.add_argument("--betas", default="0.5,0.2,0.05", help="miss probabilities to tabulate")
     parser.add_argument("--targets", default="2,4,8", help="target radii of the one-radius question")
+    parser.add_argument("--votes", type=Path, nargs="*", default=[],
+                        help="one .npy of measured votes per log (simulate_adaptive.py's): also bound PREDICT")
     args = parser.parse_args()
     logs = [read_log(path) for path in args.logs]
     p = np.concatenate([log["p"] for log in logs])
@@ -98,6 +149,18 @@ def main() -> None:
         name = "largest radius" if target is None else f"R = {target}"
         print(f"| {name} | {floor:,.0f} | "
               + " | ".join(f"{b.mean():,.0f} ({b.mean() / floor:.2f}x)" for b in [*bounds, futile, *both]) + " |")
+    if args.votes:
+        q = np.concatenate([class_probabilities(log, np.load(path), 10, 0.0)
+                            for log, path in zip(logs, args.votes, strict=True)])
+        label = np.concatenate([log["label"] for log in logs])
+        print("\n| PREDICT | floor | " + " | ".join(f"bound, beta {b:g} | label-blind, beta {b:g}" for b in betas[1:])
+              + " |")
+        print("|---|---:|" + "---:|---:|" * len(betas[1:]))
+        cells = []
+        for beta in betas[1:]:
+            floor, bound, blind = predict_bounds(q, label, beta)
+            cells += [f"{b.mean():,.1f} ({b.mean() / floor.mean():.2f}x)" for b in (bound, blind)]
+        print(f"| all digits | {floor.mean():,.1f} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
