@@ -99,6 +99,21 @@ def test_spending_sums_to_alpha_and_looks_end_at_n_max():
     assert list(GroupSequentialCP(100, 2.0).looks(50)) == [50]
 
 
+@pytest.mark.parametrize("options", [Adaptive(step=1, growth=1.2), Adaptive(step=3, growth=1.2, bound="looks"),
+                                     Adaptive(step=1, growth=1.2, radius=2)])
+def test_a_small_first_look_draws_new_samples_at_every_look(options):
+    """First looks below 1 / (growth - 1) round several looks onto one (1, 1, 1, 2, ... at x1.2): each
+    look is drawn once, so certify and predict run (they stopped at a look of no samples before)."""
+    for family in (options.settled().family(), options.settled(predict=True).family()):
+        looks = family.looks(200)
+        assert looks[0] == options.step and looks[-1] == 200 and np.all(np.diff(looks) > 0)
+    smoothed = SmoothedClassifier(Constant(), Ablation(45), 10, device="cpu")
+    x = torch.full((1, 28, 28), 0.5)
+    assert smoothed.predict(x, 200, 0.05, generator(0, 3), sampling=options) == 3
+    cert = smoothed.certify(x, 10, 200, 0.05, generator(0, 3), sampling=options)
+    assert cert.predict == 3 and cert.radius >= (options.radius or 0)
+
+
 @pytest.mark.parametrize("count, n", [(1, 1), (0, 10), (7, 10), (10, 10), (950, 1000), (3, 4000)])
 def test_mixture_bound_is_the_root_of_the_martingale(count, n):
     alpha = 0.05

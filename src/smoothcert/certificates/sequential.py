@@ -135,11 +135,13 @@ def check_schedule(first: int, growth: float) -> None:
 
 
 def schedule(first: int, growth: float, n_max: int) -> np.ndarray:
-    """Looks ``first, first * growth, ...`` (rounded) ending exactly at ``n_max``."""
+    """Looks ``first, first * growth, ...`` (rounded, a look that rounds onto the one before it
+    skipped) ending exactly at ``n_max``."""
     n_max = check_integer(n_max, "n_max", 1)
     looks, n = [], float(first)
     while round(n) < n_max:
-        looks.append(round(n))
+        if not looks or round(n) > looks[-1]:
+            looks.append(round(n))
         n *= growth
     if looks and n_max < looks[-1] * (1 + (growth - 1) / 2):
         looks.pop()  # a last step much shorter than the others costs a look for few samples
