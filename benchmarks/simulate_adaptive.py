@@ -6,7 +6,9 @@ made by ``--measure``), or all of it goes to one runner-up (the worst case for s
 Sequential CERTIFY (:func:`smoothcert.certificates.sequential.certify_steps`, Levine & Feizi 2020
 Corollary 1 for d = 784, k = 45) is replayed with multinomial and binomial draws, vectorised over
 images and repetitions: selection on ``n0`` votes, then group-sequential Clopper-Pearson looks
-with a futility rule (``threshold`` or ``final``) at ``beta``. The paper's fixed protocol (n0 =
+with a futility rule (``threshold`` or ``final``) at ``beta``, or the exact bound's boundaries;
+with ``n0 = 0`` (one radius, exact bound) every class's votes are drawn and the class that leads at
+each look is tested, at the library's folded level. The paper's fixed protocol (n0 =
 1,000, n = 10,000) is replayed on the same shares as the yardstick. Printed per question (largest
 radius, each target radius): the old and the current defaults (``DEFAULTS``) and the cheapest grid
 settings that lose at most ``--tolerance`` more than the old ones against fixed n: expected
@@ -45,7 +47,8 @@ from scipy.stats import binom, binomtest, wilcoxon
 
 from smoothcert.certificates import delta
 from smoothcert.certificates.sequential import (ABSTAIN, DEFAULT_BOUND, DEFAULTS, Adaptive, ExactLooks,
-                                                 GroupSequentialCP, exact_thresholds, predict_steps, spend)
+                                                 GroupSequentialCP, exact_thresholds, folded_level, predict_steps,
+                                                 spend)
 
 D, K, ALPHA, N_MAX = 784, 45, 0.05, 10_000
 TAU = 0.5 + delta(np.arange(13), D, K)  # radius r needs p_lower > tau_r; tau_12 > 1 caps it at 11
@@ -170,6 +173,8 @@ def sequential(q: np.ndarray, s: Setting, target: float | None,
                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Selected class, certified radius (-1: abstain) and samples (selection included) of
     sequential CERTIFY on images with class probabilities ``q`` (..., classes)."""
+    if s.n0 == 0:
+        return folded_replay(q, s, target, rng)
     chosen, p = select(q, s.n0, rng)
     if s.bound == "exact":
         return (chosen, *exact_replay(p, s, target, rng))
@@ -217,6 +222,35 @@ def exact_replay(p: np.ndarray, s: Setting, target: float | None,
         if not alive.any():
             break
     return np.where(best >= 0, radii[np.maximum(best, 0)], -1), used + s.n0
+
+
+def folded_replay(q: np.ndarray, s: Setting, target: float | None,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The one-radius test with ``n0 = 0`` (:func:`smoothcert.certificates.sequential._exact_steps`
+    with no selected class): at each look the leading class (first on ties) is certified at its
+    crossing boundary or given up at its futility one, the boundaries at the library's folded level."""
+    if s.bound != "exact" or target is None:
+        raise ValueError("n0 = 0 is the exact bound's one-radius question")
+    family = ExactLooks(s.first, s.growth, s.rho)
+    level = folded_level(Cor1(), 1.0, target, family, N_MAX, ALPHA, s.beta, q.shape[-1])
+    grid = exact_thresholds(Cor1(), 1.0, target, family, N_MAX, level, s.beta)
+    counts = np.zeros(q.shape, dtype=np.int64)
+    alive = np.ones(q.shape[:-1], dtype=bool)
+    certified = np.zeros(q.shape[:-1], dtype=bool)
+    used = np.zeros(q.shape[:-1], dtype=np.int64)
+    leader = np.zeros(q.shape[:-1], dtype=np.int64)
+    previous = 0
+    for j, m in enumerate(grid.looks if len(grid.radii) else []):
+        counts += rng.multinomial(np.where(alive, m - previous, 0), q)
+        used, previous = np.where(alive, m, used), m
+        leader = np.where(alive, counts.argmax(-1), leader)
+        count = np.take_along_axis(counts, leader[..., None], -1)[..., 0]
+        crossed = alive & (count >= grid.crossing[0, j])
+        certified |= crossed
+        alive &= ~crossed & (count > grid.futility[0, j])
+        if not alive.any():
+            break
+    return leader, np.where(certified, int(target), -1), used
 
 
 def fixed(q: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -378,7 +412,7 @@ def main() -> None:
     expected_radius = radius(cp_lower(p * N_MAX, N_MAX, ALPHA))
     print(f"fixed n0=1000 n=10000: 11,000 samples, ACR {base_acr:.3f}, certified % r=0..11 "
           + " ".join(f"{a:.1f}" for a in base_acc))
-    for n0 in sorted({int(v) for v in args.n0.split(",")} | {100, 1000}):
+    for n0 in sorted({int(v) for v in args.n0.split(",") if int(v) > 0} | {100, 1000}):
         wrong = select(Q, n0, np.random.default_rng(2))[0] != top
         print(f"selection on n0={n0:4d}: another class than the top one in {100 * wrong.mean():.2f}% of runs "
               f"(images with p > tau_0: {100 * wrong[:, p > TAU[0]].mean():.2f}%)")

@@ -1,6 +1,7 @@
 """Exact group-sequential boundaries (smoothcert.certificates.boundaries) and the exact bound of
 sequential CERTIFY: crossing probabilities checked by enumerating every vote path, and the
-procedure's wrong-radius rate computed exactly over binomial paths (selection included) and by
+procedure's wrong-radius rate computed exactly over binomial paths (selection included), over
+three-class multinomial paths for the test that selects its class itself (n0 = 0), and by
 Monte-Carlo at the worst case, p exactly at a radius's threshold."""
 
 import itertools
@@ -8,11 +9,13 @@ import math
 
 import numpy as np
 import pytest
+from scipy.signal import fftconvolve
 from scipy.stats import binom, multinomial
 
 from smoothcert.certificates import delta
 from smoothcert.certificates.boundaries import crossing_bounds, crossing_probability, futility_bounds, spent
-from smoothcert.certificates.sequential import Adaptive, ExactLooks, certify_steps, exact_thresholds
+from smoothcert.certificates.sequential import (Adaptive, ExactLooks, certify_steps, exact_thresholds, folded_level,
+                                                 others_crossing)
 from test_sequential import run_bernoulli
 
 D, K = 784, 45
@@ -145,6 +148,94 @@ def test_exact_certify_is_wrong_at_most_alpha_by_monte_carlo(alpha, options):
         outcome = run_bernoulli(certify_steps(cor1, 30, 2000, alpha, options), TAU[4], rng)
         wrong += outcome.radius >= 4 or (outcome.top != 0 and not math.isnan(outcome.radius))
     assert wrong / runs <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
+
+
+def folded_wrong_rate(p: tuple[float, float, float], options: Adaptive, n_max: int, alpha: float) -> float:
+    """P_p(the one-radius test with n0 = 0 certifies a class whose share is at most tau), exactly over
+    the three classes' count paths: at each look the leading class (the first on ties) is certified
+    once its count reaches the crossing boundary and given up at or below the futility one."""
+    options = options.settled()
+    level = folded_level(cor1, 1.0, options.radius, options.family(), n_max, alpha, options.beta, len(p))
+    grid = exact_thresholds(cor1, 1.0, options.radius, options.family(), n_max, level, options.beta)
+    law, used, wrong = np.ones((1, 1)), 0, 0.0
+    for j, look in enumerate(grid.looks):
+        fresh = int(look) - used
+        a, b = np.indices((fresh + 1, fresh + 1))
+        step = np.where(a + b <= fresh, multinomial.pmf(np.stack([a, b, np.maximum(fresh - a - b, 0)], -1), fresh, p),
+                        0.0)
+        law, used = np.clip(fftconvolve(law, step), 0.0, None), int(look)
+        a, b = np.indices(law.shape)
+        counts = np.stack([a, b, used - a - b], -1)
+        possible = counts[..., 2] >= 0
+        leader, count = counts.argmax(-1), counts.max(-1)
+        certified = possible & (count >= grid.crossing[0, j])
+        wrong += float(law[certified & (np.asarray(p)[leader] <= grid.tau[0])].sum())
+        law = np.where(certified | (possible & (count <= grid.futility[0, j])), 0.0, law)
+    return wrong
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.01])
+@pytest.mark.parametrize("options", [Adaptive(radius=2), Adaptive(radius=4), Adaptive(radius=0),
+                                     Adaptive(radius=4, beta=0.9, step=5, growth=1.5, rho=3.0)],
+                         ids=["target2", "target4", "target0", "target4-late"])
+def test_a_test_that_selects_its_class_is_wrong_at_most_alpha_over_all_paths(alpha, options):
+    """n0 = 0: the worst cases with three classes, all at or below tau_R (any certificate is wrong):
+    one class at tau_R and the rest on one or two others, two classes tied at 1/2 (at R = 0 both
+    sit at the threshold: the level is about halved, and the error comes near alpha), and all
+    three equal. Exact over vote paths."""
+    n_max, tau = 300, TAU[int(options.radius)]
+    level = folded_level(cor1, 1.0, options.radius, options.settled().family(), n_max, alpha,
+                         options.settled().beta, 3)
+    assert level <= alpha and (level < 0.6 * alpha if options.radius == 0 else level > 0.9 * alpha)
+    rates = {p: folded_wrong_rate(p, options, n_max, alpha)
+             for p in ((tau, 1 - tau, 0.0), (tau, (1 - tau) / 2, (1 - tau) / 2), (0.5, 0.5, 0.0), (1 / 3,) * 3)}
+    assert max(rates.values()) <= alpha
+    assert rates[(tau, 1 - tau, 0.0)] > alpha / 20  # the computation sees crossings: not vacuous
+
+
+def test_the_other_classes_term_bounds_every_share_below_the_leader():
+    """others_crossing is the sum of g(min(1/i, tau)) (computed term by term, then bounded by the
+    last term times the classes left) and grows with the number of classes."""
+    looks = ExactLooks(20, 1.3, 0.25).looks(2000)
+    bounds = crossing_bounds(TAU[2], looks, spent(0.05, looks, 0.25))
+    terms = [crossing_probability(bounds, looks, min(1 / i, TAU[2])) for i in range(2, 11)]
+    assert others_crossing(bounds, looks, TAU[2], 10) == pytest.approx(sum(terms), rel=1e-6, abs=1e-14)
+    assert others_crossing(bounds, looks, TAU[2], 2) <= others_crossing(bounds, looks, TAU[2], 1000)
+    assert sum(terms) <= others_crossing(bounds, looks, TAU[2], 1000) < 0.05
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.01])
+def test_a_test_that_selects_its_class_is_wrong_at_most_alpha_by_monte_carlo(alpha):
+    """The library's coroutine with n0 = 0 and ten classes: one at tau_4 and the rest spread, or all
+    of the rest on a runner-up; every class is at or below tau_4, so any certificate is wrong."""
+    rng = np.random.default_rng(int(alpha * 1000) + 7)
+    runs = 1500
+    for p in ((TAU[4], *[(1 - TAU[4]) / 9] * 9), (TAU[4], 1 - TAU[4], *[0.0] * 8)):
+        wrong = 0
+        for _ in range(runs):
+            steps = certify_steps(cor1, 0, 2000, alpha, Adaptive(radius=4), num_classes=10)
+            try:
+                num = next(steps)
+                while True:
+                    num = steps.send(rng.multinomial(num, p))
+            except StopIteration as done:
+                wrong += not math.isnan(done.value.radius)
+        assert wrong / runs <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
+
+
+def test_a_test_that_selects_its_class_certifies_the_leader():
+    """Class 2 leads: it is certified without selection samples, at the first look that crosses."""
+    rng = np.random.default_rng(3)
+    p = (0.05, 0.05, 0.9)
+    steps = certify_steps(cor1, 0, 10_000, 0.05, Adaptive(radius=4), num_classes=3)
+    num = next(steps)
+    assert num == Adaptive(radius=4).settled().step  # the first look, not n0
+    try:
+        while True:
+            num = steps.send(rng.multinomial(num, p))
+    except StopIteration as done:
+        outcome = done.value
+    assert outcome.top == 2 and outcome.radius == 4 and outcome.n <= 60
 
 
 def test_exact_certificate_reports_the_threshold_it_crossed():

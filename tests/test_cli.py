@@ -324,6 +324,44 @@ def test_a_predict_log_written_with_the_old_predict_schedule_resumes_with_it(tin
     assert {int(r[4]) for r in _rows(out)[1:]} <= {100, 200, 400}
 
 
+def test_a_one_radius_log_written_with_selection_samples_resumes_with_them(tiny, tmp_path):
+    """Until 2026-12-05 the one-radius question drew n0 = 30 selection samples and looked first at 10;
+    the test now selects the class itself (n0 = 0, first look 20). A log records both, and re-running
+    its command goes on with them."""
+    out, whole = tmp_path / "old.tsv", tmp_path / "whole.tsv"
+    before = {"scheme": "adaptive", "bound": "exact", "radius": 1.0, "beta": 0.6, "step": 10, "growth": 1.3,
+              "futility": "spent", "rho": 0.25}
+    smoothed = SmoothedClassifier.from_checkpoint(tiny["model"], batch_size=64, device="cpu")
+    for log, images in ((out, 3), (whole, 6)):
+        run_dataset(smoothed, load_dataset(tiny["data"], "test"), log, n0=30, n=400, alpha=0.05,
+                    indices=list(range(images)), sampling=Adaptive(radius=1, step=10),
+                    settings=run_settings(tiny["model"], tiny["data"], "test"), progress=False)
+        assert json.loads(log.with_name(log.name + ".json").read_text())["sampling"] == before
+    assert main(["certify", "--checkpoint", tiny["model"], "--dataset", tiny["data"], "--n", "400", "--radius", "1",
+                 "--alpha", "0.05", "--batch-size", "64", "--device", "cpu", "--quiet", "--max", "6",
+                 "--out", str(out)]) == 0  # no --n0, no --step: the log's
+    settings = json.loads((tmp_path / "old.tsv.json").read_text())
+    assert (settings["n0"], settings["sampling"]) == (30, before)
+    assert _without_time(_rows(out)) == _without_time(_rows(whole))
+
+
+def test_no_selection_samples_only_where_the_test_selects(tiny, tmp_path, capsys):
+    """--n0 0: the exact bound's one-radius test certifies the class that leads it; a new one-radius
+    log does so by default. Elsewhere 0 is refused, naming --n0."""
+    assert _certify(tiny, tmp_path / "r.tsv", "--radius", "1", "--max", "3", "--n0", "0") == 0
+    assert json.loads((tmp_path / "r.tsv.json").read_text())["n0"] == 0
+    assert main(["certify", "--checkpoint", tiny["model"], "--n", "200", "--batch-size", "64", "--device", "cpu",
+                 "--quiet", "--radius", "1", "--max", "3", "--out", str(tmp_path / "d.tsv")]) == 0  # no --n0
+    assert json.loads((tmp_path / "d.tsv.json").read_text())["n0"] == 0
+    assert _without_time(_rows(tmp_path / "r.tsv")) == _without_time(_rows(tmp_path / "d.tsv"))
+    capsys.readouterr()
+    for extra in ([], ["--sampling", "fixed"], ["--radius", "1", "--bound", "looks"]):
+        assert _certify(tiny, tmp_path / "x.tsv", "--n0", "0", "--max", "3", *extra) == 2
+        err = capsys.readouterr().err
+        assert "--n0 0" in err and "target radius" in err and err.count("\n") == 1
+        assert not (tmp_path / "x.tsv").exists()
+
+
 def test_target_radius_needs_adaptive_sampling(tiny, tmp_path, capsys):
     assert _certify(tiny, tmp_path / "r.tsv", "--radius", "1", "--max", "3") == 0
     assert json.loads((tmp_path / "r.tsv.json").read_text())["sampling"]["radius"] == 1.0

@@ -20,7 +20,7 @@ from smoothcert.runner.jobs import evaluate
     (DataOptions, "max_images", 0, "--max"),
     (DataOptions, "max_images", 2.5, "--max"),
     (DataOptions, "dataset", 5, "--dataset"),
-    (SamplingOptions, "n0", 0, "--n0"),
+    (SamplingOptions, "n0", -1, "--n0"),  # 0 is the folded one-radius test (refused where it cannot be)
     (SamplingOptions, "n", -3, "--n"),
     (SamplingOptions, "alpha", 1.5, "--alpha"),
     (RuntimeOptions, "seed", -1, "--seed"),

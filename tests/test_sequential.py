@@ -211,7 +211,8 @@ def test_unset_options_come_from_the_defaults_or_a_resumed_log():
     assert Adaptive().settled() == Adaptive(bound="exact", **largest)
     assert Adaptive(radius=4).settled().beta == DEFAULTS["exact"]["target"]["beta"]
     assert Adaptive(bound="looks", radius=4).settled().beta == DEFAULTS["looks"]["target"]["beta"]
-    assert (Adaptive().default_n0(), Adaptive(radius=2).default_n0()) == (100, 30)
+    assert (Adaptive().default_n0(), Adaptive(radius=2).default_n0()) == (100, 0)  # 0: the test selects
+    assert Adaptive(bound="looks", radius=2).default_n0() == 30
     assert Adaptive(step=7).settled().step == 7  # a chosen option stays
     old = {"scheme": "adaptive", "bound": "looks", "radius": None, "beta": 0.2, "step": 50, "growth": 2.0}
     for given in (Adaptive(), Adaptive(bound="looks")):  # unset, the bound is the resumed log's own

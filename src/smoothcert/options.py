@@ -170,7 +170,9 @@ class SamplingOptions(Bundle):
         sampling: ``"fixed"``, ``"adaptive"`` or an [`Adaptive`][smoothcert.certificates.sequential.Adaptive].
     """
 
-    n0: int | None = field(default=None, metadata=_flag("selection samples", type=int))
+    n0: int | None = field(default=None, metadata=_flag(
+        "selection samples; 0: the one-radius test (--radius, exact bound) certifies the class that leads it",
+        type=int))
     n: int | None = field(default=None, metadata=_flag(
         "estimation samples (default 10000, as the paper); the maximum with adaptive sampling", type=int))
     alpha: float | None = field(default=None, metadata=_flag("failure probability (default 0.05, as the paper)",
@@ -180,9 +182,10 @@ class SamplingOptions(Bundle):
         "samples, the paper's protocol", choices=SAMPLINGS))
 
     def check(self) -> None:
-        for name in ("n0", "n"):
-            if getattr(self, name) is not None:
-                check_count(name, getattr(self, name))
+        if self.n0 is not None and self.n0 != 0:  # 0: the test selects the class (refused where it cannot)
+            check_count("n0", self.n0)
+        if self.n is not None:
+            check_count("n", self.n)
         if self.alpha is not None:
             check_alpha(self.alpha)
         if self.sampling is not None:

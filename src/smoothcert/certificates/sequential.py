@@ -28,6 +28,15 @@ Three kinds of time-uniform bounds on a Bernoulli mean p:
   spent at ``(1 - last) alpha`` and a plain Clopper-Pearson bound at ``last * alpha`` is added at
   ``n_max`` (union bound again), so a run that uses all samples loses little against fixed n.
 
+Selection. CERTIFY's class is the top one of ``n0`` selection samples that never enter a bound.
+The one-radius question of the exact bound can instead take the class that leads at each look
+(``n0 = 0``): it certifies class c at look j when c leads with ``S_j >= c_j``. A wrong certificate
+needs some class with ``p_c <= tau`` to cross the boundary, and a class's count alone is a binomial
+path, so by the union bound over classes the error is at most ``g(tau) + sum_{i >= 2} g(1 / i)``,
+``g(q)`` the boundary's crossing probability at share q (increasing in q; the i-th largest of C
+shares is at most 1 / i). [`folded_level`][folded_level] lowers the level the boundaries spend
+until that sum is at most ``alpha``.
+
 With the ``looks`` and ``anytime`` bounds, upper bounds only decide when further sampling is
 futile: the one-sided Clopper-Pearson upper bound U at level ``beta``, at each look on its own; a
 radius is out of reach when U is below its threshold, or (``futility="final"``) when the last
@@ -49,8 +58,8 @@ from scipy.optimize import brentq
 from scipy.special import betainc, betaln
 from scipy.stats import binomtest
 
-from .boundaries import crossing_bounds, futility_bounds, spent
-from .checks import ArgumentError, check_alpha, check_integer
+from .boundaries import crossing_bounds, crossing_probability, futility_bounds, spent
+from .checks import ArgumentError, check_alpha, check_count, check_integer
 from .statistics import clopper_pearson_lower, clopper_pearson_upper
 
 ABSTAIN = -1
@@ -275,7 +284,7 @@ _LOOKS_DEFAULTS: dict[str, dict[str, Any]] = {
 DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "exact": {
         "largest": {"n0": 100, "beta": 0.3, "step": 20, "growth": 1.3, "futility": "spent", "rho": 1.0},
-        "target": {"n0": 30, "beta": 0.6, "step": 10, "growth": 1.3, "futility": "spent", "rho": 0.25},
+        "target": {"n0": 0, "beta": 0.6, "step": 20, "growth": 1.3, "futility": "spent", "rho": 0.25},
         "predict": {"beta": 0.2, "step": 20, "growth": 1.2, "futility": "spent", "rho": 1.0},
     },
     "looks": _LOOKS_DEFAULTS,
@@ -392,8 +401,13 @@ class Adaptive:
                 and (k == "bound" or k not in LEGACY or LEGACY[k] != v)}
 
     def default_n0(self) -> int:
-        """The selection samples of sequential CERTIFY when none are asked for."""
+        """The selection samples of sequential CERTIFY when none are asked for (0: the class that
+        leads the test, see [`folds`][Adaptive.folds])."""
         return DEFAULTS[self.bound or DEFAULT_BOUND][self.question()]["n0"]
+
+    def folds(self) -> bool:
+        """Whether the test can select the class itself (``n0 = 0``): the exact bound's one-radius question."""
+        return self.radius is not None and self.settled().bound == "exact"
 
     def family(self) -> ExactLooks | GroupSequentialCP | MixtureCS:
         options = self.settled()
@@ -457,14 +471,29 @@ def _level(radius: float, step: float) -> float:
     return radius if math.isinf(radius) else float(math.floor(radius / step + 1e-9))
 
 
+def check_n0(n0: object, options: Adaptive | None) -> int:
+    """CERTIFY's selection samples ``n0``: a positive integer, or 0 where the test selects the class
+    itself ([`Adaptive.folds`][Adaptive.folds]; ``options`` None is fixed sampling)."""
+    if n0 == 0 and not isinstance(n0, bool) and isinstance(n0, (int, np.integer)):
+        if options is not None and options.folds():
+            return 0
+        raise ArgumentError("n0", n0, "{name} {value} (no selection samples: the test certifies the class that "
+                            "leads it) needs adaptive sampling with the exact bound and a target radius (--radius R); "
+                            "give {name} >= 1 otherwise")
+    return check_count("n0", n0)
+
+
 def certify_steps(
-    radius: Radius, n0: int, n_max: int, alpha: float, options: Adaptive, resolution: float = 1.0
+    radius: Radius, n0: int, n_max: int, alpha: float, options: Adaptive, resolution: float = 1.0,
+    num_classes: int | None = None,
 ) -> Generator[int, np.ndarray, Outcome]:
     """Sequential CERTIFY as a coroutine: it yields how many fresh samples it needs next and is
     sent their vote counts (num_classes,); it returns an [`Outcome`][Outcome].
 
-    The top class comes from ``n0`` selection samples that never enter a bound. Then batches up
-    to ``n_max`` estimation samples; after each look (the bound family's schedule) it stops when
+    The top class comes from ``n0`` selection samples that never enter a bound, or with ``n0 = 0``
+    (the exact bound's one-radius question) it is the class that leads at each look, at the level
+    [`folded_level`][folded_level] gives for ``num_classes`` classes. Then batches up to ``n_max``
+    estimation samples; after each look (the bound family's schedule) it stops when
 
     * largest radius (``options.radius is None``): a radius in the grid cell (width
       ``resolution``) of the largest radius any run could reach (the cap) is certified, or no
@@ -478,7 +507,12 @@ def certify_steps(
     check_alpha(alpha)
     options = options.settled()
     family = options.family()
-    top = int(np.argmax((yield check_integer(n0, "n0", 1))))
+    if check_n0(n0, options) == 0:
+        level = folded_level(radius, resolution, options.radius, family, n_max, alpha, options.beta,
+                             check_count("num_classes", num_classes))
+        grid = exact_thresholds(radius, resolution, options.radius, family, n_max, level, options.beta)
+        return (yield from _exact_steps(grid, None, options.radius, resolution))
+    top = int(np.argmax((yield n0)))
     if isinstance(family, ExactLooks):
         grid = exact_thresholds(radius, resolution, options.radius, family, n_max, alpha, options.beta)
         return (yield from _exact_steps(grid, top, options.radius, resolution))
@@ -599,17 +633,21 @@ def _cached_thresholds(radius: Radius, resolution: float, target: float | None, 
                       np.maximum.accumulate(np.array(futility), axis=0) if futility else empty)
 
 
-def _exact_steps(grid: Thresholds, top: int, target: float | None,
+def _exact_steps(grid: Thresholds, top: int | None, target: float | None,
                  resolution: float) -> Generator[int, np.ndarray, Outcome]:
-    """The exact bound: radius k is certified once the count reaches its crossing boundary at a
-    look; the run stops as [`certify_steps`][certify_steps] describes, with "reachable" meaning above
-    the futility boundary."""
+    """The exact bound: radius k is certified once the count of class ``top`` (None: the class that
+    leads at the look) reaches its crossing boundary at a look; the run stops as
+    [`certify_steps`][certify_steps] describes, with "reachable" meaning above the futility boundary."""
+    votes: np.ndarray | int = 0
     count = used = 0
+    leader = -1 if top is None else top
     best = -1
     cap = _level(grid.radii[-1], resolution) if len(grid.radii) else -1.0
     for j, look in enumerate(grid.looks if len(grid.radii) else []):
-        counts = yield int(look) - used
-        count, used = count + int(counts[top]), int(look)
+        votes = votes + (yield int(look) - used)
+        used = int(look)
+        leader = int(np.argmax(votes)) if top is None else top
+        count = int(votes[leader])
         best = max(best, int(np.sum(count >= grid.crossing[:, j])) - 1)
         reach = int(np.sum(count > grid.futility[:, j])) - 1
         if target is not None:
@@ -620,8 +658,41 @@ def _exact_steps(grid: Thresholds, top: int, target: float | None,
         if level >= cap or (_level(grid.radii[reach], resolution) if reach >= 0 else -1.0) <= level:
             break
     if best < 0:
-        return Outcome(top, count, used, 0.0, math.nan)
-    return Outcome(top, count, used, float(grid.tau[best]), float(grid.radii[best]))
+        return Outcome(leader, count, used, 0.0, math.nan)
+    return Outcome(leader, count, used, float(grid.tau[best]), float(grid.radii[best]))
+
+
+def others_crossing(bounds: np.ndarray, looks: np.ndarray, tau: float, num_classes: int) -> float:
+    """``sum_{i=2..C} g(min(1 / i, tau))``, ``g`` the probability that a class of that share crosses
+    ``bounds``: what the classes below the leader can add to a folded test's error. Once a term times
+    the classes left is below 1e-15 they are counted at that term (g only falls with i)."""
+    total = 0.0
+    for i in range(2, num_classes + 1):
+        term = crossing_probability(bounds, looks, min(1 / i, tau))
+        if term * (num_classes - i + 1) <= 1e-15:
+            return total + term * (num_classes - i + 1)
+        total += term
+    return total
+
+
+@lru_cache(maxsize=32)
+def folded_level(radius: Radius, resolution: float, target: float, family: ExactLooks, n_max: int, alpha: float,
+                 beta: float, num_classes: int) -> float:
+    """The level at which the one-radius test's boundaries are computed when it selects the class
+    itself (``n0 = 0``; module docstring): ``alpha`` less what the other classes can add, lowered
+    until the exact crossing probability at tau plus [`others_crossing`][others_crossing] is at most
+    ``alpha``."""
+    level = alpha
+    for _ in range(200):
+        grid = exact_thresholds(radius, resolution, target, family, n_max, level, beta)
+        if not len(grid.radii):
+            return level  # beyond the cap: nothing is ever certified
+        bounds, tau = grid.crossing[0], float(grid.tau[0])
+        total = crossing_probability(bounds, grid.looks, tau) + others_crossing(bounds, grid.looks, tau, num_classes)
+        if total <= alpha * (1 - 1e-9):
+            return level
+        level *= min(alpha / total, 0.999)  # the error scales about with the level (at R = 0: twice it)
+    raise RuntimeError(f"no level of the folded test fits alpha {alpha} for {num_classes} classes")
 
 
 def pair_log_evidence(top: int, second: int) -> float:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from ..certificates import ArgumentError, check_alpha, check_count
-from ..certificates.sequential import ABSTAIN, Adaptive, best_lower, predict_decision
+from ..certificates.sequential import ABSTAIN, Adaptive, best_lower, check_n0, predict_decision
 from .base import Classifier
 from .smoothed import Sampling, as_sampling
 
@@ -121,7 +121,7 @@ def check_sampling(classifier: Classifier, mode: str, image_size: tuple[int, int
         raise ArgumentError("certificate", classifier.certificate, "{name} {value}: adaptive sampling certifies with "
                             f"{noise.certificates[0]} only; certify {{value}} with fixed sampling")
     if n0 is not None:  # None: the resumed log's, else the question's default (run_dataset fills it in)
-        check_count("n0", n0)
+        check_n0(n0, options)
     n = check_count("n", 10_000 if n is None else n)
     alpha = check_alpha(0.05 if alpha is None else alpha)
     unanimous = np.zeros(classifier.num_classes, dtype=np.int64)

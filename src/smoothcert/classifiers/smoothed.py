@@ -27,7 +27,7 @@ from scipy.stats import binomtest
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..certificates.sequential import ABSTAIN, Adaptive
+from ..certificates.sequential import ABSTAIN, Adaptive, check_n0
 from ..certificates.sequential import certify_steps as sequential_certify
 from ..certificates.sequential import predict_steps as sequential_predict
 from ..checkpoint import load_checkpoint
@@ -330,9 +330,9 @@ class SmoothedClassifier:
         """CERTIFY as a coroutine for images of ``image_size`` (H, W): yields sample counts, is sent
         votes, returns the [`Certificate`][Certificate]."""
         check_alpha(alpha)
-        check_count("n0", n0)
-        check_count("n", n)
         options = as_sampling(sampling)
+        check_n0(n0, options)
+        check_count("n", n)
         if options is None:
             top = int((yield n0).argmax())
             counts = yield n
@@ -343,7 +343,8 @@ class SmoothedClassifier:
                 raise ValueError(f"adaptive sampling certifies with {self.noise.certificates[0]} only; "
                                  f"use fixed sampling for the {self.certificate} certificate")
             outcome = yield from sequential_certify(
-                NoiseRadius(self.noise, tuple(image_size)), n0, n, alpha, options, self.noise.radius_step)
+                NoiseRadius(self.noise, tuple(image_size)), n0, n, alpha, options, self.noise.radius_step,
+                self.num_classes)
             top, count, n, p_lower, radius = outcome.top, outcome.count, outcome.n, outcome.p_lower, outcome.radius
         if np.isnan(radius):
             return Certificate(ABSTAIN, count, n, float(p_lower), float("nan"))

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..attacks import Oracle, Pointwise, SparseRS
 from ..classifiers.base import WINDOW, VotingClassifier, run_packed
+from ..certificates.sequential import check_n0
 from ..classifiers.smoothed import Sampling, as_sampling
 from ..data import ImageDataset
 from ..errors import check_alpha, check_count
@@ -116,7 +117,7 @@ def run_dataset(
     if mode == "certify":
         if n0 is None:
             n0 = recorded.get("n0", 1000 if options is None else options.default_n0())
-        check_count("n0", n0)
+        check_n0(n0, options)
     if indices:
         smoothed.sample(data.x[indices[0]], 1)  # model/data mismatches fail here, before a log is written
     columns = CERTIFY_COLUMNS if mode == "certify" else PREDICT_COLUMNS
