@@ -51,8 +51,8 @@ def main() -> None:
     targets = [float(r) for r in args.targets.split(",")]
     adaptive = {"exact": Adaptive(), "looks": Adaptive(bound="looks"), "anytime": Adaptive(bound="anytime")}
     runs: dict[str, dict] = {  # cheap runs first, so an interrupted benchmark has them
-        **{f"target R={r:g}": dict(n0=100, sampling=Adaptive(radius=r)) for r in targets},
-        **{f"adaptive ({name})": dict(n0=100, sampling=options) for name, options in adaptive.items()},
+        **{f"target R={r:g}": dict(n0=None, sampling=Adaptive(radius=r)) for r in targets},  # the defaults' n0
+        **{f"adaptive ({name})": dict(n0=None, sampling=options) for name, options in adaptive.items()},
         "predict adaptive": dict(mode="predict", sampling=Adaptive()),
         "fixed seed 0": dict(n0=1000, sampling="fixed"),
         "fixed seed 1": dict(n0=1000, sampling="fixed", seed=1),
