@@ -194,14 +194,30 @@ def test_a_test_that_selects_its_class_is_wrong_at_most_alpha_over_all_paths(alp
 
 
 def test_the_other_classes_term_bounds_every_share_below_the_leader():
-    """others_crossing is the sum of g(min(1/i, tau)) (computed term by term, then bounded by the
-    last term times the classes left) and grows with the number of classes."""
+    """others_crossing bounds the sum of g(min(1/i, tau)) from above, within 0.1% (term by term,
+    then the classes left at the last term), and grows with the number of classes."""
     looks = ExactLooks(20, 1.3, 0.25).looks(2000)
-    bounds = crossing_bounds(TAU[2], looks, spent(0.05, looks, 0.25))
-    terms = [crossing_probability(bounds, looks, min(1 / i, TAU[2])) for i in range(2, 11)]
-    assert others_crossing(bounds, looks, TAU[2], 10) == pytest.approx(sum(terms), rel=1e-6, abs=1e-14)
-    assert others_crossing(bounds, looks, TAU[2], 2) <= others_crossing(bounds, looks, TAU[2], 1000)
-    assert sum(terms) <= others_crossing(bounds, looks, TAU[2], 1000) < 0.05
+    for r in (0, 2):
+        bounds = crossing_bounds(TAU[r], looks, spent(0.05, looks, 0.25))
+        terms = [crossing_probability(bounds, looks, min(1 / i, TAU[r])) for i in range(2, 11)]
+        assert sum(terms) <= others_crossing(bounds, looks, TAU[r], 10) <= 1.001 * sum(terms) + 1e-15
+        assert sum(terms) <= others_crossing(bounds, looks, TAU[r], 1000) < 0.05
+        assert others_crossing(bounds, looks, TAU[r], 2) == pytest.approx(terms[0], rel=1e-12)
+
+
+class Unhashable:
+    """Corollary 1 as a certificate that cannot be hashed (its tables are not cached)."""
+
+    __hash__ = None
+
+    def __call__(self, p: float) -> float:
+        return cor1(p)
+
+
+def test_the_folded_level_is_the_same_for_an_unhashable_certificate():
+    family = Adaptive(radius=1).settled().family()
+    cached = folded_level(cor1, 1.0, 1.0, family, 2000, 0.05, 0.6, 10)
+    assert cached == folded_level(Unhashable(), 1.0, 1.0, family, 2000, 0.05, 0.6, 10) < 0.05
 
 
 @pytest.mark.parametrize("alpha", [0.05, 0.01])
