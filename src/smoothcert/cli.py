@@ -122,10 +122,10 @@ def _add_sampling(p: argparse.ArgumentParser, certify: bool) -> None:
                         "anytime: threshold = the futility bound is below its threshold, final (default) = the "
                         "last look could not certify it at that rate")
     if certify:
-        SamplingOptions.add_flags(p, ("n0",), help={"n0": "selection samples (default 1000 as the paper with fixed "
-                                                          f"sampling; adaptive: {_question_defaults('n0', looks=False)}; "
-                                                          "0: the exact bound's one-radius test certifies the class that "
-                                                          "leads it)"})
+        n0_help = (f"selection samples (default 1000 as the paper with fixed sampling; adaptive: "
+                   f"{_question_defaults('n0', looks=False)}; 0: the exact bound's one-radius test certifies the "
+                   "class that leads it)")
+        SamplingOptions.add_flags(p, ("n0",), help={"n0": n0_help})
         p.add_argument("--radius", type=float, default=None,
                        help="adaptive: only ask whether each image is certified at this radius (stops much sooner)")
         p.add_argument("--certificate", choices=certificate_names(),
