@@ -96,24 +96,26 @@ def half_gap(total: float) -> float:
     return brentq(lambda g: binom.sf(critical - 1, m, (total + g) / (2 * total)) - 0.5, 0, total, xtol=1e-9)
 
 
+def moved(p1: float, p2: float, a: float, b: float) -> float:
+    """KL(q || q'), q' moving the top two shares p1, p2 of q to a, b (the other classes as they are)."""
+    return float(p1 * np.log(p1 / a) + p2 * np.log(p2 / b))
+
+
 def predict_bounds(q: np.ndarray, label: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PREDICT's floor and lower bounds per digit: answering (charged where fixed n answers rightly, or
     label-blind wherever it answers) and giving up (see the module docstring)."""
-    first, second = np.sort(q, 1)[:, -1], np.sort(q, 1)[:, -2]
+    ranked = np.sort(q, 1)
+    first, second = ranked[:, -1], ranked[:, -2]
     answered = np.array([answers(a, b) for a, b in zip(first, second)])
     right = answered & (q.argmax(1) == label)
     rates = np.linspace(1e-6, 1 - 1e-6, 20_001)
     answer, give_up = np.zeros(len(q)), np.zeros(len(q))
     for i, (p1, p2) in enumerate(zip(first, second)):
-        pair = np.array([p1, p2])
-
-        def divergence(a: float, b: float) -> float:  # KL(q || q'), q' moving the top two shares to a, b
-            return float(p1 * np.log(p1 / a) + p2 * np.log(p2 / b))
-
         if answered[i]:
-            answer[i] = kl(np.array(1 - beta), np.array(ALPHA)) / divergence(pair.mean(), pair.mean())
+            mean = (p1 + p2) / 2
+            answer[i] = kl(np.array(1 - beta), np.array(ALPHA)) / moved(p1, p2, mean, mean)
         elif p1 > p2 and p1 - p2 < (g := half_gap(p1 + p2)):
-            mirrored, target = divergence(p2, p1), divergence((p1 + p2 + g) / 2, (p1 + p2 - g) / 2)
+            mirrored, target = moved(p1, p2, p2, p1), moved(p1, p2, (p1 + p2 + g) / 2, (p1 + p2 - g) / 2)
             give_up[i] = np.min(np.maximum(kl(rates, np.array(ALPHA)) / mirrored, kl(rates, np.array(0.5)) / target))
     floor = predict_floor(q, right)
     return floor, np.minimum(np.where(right, answer, give_up), N_MAX), np.minimum(answer + give_up, N_MAX)
